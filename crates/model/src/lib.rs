@@ -1,0 +1,212 @@
+//! Ferry's canonical commerce model.
+//!
+//! Every connector translates its system's data to and from these types; the engine only ever moves,
+//! maps, hashes and compares them. Plain data: no I/O here.
+//!
+//! - Money is [`rust_decimal::Decimal`] with a [`Currency`] beside it and an explicit tax-inclusive flag.
+//! - Every record has a stable key ([`Record::key`]), an `updated_at` and a `custom` map.
+//! - [`Record::parse`] validates and names the record and field of every problem.
+
+pub mod common;
+pub mod customer;
+pub mod decimal;
+pub mod error;
+pub mod money;
+pub mod order;
+pub mod price;
+pub mod product;
+pub mod schema;
+pub mod shipment;
+pub mod stock;
+
+pub use common::{Address, Custom};
+pub use customer::Customer;
+pub use error::{FieldError, RecordError};
+pub use money::{Currency, Money, Price};
+pub use order::{Discount, DiscountKind, Loyalty, Order, OrderCustomer, OrderLine, OrderStatus, OrderTotals, Payment, ShippingLine, TaxLine};
+pub use price::{PriceListEntry, PriceScope};
+pub use product::{Media, MediaKind, Product, ProductStatus, Translation, Weight};
+pub use shipment::{Shipment, ShipmentLine};
+pub use stock::{StockLevel, StockStatus};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// The kinds of record Ferry syncs. A connector reads and writes streams of one kind each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    Products,
+    Prices,
+    Stock,
+    Customers,
+    Orders,
+    Shipments,
+}
+
+impl Stream {
+    pub const ALL: [Stream; 6] = [Stream::Products, Stream::Prices, Stream::Stock, Stream::Customers, Stream::Orders, Stream::Shipments];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Stream::Products => "products",
+            Stream::Prices => "prices",
+            Stream::Stock => "stock",
+            Stream::Customers => "customers",
+            Stream::Orders => "orders",
+            Stream::Shipments => "shipments",
+        }
+    }
+
+    /// The field (or fields) the key is made of, for messages and docs.
+    pub fn key_fields(&self) -> &'static [&'static str] {
+        match self {
+            Stream::Products => &["sku"],
+            Stream::Prices => &["price_list", "sku", "min_quantity"],
+            Stream::Stock => &["sku", "location"],
+            Stream::Customers => &["code"],
+            Stream::Orders => &["number"],
+            Stream::Shipments => &["number"],
+        }
+    }
+
+    pub fn json_schema(&self) -> serde_json::Value {
+        let schema = match self {
+            Stream::Products => schemars::schema_for!(Product),
+            Stream::Prices => schemars::schema_for!(PriceListEntry),
+            Stream::Stock => schemars::schema_for!(StockLevel),
+            Stream::Customers => schemars::schema_for!(Customer),
+            Stream::Orders => schemars::schema_for!(Order),
+            Stream::Shipments => schemars::schema_for!(Shipment),
+        };
+        schema.to_value()
+    }
+}
+
+impl fmt::Display for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Stream {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Stream::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown stream {s:?}; streams are products, prices, stock, customers, orders, shipments"))
+    }
+}
+
+/// A validated canonical record of any stream.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Record {
+    Product(Product),
+    Price(PriceListEntry),
+    Stock(StockLevel),
+    Customer(Customer),
+    Order(Order),
+    Shipment(Shipment),
+}
+
+impl Record {
+    pub fn stream(&self) -> Stream {
+        match self {
+            Record::Product(_) => Stream::Products,
+            Record::Price(_) => Stream::Prices,
+            Record::Stock(_) => Stream::Stock,
+            Record::Customer(_) => Stream::Customers,
+            Record::Order(_) => Stream::Orders,
+            Record::Shipment(_) => Stream::Shipments,
+        }
+    }
+
+    /// The stable key: SKU, customer code, order number, `sku@location`, `list/sku/min_qty`.
+    pub fn key(&self) -> String {
+        match self {
+            Record::Product(p) => p.sku.clone(),
+            Record::Price(p) => p.key(),
+            Record::Stock(s) => s.key(),
+            Record::Customer(c) => c.code.clone(),
+            Record::Order(o) => o.number.clone(),
+            Record::Shipment(s) => s.number.clone(),
+        }
+    }
+
+    pub fn updated_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Record::Product(p) => p.updated_at,
+            Record::Price(p) => p.updated_at,
+            Record::Stock(s) => s.updated_at,
+            Record::Customer(c) => c.updated_at,
+            Record::Order(o) => o.updated_at,
+            Record::Shipment(s) => s.updated_at,
+        }
+    }
+
+    /// Parses and validates a JSON value as a record of `stream`. Errors name the record (its key, or
+    /// `position` when the key itself is unreadable) and every offending field.
+    pub fn parse(stream: Stream, value: serde_json::Value, position: &str) -> Result<Record, RecordError> {
+        let record_name = key_hint(stream, &value).unwrap_or_else(|| position.to_owned());
+        let fail = |errors: Vec<FieldError>| RecordError { stream: stream.as_str(), record: record_name.clone(), errors };
+        let record = match stream {
+            Stream::Products => Record::Product(typed(value).map_err(|e| fail(vec![e]))?),
+            Stream::Prices => Record::Price(typed(value).map_err(|e| fail(vec![e]))?),
+            Stream::Stock => Record::Stock(typed(value).map_err(|e| fail(vec![e]))?),
+            Stream::Customers => Record::Customer(typed(value).map_err(|e| fail(vec![e]))?),
+            Stream::Orders => Record::Order(typed(value).map_err(|e| fail(vec![e]))?),
+            Stream::Shipments => Record::Shipment(typed(value).map_err(|e| fail(vec![e]))?),
+        };
+        let errors = record.validate();
+        if errors.is_empty() { Ok(record) } else { Err(fail(errors)) }
+    }
+
+    /// Business-rule checks beyond types; empty when valid.
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        match self {
+            Record::Product(p) => p.validate(&mut errors),
+            Record::Price(p) => p.validate(&mut errors),
+            Record::Stock(s) => s.validate(&mut errors),
+            Record::Customer(c) => c.validate(&mut errors),
+            Record::Order(o) => o.validate(&mut errors),
+            Record::Shipment(s) => s.validate(&mut errors),
+        }
+        errors
+    }
+
+    /// The canonical JSON form: struct fields in declaration order, maps sorted, decimals normalised,
+    /// absent options left out. Equal records always give equal bytes.
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("canonical records always serialise")
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, FieldError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { String::new() } else { path };
+        FieldError::new(field, e.into_inner().to_string())
+    })
+}
+
+/// The record's key read straight from raw JSON, for naming a record that does not parse.
+pub fn key_hint(stream: Stream, value: &serde_json::Value) -> Option<String> {
+    let parts: Vec<String> = stream
+        .key_fields()
+        .iter()
+        .filter_map(|f| match value.get(*f)? {
+            serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .collect();
+    if parts.is_empty() { None } else { Some(parts.join("/")) }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,279 @@
+//! Orders placed on the shop, imported into the business system exactly once.
+
+use crate::common::{Address, Custom, require_text};
+use crate::customer::looks_like_email;
+use crate::error::FieldError;
+use crate::money::Currency;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
+use std::collections::BTreeMap;
+
+#[skip_serializing_none]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Order {
+    /// The shop's order number: the natural key written into the target so a retry can find it.
+    pub number: String,
+    pub placed_at: DateTime<Utc>,
+    #[serde(default)]
+    pub status: OrderStatus,
+    #[serde(default)]
+    pub customer: OrderCustomer,
+    /// The buyer's own reference (purchase-order number).
+    pub customer_reference: Option<String>,
+    pub currency: Currency,
+    /// True when unit prices, shipping and discounts include tax (then `totals.tax` is the tax contained).
+    pub prices_include_tax: bool,
+    pub lines: Vec<OrderLine>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shipping: Vec<ShippingLine>,
+    /// Order-level discounts (coupons, promotions, redeemed loyalty points).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub discounts: Vec<Discount>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub coupons: Vec<String>,
+    pub loyalty: Option<Loyalty>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub payments: Vec<Payment>,
+    pub totals: OrderTotals,
+    pub billing_address: Option<Address>,
+    pub shipping_address: Option<Address>,
+    pub notes: Option<String>,
+    pub updated_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub custom: Custom,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Placed, not yet paid or authorised.
+    #[default]
+    Pending,
+    /// Paid or authorised: ready to fulfil.
+    Confirmed,
+    Processing,
+    PartiallyShipped,
+    Shipped,
+    Completed,
+    Cancelled,
+    Refunded,
+}
+
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderCustomer {
+    /// Account code in the business system, when the buyer is a known (B2B) customer.
+    pub code: Option<String>,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub company: Option<String>,
+    pub tax_id: Option<String>,
+    pub phone: Option<String>,
+}
+
+#[skip_serializing_none]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderLine {
+    pub sku: String,
+    pub name: Option<String>,
+    #[serde(with = "crate::decimal")]
+    #[schemars(with = "crate::schema::DecimalString")]
+    pub quantity: Decimal,
+    /// Price of one unit before discounts (tax mode per `prices_include_tax`).
+    #[serde(with = "crate::decimal")]
+    #[schemars(with = "crate::schema::DecimalString")]
+    pub unit_price: Decimal,
+    /// Discount on the whole line (not per unit).
+    #[serde(default, with = "crate::decimal")]
+    #[schemars(with = "crate::schema::DecimalString")]
+    pub discount: Decimal,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taxes: Vec<TaxLine>,
+    /// quantity × unit_price − discount, as the shop computed it.
+    #[serde(with = "crate::decimal")]
+    #[schemars(with = "crate::schema::DecimalString")]
+    pub total: Decimal,
+}
+
+#[skip_serializing_none]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaxLine {
+    /// e.g. `GST`, `VAT 19%`.
+    pub name: String,
+    /// Rate as a fraction (0.10 for 10 %).
+    #[serde(default, with = "crate::decimal::option")]
+    #[schemars(with = "Option<crate::schema::DecimalString>")]
+    pub rate: Option<Decimal>,
+    #[serde(with = "crate::decimal")]
+    #[schemars(with = "crate::schema::DecimalString")]
+    pub amount: Decimal,
+}
+
+#[skip_serializing_none]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShippingLine {
+    pub method: String,
+    pub carrier: Option<String>,
+    #[serde(with = "crate::decimal")]
+    #[schemars(with = "crate::schema::DecimalString")]
+    pub amount: Decimal,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taxes: Vec<TaxLine>,
+}
+
+#[skip_serializing_none]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Discount {
+    #[serde(default)]
+    pub kind: DiscountKind,
+    /// Coupon / voucher code, when one was entered.
+    pub code: Option<String>,
+    pub description: Option<String>,
+    /// Positive amount taken off the order.
+    #[serde(with = "crate::decimal")]
+    #[schemars(with = "crate::schema::DecimalString")]
+    pub amount: Decimal,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscountKind {
+    #[default]
+    Promotion,
+    Coupon,
+    /// Loyalty points redeemed as money off.
+    Loyalty,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Loyalty {
+    #[serde(default, with = "crate::decimal")]
+    #[schemars(with = "crate::schema::DecimalString")]
+    pub points_used: Decimal,
+    #[serde(default, with = "crate::decimal")]
+    #[schemars(with = "crate::schema::DecimalString")]
+    pub points_earned: Decimal,
+}
+
+#[skip_serializing_none]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Payment {
+    pub method: String,
+    #[serde(with = "crate::decimal")]
+    #[schemars(with = "crate::schema::DecimalString")]
+    pub amount: Decimal,
+    pub reference: Option<String>,
+    /// `authorized`, `settled`, `declined`, `refunded`...
+    pub status: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderTotals {
+    /// Sum of line totals.
+    #[serde(with = "crate::decimal")]
+    #[schemars(with = "crate::schema::DecimalString")]
+    pub subtotal: Decimal,
+    #[serde(default, with = "crate::decimal")]
+    #[schemars(with = "crate::schema::DecimalString")]
+    pub shipping: Decimal,
+    /// Sum of order-level discounts (positive).
+    #[serde(default, with = "crate::decimal")]
+    #[schemars(with = "crate::schema::DecimalString")]
+    pub discount: Decimal,
+    /// All tax on the order (added on top, or contained when prices include tax).
+    #[serde(default, with = "crate::decimal")]
+    #[schemars(with = "crate::schema::DecimalString")]
+    pub tax: Decimal,
+    #[serde(with = "crate::decimal")]
+    #[schemars(with = "crate::schema::DecimalString")]
+    pub total: Decimal,
+}
+
+impl Order {
+    pub(crate) fn validate(&self, errors: &mut Vec<FieldError>) {
+        require_text(&self.number, "number", errors);
+        if self.lines.is_empty() {
+            errors.push(FieldError::new("lines", "an order needs at least one line"));
+        }
+        if let Some(email) = &self.customer.email
+            && !looks_like_email(email)
+        {
+            errors.push(FieldError::new("customer.email", format!("{email:?} is not an e-mail address")));
+        }
+        for (i, line) in self.lines.iter().enumerate() {
+            require_text(&line.sku, &format!("lines[{i}].sku"), errors);
+            if line.quantity <= Decimal::ZERO {
+                errors.push(FieldError::new(
+                    format!("lines[{i}].quantity"),
+                    format!("must be positive (got {})", line.quantity),
+                ));
+            }
+            if line.unit_price.is_sign_negative() && !line.unit_price.is_zero() {
+                errors.push(FieldError::new(format!("lines[{i}].unit_price"), "must not be negative"));
+            }
+        }
+        for (i, d) in self.discounts.iter().enumerate() {
+            if d.amount.is_sign_negative() && !d.amount.is_zero() {
+                errors.push(FieldError::new(format!("discounts[{i}].amount"), "is the amount taken off: must not be negative"));
+            }
+        }
+        for (field, addr) in [("billing_address", &self.billing_address), ("shipping_address", &self.shipping_address)] {
+            if let Some(a) = addr {
+                a.validate(field, errors);
+            }
+        }
+        errors.extend(self.reconcile());
+    }
+
+    /// Checks that the totals agree with the parts, to the currency's minor unit:
+    /// lines → subtotal, shipping lines → shipping, discounts → discount, tax lines → tax (when given),
+    /// and subtotal + shipping − discount (+ tax when prices exclude it) = total.
+    pub fn reconcile(&self) -> Vec<FieldError> {
+        let c = self.currency;
+        let mut errors = Vec::new();
+        let mut check = |field: String, expected: Decimal, actual: Decimal, how: &str| {
+            if c.round(expected) != c.round(actual) {
+                errors.push(FieldError::new(
+                    field,
+                    format!("is {} but {how} gives {} (off by {})", c.round(actual), c.round(expected), c.round(actual - expected)),
+                ));
+            }
+        };
+        for (i, l) in self.lines.iter().enumerate() {
+            check(format!("lines[{i}].total"), l.quantity * l.unit_price - l.discount, l.total, "quantity × unit_price − discount");
+        }
+        let subtotal: Decimal = self.lines.iter().map(|l| l.total).sum();
+        check("totals.subtotal".into(), subtotal, self.totals.subtotal, "the sum of line totals");
+        let shipping: Decimal = self.shipping.iter().map(|s| s.amount).sum();
+        check("totals.shipping".into(), shipping, self.totals.shipping, "the sum of shipping lines");
+        let discount: Decimal = self.discounts.iter().map(|d| d.amount).sum();
+        check("totals.discount".into(), discount, self.totals.discount, "the sum of discounts");
+        let has_tax_lines = self.lines.iter().any(|l| !l.taxes.is_empty()) || self.shipping.iter().any(|s| !s.taxes.is_empty());
+        if has_tax_lines {
+            let tax: Decimal = self.lines.iter().flat_map(|l| &l.taxes).chain(self.shipping.iter().flat_map(|s| &s.taxes)).map(|t| t.amount).sum();
+            check("totals.tax".into(), tax, self.totals.tax, "the sum of tax lines");
+        }
+        let t = &self.totals;
+        let expected_total = if self.prices_include_tax {
+            t.subtotal + t.shipping - t.discount
+        } else {
+            t.subtotal + t.shipping - t.discount + t.tax
+        };
+        let how = if self.prices_include_tax { "subtotal + shipping − discount" } else { "subtotal + shipping − discount + tax" };
+        check("totals.total".into(), expected_total, t.total, how);
+        errors
+    }
+}
