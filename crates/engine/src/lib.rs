@@ -1,10 +1,26 @@
 //! Ferry's engine: the connector contract, flows (source stream → mapping → target stream), change
 //! detection by content hash, the durable state store, and runs.
+//!
+//! Where things happen: [`run`] moves records through a flow; [`hash`] decides what changed; [`store`]
+//! remembers what was written where; [`mapping`] reshapes records per business; [`connector`] is the
+//! contract every system implements.
 
+pub mod backoff;
+pub mod config;
 pub mod connector;
+pub mod diff;
+pub mod hash;
+pub mod mapping;
+pub mod run;
+pub mod store;
+pub mod workspace;
 
+pub use config::{Config, FlowConfig, OnMissing};
 pub use connector::{
     BuildContext, CheckReport, Connector, ConnectorError, ConnectorFactory, Description, ErrorKind, ReadItem, ReadMode,
     ReadRequest, RecordFailure, Registry, RetireMode, SourceRecord, StreamCapability, WriteAction, WriteMode, WriteOutcome,
-    WriteRecord, Written,
+    WriteRecord, Written, parse_options,
 };
+pub use run::{Flow, Progress, Replay, RunOptions, RunReport, run_flow};
+pub use store::{SqliteStore, StateStore};
+pub use workspace::{Workspace, holder_id};

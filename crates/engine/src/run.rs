@@ -1,0 +1,690 @@
+//! One run of one flow: read → map → validate → hash → compare → write changed → commit.
+//!
+//! The order of a batch is what makes Ferry safe to kill at any instant:
+//! 1. look the batch's keys up in the cross-reference; equal hash → unchanged, no write;
+//! 2. for create-once streams (orders), ask the target for keys Ferry has no record of (`find_by_key`):
+//!    a previous run may have created them and died before committing;
+//! 3. write the changed records; each record's outcome is its own;
+//! 4. commit cross-reference + hashes + parked failures + checkpoint in one transaction.
+//!
+//! A crash before 4 repeats 1–3 on the next run: upserts are rewritten with the same content, and
+//! create-once records are found in step 2 instead of created twice.
+
+use crate::backoff::Backoff;
+use crate::config::{FlowConfig, OnMissing};
+use crate::connector::*;
+use crate::diff::{FieldChange, diff};
+use crate::hash::fingerprint;
+use crate::mapping::Mapping;
+use crate::store::{BatchCommit, Counts, NewFailure, RunRecord, Stage, StateStore, Synced};
+use ferry_model::{Record, Stream, key_hint};
+use futures::StreamExt;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Hash stored for records retired by deactivation: never equal to a real hash, so a record that
+/// comes back is written again.
+const RETIRED_HASH: &str = "retired";
+
+/// Everything a run of one flow needs.
+pub struct Flow {
+    pub name: String,
+    pub config: FlowConfig,
+    pub source: Arc<dyn Connector>,
+    pub target: Arc<dyn Connector>,
+    pub mapping: Mapping,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Ignore the checkpoint: re-read everything and reconcile records missing from the source.
+    pub full: bool,
+    /// Compute and report what would be written; write nothing, commit nothing.
+    pub dry_run: bool,
+    /// Only these source keys (targeted sync, e.g. from a webhook).
+    pub keys: Option<Vec<String>>,
+    pub replay: Replay,
+    /// Retire even when more than `max_retire_share` of the records would go.
+    pub force_retire: bool,
+    /// Who runs (host:pid), for the flow lease.
+    pub holder: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Replay {
+    /// Replay parked retryable failures whose retry time has come, then read the source.
+    #[default]
+    Due,
+    /// Replay every parked failure of the flow (after a fix), and do not read the source.
+    AllOnly,
+    /// Replay these failures only, and do not read the source.
+    IdsOnly(Vec<i64>),
+}
+
+/// What a run did (or, with `dry_run`, would do).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RunReport {
+    pub flow: String,
+    pub run_id: Option<i64>,
+    pub dry_run: bool,
+    pub counts: Counts,
+    #[serde(with = "duration_secs")]
+    pub duration: Duration,
+    /// Failures of this run (first 50), for the summary.
+    pub failures: Vec<FailureLine>,
+    /// With `dry_run`: the planned writes (first 200), with field-level changes.
+    pub planned: Vec<PlannedChange>,
+    pub warnings: Vec<String>,
+    /// Set when the run stopped early (endpoint down…); committed work stays committed.
+    pub aborted: Option<String>,
+}
+
+mod duration_secs {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FailureLine {
+    pub key: String,
+    pub stage: Stage,
+    pub field: Option<String>,
+    pub message: String,
+    pub retryable: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PlannedChange {
+    pub key: String,
+    pub action: &'static str,
+    pub changes: Vec<FieldChange>,
+}
+
+/// Receives progress while a run goes (the CLI draws a progress bar from it).
+pub trait Progress: Send + Sync {
+    fn update(&self, counts: &Counts);
+}
+
+pub struct NoProgress;
+impl Progress for NoProgress {
+    fn update(&self, _: &Counts) {}
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("flow {flow}: {message}")]
+    Setup { flow: String, message: String },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+const MAX_LISTED: usize = 50;
+const MAX_PLANNED: usize = 200;
+const BATCH_ATTEMPTS: u32 = 5;
+
+/// A record ready to compare and write.
+struct Pending {
+    key: String,
+    record: Record,
+    hash: String,
+    canonical: String,
+}
+
+struct Batch {
+    pending: Vec<Pending>,
+    keys: HashSet<String>,
+    commit: BatchCommit,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Batch { pending: Vec::new(), keys: HashSet::new(), commit: BatchCommit::default() }
+    }
+    fn len(&self) -> usize {
+        self.pending.len() + self.commit.failed.len()
+    }
+}
+
+struct Runner<'a> {
+    flow: &'a Flow,
+    store: &'a dyn StateStore,
+    options: &'a RunOptions,
+    progress: &'a dyn Progress,
+    stream: Stream,
+    write_mode: WriteMode,
+    batch_size: usize,
+    run_id: i64,
+    open_failures: HashSet<String>,
+    seen: HashSet<u64>,
+    report: RunReport,
+}
+
+pub async fn run_flow(flow: &Flow, store: &dyn StateStore, options: &RunOptions, progress: &dyn Progress) -> Result<RunReport, RunError> {
+    let started = Instant::now();
+    let stream = flow.config.stream;
+    let setup = |message: String| RunError::Setup { flow: flow.name.clone(), message };
+    let source_desc = flow.source.describe();
+    let target_desc = flow.target.describe();
+    let read_mode = source_desc
+        .stream(stream)
+        .and_then(|s| s.read)
+        .ok_or_else(|| setup(format!("source {} cannot read {stream}", source_desc.name)))?;
+    let target_cap = target_desc
+        .stream(stream)
+        .filter(|s| s.write.is_some())
+        .ok_or_else(|| setup(format!("target {} cannot write {stream}", target_desc.name)))?
+        .clone();
+    let write_mode = target_cap.write.expect("filtered above");
+    if write_mode == WriteMode::CreateOnce && !target_cap.find_by_key {
+        return Err(setup(format!("target {} writes {stream} create-once but cannot find them by key", target_desc.name)));
+    }
+
+    let mode = if options.dry_run {
+        "dry_run"
+    } else if options.replay != Replay::Due {
+        "retry"
+    } else if options.keys.is_some() {
+        "targeted"
+    } else if options.full {
+        "full"
+    } else {
+        "incremental"
+    };
+    let mut runner = Runner {
+        flow,
+        store,
+        options,
+        progress,
+        stream,
+        write_mode,
+        batch_size: flow.config.batch_size.unwrap_or(target_desc.batch_size).max(1),
+        run_id: 0,
+        open_failures: HashSet::new(),
+        seen: HashSet::new(),
+        report: RunReport { flow: flow.name.clone(), dry_run: options.dry_run, ..Default::default() },
+    };
+
+    if !options.dry_run {
+        take_lease(store, &flow.name, &options.holder).await?;
+        runner.run_id = store.begin_run(&flow.name, mode).await?;
+        runner.report.run_id = Some(runner.run_id);
+    }
+    let outcome = runner.run(read_mode, &target_cap).await;
+    if let Err(message) = &outcome {
+        tracing::error!(flow = %flow.name, error = %message, "run aborted");
+        runner.report.aborted = Some(message.clone());
+    }
+    runner.report.duration = started.elapsed();
+    if !options.dry_run {
+        let status = match (&runner.report.aborted, runner.report.counts.failed) {
+            (Some(_), _) => "aborted",
+            (None, 0) => "ok",
+            (None, _) => "failed_records",
+        };
+        store.finish_run(runner.run_id, status, runner.report.aborted.as_deref()).await?;
+        store.unlock_flow(&flow.name, &options.holder).await?;
+    }
+    Ok(runner.report)
+}
+
+/// Takes the flow's lease. A lease left by a process of this host that no longer exists (killed with -9)
+/// is taken over at once instead of waiting for it to expire.
+async fn take_lease(store: &dyn StateStore, flow: &str, holder: &str) -> Result<(), RunError> {
+    let lease = chrono::Duration::minutes(10);
+    match store.lock_flow(flow, holder, lease).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let Some(other) = store.lock_holder(flow).await? else { return store.lock_flow(flow, holder, lease).await.map_err(Into::into) };
+            let (my_host, _) = holder.rsplit_once(':').unwrap_or((holder, ""));
+            let dead = other.rsplit_once(':').is_some_and(|(host, pid)| {
+                host == my_host && pid.parse::<u32>().is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+            });
+            if !dead {
+                return Err(e.into());
+            }
+            tracing::warn!(flow, previous = %other, "taking over the lease of a process that no longer runs");
+            store.unlock_flow(flow, &other).await?;
+            store.lock_flow(flow, holder, lease).await.map_err(Into::into)
+        }
+    }
+}
+
+impl Runner<'_> {
+    async fn run(&mut self, read_mode: ReadMode, target_cap: &StreamCapability) -> Result<(), String> {
+        let store_err = |e: crate::store::StoreError| e.to_string();
+        let parked = self.store.failures(Some(&self.flow.name), None).await.map_err(store_err)?;
+        self.open_failures = parked.iter().map(|f| f.key.clone()).collect();
+
+        // 1. Replay parked failures (due ones before a normal run; all or some on request).
+        let now = chrono::Utc::now();
+        let replays: Vec<_> = parked
+            .into_iter()
+            .filter(|f| match &self.options.replay {
+                Replay::Due => f.retryable && f.next_retry_at.as_deref().is_some_and(|t| t <= now.to_rfc3339().as_str()),
+                Replay::AllOnly => true,
+                Replay::IdsOnly(ids) => ids.contains(&f.id),
+            })
+            .filter(|f| self.options.keys.as_ref().is_none_or(|k| k.contains(&f.key)))
+            .collect();
+        let mut batch = Batch::new();
+        for f in replays {
+            let position = f.position.clone().unwrap_or_else(|| f.key.clone());
+            self.add(&mut batch, SourceRecord { position, data: f.source }).await?;
+        }
+        self.flush(&mut batch, None).await?;
+        if self.options.replay != Replay::Due {
+            return Ok(());
+        }
+
+        // 2. Read the source from the checkpoint.
+        let checkpoint = if self.options.full || self.options.keys.is_some() {
+            None
+        } else {
+            self.store.checkpoint(&self.flow.name).await.map_err(store_err)?
+        };
+        let request = ReadRequest { stream: Some(self.stream), checkpoint, keys: self.options.keys.clone() };
+        let mut items = self.flow.source.read(request);
+        let complete = self.options.keys.is_none() && (read_mode == ReadMode::Snapshot || self.options.full);
+        while let Some(item) = items.next().await {
+            match item {
+                Ok(ReadItem::Record(record)) => self.add(&mut batch, record).await?,
+                Ok(ReadItem::Checkpoint(cp)) => {
+                    // Records so far get committed or parked with this checkpoint: it never skips any.
+                    self.flush(&mut batch, Some(cp)).await?;
+                }
+                Ok(ReadItem::Invalid { position, key, raw, field, message }) => {
+                    self.report.counts.read += 1;
+                    batch.commit.counts.read += 1;
+                    let key = key.unwrap_or_else(|| position.clone());
+                    self.mark_seen(&key);
+                    self.park(&mut batch, key, Some(position), Stage::Read, Some(field), message, false, raw);
+                    if batch.len() >= self.batch_size {
+                        self.flush(&mut batch, None).await?;
+                    }
+                }
+                Err(e) => {
+                    // Keep what was read before the error; the checkpoint stays where the last one was.
+                    drop(items);
+                    self.flush(&mut batch, None).await?;
+                    return Err(format!("reading {} from {}: {e}", self.stream, self.flow.config.source));
+                }
+            }
+        }
+        drop(items);
+        self.flush(&mut batch, None).await?;
+
+        // 3. Records that disappeared from a complete read.
+        if complete {
+            self.reconcile_missing(target_cap).await?;
+        }
+        Ok(())
+    }
+
+    fn mark_seen(&mut self, key: &str) {
+        let mut h = DefaultHasher::new();
+        key.hash(&mut h);
+        self.seen.insert(h.finish());
+    }
+
+    /// Maps, validates and fingerprints one source record into the batch (or parks it).
+    async fn add(&mut self, batch: &mut Batch, source: SourceRecord) -> Result<(), String> {
+        self.report.counts.read += 1;
+        batch.commit.counts.read += 1;
+        let position = source.position;
+        let mapped = match self.flow.mapping.apply(source.data.clone()) {
+            Ok(Some(v)) => v,
+            Ok(None) => {
+                self.report.counts.skipped += 1;
+                batch.commit.counts.skipped += 1;
+                return Ok(());
+            }
+            Err(e) => {
+                let key = key_hint(self.stream, &source.data).unwrap_or_else(|| position.clone());
+                self.mark_seen(&key);
+                let field = (!e.field.is_empty()).then_some(e.field.clone());
+                self.park(batch, key, Some(position), Stage::Map, field, e.to_string(), false, source.data);
+                return self.flush_if_full(batch).await;
+            }
+        };
+        match Record::parse(self.stream, mapped, &position) {
+            Ok(record) => {
+                let key = record.key();
+                self.mark_seen(&key);
+                if batch.keys.contains(&key) {
+                    // The same key twice in one batch (overlap windows, appended files): the later
+                    // version must be compared with what the earlier one wrote.
+                    self.flush(batch, None).await?;
+                }
+                let fp = fingerprint(&record);
+                batch.keys.insert(key.clone());
+                batch.pending.push(Pending { key, record, hash: fp.hash, canonical: fp.canonical });
+            }
+            Err(e) => {
+                self.mark_seen(&e.record);
+                let field = Some(e.field().to_owned()).filter(|f| !f.is_empty());
+                self.park(batch, e.record.clone(), Some(position), Stage::Validate, field, e.to_string(), false, source.data);
+            }
+        }
+        self.flush_if_full(batch).await
+    }
+
+    async fn flush_if_full(&mut self, batch: &mut Batch) -> Result<(), String> {
+        if batch.len() >= self.batch_size { self.flush(batch, None).await } else { Ok(()) }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn park(
+        &mut self,
+        batch: &mut Batch,
+        key: String,
+        position: Option<String>,
+        stage: Stage,
+        field: Option<String>,
+        message: String,
+        retryable: bool,
+        source: serde_json::Value,
+    ) {
+        tracing::warn!(flow = %self.flow.name, record = %key, stage = stage.as_str(), field = field.as_deref().unwrap_or(""), %message, "record failed");
+        self.report.counts.failed += 1;
+        batch.commit.counts.failed += 1;
+        if self.report.failures.len() < MAX_LISTED {
+            self.report.failures.push(FailureLine { key: key.clone(), stage, field: field.clone(), message: message.clone(), retryable });
+        }
+        batch.commit.outcomes.push(RunRecord {
+            key: key.clone(),
+            outcome: "failed",
+            target_id: None,
+            field: field.clone(),
+            message: Some(message.clone()),
+        });
+        batch.commit.failed.push(NewFailure { key, position, stage, field, message, retryable, source });
+    }
+
+    /// Compares, writes and commits one batch; `checkpoint` is committed with it.
+    async fn flush(&mut self, batch: &mut Batch, checkpoint: Option<serde_json::Value>) -> Result<(), String> {
+        let mut current = std::mem::replace(batch, Batch::new());
+        current.commit.checkpoint = checkpoint;
+        if current.pending.is_empty() && current.commit.is_empty() {
+            return Ok(());
+        }
+        let flow = &self.flow.name;
+        let keys: Vec<String> = current.pending.iter().map(|p| p.key.clone()).collect();
+        let known = self.store.lookup(flow, &keys).await.map_err(|e| e.to_string())?;
+
+        let mut to_write: Vec<(Pending, Option<String>)> = Vec::new();
+        for p in current.pending.drain(..) {
+            match known.get(&p.key) {
+                Some(x) if x.hash == p.hash => {
+                    self.report.counts.unchanged += 1;
+                    current.commit.counts.unchanged += 1;
+                    if self.open_failures.remove(&p.key) {
+                        current.commit.resolved.push(p.key);
+                    }
+                }
+                other => {
+                    let target_id = other.map(|x| x.target_id.clone());
+                    to_write.push((p, target_id));
+                }
+            }
+        }
+
+        // Exactly once: before creating a create-once record Ferry has no cross-reference for, ask the
+        // target whether an earlier (killed) run already created it.
+        if self.write_mode == WriteMode::CreateOnce {
+            let unknown: Vec<String> = to_write.iter().filter(|(_, id)| id.is_none()).map(|(p, _)| p.key.clone()).collect();
+            if !unknown.is_empty() {
+                let target = self.flow.target.clone();
+                let stream = self.stream;
+                let found = with_retry(&format!("find {stream} by key"), || target.find_by_key(stream, &unknown)).await?;
+                let mut rest = Vec::with_capacity(to_write.len());
+                for (p, id) in to_write {
+                    match (id, found.get(&p.key)) {
+                        (None, Some(existing)) => {
+                            tracing::info!(flow = %flow, record = %p.key, target_id = %existing, "already in target; recorded, not created again");
+                            self.report.counts.unchanged += 1;
+                            current.commit.counts.unchanged += 1;
+                            if !self.options.dry_run {
+                                if self.open_failures.remove(&p.key) {
+                                    current.commit.resolved.push(p.key.clone());
+                                }
+                                current.commit.synced.push(Synced { key: p.key, target_id: existing.clone(), hash: p.hash, payload: p.canonical });
+                            }
+                        }
+                        (id, _) => rest.push((p, id)),
+                    }
+                }
+                to_write = rest;
+            }
+        }
+
+        if self.options.dry_run {
+            self.plan(&to_write).await?;
+            self.progress.update(&self.report.counts);
+            return Ok(());
+        }
+
+        for chunk in chunks(to_write, self.batch_size) {
+            let by_key: HashMap<String, (String, String, bool)> =
+                chunk.iter().map(|(p, id)| (p.key.clone(), (p.hash.clone(), p.canonical.clone(), id.is_some()))).collect();
+            let records: Vec<WriteRecord> =
+                chunk.into_iter().map(|(p, target_id)| WriteRecord { key: p.key, target_id, record: p.record }).collect();
+            let target = self.flow.target.clone();
+            let stream = self.stream;
+            let outcomes = with_retry(&format!("write {stream}"), || target.write(stream, records.clone())).await?;
+            let mut answered = HashSet::new();
+            for outcome in outcomes {
+                let Some((hash, canonical, _)) = by_key.get(&outcome.key) else {
+                    tracing::warn!(flow = %flow, record = %outcome.key, "target reported an outcome for a record it was not sent");
+                    continue;
+                };
+                answered.insert(outcome.key.clone());
+                match outcome.result {
+                    Ok(written) => {
+                        let label = match written.action {
+                            WriteAction::Created => {
+                                current.commit.counts.created += 1;
+                                self.report.counts.created += 1;
+                                "created"
+                            }
+                            WriteAction::Updated | WriteAction::Retired => {
+                                current.commit.counts.updated += 1;
+                                self.report.counts.updated += 1;
+                                "updated"
+                            }
+                            WriteAction::Unchanged => {
+                                current.commit.counts.unchanged += 1;
+                                self.report.counts.unchanged += 1;
+                                "unchanged"
+                            }
+                        };
+                        if self.open_failures.remove(&outcome.key) {
+                            current.commit.resolved.push(outcome.key.clone());
+                        }
+                        current.commit.outcomes.push(RunRecord {
+                            key: outcome.key.clone(),
+                            outcome: label,
+                            target_id: Some(written.target_id.clone()),
+                            field: None,
+                            message: None,
+                        });
+                        current.commit.synced.push(Synced {
+                            key: outcome.key,
+                            target_id: written.target_id,
+                            hash: hash.clone(),
+                            payload: canonical.clone(),
+                        });
+                    }
+                    Err(failure) => {
+                        let source: serde_json::Value = serde_json::from_str(canonical).unwrap_or_default();
+                        self.park(&mut current, outcome.key, None, Stage::Write, failure.field, failure.message, failure.retryable, source);
+                    }
+                }
+            }
+            for (key, (_, canonical, _)) in &by_key {
+                if !answered.contains(key) {
+                    let source: serde_json::Value = serde_json::from_str(canonical).unwrap_or_default();
+                    let message = format!("target {} returned no outcome for this record", self.flow.config.target);
+                    self.park(&mut current, key.clone(), None, Stage::Write, None, message, true, source);
+                }
+            }
+        }
+        self.store.commit_batch(flow, self.run_id, current.commit).await.map_err(|e| e.to_string())?;
+        self.progress.update(&self.report.counts);
+        Ok(())
+    }
+
+    async fn plan(&mut self, to_write: &[(Pending, Option<String>)]) -> Result<(), String> {
+        let changed: Vec<String> = to_write.iter().filter(|(_, id)| id.is_some()).map(|(p, _)| p.key.clone()).collect();
+        let before = if changed.is_empty() {
+            HashMap::new()
+        } else {
+            self.store.payloads(&self.flow.name, &changed).await.map_err(|e| e.to_string())?
+        };
+        for (p, id) in to_write {
+            let (action, changes) = match id {
+                None => {
+                    self.report.counts.created += 1;
+                    ("create", Vec::new())
+                }
+                Some(_) => {
+                    self.report.counts.updated += 1;
+                    let new: serde_json::Value = serde_json::from_str(&p.canonical).unwrap_or_default();
+                    let changes = before.get(&p.key).map(|old| diff(old, &new)).unwrap_or_default();
+                    ("update", changes)
+                }
+            };
+            if self.report.planned.len() < MAX_PLANNED {
+                self.report.planned.push(PlannedChange { key: p.key.clone(), action, changes });
+            }
+        }
+        Ok(())
+    }
+
+    /// After a complete read: records in the cross-reference that the source no longer has.
+    async fn reconcile_missing(&mut self, target_cap: &StreamCapability) -> Result<(), String> {
+        let flow = self.flow.name.clone();
+        let mut missing = Vec::new();
+        let mut total = 0u64;
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.xref_page(&flow, after.as_deref(), 10_000).await.map_err(|e| e.to_string())?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.0.clone());
+            for (key, target_id, hash) in page {
+                total += 1;
+                let mut h = DefaultHasher::new();
+                key.hash(&mut h);
+                if !self.seen.contains(&h.finish()) && hash != RETIRED_HASH {
+                    missing.push((key, target_id));
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mode = match self.flow.config.on_missing {
+            OnMissing::Ignore => {
+                self.report.warnings.push(format!(
+                    "{} record(s) are no longer in the source and were left in the target (on_missing = \"ignore\")",
+                    missing.len()
+                ));
+                return Ok(());
+            }
+            OnMissing::Deactivate => RetireMode::Deactivate,
+            OnMissing::Delete => RetireMode::Delete,
+        };
+        let share = self.flow.config.max_retire_share.unwrap_or(0.5);
+        if !self.options.force_retire && missing.len() > 10 && missing.len() as f64 > share * total as f64 {
+            self.report.warnings.push(format!(
+                "{} of {total} records are missing from the source: more than {:.0} %, so none were retired (a truncated \
+                 export?). Re-run with --force-retire if this is intended.",
+                missing.len(),
+                share * 100.0
+            ));
+            return Ok(());
+        }
+        if !target_cap.retire.contains(&mode) {
+            self.report.warnings.push(format!(
+                "{} record(s) are no longer in the source, but target {} cannot {mode:?} {}",
+                missing.len(),
+                self.flow.config.target,
+                self.stream
+            ));
+            return Ok(());
+        }
+        for chunk in missing.chunks(self.batch_size) {
+            if self.options.dry_run {
+                for (key, _) in chunk {
+                    self.report.counts.retired += 1;
+                    if self.report.planned.len() < MAX_PLANNED {
+                        let action = if mode == RetireMode::Delete { "delete" } else { "deactivate" };
+                        self.report.planned.push(PlannedChange { key: key.clone(), action, changes: Vec::new() });
+                    }
+                }
+                continue;
+            }
+            let target = self.flow.target.clone();
+            let stream = self.stream;
+            let items = chunk.to_vec();
+            let outcomes = with_retry(&format!("retire {stream}"), || target.retire(stream, items.clone(), mode)).await?;
+            let mut commit = BatchCommit::default();
+            for o in outcomes {
+                match o.result {
+                    Ok(w) => {
+                        commit.counts.retired += 1;
+                        self.report.counts.retired += 1;
+                        commit.outcomes.push(RunRecord { key: o.key.clone(), outcome: "retired", target_id: Some(w.target_id.clone()), field: None, message: None });
+                        if mode == RetireMode::Delete {
+                            commit.forgotten.push(o.key);
+                        } else {
+                            commit.synced.push(Synced { key: o.key, target_id: w.target_id, hash: RETIRED_HASH.into(), payload: "null".into() });
+                        }
+                    }
+                    Err(f) => {
+                        let mut b = Batch::new();
+                        self.park(&mut b, o.key, None, Stage::Retire, f.field, f.message, f.retryable, serde_json::Value::Null);
+                        commit.failed.append(&mut b.commit.failed);
+                        commit.outcomes.append(&mut b.commit.outcomes);
+                        commit.counts.failed += 1;
+                    }
+                }
+            }
+            self.store.commit_batch(&flow, self.run_id, commit).await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+fn chunks<T>(items: Vec<T>, size: usize) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    let mut it = items.into_iter().peekable();
+    while it.peek().is_some() {
+        out.push(it.by_ref().take(size).collect());
+    }
+    out
+}
+
+/// Retries a whole call on transient errors with backoff and jitter; anything else ends the run.
+async fn with_retry<T, F, Fut>(what: &str, mut call: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ConnectorError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_transient() && attempt < BATCH_ATTEMPTS => {
+                let delay = Backoff::BATCH.delay(attempt);
+                tracing::warn!(error = %e, attempt, ?delay, "{what} failed; retrying");
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(format!("{what}: {e} (after {attempt} attempt(s))")),
+        }
+    }
+}

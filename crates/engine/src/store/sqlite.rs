@@ -1,0 +1,453 @@
+//! The embedded default state store: one SQLite file (WAL), via sqlx.
+
+use super::*;
+use crate::backoff::Backoff;
+use chrono::{SecondsFormat, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use std::path::Path;
+use std::str::FromStr;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    location: String,
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path` and applies migrations.
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        let location = path.display().to_string();
+        let err = |e: &dyn std::fmt::Display| StoreError { location: location.clone(), message: e.to_string() };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+        }
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(|e| err(&e))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // NORMAL in WAL mode survives a killed process (the case that matters for exactly-once);
+            // a power cut may lose the last commit, which find_by_key and hashes heal on the next run.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(std::time::Duration::from_secs(30))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(|e| err(&e))?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(|e| err(&e))?;
+        Ok(SqliteStore { pool, location })
+    }
+
+    fn err(&self, context: &str, e: impl std::fmt::Display) -> StoreError {
+        StoreError { location: self.location.clone(), message: format!("{context}: {e}") }
+    }
+}
+
+fn keys_json(keys: &[String]) -> String {
+    serde_json::to_string(keys).expect("strings serialise")
+}
+
+#[async_trait]
+impl StateStore for SqliteStore {
+    async fn lock_flow(&self, flow: &str, holder: &str, lease: chrono::Duration) -> StoreResult<()> {
+        let now_t = Utc::now();
+        let expires = (now_t + lease).to_rfc3339_opts(SecondsFormat::Micros, true);
+        // Take the lock when free, expired, or already ours (a heartbeat renews it).
+        let taken = sqlx::query(
+            "INSERT INTO flow_locks (flow, holder, expires_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (flow) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE flow_locks.holder = excluded.holder OR flow_locks.expires_at < ?4",
+        )
+        .bind(flow)
+        .bind(holder)
+        .bind(&expires)
+        .bind(now_t.to_rfc3339_opts(SecondsFormat::Micros, true))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err("lock flow", e))?
+        .rows_affected();
+        if taken == 1 {
+            return Ok(());
+        }
+        let row = sqlx::query("SELECT holder, expires_at FROM flow_locks WHERE flow = ?1")
+            .bind(flow)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err("lock flow", e))?;
+        let (other, until): (String, String) = row.map(|r| (r.get(0), r.get(1))).unwrap_or_default();
+        Err(self.err(&format!("flow {flow}"), format!("is already running in {other} (lease until {until})")))
+    }
+
+    async fn unlock_flow(&self, flow: &str, holder: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM flow_locks WHERE flow = ?1 AND holder = ?2")
+            .bind(flow)
+            .bind(holder)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err("unlock flow", e))?;
+        Ok(())
+    }
+
+    async fn lock_holder(&self, flow: &str) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT holder FROM flow_locks WHERE flow = ?1")
+            .bind(flow)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err("read flow lock", e))
+    }
+
+    async fn begin_run(&self, flow: &str, mode: &str) -> StoreResult<i64> {
+        let id = sqlx::query("INSERT INTO runs (flow, mode, started_at, status) VALUES (?1, ?2, ?3, 'running')")
+            .bind(flow)
+            .bind(mode)
+            .bind(now())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err("begin run", e))?
+            .last_insert_rowid();
+        Ok(id)
+    }
+
+    async fn finish_run(&self, run_id: i64, status: &str, error: Option<&str>) -> StoreResult<()> {
+        sqlx::query("UPDATE runs SET finished_at = ?2, status = ?3, error = ?4 WHERE id = ?1")
+            .bind(run_id)
+            .bind(now())
+            .bind(status)
+            .bind(error)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err("finish run", e))?;
+        Ok(())
+    }
+
+    async fn runs(&self, flow: Option<&str>, limit: i64) -> StoreResult<Vec<RunRow>> {
+        let rows = sqlx::query(
+            "SELECT id, flow, mode, started_at, finished_at, status, read, created, updated, unchanged, failed,
+                    retired, skipped, error
+             FROM runs WHERE ?1 IS NULL OR flow = ?1 ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(flow)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err("list runs", e))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| RunRow {
+                id: r.get(0),
+                flow: r.get(1),
+                mode: r.get(2),
+                started_at: r.get(3),
+                finished_at: r.get(4),
+                status: r.get(5),
+                counts: Counts {
+                    read: r.get::<i64, _>(6) as u64,
+                    created: r.get::<i64, _>(7) as u64,
+                    updated: r.get::<i64, _>(8) as u64,
+                    unchanged: r.get::<i64, _>(9) as u64,
+                    failed: r.get::<i64, _>(10) as u64,
+                    retired: r.get::<i64, _>(11) as u64,
+                    skipped: r.get::<i64, _>(12) as u64,
+                },
+                error: r.get(13),
+            })
+            .collect())
+    }
+
+    async fn run_records(&self, run_id: i64) -> StoreResult<Vec<RunRecord>> {
+        let rows = sqlx::query("SELECT key, outcome, target_id, field, message FROM run_records WHERE run_id = ?1 ORDER BY rowid")
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err("list run records", e))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| RunRecord {
+                key: r.get(0),
+                outcome: match r.get::<String, _>(1).as_str() {
+                    "created" => "created",
+                    "updated" => "updated",
+                    "retired" => "retired",
+                    "failed" => "failed",
+                    _ => "unchanged",
+                },
+                target_id: r.get(2),
+                field: r.get(3),
+                message: r.get(4),
+            })
+            .collect())
+    }
+
+    async fn checkpoint(&self, flow: &str) -> StoreResult<Option<serde_json::Value>> {
+        let row = sqlx::query("SELECT value FROM checkpoints WHERE flow = ?1")
+            .bind(flow)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err("read checkpoint", e))?;
+        row.map(|r| serde_json::from_str(r.get::<&str, _>(0)).map_err(|e| self.err("decode checkpoint", e))).transpose()
+    }
+
+    async fn reset_checkpoint(&self, flow: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM checkpoints WHERE flow = ?1")
+            .bind(flow)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err("reset checkpoint", e))?;
+        Ok(())
+    }
+
+    async fn lookup(&self, flow: &str, keys: &[String]) -> StoreResult<HashMap<String, XrefEntry>> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        // One query per batch: the keys travel as one JSON array parameter.
+        let rows = sqlx::query(
+            "SELECT key, target_id, hash FROM xref WHERE flow = ?1 AND key IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(flow)
+        .bind(keys_json(keys))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err("look up cross-reference", e))?;
+        Ok(rows.into_iter().map(|r| (r.get(0), XrefEntry { target_id: r.get(1), hash: r.get(2) })).collect())
+    }
+
+    async fn payloads(&self, flow: &str, keys: &[String]) -> StoreResult<HashMap<String, serde_json::Value>> {
+        let rows = sqlx::query(
+            "SELECT key, payload FROM xref WHERE flow = ?1 AND payload IS NOT NULL AND key IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(flow)
+        .bind(keys_json(keys))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err("read payloads", e))?;
+        rows.into_iter()
+            .map(|r| {
+                let payload: &str = r.get(1);
+                Ok((r.get(0), serde_json::from_str(payload).map_err(|e| self.err("decode payload", e))?))
+            })
+            .collect()
+    }
+
+    async fn xref_page(&self, flow: &str, after: Option<&str>, limit: i64) -> StoreResult<Vec<(String, String, String)>> {
+        let rows = sqlx::query("SELECT key, target_id, hash FROM xref WHERE flow = ?1 AND (?2 IS NULL OR key > ?2) ORDER BY key LIMIT ?3")
+            .bind(flow)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err("page cross-reference", e))?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    }
+
+    async fn xref_find(&self, key: &str) -> StoreResult<Vec<XrefRow>> {
+        let rows = sqlx::query("SELECT flow, key, target_id, hash, synced_at, payload FROM xref WHERE key = ?1 OR target_id = ?1 ORDER BY flow")
+            .bind(key)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err("find cross-reference", e))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| XrefRow {
+                flow: r.get(0),
+                key: r.get(1),
+                target_id: r.get(2),
+                hash: r.get(3),
+                synced_at: r.get(4),
+                payload: r.get::<Option<&str>, _>(5).and_then(|p| serde_json::from_str(p).ok()),
+            })
+            .collect())
+    }
+
+    async fn commit_batch(&self, flow: &str, run_id: i64, batch: BatchCommit) -> StoreResult<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let at = now();
+        let mut tx = self.pool.begin().await.map_err(|e| self.err("begin batch", e))?;
+        if !batch.synced.is_empty() {
+            let rows: Vec<serde_json::Value> = batch
+                .synced
+                .iter()
+                .map(|s| serde_json::json!([s.key, s.target_id, s.hash, s.payload]))
+                .collect();
+            sqlx::query(
+                "INSERT INTO xref (flow, key, target_id, hash, payload, synced_at)
+                 SELECT ?1, value ->> 0, value ->> 1, value ->> 2, value ->> 3, ?3 FROM json_each(?2)
+                 ON CONFLICT (flow, key) DO UPDATE SET target_id = excluded.target_id, hash = excluded.hash,
+                     payload = excluded.payload, synced_at = excluded.synced_at",
+            )
+            .bind(flow)
+            .bind(serde_json::Value::Array(rows).to_string())
+            .bind(&at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err("record cross-reference", e))?;
+        }
+        if !batch.forgotten.is_empty() {
+            sqlx::query("DELETE FROM xref WHERE flow = ?1 AND key IN (SELECT value FROM json_each(?2))")
+                .bind(flow)
+                .bind(keys_json(&batch.forgotten))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err("forget cross-reference", e))?;
+        }
+        if !batch.resolved.is_empty() {
+            sqlx::query("DELETE FROM failures WHERE flow = ?1 AND key IN (SELECT value FROM json_each(?2))")
+                .bind(flow)
+                .bind(keys_json(&batch.resolved))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err("resolve failures", e))?;
+        }
+        for f in &batch.failed {
+            let attempts: i64 = sqlx::query_scalar("SELECT attempts FROM failures WHERE flow = ?1 AND key = ?2")
+                .bind(flow)
+                .bind(&f.key)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| self.err("park failure", e))?
+                .unwrap_or(0)
+                + 1;
+            let next_retry = f.retryable.then(|| {
+                let delay = Backoff::PARKED.delay(attempts as u32);
+                (Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default()).to_rfc3339_opts(SecondsFormat::Micros, true)
+            });
+            sqlx::query(
+                "INSERT INTO failures (flow, key, position, stage, field, message, retryable, attempts, first_failed_at,
+                                       last_failed_at, next_retry_at, source)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)
+                 ON CONFLICT (flow, key) DO UPDATE SET position = excluded.position, stage = excluded.stage,
+                     field = excluded.field, message = excluded.message, retryable = excluded.retryable,
+                     attempts = excluded.attempts, last_failed_at = excluded.last_failed_at,
+                     next_retry_at = excluded.next_retry_at, source = excluded.source",
+            )
+            .bind(flow)
+            .bind(&f.key)
+            .bind(&f.position)
+            .bind(f.stage.as_str())
+            .bind(&f.field)
+            .bind(&f.message)
+            .bind(f.retryable)
+            .bind(attempts)
+            .bind(&at)
+            .bind(next_retry)
+            .bind(f.source.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err("park failure", e))?;
+        }
+        if !batch.outcomes.is_empty() {
+            let rows: Vec<serde_json::Value> = batch
+                .outcomes
+                .iter()
+                .map(|o| serde_json::json!([o.key, o.outcome, o.target_id, o.field, o.message]))
+                .collect();
+            sqlx::query(
+                "INSERT INTO run_records (run_id, key, outcome, target_id, field, message)
+                 SELECT ?1, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 FROM json_each(?2)",
+            )
+            .bind(run_id)
+            .bind(serde_json::Value::Array(rows).to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err("record run outcomes", e))?;
+        }
+        if let Some(cp) = &batch.checkpoint {
+            sqlx::query(
+                "INSERT INTO checkpoints (flow, value, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (flow) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )
+            .bind(flow)
+            .bind(cp.to_string())
+            .bind(&at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err("advance checkpoint", e))?;
+        }
+        let c = batch.counts;
+        if c != Counts::default() {
+            sqlx::query(
+                "UPDATE runs SET read = read + ?2, created = created + ?3, updated = updated + ?4,
+                     unchanged = unchanged + ?5, failed = failed + ?6, retired = retired + ?7, skipped = skipped + ?8
+                 WHERE id = ?1",
+            )
+            .bind(run_id)
+            .bind(c.read as i64)
+            .bind(c.created as i64)
+            .bind(c.updated as i64)
+            .bind(c.unchanged as i64)
+            .bind(c.failed as i64)
+            .bind(c.retired as i64)
+            .bind(c.skipped as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err("count run", e))?;
+        }
+        tx.commit().await.map_err(|e| self.err("commit batch", e))
+    }
+
+    async fn failures(&self, flow: Option<&str>, due_before: Option<DateTime<Utc>>) -> StoreResult<Vec<Failure>> {
+        let due = due_before.map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true));
+        let rows = sqlx::query(
+            "SELECT id, flow, key, position, stage, field, message, retryable, attempts, first_failed_at, last_failed_at,
+                    next_retry_at, source
+             FROM failures
+             WHERE (?1 IS NULL OR flow = ?1) AND (?2 IS NULL OR (retryable = 1 AND next_retry_at <= ?2))
+             ORDER BY id",
+        )
+        .bind(flow)
+        .bind(due)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err("list failures", e))?;
+        rows.into_iter().map(|r| self.failure_row(r)).collect()
+    }
+
+    async fn failure(&self, id: i64) -> StoreResult<Option<Failure>> {
+        let row = sqlx::query(
+            "SELECT id, flow, key, position, stage, field, message, retryable, attempts, first_failed_at, last_failed_at,
+                    next_retry_at, source FROM failures WHERE id = ?1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.err("read failure", e))?;
+        row.map(|r| self.failure_row(r)).transpose()
+    }
+
+    async fn drop_failures(&self, flow: Option<&str>, ids: &[i64]) -> StoreResult<u64> {
+        let ids_json = serde_json::to_string(ids).expect("ids serialise");
+        let n = sqlx::query(
+            "DELETE FROM failures WHERE (?1 IS NULL OR flow = ?1) AND (?2 = '[]' OR id IN (SELECT value FROM json_each(?2)))",
+        )
+        .bind(flow)
+        .bind(ids_json)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err("drop failures", e))?
+        .rows_affected();
+        Ok(n)
+    }
+}
+
+impl SqliteStore {
+    fn failure_row(&self, r: sqlx::sqlite::SqliteRow) -> StoreResult<Failure> {
+        Ok(Failure {
+            id: r.get(0),
+            flow: r.get(1),
+            key: r.get(2),
+            position: r.get(3),
+            stage: r.get(4),
+            field: r.get(5),
+            message: r.get(6),
+            retryable: r.get(7),
+            attempts: r.get(8),
+            first_failed_at: r.get(9),
+            last_failed_at: r.get(10),
+            next_retry_at: r.get(11),
+            source: serde_json::from_str(r.get::<&str, _>(12)).map_err(|e| self.err("decode failure source", e))?,
+        })
+    }
+}
