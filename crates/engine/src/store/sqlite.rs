@@ -267,6 +267,7 @@ impl StateStore for SqliteStore {
         let at = now();
         let mut tx = self.pool.begin().await.map_err(|e| self.err("begin batch", e))?;
         if !batch.synced.is_empty() {
+            // (`WHERE true`: SQLite needs it to tell the upsert clause from a join in INSERT … SELECT.)
             let rows: Vec<serde_json::Value> = batch
                 .synced
                 .iter()
@@ -274,7 +275,7 @@ impl StateStore for SqliteStore {
                 .collect();
             sqlx::query(
                 "INSERT INTO xref (flow, key, target_id, hash, payload, synced_at)
-                 SELECT ?1, value ->> 0, value ->> 1, value ->> 2, value ->> 3, ?3 FROM json_each(?2)
+                 SELECT ?1, value ->> 0, value ->> 1, value ->> 2, value ->> 3, ?3 FROM json_each(?2) WHERE true
                  ON CONFLICT (flow, key) DO UPDATE SET target_id = excluded.target_id, hash = excluded.hash,
                      payload = excluded.payload, synced_at = excluded.synced_at",
             )

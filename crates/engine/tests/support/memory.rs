@@ -1,0 +1,137 @@
+//! A connector that keeps its records in memory, with switches to make it fail. It is a test double of
+//! the *contract* (to drive the engine into crashes and endpoint failures on demand), not a stand-in for
+//! any real system: those are tested live in crates/connectors/tests.
+
+use async_trait::async_trait;
+use ferry_engine::connector::*;
+use ferry_model::{Record, Stream};
+use futures::stream::BoxStream;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct Faults {
+    /// Keys the target refuses (permanently), naming this field.
+    pub refuse: HashMap<String, String>,
+    /// The next N write calls fail as a whole with a transient error.
+    pub transient_calls: u32,
+    /// Write calls fail as a whole (permanent) once this many records were stored: "endpoint died mid-batch".
+    pub die_after: Option<usize>,
+}
+
+pub struct Memory {
+    pub stream: Stream,
+    pub read_mode: ReadMode,
+    pub write_mode: WriteMode,
+    pub source: Mutex<Vec<serde_json::Value>>,
+    pub target: Mutex<BTreeMap<String, Record>>,
+    pub write_calls: Mutex<u32>,
+    pub records_written: Mutex<usize>,
+    pub faults: Mutex<Faults>,
+    pub retired: Mutex<Vec<(String, RetireMode)>>,
+    /// Emit a checkpoint (the index) after every N source records, for incremental reads.
+    pub checkpoint_every: usize,
+}
+
+impl Memory {
+    pub fn new(stream: Stream, read_mode: ReadMode, write_mode: WriteMode) -> Self {
+        Memory {
+            stream,
+            read_mode,
+            write_mode,
+            source: Mutex::new(Vec::new()),
+            target: Mutex::new(BTreeMap::new()),
+            write_calls: Mutex::new(0),
+            records_written: Mutex::new(0),
+            faults: Mutex::new(Faults::default()),
+            retired: Mutex::new(Vec::new()),
+            checkpoint_every: 2,
+        }
+    }
+    pub fn writes(&self) -> usize {
+        *self.records_written.lock().unwrap()
+    }
+}
+
+#[async_trait]
+impl Connector for Memory {
+    fn describe(&self) -> Description {
+        Description {
+            name: "memory",
+            summary: "test double of the connector contract",
+            config_schema: serde_json::json!({}),
+            streams: vec![StreamCapability {
+                stream: self.stream,
+                read: Some(self.read_mode),
+                write: Some(self.write_mode),
+                find_by_key: true,
+                retire: vec![RetireMode::Deactivate, RetireMode::Delete],
+            }],
+            batch_size: 3,
+            webhooks: false,
+        }
+    }
+
+    async fn check(&self) -> Result<CheckReport, ConnectorError> {
+        Ok(CheckReport { ok: true, details: vec![] })
+    }
+
+    fn read(&self, request: ReadRequest) -> BoxStream<'_, Result<ReadItem, ConnectorError>> {
+        let records = self.source.lock().unwrap().clone();
+        let start = request.checkpoint.and_then(|c| c.as_u64()).unwrap_or(0) as usize;
+        let every = self.checkpoint_every;
+        let incremental = self.read_mode == ReadMode::Incremental;
+        let mut items = Vec::new();
+        for (i, data) in records.into_iter().enumerate().skip(start) {
+            items.push(Ok(ReadItem::Record(SourceRecord { position: format!("memory #{i}"), data })));
+            if incremental && (i + 1) % every == 0 {
+                items.push(Ok(ReadItem::Checkpoint(serde_json::json!(i + 1))));
+            }
+        }
+        Box::pin(futures::stream::iter(items))
+    }
+
+    async fn write(&self, _stream: Stream, batch: Vec<WriteRecord>) -> Result<Vec<WriteOutcome>, ConnectorError> {
+        *self.write_calls.lock().unwrap() += 1;
+        let mut faults = self.faults.lock().unwrap();
+        if faults.transient_calls > 0 {
+            faults.transient_calls -= 1;
+            return Err(ConnectorError::transient("memory", "503 Service Unavailable"));
+        }
+        let mut target = self.target.lock().unwrap();
+        let mut outcomes = Vec::new();
+        for w in batch {
+            if let Some(limit) = faults.die_after
+                && *self.records_written.lock().unwrap() >= limit
+            {
+                return Err(ConnectorError::permanent("memory", "connection reset by peer"));
+            }
+            if let Some(field) = faults.refuse.get(&w.key) {
+                outcomes.push(WriteOutcome::failed(w.key, RecordFailure::permanent(Some(field.clone()), "refused by target")));
+                continue;
+            }
+            let existed = target.insert(w.key.clone(), w.record).is_some();
+            *self.records_written.lock().unwrap() += 1;
+            let action = if existed { WriteAction::Updated } else { WriteAction::Created };
+            outcomes.push(WriteOutcome::ok(w.key.clone(), format!("id-{}", w.key), action));
+        }
+        Ok(outcomes)
+    }
+
+    async fn find_by_key(&self, _stream: Stream, keys: &[String]) -> Result<HashMap<String, String>, ConnectorError> {
+        let target = self.target.lock().unwrap();
+        let wanted: HashSet<&String> = keys.iter().collect();
+        Ok(target.keys().filter(|k| wanted.contains(k)).map(|k| (k.clone(), format!("id-{k}"))).collect())
+    }
+
+    async fn retire(&self, _stream: Stream, items: Vec<(String, String)>, mode: RetireMode) -> Result<Vec<WriteOutcome>, ConnectorError> {
+        let mut retired = self.retired.lock().unwrap();
+        Ok(items
+            .into_iter()
+            .map(|(key, id)| {
+                retired.push((key.clone(), mode));
+                WriteOutcome::ok(key, id, WriteAction::Retired)
+            })
+            .collect())
+    }
+}
