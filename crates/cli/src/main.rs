@@ -1,1 +1,243 @@
-fn main() {}
+//! `ferry`: run flows, inspect state, replay failures.
+
+mod bench;
+mod output;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use ferry_engine::run::Replay;
+use ferry_engine::{Config, RunOptions, Workspace, holder_id};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "ferry", version, about = "Ferry: keep a business system and a web shop in sync.", long_about = None)]
+struct Cli {
+    /// Config file.
+    #[arg(short, long, global = true, env = "FERRY_CONFIG", default_value = "ferry.toml")]
+    config: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "FERRY_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a commented example config (CSV export → JSONL shop) to start from.
+    Init {
+        /// Where to write it.
+        #[arg(default_value = "ferry.toml")]
+        path: PathBuf,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Test every connection (or one) without changing anything.
+    Check { connection: Option<String> },
+    /// Run a flow (or all enabled flows with --all).
+    Sync {
+        flow: Option<String>,
+        #[arg(long, conflicts_with = "flow")]
+        all: bool,
+        /// Re-read everything from the start and reconcile records missing from the source.
+        #[arg(long)]
+        full: bool,
+        /// Show what would be written, field by field; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only these records (source keys), e.g. one SKU or one order number.
+        #[arg(long = "key")]
+        keys: Vec<String>,
+        /// Retire records missing from the source even beyond the flow's max_retire_share.
+        #[arg(long)]
+        force_retire: bool,
+    },
+    /// Last runs per flow and open failures.
+    Status { flow: Option<String> },
+    /// Records that failed: list, retry after a fix, or drop.
+    Failures {
+        #[command(subcommand)]
+        action: FailuresAction,
+    },
+    /// Where a record went: source key or target id → flows, target ids, last sync.
+    Xref { key: String },
+    /// Connector types in this build, with their streams and options.
+    Describe { connector: Option<String> },
+    /// The JSON Schema of the canonical model.
+    Schema,
+    /// Measure sync speed and memory on generated data (CSV → JSONL).
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum FailuresAction {
+    List { flow: Option<String> },
+    /// Replay parked records now (all of a flow, or some by id).
+    Retry {
+        flow: String,
+        #[arg(long = "id")]
+        ids: Vec<i64>,
+    },
+    /// Forget parked records (by id, or --all of a flow).
+    Drop {
+        flow: String,
+        #[arg(long = "id")]
+        ids: Vec<i64>,
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG").unwrap_or_else(|_| "warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn open(config_path: &Path) -> Result<Workspace> {
+    let config = Config::load(config_path).with_context(|| {
+        if config_path.exists() { String::new() } else { "run `ferry init` to write an example config".into() }
+    })?;
+    let registry = ferry_connectors::registry();
+    Ok(Workspace::open(config, registry).await?)
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Init { path, force } => {
+            if path.exists() && !force {
+                bail!("{} exists; pass --force to overwrite", path.display());
+            }
+            std::fs::write(&path, include_str!("../../../examples/quickstart/ferry.toml"))
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("wrote {}: edit the connections and mappings, then `ferry check` and `ferry sync --all`", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schema => {
+            println!("{}", serde_json::to_string_pretty(&ferry_model::schema::model_schema())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Describe { connector } => {
+            output::describe(&ferry_connectors::registry(), connector.as_deref(), cli.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) => bench::run(args).await,
+        Command::Check { connection } => {
+            let ws = open(&cli.config).await?;
+            let names: Vec<String> = match connection {
+                Some(c) => vec![c],
+                None => ws.config.connections.keys().cloned().collect(),
+            };
+            let mut ok = true;
+            for name in names {
+                let result = match ws.connection(&name) {
+                    Ok(c) => c.check().await,
+                    Err(e) => Err(e),
+                };
+                ok &= output::check(&name, &result);
+            }
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Sync { flow, all, full, dry_run, keys, force_retire } => {
+            let ws = open(&cli.config).await?;
+            let flows: Vec<String> = match (flow, all) {
+                (Some(f), _) => vec![f],
+                (None, true) => ws.config.flows.iter().filter(|(_, f)| f.enabled).map(|(n, _)| n.clone()).collect(),
+                (None, false) => bail!(
+                    "name a flow or pass --all; flows: {}",
+                    ws.config.flows.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            };
+            let options = RunOptions {
+                full,
+                dry_run,
+                keys: (!keys.is_empty()).then_some(keys),
+                force_retire,
+                holder: holder_id(),
+                ..Default::default()
+            };
+            let mut worst = ExitCode::SUCCESS;
+            for name in flows {
+                let progress = output::ProgressBar::new(&name);
+                let report = ws.sync(&name, &options, &progress).await;
+                progress.finish();
+                let report = report?;
+                output::report(&report, cli.json)?;
+                if report.aborted.is_some() {
+                    worst = ExitCode::from(1);
+                } else if report.counts.failed > 0 && worst == ExitCode::SUCCESS {
+                    worst = ExitCode::from(2);
+                }
+            }
+            Ok(worst)
+        }
+        Command::Status { flow } => {
+            let ws = open(&cli.config).await?;
+            output::status(&ws, flow.as_deref(), cli.json).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Failures { action } => {
+            let ws = open(&cli.config).await?;
+            match action {
+                FailuresAction::List { flow } => {
+                    let failures = ws.store().failures(flow.as_deref(), None).await?;
+                    output::failures(&failures, cli.json)?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                FailuresAction::Retry { flow, ids } => {
+                    let replay = if ids.is_empty() { Replay::AllOnly } else { Replay::IdsOnly(ids) };
+                    let options = RunOptions { replay, holder: holder_id(), ..Default::default() };
+                    let progress = output::ProgressBar::new(&flow);
+                    let report = ws.sync(&flow, &options, &progress).await;
+                    progress.finish();
+                    let report = report?;
+                    output::report(&report, cli.json)?;
+                    Ok(if report.counts.failed > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
+                }
+                FailuresAction::Drop { flow, ids, all } => {
+                    if ids.is_empty() && !all {
+                        bail!("name failures with --id N (see `ferry failures list {flow}`), or pass --all");
+                    }
+                    let n = ws.store().drop_failures(Some(&flow), &ids).await?;
+                    println!("dropped {n} failure(s) of flow {flow}");
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
+        Command::Xref { key } => {
+            let ws = open(&cli.config).await?;
+            let rows = ws.store().xref_find(&key).await?;
+            if rows.is_empty() {
+                bail!("{key:?} is not a source key or target id of any flow");
+            }
+            output::xref(&rows, cli.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

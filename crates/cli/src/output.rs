@@ -1,0 +1,196 @@
+//! What the CLI prints: summaries for people, JSON with `--json`, progress on stderr.
+
+use anyhow::Result;
+use ferry_engine::run::{Progress, RunReport};
+use ferry_engine::store::{Counts, Failure, XrefRow};
+use ferry_engine::{CheckReport, ConnectorError, Registry, Workspace};
+use std::time::Duration;
+
+pub struct ProgressBar {
+    bar: indicatif::ProgressBar,
+}
+
+impl ProgressBar {
+    pub fn new(flow: &str) -> Self {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {prefix}: {msg} [{elapsed}]").expect("valid template"),
+        );
+        bar.set_prefix(flow.to_owned());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        ProgressBar { bar }
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Progress for ProgressBar {
+    fn update(&self, c: &Counts) {
+        let secs = self.bar.elapsed().as_secs_f64().max(0.001);
+        self.bar.set_message(format!(
+            "{} read ({:.0}/s), {} created, {} updated, {} unchanged, {} failed",
+            c.read,
+            c.read as f64 / secs,
+            c.created,
+            c.updated,
+            c.unchanged,
+            c.failed
+        ));
+    }
+}
+
+pub fn report(r: &RunReport, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+        return Ok(());
+    }
+    let c = &r.counts;
+    let verb = if r.dry_run { "would be " } else { "" };
+    println!(
+        "{}{}: {} read, {} {verb}created, {} {verb}updated, {} unchanged, {} {verb}retired, {} failed, {} skipped in {:.2}s ({:.0} records/s)",
+        r.flow,
+        if r.dry_run { " (dry run)" } else { "" },
+        c.read,
+        c.created,
+        c.updated,
+        c.unchanged,
+        c.retired,
+        c.failed,
+        c.skipped,
+        r.duration.as_secs_f64(),
+        c.read as f64 / r.duration.as_secs_f64().max(0.000_001),
+    );
+    for p in &r.planned {
+        println!("  would {} {}", p.action, p.key);
+        for ch in &p.changes {
+            let show = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "(absent)".into());
+            println!("      {}: {} → {}", ch.path, show(&ch.old), show(&ch.new));
+        }
+    }
+    for w in &r.warnings {
+        println!("  warning: {w}");
+    }
+    if !r.failures.is_empty() {
+        println!("  failed records (see `ferry failures list {}`):", r.flow);
+        for f in &r.failures {
+            let field = f.field.as_deref().map(|f| format!(" [{f}]")).unwrap_or_default();
+            let retry = if f.retryable { " (will retry)" } else { "" };
+            println!("    {} at {}{field}: {}{retry}", f.key, f.stage.as_str(), f.message);
+        }
+    }
+    if let Some(a) = &r.aborted {
+        println!("  ABORTED: {a}\n  Work committed before this point is kept; the next run resumes from the last checkpoint.");
+    }
+    Ok(())
+}
+
+pub fn check(name: &str, result: &Result<CheckReport, ConnectorError>) -> bool {
+    match result {
+        Ok(r) => {
+            println!("{} {name}", if r.ok { "ok  " } else { "FAIL" });
+            for d in &r.details {
+                println!("      {d}");
+            }
+            r.ok
+        }
+        Err(e) => {
+            println!("FAIL {name}: {e}");
+            false
+        }
+    }
+}
+
+pub async fn status(ws: &Workspace, flow: Option<&str>, json: bool) -> Result<()> {
+    let names: Vec<String> = match flow {
+        Some(f) => vec![f.to_owned()],
+        None => ws.config.flows.keys().cloned().collect(),
+    };
+    let mut out = Vec::new();
+    for name in &names {
+        let runs = ws.store().runs(Some(name), 5).await?;
+        let failures = ws.store().failures(Some(name), None).await?;
+        out.push(serde_json::json!({"flow": name, "runs": runs, "open_failures": failures.len()}));
+        if json {
+            continue;
+        }
+        println!("{name}: {} open failure(s)", failures.len());
+        if runs.is_empty() {
+            println!("    never run");
+        }
+        for r in runs {
+            let c = r.counts;
+            println!(
+                "    #{} {} {} {:<14} read {} · created {} · updated {} · unchanged {} · failed {}{}",
+                r.id,
+                r.started_at.get(..19).unwrap_or(&r.started_at),
+                r.mode,
+                r.status,
+                c.read,
+                c.created,
+                c.updated,
+                c.unchanged,
+                c.failed,
+                r.error.map(|e| format!(" — {e}")).unwrap_or_default()
+            );
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(())
+}
+
+pub fn failures(list: &[Failure], json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(list)?);
+        return Ok(());
+    }
+    if list.is_empty() {
+        println!("no open failures");
+    }
+    for f in list {
+        println!(
+            "#{} {} {} at {}{}: {} — {} attempt(s){}",
+            f.id,
+            f.flow,
+            f.key,
+            f.stage,
+            f.field.as_deref().map(|x| format!(" [{x}]")).unwrap_or_default(),
+            f.message,
+            f.attempts,
+            match (&f.retryable, &f.next_retry_at) {
+                (true, Some(t)) => format!(", retries after {t}"),
+                _ => ", waits for a fix: `ferry failures retry FLOW` after fixing the data or mapping".into(),
+            }
+        );
+    }
+    Ok(())
+}
+
+pub fn xref(rows: &[XrefRow], json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(rows)?);
+        return Ok(());
+    }
+    for r in rows {
+        println!("{}: {} → {} (hash {}, synced {})", r.flow, r.key, r.target_id, r.hash, r.synced_at);
+    }
+    Ok(())
+}
+
+pub fn describe(registry: &Registry, name: Option<&str>, json: bool) -> Result<()> {
+    let names: Vec<&str> = match name {
+        Some(n) => vec![n],
+        None => registry.names(),
+    };
+    for n in names {
+        let Some(factory) = registry.get(n) else { anyhow::bail!("unknown connector {n:?}; known: {}", registry.names().join(", ")) };
+        println!("{}: {}", factory.name(), factory.summary());
+        if json {
+            continue;
+        }
+    }
+    Ok(())
+}
