@@ -1,0 +1,278 @@
+//! The `ferry` binary end to end on real files: the quickstart, poison rows, dry runs, and `kill -9` at
+//! random instants of large syncs.
+
+use ferry_model::Stream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn ferry() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    c.env_remove("FERRY_CONFIG").env("FERRY_LOG", "error");
+    c
+}
+
+fn run(config: &Path, args: &[&str]) -> Output {
+    let out = ferry().arg("--config").arg(config).args(args).output().expect("run ferry");
+    eprintln!("$ ferry {}\n{}{}", args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn json_report(config: &Path, args: &[&str]) -> (serde_json::Value, i32) {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = run(config, &all);
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(&out)));
+    (v, out.status.code().unwrap_or(-1))
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+fn quickstart() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&workspace_root().join("examples/quickstart"), dir.path());
+    let config = dir.path().join("ferry.toml");
+    (dir, config)
+}
+
+fn counts(report: &serde_json::Value) -> (u64, u64, u64, u64) {
+    let c = &report["counts"];
+    let n = |k: &str| c[k].as_u64().unwrap();
+    (n("created"), n("updated"), n("unchanged"), n("failed"))
+}
+
+fn replace_in(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{from:?} not in {}", path.display());
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+#[test]
+fn quickstart_first_run_creates_second_writes_nothing_one_price_change_writes_one() {
+    let (dir, config) = quickstart();
+    let (first, code) = json_report(&config, &["sync", "products"]);
+    assert_eq!(code, 0);
+    let (created, _, _, failed) = counts(&first);
+    assert!(created >= 10 && failed == 0, "{first}");
+
+    let (second, code) = json_report(&config, &["sync", "products"]);
+    assert_eq!(code, 0);
+    assert_eq!(counts(&second), (0, 0, created, 0), "an unchanged re-sync writes nothing");
+    let shop = dir.path().join("shop/products.jsonl");
+    let lines_before = std::fs::read_to_string(&shop).unwrap().lines().count();
+
+    replace_in(&dir.path().join("erp/products.csv"), ";49,95;", ";52,50;");
+    let (third, code) = json_report(&config, &["sync", "products"]);
+    assert_eq!(code, 0);
+    assert_eq!(counts(&third), (0, 1, created - 1, 0));
+    assert_eq!(std::fs::read_to_string(&shop).unwrap().lines().count(), lines_before + 1, "exactly one record written");
+}
+
+#[test]
+fn a_bad_row_fails_alone_with_record_and_field_named_and_exit_code_2() {
+    let (dir, config) = quickstart();
+    replace_in(&dir.path().join("erp/products.csv"), ";49,95;", ";49,9x5;");
+    let out = run(&config, &["sync", "products"]);
+    assert_eq!(out.status.code(), Some(2));
+    let text = stdout(&out);
+    assert!(text.contains("1 failed"), "{text}");
+    assert!(text.contains("price.amount"), "the field is named: {text}");
+    let (list, _) = json_report(&config, &["failures", "list"]);
+    let failure = &list[0];
+    assert_eq!(failure["field"], "price.amount");
+    assert!(failure["key"].as_str().unwrap().len() > 1, "the record is named");
+    let materialized = ferry_connectors::jsonl::materialize(&dir.path().join("shop/products.jsonl"), Stream::Products).unwrap();
+    assert!(materialized.len() >= 9, "the rest of the batch went through");
+
+    // fix the row: the failure heals on the next run
+    replace_in(&dir.path().join("erp/products.csv"), ";49,9x5;", ";49,95;");
+    let (report, code) = json_report(&config, &["sync", "products"]);
+    assert_eq!((code, counts(&report).0), (0, 1));
+    let (list, _) = json_report(&config, &["failures", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn dry_run_shows_the_field_diff_and_writes_nothing() {
+    let (dir, config) = quickstart();
+    run(&config, &["sync", "products"]);
+    replace_in(&dir.path().join("erp/products.csv"), ";49,95;", ";52,50;");
+    let shop = dir.path().join("shop/products.jsonl");
+    let before = std::fs::read(&shop).unwrap();
+    let out = run(&config, &["sync", "products", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    assert!(text.contains("1 would be updated"), "{text}");
+    assert!(text.contains("price.amount: \"49.95\" → \"52.5\""), "{text}");
+    assert_eq!(std::fs::read(&shop).unwrap(), before, "dry run wrote nothing");
+}
+
+#[test]
+fn the_published_schema_is_current() {
+    let out = ferry().arg("schema").output().unwrap();
+    let generated: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let published: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(workspace_root().join("docs/model.schema.json")).unwrap()).unwrap();
+    assert_eq!(generated, published, "run `ferry schema > docs/model.schema.json`");
+}
+
+#[test]
+fn init_writes_a_config_that_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferry.toml");
+    let out = ferry().args(["init"]).arg(&path).output().unwrap();
+    assert!(out.status.success());
+    let config = ferry_engine::Config::load(&path).unwrap();
+    assert!(config.flows.contains_key("products"));
+    let again = ferry().args(["init"]).arg(&path).output().unwrap();
+    assert!(!again.status.success(), "does not overwrite without --force");
+}
+
+/// Runs ferry and kills it with SIGKILL after `after`; true when it was still running (killed mid-run).
+fn kill_during(config: &Path, args: &[&str], after: Duration) -> bool {
+    let mut child = ferry()
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    let running = child.try_wait().unwrap().is_none();
+    child.kill().ok(); // SIGKILL
+    child.wait().unwrap();
+    running
+}
+
+const BIG_CONFIG: &str = r#"
+[state]
+path = "state.db"
+[connections.erp]
+type = "csv"
+path = "erp"
+[connections.shop]
+type = "jsonl"
+path = "shop"
+fsync = false
+[flows.products]
+source = "erp"
+target = "shop"
+stream = "products"
+batch_size = 200
+[flows.products.mapping]
+set = { "price.currency" = "AUD", "price.tax_inclusive" = true }
+"#;
+
+fn big_catalogue(dir: &Path, n: usize) -> PathBuf {
+    std::fs::create_dir_all(dir.join("erp")).unwrap();
+    let mut csv = String::from("sku,name,price.amount,brand\n");
+    for i in 0..n {
+        csv.push_str(&format!("SKU{i:06},Product {i},{}.{:02},Brand {}\n", 1 + i % 300, i % 100, i % 7));
+    }
+    std::fs::write(dir.join("erp/products.csv"), csv).unwrap();
+    std::fs::write(dir.join("ferry.toml"), BIG_CONFIG).unwrap();
+    dir.join("ferry.toml")
+}
+
+#[test]
+fn kill_9_in_the_middle_of_a_large_sync_then_rerun_equals_a_clean_sync() {
+    const N: usize = 40_000;
+    let clean = tempfile::tempdir().unwrap();
+    let clean_config = big_catalogue(clean.path(), N);
+    assert_eq!(run(&clean_config, &["sync", "products"]).status.code(), Some(0));
+
+    let crashed = tempfile::tempdir().unwrap();
+    let config = big_catalogue(crashed.path(), N);
+    let mut killed_mid_run = 0;
+    for delay_ms in [150, 400, 700, 1100] {
+        killed_mid_run += kill_during(&config, &["sync", "products"], Duration::from_millis(delay_ms)) as u32;
+    }
+    assert!(killed_mid_run > 0, "at least one kill landed mid-run");
+    let (report, code) = json_report(&config, &["sync", "products"]);
+    assert_eq!(code, 0, "{report}");
+
+    let a = ferry_connectors::jsonl::materialize(&clean.path().join("shop/products.jsonl"), Stream::Products).unwrap();
+    let b = ferry_connectors::jsonl::materialize(&crashed.path().join("shop/products.jsonl"), Stream::Products).unwrap();
+    assert_eq!(a.len(), N);
+    assert!(a == b, "the target after kills + rerun equals a clean sync");
+    let (again, _) = json_report(&config, &["sync", "products"]);
+    assert_eq!(counts(&again), (0, 0, N as u64, 0), "and its state agrees: nothing left to write");
+}
+
+#[test]
+fn kill_9_during_an_order_import_never_delivers_an_order_twice() {
+    const N: usize = 3_000;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("shop")).unwrap();
+    let mut orders = String::new();
+    for i in 0..N {
+        let o = serde_json::json!({
+            "number": format!("WEB-{i:05}"), "placed_at": "2026-11-20T10:00:00Z", "currency": "AUD",
+            "prices_include_tax": true, "customer": {"email": format!("buyer{i}@example.com")},
+            "lines": [{"sku": "A", "quantity": "2", "unit_price": "5.50", "total": "11"},
+                      {"sku": "B", "quantity": "1", "unit_price": "20", "total": "20"}],
+            "totals": {"subtotal": "31", "tax": "2.82", "total": "31"}});
+        orders.push_str(&o.to_string());
+        orders.push('\n');
+    }
+    std::fs::write(dir.path().join("shop/orders.jsonl"), orders).unwrap();
+    std::fs::write(
+        dir.path().join("ferry.toml"),
+        r#"
+[state]
+path = "state.db"
+[connections.shop]
+type = "jsonl"
+path = "shop"
+[connections.erp]
+type = "csv"
+path = "erp"
+fsync = false
+[flows.orders]
+source = "shop"
+target = "erp"
+stream = "orders"
+batch_size = 50
+"#,
+    )
+    .unwrap();
+    let config = dir.path().join("ferry.toml");
+    let mut killed_mid_run = 0;
+    for delay_ms in [120, 300, 500, 800] {
+        killed_mid_run += kill_during(&config, &["sync", "orders"], Duration::from_millis(delay_ms)) as u32;
+    }
+    assert!(killed_mid_run > 0, "at least one kill landed mid-run");
+    let (report, code) = json_report(&config, &["sync", "orders"]);
+    assert_eq!(code, 0, "{report}");
+
+    let mut reader = csv::ReaderBuilder::new().from_path(dir.path().join("erp/orders.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let number = headers.iter().position(|h| h == "order_number").unwrap();
+    let line_no = headers.iter().position(|h| h == "line_no").unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for row in reader.records() {
+        let row = row.unwrap();
+        assert!(seen.insert((row[number].to_owned(), row[line_no].to_owned())), "order line {:?} twice", &row[number]);
+    }
+    assert_eq!(seen.len(), 2 * N, "every line of every order arrived exactly once");
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine or a warm one: `scripts/test.sh`.
+#
+# 1. starts the real peers (Tryton from PyPI, Vendure from npm) in the background, installing them on
+#    first use, while the workspace compiles;
+# 2. runs every test (unit, property, engine, CLI, live Tryton and Vendure) with cargo-nextest in parallel
+#    (cargo test when nextest is not installed);
+# 3. stops the peers it started.
+#
+# Env: FERRY_PEERS_DIR (default target/peers), FERRY_SKIP_PEERS=1 to run only tests that need no peer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export FERRY_PEERS_DIR=${FERRY_PEERS_DIR:-$ROOT/target/peers}
+mkdir -p "$FERRY_PEERS_DIR"
+FEATURES=(--workspace --all-features)
+
+started=()
+cleanup() {
+    for peer in "${started[@]}"; do
+        "scripts/peers/$peer/down.sh" "$FERRY_PEERS_DIR/$peer" >/dev/null 2>&1 || true
+    done
+}
+trap cleanup EXIT
+
+pids=()
+if [ "${FERRY_SKIP_PEERS:-0}" != 1 ]; then
+    # Ports must match the tests' support modules (crates/connectors/tests/support).
+    for spec in "tryton 18000" "vendure 18300"; do
+        set -- $spec
+        if [ -x "scripts/peers/$1/up.sh" ]; then
+            echo "[test] starting $1 peer on 127.0.0.1:$2 (log: $FERRY_PEERS_DIR/$1-up.log)"
+            "scripts/peers/$1/up.sh" "$FERRY_PEERS_DIR/$1" "$2" >"$FERRY_PEERS_DIR/$1-up.log" 2>&1 &
+            pids+=("$!:$1")
+            started+=("$1")
+        fi
+    done
+fi
+
+echo "[test] building tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run "${FEATURES[@]}" --no-run
+else
+    cargo test "${FEATURES[@]}" --no-run
+fi
+
+for entry in "${pids[@]}"; do
+    pid=${entry%%:*}; peer=${entry#*:}
+    if ! wait "$pid"; then
+        echo "[test] the $peer peer did not start:" >&2
+        tail -40 "$FERRY_PEERS_DIR/$peer-up.log" >&2
+        exit 1
+    fi
+    echo "[test] $peer peer up"
+done
+
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run "${FEATURES[@]}" --no-fail-fast
+else
+    cargo test "${FEATURES[@]}" --no-fail-fast
+fi
