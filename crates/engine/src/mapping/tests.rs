@@ -237,6 +237,9 @@ fn env_is_unavailable_and_halt_is_an_error_not_an_exit() {
     let config = MappingConfig { compute: strings(&[("brand", "env.HOME")]), ..Default::default() };
     let err = Mapping::compile(&config, Stream::Products).unwrap_err();
     assert!(err.message.contains("undefined filter env/0"), "{err}");
+    let config = MappingConfig { compute: strings(&[("brand", "$ENV.HOME")]), ..Default::default() };
+    let err = Mapping::compile(&config, Stream::Products).unwrap_err();
+    assert!(err.message.contains("undefined variable"), "{err}");
     let m = compile(MappingConfig { compute: strings(&[("brand", "halt")]), ..Default::default() });
     let err = m.apply(json!({})).unwrap_err();
     assert!(err.message.contains("halt"), "{err}");
@@ -274,11 +277,10 @@ fn decimal_strings_and_decimal_numbers_survive_untouched() {
 fn jq_arithmetic_on_decimals_uses_floats_as_documented() {
     // Integers stay exact; decimals become f64 once arithmetic touches them. This is why mappings
     // should keep money as strings.
-    let m = compile(MappingConfig { custom: strings(&[("int", ".a * 3"), ("dec", ".b * 1.1")]), ..Default::default() });
-    let out = map(&m, serde_json::from_str(r#"{"a": 7, "b": 19.9}"#).unwrap());
+    let m = compile(MappingConfig { custom: strings(&[("int", ".a * 3"), ("dec", ".b + .c")]), ..Default::default() });
+    let out = map(&m, serde_json::from_str(r#"{"a": 7, "b": 0.1, "c": 0.2}"#).unwrap());
     assert_eq!(number_text(&out["custom"]["int"]), "21");
-    let dec: f64 = number_text(&out["custom"]["dec"]).parse().unwrap();
-    assert_eq!(dec, 19.9 * 1.1);
+    assert_eq!(number_text(&out["custom"]["dec"]), "0.30000000000000004");
     let m = compile(MappingConfig { custom: strings(&[("nan", "nan")]), ..Default::default() });
     let err = m.apply(json!({})).unwrap_err();
     assert_eq!(err.field, "custom.nan");
