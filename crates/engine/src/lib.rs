@@ -21,6 +21,7 @@ pub use connector::{
     ReadRequest, RecordFailure, Registry, RetireMode, SourceRecord, StreamCapability, WriteAction, WriteMode, WriteOutcome,
     WriteRecord, Written, parse_options,
 };
+pub use mapping::{Mapping, MappingConfig, MappingError, Unmapped};
 pub use run::{Flow, Progress, Replay, RunOptions, RunReport, run_flow};
 pub use store::{SqliteStore, StateStore};
 pub use workspace::{Workspace, holder_id};
