@@ -88,6 +88,7 @@ fn sync_parent(path: &Path) -> io::Result<()> {
 /// Reads complete lines (terminated by `'\n'`) with their 1-based line numbers, reusing one buffer.
 /// A last line without `'\n'` is a write still in progress or torn by a crash: it is skipped, with a
 /// warning.
+#[cfg_attr(not(feature = "jsonl"), allow(dead_code))] // used by jsonl only
 pub(crate) struct Lines<R> {
     reader: R,
     buf: Vec<u8>,
@@ -95,6 +96,7 @@ pub(crate) struct Lines<R> {
     name: String,
 }
 
+#[cfg_attr(not(feature = "jsonl"), allow(dead_code))] // used by jsonl only
 impl<R: BufRead> Lines<R> {
     pub(crate) fn new(reader: R, name: impl Into<String>) -> Self {
         Lines { reader, buf: Vec::with_capacity(4096), line: 0, name: name.into() }
@@ -192,6 +194,7 @@ where
 
 /// Checks that `dir` exists and is writable (by creating and removing a probe file), or, when it does not
 /// exist and `create` is set, that its nearest existing ancestor is.
+#[cfg_attr(not(feature = "jsonl"), allow(dead_code))] // used by jsonl only
 pub(crate) fn check_writable_dir(dir: &Path, create: bool) -> Result<String, String> {
     if dir.is_dir() {
         probe_write(dir)?;
@@ -215,6 +218,7 @@ pub(crate) fn check_writable_dir(dir: &Path, create: bool) -> Result<String, Str
     Err(format!("no existing parent folder for {}", dir.display()))
 }
 
+#[cfg_attr(not(feature = "jsonl"), allow(dead_code))] // used by jsonl only
 fn probe_write(dir: &Path) -> Result<(), String> {
     let probe = dir.join(format!(".ferry-check-{}", std::process::id()));
     File::create(&probe).map_err(|e| format!("folder {} is not writable: {e}", dir.display()))?;

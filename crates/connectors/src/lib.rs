@@ -5,6 +5,8 @@ use ferry_engine::Registry;
 
 #[cfg(any(feature = "csv", feature = "jsonl"))]
 mod fileio;
+#[cfg(any(feature = "csv", feature = "jsonl"))]
+mod rawkey;
 
 #[cfg(feature = "csv")]
 pub mod csv;

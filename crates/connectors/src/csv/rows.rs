@@ -213,9 +213,10 @@ pub(crate) fn read_table(t: TableRead<'_>, em: &mut Emitter) -> Result<(), Conne
         } else {
             match layout.row(&cells, t.decimal_comma) {
                 Ok(data) => {
-                    let key = ferry_model::key_hint(t.stream, &data);
-                    if let (Some(only), Some(key)) = (t.only, &key)
-                        && !only.contains(key)
+                    // Rows that do not name a key in canonical fields (raw ERP headers, mapped later by the
+                    // flow) cannot be filtered here and are passed on.
+                    if let Some(only) = t.only
+                        && crate::rawkey::record_key(t.stream, &data).is_some_and(|key| !only.contains(&key))
                     {
                         continue;
                     }

@@ -11,7 +11,8 @@ mod store;
 #[cfg(test)]
 mod tests;
 
-pub use store::{materialize, record_key};
+pub use crate::rawkey::record_key;
+pub use store::materialize;
 
 use crate::fileio::{self, Emitter, io_error, run_blocking};
 use async_trait::async_trait;
