@@ -3,10 +3,24 @@
 
 use ferry_engine::Registry;
 
+#[cfg(any(feature = "csv", feature = "jsonl"))]
+mod fileio;
+#[cfg(any(feature = "csv", feature = "jsonl"))]
+mod rawkey;
+
+#[cfg(feature = "csv")]
+pub mod csv;
+#[cfg(feature = "jsonl")]
+pub mod jsonl;
+
 /// Every connector this build was compiled with.
 pub fn registry() -> Registry {
     #[allow(unused_mut)]
     let mut registry = Registry::default();
     // one line per connector:
+    #[cfg(feature = "csv")]
+    registry.register(Box::new(csv::CsvFactory));
+    #[cfg(feature = "jsonl")]
+    registry.register(Box::new(jsonl::JsonlFactory));
     registry
 }

@@ -1,0 +1,270 @@
+//! `csv`: a folder of exports the way legacy ERPs produce them (products, prices, stock, customers,
+//! shipments read as snapshots) and an orders file they can import (one row per order line).
+//!
+//! Options:
+//! - `path`: the folder (relative to the config file).
+//! - `delimiter`: one character, default `,` (`;` is common where the decimal separator is a comma).
+//! - `decimal_comma`: read `1.234,50` as `1234.50` and write decimals with a comma. Default false.
+//! - `files`: stream → file name, default `<stream>.csv`.
+//! - `columns`: stream → {file header → field path} for read streams (`ItemCode = "sku"`); for `orders`,
+//!   canonical column → header to write.
+//! - `text_columns`: headers (or field paths) never converted, e.g. codes that look like `1,5`.
+//! - `fsync`: fsync after every written batch, default true.
+//!
+//! Read values stay text (a header path names the field, empty cells are left out); turning text into
+//! typed fields is the flow mapping's job.
+
+mod orders;
+mod rows;
+#[cfg(test)]
+mod tests;
+
+pub use orders::ORDER_COLUMNS;
+pub use rows::decimal_comma_to_dot;
+
+use crate::fileio::{self, run_blocking};
+use async_trait::async_trait;
+use ferry_engine::{
+    BuildContext, CheckReport, Connector, ConnectorError, ConnectorFactory, Description, ReadItem, ReadMode, ReadRequest,
+    StreamCapability, WriteMode, WriteOutcome, WriteRecord,
+};
+use ferry_engine::connector::parse_options;
+use ferry_model::Stream;
+use futures::stream::BoxStream;
+use orders::{OrderFormat, OrdersSink};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use tokio::sync::Mutex;
+
+const NAME: &str = "csv";
+const SUMMARY: &str = "A folder of CSV exports (products, prices, stock, customers, shipments) and an orders import file";
+/// The streams read from export files.
+const READ_STREAMS: [Stream; 5] = [Stream::Products, Stream::Prices, Stream::Stock, Stream::Customers, Stream::Shipments];
+
+/// Registers as `type = "csv"`.
+pub struct CsvFactory;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    path: String,
+    #[serde(default = "default_delimiter")]
+    delimiter: String,
+    #[serde(default)]
+    decimal_comma: bool,
+    #[serde(default)]
+    files: BTreeMap<String, String>,
+    #[serde(default)]
+    columns: BTreeMap<String, HashMap<String, String>>,
+    #[serde(default)]
+    text_columns: Vec<String>,
+    #[serde(default = "yes")]
+    fsync: bool,
+}
+
+fn default_delimiter() -> String {
+    ",".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl ConnectorFactory for CsvFactory {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn summary(&self) -> &'static str {
+        SUMMARY
+    }
+
+    fn build(&self, options: &serde_json::Value, ctx: &BuildContext) -> Result<Arc<dyn Connector>, ConnectorError> {
+        let o: Options = parse_options(options, ctx)?;
+        let endpoint = format!("connection {}", ctx.connection);
+        let bad = |option: &str, msg: String| ConnectorError::config(endpoint.clone(), format!("option {option}: {msg}"));
+        if o.path.trim().is_empty() {
+            return Err(bad("path", "must name a folder".into()));
+        }
+        let delimiter = match o.delimiter.as_bytes() {
+            [b] if b.is_ascii() && !matches!(b, b'"' | b'\n' | b'\r') => *b,
+            _ => return Err(bad("delimiter", format!("{:?} must be a single ASCII character such as \",\" or \";\"", o.delimiter))),
+        };
+        let stream = |option: &str, name: &str| Stream::from_str(name).map_err(|e| bad(&format!("{option}.{name}"), e));
+        let mut files = HashMap::new();
+        for (name, file) in o.files {
+            let s = stream("files", &name)?;
+            if file.trim().is_empty() || file.contains(['/', '\\']) {
+                return Err(bad(&format!("files.{name}"), format!("{file:?} must be a file name inside the folder")));
+            }
+            files.insert(s, file);
+        }
+        let mut columns = HashMap::new();
+        for (name, map) in o.columns {
+            let s = stream("columns", &name)?;
+            if s == Stream::Orders
+                && let Some(unknown) = map.keys().find(|c| !ORDER_COLUMNS.contains(&c.as_str()))
+            {
+                return Err(bad("columns.orders", format!("{unknown:?} is not an order column; they are {}", ORDER_COLUMNS.join(", "))));
+            }
+            columns.insert(s, map);
+        }
+        let settings = Settings {
+            folder: ctx.resolve(&o.path),
+            delimiter,
+            decimal_comma: o.decimal_comma,
+            files,
+            columns,
+            text_columns: o.text_columns.into_iter().collect(),
+            fsync: o.fsync,
+        };
+        Ok(Arc::new(CsvConnector::new(settings)))
+    }
+}
+
+struct Settings {
+    folder: PathBuf,
+    delimiter: u8,
+    decimal_comma: bool,
+    files: HashMap<Stream, String>,
+    columns: HashMap<Stream, HashMap<String, String>>,
+    text_columns: HashSet<String>,
+    fsync: bool,
+}
+
+impl Settings {
+    fn file_name(&self, stream: Stream) -> String {
+        self.files.get(&stream).cloned().unwrap_or_else(|| format!("{stream}.csv"))
+    }
+}
+
+/// A connection to one folder of CSV files.
+pub struct CsvConnector {
+    settings: Arc<Settings>,
+    orders: Arc<Mutex<OrdersSink>>,
+}
+
+impl CsvConnector {
+    fn new(settings: Settings) -> Self {
+        let no_renames = HashMap::new();
+        let renames = settings.columns.get(&Stream::Orders).unwrap_or(&no_renames);
+        let format = OrderFormat::new(settings.delimiter, settings.decimal_comma, renames);
+        let path = settings.folder.join(settings.file_name(Stream::Orders));
+        CsvConnector { orders: Arc::new(Mutex::new(OrdersSink::new(path, format))), settings: Arc::new(settings) }
+    }
+
+    fn not_supported(&self, stream: Stream, what: &str) -> ConnectorError {
+        ConnectorError::config(
+            format!("{NAME} {}", self.settings.folder.display()),
+            format!("cannot {what} stream {stream}: CSV reads products, prices, stock, customers, shipments and writes orders"),
+        )
+    }
+}
+
+#[async_trait]
+impl Connector for CsvConnector {
+    fn describe(&self) -> Description {
+        let mut streams: Vec<StreamCapability> = READ_STREAMS
+            .into_iter()
+            .map(|stream| StreamCapability { stream, read: Some(ReadMode::Snapshot), write: None, find_by_key: false, retire: vec![] })
+            .collect();
+        streams.push(StreamCapability {
+            stream: Stream::Orders,
+            read: None,
+            write: Some(WriteMode::CreateOnce),
+            find_by_key: true,
+            retire: vec![],
+        });
+        Description {
+            name: NAME,
+            summary: SUMMARY,
+            config_schema: serde_json::json!({
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["path"],
+                "properties": {
+                    "path": {"type": "string", "description": "Folder of CSV files; relative to the config file"},
+                    "delimiter": {"type": "string", "minLength": 1, "maxLength": 1, "default": ","},
+                    "decimal_comma": {"type": "boolean", "default": false, "description": "Numbers use a decimal comma (1.234,50)"},
+                    "files": {"type": "object", "additionalProperties": {"type": "string"}, "description": "stream → file name (default <stream>.csv)"},
+                    "columns": {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": {"type": "string"}},
+                                "description": "stream → {header → field path}; for orders: {column → header}"},
+                    "text_columns": {"type": "array", "items": {"type": "string"}, "description": "Headers never converted from decimal comma"},
+                    "fsync": {"type": "boolean", "default": true}
+                }
+            }),
+            streams,
+            batch_size: 1000,
+            webhooks: false,
+        }
+    }
+
+    async fn check(&self) -> Result<CheckReport, ConnectorError> {
+        let settings = self.settings.clone();
+        run_blocking(&self.settings.folder, move || {
+            let folder = &settings.folder;
+            if !folder.is_dir() {
+                return Ok(CheckReport { ok: false, details: vec![format!("folder {} does not exist", folder.display())] });
+            }
+            let mut details = vec![format!("folder {} exists", folder.display())];
+            for stream in READ_STREAMS.into_iter().chain([Stream::Orders]) {
+                let name = settings.file_name(stream);
+                details.push(match std::fs::metadata(folder.join(&name)) {
+                    Ok(meta) => format!("{stream}: {name} present ({} bytes)", meta.len()),
+                    Err(_) => format!("{stream}: {name} not present"),
+                });
+            }
+            Ok(CheckReport { ok: true, details })
+        })
+        .await
+    }
+
+    fn read(&self, request: ReadRequest) -> BoxStream<'_, Result<ReadItem, ConnectorError>> {
+        let stream = request.stream();
+        if !READ_STREAMS.contains(&stream) {
+            let err = self.not_supported(stream, "read");
+            return Box::pin(futures::stream::once(async move { Err(err) }));
+        }
+        let settings = self.settings.clone();
+        let label = settings.file_name(stream);
+        let path = settings.folder.join(&label);
+        let only: Option<HashSet<String>> = request.keys.map(|k| k.into_iter().collect());
+        fileio::blocking_stream(path.display().to_string(), move |em| {
+            let no_renames = HashMap::new();
+            let table = rows::TableRead {
+                path: &path,
+                label: &label,
+                stream,
+                delimiter: settings.delimiter,
+                decimal_comma: settings.decimal_comma,
+                renames: settings.columns.get(&stream).unwrap_or(&no_renames),
+                text_columns: &settings.text_columns,
+                only: only.as_ref(),
+            };
+            rows::read_table(table, em)
+        })
+    }
+
+    async fn write(&self, stream: Stream, batch: Vec<WriteRecord>) -> Result<Vec<WriteOutcome>, ConnectorError> {
+        if stream != Stream::Orders {
+            return Err(self.not_supported(stream, "write"));
+        }
+        let mut sink = self.orders.clone().lock_owned().await;
+        let fsync = self.settings.fsync;
+        let path = sink.path.clone();
+        run_blocking(&path, move || sink.write(batch, fsync)).await
+    }
+
+    async fn find_by_key(&self, stream: Stream, keys: &[String]) -> Result<HashMap<String, String>, ConnectorError> {
+        if stream != Stream::Orders {
+            return Err(self.not_supported(stream, "look up"));
+        }
+        let mut sink = self.orders.clone().lock_owned().await;
+        let keys = keys.to_vec();
+        let path = sink.path.clone();
+        run_blocking(&path, move || sink.find(keys)).await
+    }
+}
