@@ -224,6 +224,7 @@ fn kill_9_during_an_order_import_never_delivers_an_order_twice() {
     const N: usize = 3_000;
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("shop")).unwrap();
+    std::fs::create_dir_all(dir.path().join("erp")).unwrap();
     let mut orders = String::new();
     for i in 0..N {
         let o = serde_json::json!({

@@ -194,18 +194,33 @@ fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, 
     })
 }
 
-/// The record's key read straight from raw JSON, for naming a record that does not parse.
+/// The record's key read straight from raw JSON, exactly as [`Record::key`] forms it for the parsed
+/// record (`sku@location` for stock, `list/sku/min_quantity` with the quantity normalised for prices), so
+/// keys from a file, from the engine and from tombstones always agree; also names records that do not parse.
 pub fn key_hint(stream: Stream, value: &serde_json::Value) -> Option<String> {
-    let parts: Vec<String> = stream
-        .key_fields()
-        .iter()
-        .filter_map(|f| match value.get(*f)? {
-            serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
-            serde_json::Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        })
-        .collect();
-    if parts.is_empty() { None } else { Some(parts.join("/")) }
+    key_from(stream, |f| value.get(f))
+}
+
+/// [`key_hint`] over any field getter (a CSV row, a JSON probe).
+pub fn key_from<'a>(stream: Stream, get: impl Fn(&str) -> Option<&'a serde_json::Value>) -> Option<String> {
+    let text = |field: &str| match get(field)? {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    match stream {
+        Stream::Products => text("sku"),
+        Stream::Customers => text("code"),
+        Stream::Orders | Stream::Shipments => text("number"),
+        Stream::Stock => Some(format!("{}@{}", text("sku")?, text("location").unwrap_or_else(|| "default".into()))),
+        Stream::Prices => {
+            let qty = match text("min_quantity") {
+                Some(q) => q.parse::<rust_decimal::Decimal>().map(|d| d.normalize().to_string()).unwrap_or(q),
+                None => "1".into(),
+            };
+            Some(format!("{}/{}/{}", text("price_list")?, text("sku")?, qty))
+        }
+    }
 }
 
 #[cfg(test)]

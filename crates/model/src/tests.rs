@@ -124,3 +124,17 @@ fn the_schema_covers_every_stream() {
     }
     assert_eq!(s["streams"]["products"]["properties"]["sku"]["type"], "string");
 }
+
+#[test]
+fn key_hints_from_raw_json_match_record_keys() {
+    for (stream, v) in [
+        (Stream::Stock, json!({"sku": "A", "location": "WH", "on_hand": "3"})),
+        (Stream::Stock, json!({"sku": "A", "on_hand": "3"})),
+        (Stream::Prices, json!({"price_list": "T", "sku": "A", "min_quantity": "10.0",
+                                "price": {"amount": "1", "currency": "AUD", "tax_inclusive": false}})),
+        (Stream::Prices, json!({"price_list": "T", "sku": "A", "price": {"amount": "1", "currency": "AUD", "tax_inclusive": false}})),
+    ] {
+        let record = Record::parse(stream, v.clone(), "").unwrap();
+        assert_eq!(key_hint(stream, &v), Some(record.key()));
+    }
+}

@@ -175,6 +175,13 @@ pub(crate) fn open_csv(path: &Path, delimiter: u8) -> std::io::Result<csv::Reade
     Ok(csv::ReaderBuilder::new().delimiter(delimiter).has_headers(false).flexible(true).from_reader(reader))
 }
 
+/// Whether the file's first line ends in CRLF (Windows exports).
+fn uses_crlf(path: &Path) -> std::io::Result<bool> {
+    let mut reader = BufReader::with_capacity(READ_BUFFER, File::open(path)?);
+    let buf = reader.fill_buf()?;
+    Ok(buf.iter().position(|&b| b == b'\n').is_some_and(|i| i > 0 && buf[i - 1] == b'\r'))
+}
+
 /// Reads the header row and every data row, emitting records and invalid rows.
 pub(crate) fn read_table(t: TableRead<'_>, em: &mut Emitter) -> Result<(), ConnectorError> {
     let endpoint = || t.path.display().to_string();
@@ -183,6 +190,7 @@ pub(crate) fn read_table(t: TableRead<'_>, em: &mut Emitter) -> Result<(), Conne
         other => ConnectorError::permanent(endpoint(), format!("cannot read: {other:?}")),
     };
     // A missing file is an error, not an empty snapshot: an empty snapshot would retire every record.
+    let crlf = uses_crlf(t.path).map_err(|e| io_error(t.path, "open", &e))?;
     let mut reader = open_csv(t.path, t.delimiter).map_err(|e| io_error(t.path, "open", &e))?;
     let mut cells = csv::ByteRecord::new();
     if !reader.read_byte_record(&mut cells).map_err(csv_err)? {
@@ -200,7 +208,9 @@ pub(crate) fn read_table(t: TableRead<'_>, em: &mut Emitter) -> Result<(), Conne
         .map_err(|m| ConnectorError::config(endpoint(), format!("header row: {m}")))?;
 
     while reader.read_byte_record(&mut cells).map_err(csv_err)? {
-        let line = cells.position().map(|p| p.line()).unwrap_or(0);
+        // The csv crate counts a CRLF file's lines one short (it ends records at '\r'); positions must
+        // name the line an editor shows.
+        let line = cells.position().map(|p| p.line() + u64::from(crlf)).unwrap_or(0);
         let position = format!("{} line {line}", t.label);
         let item = if cells.len() != layout.width() {
             ReadItem::Invalid {

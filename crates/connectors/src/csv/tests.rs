@@ -109,6 +109,18 @@ async fn bad_rows_are_reported_with_line_and_column_and_reading_carries_on() {
 }
 
 #[tokio::test]
+async fn positions_name_the_physical_line_in_crlf_files_too() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("customers.csv"), "code;email\r\nC1;a@b.example\r\nC2\r\n").unwrap();
+    let c = build(dir.path(), json!({"delimiter": ";"}));
+    let items = read_all(c.as_ref(), Stream::Customers).await;
+    let ReadItem::Record(first) = &items[0] else { panic!("{:?}", items[0]) };
+    assert_eq!(first.position, "customers.csv line 2");
+    let ReadItem::Invalid { position, .. } = &items[1] else { panic!("{:?}", items[1]) };
+    assert_eq!(position, "customers.csv line 3");
+}
+
+#[tokio::test]
 async fn colliding_paths_and_missing_files_are_configuration_errors() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("prices.csv"), "sku,price,price.amount\nA,1,2\n").unwrap();
