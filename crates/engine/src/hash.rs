@@ -18,9 +18,19 @@ pub struct Fingerprint {
 
 pub fn fingerprint(record: &Record) -> Fingerprint {
     let canonical = canonical_json(record);
-    let digest = blake3::hash(canonical.as_bytes());
-    let hash = digest.as_bytes()[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let hash = hex16(blake3::hash(canonical.as_bytes()).as_bytes());
     Fingerprint { hash, canonical }
+}
+
+/// The first 16 bytes of a digest as 32 lowercase hex characters.
+pub(crate) fn hex16(digest: &[u8; 32]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(32);
+    for b in &digest[..16] {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
+    out
 }
 
 fn canonical_json(record: &Record) -> String {

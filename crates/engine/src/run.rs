@@ -127,25 +127,35 @@ const MAX_PLANNED: usize = 200;
 const BATCH_ATTEMPTS: u32 = 5;
 
 /// A record ready to compare and write.
+/// A source record as read, with the hash of its raw content (under this flow's mapping).
+struct Raw {
+    position: String,
+    data: serde_json::Value,
+    source_hash: String,
+}
+
+/// A record mapped, validated and fingerprinted, ready to compare and write.
 struct Pending {
     key: String,
     record: Record,
     hash: String,
     canonical: String,
+    source_hash: String,
+    /// The record as the source produced it: what a parked failure keeps for replay.
+    source: serde_json::Value,
 }
 
 struct Batch {
-    pending: Vec<Pending>,
-    keys: HashSet<String>,
+    raw: Vec<Raw>,
     commit: BatchCommit,
 }
 
 impl Batch {
     fn new() -> Self {
-        Batch { pending: Vec::new(), keys: HashSet::new(), commit: BatchCommit::default() }
+        Batch { raw: Vec::new(), commit: BatchCommit::default() }
     }
     fn len(&self) -> usize {
-        self.pending.len() + self.commit.failed.len()
+        self.raw.len() + self.commit.failed.len()
     }
 }
 
@@ -161,6 +171,9 @@ struct Runner<'a> {
     open_failures: HashSet<String>,
     seen: HashSet<u64>,
     report: RunReport,
+    /// Identifies the flow's mapping and model version: the same raw record under the same mapping always
+    /// maps to the same canonical record, so an unchanged source hash means an unchanged record.
+    mapping_id: [u8; 32],
 }
 
 pub async fn run_flow(flow: &Flow, store: &dyn StateStore, options: &RunOptions, progress: &dyn Progress) -> Result<RunReport, RunError> {
@@ -206,6 +219,7 @@ pub async fn run_flow(flow: &Flow, store: &dyn StateStore, options: &RunOptions,
         open_failures: HashSet::new(),
         seen: HashSet::new(),
         report: RunReport { flow: flow.name.clone(), dry_run: options.dry_run, ..Default::default() },
+        mapping_id: mapping_id(&flow.config),
     };
 
     if !options.dry_run {
@@ -330,46 +344,48 @@ impl Runner<'_> {
         self.seen.insert(h.finish());
     }
 
-    /// Maps, validates and fingerprints one source record into the batch (or parks it).
+    /// Takes one source record into the batch; mapping and validation happen at flush, only for records
+    /// whose raw content Ferry has not synced before.
     async fn add(&mut self, batch: &mut Batch, source: SourceRecord) -> Result<(), String> {
         self.report.counts.read += 1;
         batch.commit.counts.read += 1;
-        let position = source.position;
-        let mapped = match self.flow.mapping.apply(source.data.clone()) {
+        let source_hash = source_fingerprint(&self.mapping_id, &source.data);
+        batch.raw.push(Raw { position: source.position, data: source.data, source_hash });
+        self.flush_if_full(batch).await
+    }
+
+    /// Maps, validates and fingerprints one record, or parks it.
+    fn prepare(&mut self, batch: &mut Batch, raw: Raw) -> Option<Pending> {
+        let Raw { position, data, source_hash } = raw;
+        let mapped = match self.flow.mapping.apply(data.clone()) {
             Ok(Some(v)) => v,
             Ok(None) => {
                 self.report.counts.skipped += 1;
                 batch.commit.counts.skipped += 1;
-                return Ok(());
+                return None;
             }
             Err(e) => {
-                let key = key_hint(self.stream, &source.data).unwrap_or_else(|| position.clone());
+                let key = key_hint(self.stream, &data).unwrap_or_else(|| position.clone());
                 self.mark_seen(&key);
                 let field = (!e.field.is_empty()).then_some(e.field.clone());
-                self.park(batch, key, Some(position), Stage::Map, field, e.to_string(), false, source.data);
-                return self.flush_if_full(batch).await;
+                self.park(batch, key, Some(position), Stage::Map, field, e.to_string(), false, data);
+                return None;
             }
         };
         match Record::parse(self.stream, mapped, &position) {
             Ok(record) => {
                 let key = record.key();
                 self.mark_seen(&key);
-                if batch.keys.contains(&key) {
-                    // The same key twice in one batch (overlap windows, appended files): the later
-                    // version must be compared with what the earlier one wrote.
-                    self.flush(batch, None).await?;
-                }
                 let fp = fingerprint(&record);
-                batch.keys.insert(key.clone());
-                batch.pending.push(Pending { key, record, hash: fp.hash, canonical: fp.canonical });
+                Some(Pending { key, record, hash: fp.hash, canonical: fp.canonical, source_hash, source: data })
             }
             Err(e) => {
                 self.mark_seen(&e.record);
                 let field = Some(e.field().to_owned()).filter(|f| !f.is_empty());
-                self.park(batch, e.record.clone(), Some(position), Stage::Validate, field, e.to_string(), false, source.data);
+                self.park(batch, e.record.clone(), Some(position), Stage::Validate, field, e.to_string(), false, data);
+                None
             }
         }
-        self.flush_if_full(batch).await
     }
 
     async fn flush_if_full(&mut self, batch: &mut Batch) -> Result<(), String> {
@@ -408,21 +424,67 @@ impl Runner<'_> {
     async fn flush(&mut self, batch: &mut Batch, checkpoint: Option<serde_json::Value>) -> Result<(), String> {
         let mut current = std::mem::replace(batch, Batch::new());
         current.commit.checkpoint = checkpoint;
-        if current.pending.is_empty() && current.commit.is_empty() {
+        if current.raw.is_empty() && current.commit.is_empty() {
             return Ok(());
         }
         let flow = &self.flow.name;
-        let keys: Vec<String> = current.pending.iter().map(|p| p.key.clone()).collect();
-        let known = self.store.lookup(flow, &keys).await.map_err(|e| e.to_string())?;
+
+        // 1. Raw content synced before under this mapping: unchanged, without mapping or parsing it again.
+        let source_hashes: Vec<String> = current.raw.iter().map(|r| r.source_hash.clone()).collect();
+        let known_sources =
+            if source_hashes.is_empty() { HashMap::new() } else { self.store.lookup_sources(flow, &source_hashes).await.map_err(|e| e.to_string())? };
+        let mut pending: Vec<Pending> = Vec::with_capacity(current.raw.len());
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for raw in std::mem::take(&mut current.raw) {
+            if let Some(key) = known_sources.get(&raw.source_hash) {
+                self.mark_seen(key);
+                self.report.counts.unchanged += 1;
+                current.commit.counts.unchanged += 1;
+                if self.open_failures.remove(key) {
+                    current.commit.resolved.push(key.clone());
+                }
+                continue;
+            }
+            // 2. Map, validate, fingerprint. The same key twice in one batch (overlap windows, appended
+            // files): the later version wins.
+            if let Some(p) = self.prepare(&mut current, raw) {
+                match index.get(&p.key) {
+                    Some(&i) => {
+                        pending[i] = p;
+                        self.report.counts.skipped += 1;
+                        current.commit.counts.skipped += 1;
+                    }
+                    None => {
+                        index.insert(p.key.clone(), pending.len());
+                        pending.push(p);
+                    }
+                }
+            }
+        }
+
+        // 3. Compare with what the target last received.
+        let keys: Vec<String> = pending.iter().map(|p| p.key.clone()).collect();
+        let known = if keys.is_empty() { HashMap::new() } else { self.store.lookup(flow, &keys).await.map_err(|e| e.to_string())? };
 
         let mut to_write: Vec<(Pending, Option<String>)> = Vec::new();
-        for p in current.pending.drain(..) {
+        for p in pending {
             match known.get(&p.key) {
                 Some(x) if x.hash == p.hash => {
                     self.report.counts.unchanged += 1;
                     current.commit.counts.unchanged += 1;
                     if self.open_failures.remove(&p.key) {
-                        current.commit.resolved.push(p.key);
+                        current.commit.resolved.push(p.key.clone());
+                    }
+                    // The source changed in ways the target does not see: remember the new raw content
+                    // so the next run skips it early (state only; the target gets no write).
+                    if !self.options.dry_run {
+                        current.commit.synced.push(Synced {
+                            key: p.key,
+                            target_id: x.target_id.clone(),
+                            hash: p.hash,
+                            payload: p.canonical,
+                            source_hash: Some(p.source_hash),
+                        });
                     }
                 }
                 other => {
@@ -451,7 +513,13 @@ impl Runner<'_> {
                                 if self.open_failures.remove(&p.key) {
                                     current.commit.resolved.push(p.key.clone());
                                 }
-                                current.commit.synced.push(Synced { key: p.key, target_id: existing.clone(), hash: p.hash, payload: p.canonical });
+                                current.commit.synced.push(Synced {
+                                    key: p.key,
+                                    target_id: existing.clone(),
+                                    hash: p.hash,
+                                    payload: p.canonical,
+                                    source_hash: Some(p.source_hash),
+                                });
                             }
                         }
                         (id, _) => rest.push((p, id)),
@@ -468,16 +536,18 @@ impl Runner<'_> {
         }
 
         for chunk in chunks(to_write, self.batch_size) {
-            let by_key: HashMap<String, (String, String, bool)> =
-                chunk.iter().map(|(p, id)| (p.key.clone(), (p.hash.clone(), p.canonical.clone(), id.is_some()))).collect();
-            let records: Vec<WriteRecord> =
-                chunk.into_iter().map(|(p, target_id)| WriteRecord { key: p.key, target_id, record: p.record }).collect();
+            let mut by_key: HashMap<String, Written_> = HashMap::with_capacity(chunk.len());
+            let mut records: Vec<WriteRecord> = Vec::with_capacity(chunk.len());
+            for (p, target_id) in chunk {
+                by_key.insert(p.key.clone(), Written_ { hash: p.hash, canonical: p.canonical, source_hash: p.source_hash, source: p.source });
+                records.push(WriteRecord { key: p.key, target_id, record: p.record });
+            }
             let target = self.flow.target.clone();
             let stream = self.stream;
             let outcomes = with_retry(&format!("write {stream}"), || target.write(stream, records.clone())).await?;
             let mut answered = HashSet::new();
             for outcome in outcomes {
-                let Some((hash, canonical, _)) = by_key.get(&outcome.key) else {
+                let Some(sent) = by_key.remove(&outcome.key) else {
                     tracing::warn!(flow = %flow, record = %outcome.key, "target reported an outcome for a record it was not sent");
                     continue;
                 };
@@ -514,21 +584,21 @@ impl Runner<'_> {
                         current.commit.synced.push(Synced {
                             key: outcome.key,
                             target_id: written.target_id,
-                            hash: hash.clone(),
-                            payload: canonical.clone(),
+                            hash: sent.hash,
+                            payload: sent.canonical,
+                            source_hash: Some(sent.source_hash),
                         });
                     }
                     Err(failure) => {
-                        let source: serde_json::Value = serde_json::from_str(canonical).unwrap_or_default();
-                        self.park(&mut current, outcome.key, None, Stage::Write, failure.field, failure.message, failure.retryable, source);
+                        self.park(&mut current, outcome.key, None, Stage::Write, failure.field, failure.message, failure.retryable, sent.source);
                     }
                 }
             }
-            for (key, (_, canonical, _)) in &by_key {
-                if !answered.contains(key) {
-                    let source: serde_json::Value = serde_json::from_str(canonical).unwrap_or_default();
+            // Whatever the target did not answer for: parked, retried later (never assumed written).
+            for (key, sent) in by_key {
+                if !answered.contains(&key) {
                     let message = format!("target {} returned no outcome for this record", self.flow.config.target);
-                    self.park(&mut current, key.clone(), None, Stage::Write, None, message, true, source);
+                    self.park(&mut current, key, None, Stage::Write, None, message, true, sent.source);
                 }
             }
         }
@@ -641,7 +711,13 @@ impl Runner<'_> {
                         if mode == RetireMode::Delete {
                             commit.forgotten.push(o.key);
                         } else {
-                            commit.synced.push(Synced { key: o.key, target_id: w.target_id, hash: RETIRED_HASH.into(), payload: "null".into() });
+                            commit.synced.push(Synced {
+                                key: o.key,
+                                target_id: w.target_id,
+                                hash: RETIRED_HASH.into(),
+                                payload: "null".into(),
+                                source_hash: None,
+                            });
                         }
                     }
                     Err(f) => {
@@ -657,6 +733,32 @@ impl Runner<'_> {
         }
         Ok(())
     }
+}
+
+/// What was sent for one record, kept until the target answers.
+struct Written_ {
+    hash: String,
+    canonical: String,
+    source_hash: String,
+    source: serde_json::Value,
+}
+
+/// Identifies what turns raw records into canonical ones for this flow: the mapping, the stream and the
+/// model's version.
+fn mapping_id(config: &FlowConfig) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    h.update(config.stream.as_str().as_bytes());
+    h.update(serde_json::to_string(&config.mapping).unwrap_or_default().as_bytes());
+    *h.finalize().as_bytes()
+}
+
+/// Hash of a raw source record under a mapping (hex, 32 chars).
+fn source_fingerprint(mapping_id: &[u8; 32], data: &serde_json::Value) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(mapping_id);
+    serde_json::to_writer(&mut h, data).expect("hashing never fails to write");
+    crate::hash::hex16(h.finalize().as_bytes())
 }
 
 fn chunks<T>(items: Vec<T>, size: usize) -> Vec<Vec<T>> {

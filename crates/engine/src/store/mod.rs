@@ -47,6 +47,8 @@ pub struct Synced {
     pub target_id: String,
     pub hash: String,
     pub payload: String,
+    /// Hash of the raw source record under the flow's mapping (see `run.rs`), when there was one.
+    pub source_hash: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -192,6 +194,8 @@ pub trait StateStore: Send + Sync {
 
     /// Cross-reference entries for the given keys (absent keys are simply missing from the map).
     async fn lookup(&self, flow: &str, keys: &[String]) -> StoreResult<HashMap<String, XrefEntry>>;
+    /// Raw-content hashes already synced: source hash → key. Lets unchanged records skip mapping.
+    async fn lookup_sources(&self, flow: &str, source_hashes: &[String]) -> StoreResult<HashMap<String, String>>;
     /// Last synced canonical payloads, for diffs.
     async fn payloads(&self, flow: &str, keys: &[String]) -> StoreResult<HashMap<String, serde_json::Value>>;
     /// A page of the flow's cross-reference in key order after `after`: (key, target id, hash), for reconciling deletions.

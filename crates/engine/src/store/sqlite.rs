@@ -213,6 +213,18 @@ impl StateStore for SqliteStore {
         Ok(rows.into_iter().map(|r| (r.get(0), XrefEntry { target_id: r.get(1), hash: r.get(2) })).collect())
     }
 
+    async fn lookup_sources(&self, flow: &str, source_hashes: &[String]) -> StoreResult<HashMap<String, String>> {
+        let rows = sqlx::query(
+            "SELECT source_hash, key FROM xref WHERE flow = ?1 AND source_hash IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(flow)
+        .bind(keys_json(source_hashes))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err("look up source hashes", e))?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     async fn payloads(&self, flow: &str, keys: &[String]) -> StoreResult<HashMap<String, serde_json::Value>> {
         let rows = sqlx::query(
             "SELECT key, payload FROM xref WHERE flow = ?1 AND payload IS NOT NULL AND key IN (SELECT value FROM json_each(?2))",
@@ -271,13 +283,13 @@ impl StateStore for SqliteStore {
             let rows: Vec<serde_json::Value> = batch
                 .synced
                 .iter()
-                .map(|s| serde_json::json!([s.key, s.target_id, s.hash, s.payload]))
+                .map(|s| serde_json::json!([s.key, s.target_id, s.hash, s.payload, s.source_hash]))
                 .collect();
             sqlx::query(
-                "INSERT INTO xref (flow, key, target_id, hash, payload, synced_at)
-                 SELECT ?1, value ->> 0, value ->> 1, value ->> 2, value ->> 3, ?3 FROM json_each(?2) WHERE true
+                "INSERT INTO xref (flow, key, target_id, hash, payload, synced_at, source_hash)
+                 SELECT ?1, value ->> 0, value ->> 1, value ->> 2, value ->> 3, ?3, value ->> 4 FROM json_each(?2) WHERE true
                  ON CONFLICT (flow, key) DO UPDATE SET target_id = excluded.target_id, hash = excluded.hash,
-                     payload = excluded.payload, synced_at = excluded.synced_at",
+                     payload = excluded.payload, synced_at = excluded.synced_at, source_hash = excluded.source_hash",
             )
             .bind(flow)
             .bind(serde_json::Value::Array(rows).to_string())
