@@ -3,10 +3,15 @@
 
 use ferry_engine::Registry;
 
+#[cfg(feature = "tryton")]
+pub mod tryton;
+
 /// Every connector this build was compiled with.
 pub fn registry() -> Registry {
     #[allow(unused_mut)]
     let mut registry = Registry::default();
     // one line per connector:
+    #[cfg(feature = "tryton")]
+    registry.register(Box::new(tryton::TrytonFactory));
     registry
 }
