@@ -25,7 +25,7 @@ const FIELDS: &[&str] = &[
 ];
 
 const ADDRESS_FIELDS: &[&str] =
-    &["party_name", "name", "street", "city", "postal_code", "subdivision.name", "country.code", "invoice", "delivery", "active", "last_modified_at"];
+    &["party_name", "street", "city", "postal_code", "subdivision.name", "country.code", "invoice", "delivery", "active", "last_modified_at"];
 
 impl Tryton {
     pub(super) async fn customer_page(&self, w: &Window) -> Result<Page, ConnectorError> {
@@ -110,7 +110,7 @@ impl Tryton {
                 billing_seen |= invoice;
                 delivery_seen |= delivery;
                 let ao = addr.as_object_mut().expect("object");
-                if let Some(n) = as_text(a.get("party_name")).or_else(|| as_text(a.get("name"))) {
+                if let Some(n) = as_text(a.get("party_name")) {
                     ao.insert("name".into(), json!(n));
                 }
                 if let Some(s) = as_text(a.get("street")) {

@@ -64,6 +64,8 @@ pub struct Tryton {
     rpc: Rpc,
     base: OnceCell<Base>,
     order_setup: OnceCell<orders::OrderSetup>,
+    /// Parties that have a sale price list, with when they were scanned (see prices.rs).
+    price_list_users: tokio::sync::Mutex<Option<(std::time::Instant, Vec<Map<String, Value>>)>>,
 }
 
 /// Looked up once per connection: what every read needs.
@@ -89,7 +91,7 @@ impl Tryton {
             return Err(ConnectorError::config(format!("connection {connection}"), "page_size and batch_size must be at least 1"));
         }
         let rpc = Rpc::new(&opts.url, &opts.database, &opts.username, &password, Duration::from_secs(opts.timeout_seconds))?;
-        Ok(Tryton { opts, rpc, base: OnceCell::new(), order_setup: OnceCell::new() })
+        Ok(Tryton { opts, rpc, base: OnceCell::new(), order_setup: OnceCell::new(), price_list_users: Default::default() })
     }
 
     /// The JSON-RPC client (tests and the benchmark use it to set up data and measure time in Tryton).

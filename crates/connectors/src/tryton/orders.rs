@@ -49,7 +49,8 @@ struct Pending {
     vals: Value,
 }
 
-const PRODUCT_FIELDS: &[&str] = &["code", "sale_uom", "default_uom", "customer_taxes_used", "salable"];
+// taxes live on the accounting category (account_product): `account_category.customer_taxes_used`
+const PRODUCT_FIELDS: &[&str] = &["code", "sale_uom", "default_uom", "account_category.customer_taxes_used", "salable"];
 
 impl Tryton {
     pub(super) async fn order_setup(&self) -> Result<&OrderSetup, ConnectorError> {
@@ -114,7 +115,7 @@ impl Tryton {
     async fn product_infos(&self, codes: &[String]) -> Result<HashMap<String, ProductInfo>, ConnectorError> {
         let none = Map::new();
         let rows = self.rpc.search_read("product.product", json!([["code", "in", codes]]), 0, None, Value::Null, PRODUCT_FIELDS, &none).await?;
-        let tax_ids: Vec<i64> = rows.iter().flat_map(|r| super::id_list(r.get("customer_taxes_used"))).collect::<HashSet<_>>().into_iter().collect();
+        let tax_ids: Vec<i64> = rows.iter().flat_map(|r| super::id_list(dotted(r, "account_category.customer_taxes_used"))).collect::<HashSet<_>>().into_iter().collect();
         let rates: HashMap<i64, Decimal> = self
             .rpc
             .read("account.tax", &tax_ids, &["type", "rate"], &none)
@@ -132,7 +133,7 @@ impl Tryton {
                 continue;
             }
             let unit = r.get("sale_uom").and_then(Value::as_i64).or_else(|| r.get("default_uom").and_then(Value::as_i64)).unwrap_or_default();
-            let taxes = super::id_list(r.get("customer_taxes_used"));
+            let taxes = super::id_list(dotted(&r, "account_category.customer_taxes_used"));
             let rate = taxes.iter().filter_map(|t| rates.get(t)).sum();
             out.insert(code, ProductInfo { id, unit, taxes, rate });
         }
@@ -312,9 +313,12 @@ impl Tryton {
         }
         let emails: Vec<String> = orders.iter().filter_map(|(_, o)| o.customer.email.as_ref()).map(|e| e.to_lowercase()).collect();
         if self.opts.customers.by_email && !emails.is_empty() {
+            // e-mail addresses compare case-insensitively: `ilike` with the wildcards escaped
+            let mut any: Vec<Value> = vec![json!("OR")];
+            any.extend(emails.iter().map(|e| json!(["value", "ilike", e.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")])));
             let rows = self
                 .rpc
-                .search_read("party.contact_mechanism", json!([["type", "=", "email"], ["value", "in", emails]]), 0, None, json!([["id", "ASC"]]), &["value", "party"], &none)
+                .search_read("party.contact_mechanism", json!([["type", "=", "email"], any]), 0, None, json!([["id", "ASC"]]), &["value", "party"], &none)
                 .await?;
             for r in rows {
                 if let (Some(v), Some(p)) = (as_text(r.get("value")), r.get("party").and_then(Value::as_i64)) {
@@ -435,7 +439,16 @@ impl Tryton {
         if let Some(code) = &c.code {
             vals["code"] = json!(code);
         }
-        Ok(self.rpc.create("party.party", vec![vals], &Map::new()).await?[0])
+        // Without a code Tryton numbers the party from a sequence; on SQLite two concurrent creates can
+        // draw the same number and one is refused as not unique: drawing again is safe.
+        let mut attempt = 0;
+        loop {
+            match self.rpc.create("party.party", vec![vals.clone()], &Map::new()).await {
+                Ok(ids) => return Ok(ids[0]),
+                Err(e) if c.code.is_none() && attempt < 3 && e.message.contains("must be unique") => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The party's address equal to the order's (street, postcode, city, country), created when missing.

@@ -116,11 +116,8 @@ impl Tryton {
         let lists = self.rpc.search_read("product.price_list", json!([]), 0, None, json!([["id", "ASC"]]), &["name", "tax_included", "lines", "last_modified_at"], &Map::new()).await?;
         let line_ids: Vec<i64> = lists.iter().flat_map(|l| super::id_list(l.get("lines"))).collect();
         let lines = super::by_id(self.rpc.read("product.price_list.line", &line_ids, &["product", "category", "quantity", "last_modified_at"], &Map::new()).await?);
-        let users = self
-            .rpc
-            .search_read("party.party.sale_price_list", json!([["sale_price_list", "!=", null]]), 0, None, Value::Null, &["party", "sale_price_list", "party.code", "party.categories"], &Map::new())
-            .await?;
-        let cat_ids: Vec<i64> = users.iter().flat_map(|u| super::id_list(dotted(u, "party.categories"))).collect::<HashSet<_>>().into_iter().collect();
+        let users = self.price_list_users().await?;
+        let cat_ids: Vec<i64> = users.iter().flat_map(|u| super::id_list(u.get("categories"))).collect::<HashSet<_>>().into_iter().collect();
         let cat_names: HashMap<i64, String> = self
             .rpc
             .read("party.category", &cat_ids, &["name"], &Map::new())
@@ -147,6 +144,35 @@ impl Tryton {
             out.push(List { id, name: as_text(l.get("name")).unwrap_or_else(|| format!("price list {id}")), tax_included: l.get("tax_included").is_some_and(as_bool), applies_to, updated, lines: ls });
         }
         Ok(out)
+    }
+
+    /// Parties with a sale price list (`sale_price_list` is a company-dependent MultiValue Tryton cannot
+    /// search on, and its table model is not exposed over RPC): all parties are scanned, 1,000 per
+    /// call, and the answer is kept for a minute so a paged read scans once.
+    async fn price_list_users(&self) -> Result<Vec<Map<String, Value>>, ConnectorError> {
+        let mut cache = self.price_list_users.lock().await;
+        if let Some((at, users)) = cache.as_ref()
+            && at.elapsed() < std::time::Duration::from_secs(60)
+        {
+            return Ok(users.clone());
+        }
+        let mut users = Vec::new();
+        let mut after = 0i64;
+        loop {
+            let rows = self
+                .rpc
+                .search_read("party.party", json!([["id", ">", after]]), 0, Some(1000), json!([["id", "ASC"]]), &["sale_price_list", "code", "categories"], &Map::new())
+                .await?;
+            let last = rows.last().and_then(|r| r.get("id")).and_then(Value::as_i64);
+            let full = rows.len() == 1000;
+            users.extend(rows.into_iter().filter(|r| r.get("sale_price_list").is_some_and(|v| v.is_i64())));
+            match last {
+                Some(l) if full => after = l,
+                _ => break,
+            }
+        }
+        *cache = Some((std::time::Instant::now(), users.clone()));
+        Ok(users)
     }
 
     /// product id → its categories and all their ancestors.
@@ -192,14 +218,14 @@ impl Tryton {
 fn applies_to(parties: &[&Map<String, Value>], cat_names: &HashMap<i64, String>) -> Value {
     match parties {
         [] => json!({"kind": "all"}),
-        [one] => match as_text(dotted(one, "party.code")) {
+        [one] => match as_text(one.get("code")) {
             Some(code) => json!({"kind": "customer", "code": code}),
             None => json!({"kind": "all"}),
         },
         many => {
             let mut shared: Option<HashSet<i64>> = None;
             for p in many {
-                let cats: HashSet<i64> = super::id_list(dotted(p, "party.categories")).into_iter().collect();
+                let cats: HashSet<i64> = super::id_list(p.get("categories")).into_iter().collect();
                 shared = Some(match shared {
                     None => cats,
                     Some(s) => s.intersection(&cats).copied().collect(),

@@ -21,10 +21,9 @@ const FIELDS: &[&str] = &[
     "template",
     "template.code",
     "template.name",
-    "template.description",
     "template.list_price",
     "template.categories",
-    "template.account_category.name",
+    "account_category.name",
     "template.last_modified_at",
 ];
 
@@ -81,13 +80,13 @@ impl Tryton {
         if let Some(g) = as_text(dotted(row, "template.code")) {
             o.insert("group".into(), json!(g));
         }
-        if let Some(d) = as_text(row.get("description")).or_else(|| as_text(dotted(row, "template.description"))) {
+        if let Some(d) = as_text(row.get("description")) {
             o.insert("description".into(), json!(d));
         }
         if !categories.is_empty() {
             o.insert("categories".into(), json!(categories));
         }
-        if let Some(t) = as_text(dotted(row, "template.account_category.name")) {
+        if let Some(t) = as_text(dotted(row, "account_category.name")) {
             o.insert("tax_class".into(), json!(t));
         }
         if let Some(p) = price {

@@ -178,6 +178,9 @@ impl Rpc {
             k if k.contains("DatabaseOperationalError") || k.contains("database is locked") => RpcErrorKind::Transient,
             _ => RpcErrorKind::Server,
         };
+        // a Python exception that is not one of Tryton's named errors arrives as its bare text
+        let named = kind_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let kind_name = if named { kind_name } else { format!("server exception {kind_name}") };
         let message = if texts.is_empty() { kind_name.clone() } else { format!("{kind_name}: {}", texts.join(" — ")) };
         self.err(kind, call, message)
     }

@@ -1,7 +1,7 @@
 //! shipments: done customer shipments (`stock.shipment.out`, state `done`) with the shop's order number
 //! (the sale's `web_id`, else its `reference`, found through the moves' origin `sale.line,<id>`), the
 //! carrier (`carrier.party.name`, service = the carrier's product) and the tracking reference
-//! (`shipping_reference` / `shipping_tracking_url` of the stock_package_shipping module).
+//! (`shipping_reference` of the stock_package_shipping module; tracking URLs exist only on its packages).
 
 use super::rpc::{self, as_date, as_datetime, as_decimal, as_text, dotted};
 use super::{Page, Tryton, Window, item, window_domain};
@@ -20,7 +20,6 @@ const FIELDS: &[&str] = &[
     "carrier.party.name",
     "carrier.carrier_product.name",
     "shipping_reference",
-    "shipping_tracking_url",
 ];
 
 impl Tryton {
@@ -68,7 +67,7 @@ impl Tryton {
                 "lines": lines.iter().map(|(sku, q)| json!({"sku": sku, "quantity": q.normalize().to_string()})).collect::<Vec<_>>(),
             });
             let o = data.as_object_mut().expect("object");
-            for (src, dst) in [("carrier.party.name", "carrier"), ("carrier.carrier_product.name", "service"), ("shipping_reference", "tracking_code"), ("shipping_tracking_url", "tracking_url")] {
+            for (src, dst) in [("carrier.party.name", "carrier"), ("carrier.carrier_product.name", "service"), ("shipping_reference", "tracking_code")] {
                 if let Some(v) = as_text(dotted(s, src)) {
                     o.insert(dst.into(), json!(v));
                 }
