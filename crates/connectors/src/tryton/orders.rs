@@ -177,11 +177,11 @@ impl Tryton {
         // --- look-ups for the whole batch: products, parties by code and by e-mail, their addresses
         let skus: Vec<String> = orders.iter().flat_map(|(_, o)| o.lines.iter().map(|l| l.sku.clone())).collect::<HashSet<_>>().into_iter().collect();
         let products = self.product_infos(&skus).await?;
-        let parties = self.match_parties(&orders).await?;
+        let mut parties = self.match_parties(&orders).await?;
 
         let mut pending = Vec::new();
         for (key, order) in orders {
-            match self.prepare(&key, &order, &setup, &products, &parties).await {
+            match self.prepare(&key, &order, &setup, &products, &mut parties).await {
                 Ok(vals) => pending.push(Pending { key, order, vals }),
                 Err(f) => outcomes.push(WriteOutcome::failed(key, f)),
             }
@@ -337,7 +337,7 @@ impl Tryton {
     }
 
     /// The sale's values, or why this order cannot become one.
-    async fn prepare(&self, key: &str, o: &Order, setup: &OrderSetup, products: &HashMap<String, ProductInfo>, parties: &Parties) -> Result<Value, RecordFailure> {
+    async fn prepare(&self, key: &str, o: &Order, setup: &OrderSetup, products: &HashMap<String, ProductInfo>, parties: &mut Parties) -> Result<Value, RecordFailure> {
         let rpc_fail = |field: &str| {
             let field = field.to_owned();
             move |e: RpcError| e.to_record_failure(Some(field))
@@ -381,10 +381,18 @@ impl Tryton {
             None if self.opts.customers.create_customers && (c.email.is_some() || c.code.is_some()) => self.create_party(o).await.map_err(rpc_fail("customer"))?,
             None => setup.b2c_party,
         };
-        let existing = self.party_addresses(party).await.map_err(rpc_fail("customer"))?;
-        let invoice_address = self.address_for(party, &existing, o.billing_address.as_ref(), true, setup, &o.customer).await?;
+        // a party's addresses and payment term are read once per batch (many web orders share the B2C party)
+        if !parties.known.contains_key(&party) {
+            let addresses = self.party_addresses(party).await.map_err(rpc_fail("customer"))?;
+            let payment_term = self.party_payment_term(party).await.map_err(rpc_fail("customer"))?;
+            parties.known.insert(party, PartyInfo { addresses, payment_term });
+        }
+        let info = parties.known.get_mut(&party).expect("just inserted");
+        let party_term = info.payment_term;
+        let existing = &mut info.addresses;
+        let invoice_address = self.address_for(party, existing, o.billing_address.as_ref(), true, setup, &o.customer).await?;
         let shipment_address = match &o.shipping_address {
-            Some(_) => self.address_for(party, &existing, o.shipping_address.as_ref(), false, setup, &o.customer).await?,
+            Some(_) => self.address_for(party, existing, o.shipping_address.as_ref(), false, setup, &o.customer).await?,
             None => invoice_address,
         };
         let mut comment = Vec::new();
@@ -407,7 +415,7 @@ impl Tryton {
             "warehouse": setup.warehouse,
             "lines": [["create", lines]],
         });
-        if let Some(pt) = setup.payment_term.or(self.party_payment_term(party).await.map_err(rpc_fail("customer"))?) {
+        if let Some(pt) = party_term.or(setup.payment_term) {
             vals["payment_term"] = json!(pt);
         }
         if !comment.is_empty() {
@@ -452,7 +460,7 @@ impl Tryton {
     }
 
     /// The party's address equal to the order's (street, postcode, city, country), created when missing.
-    async fn address_for(&self, party: i64, existing: &[Map<String, Value>], addr: Option<&Address>, invoice: bool, setup: &OrderSetup, buyer: &ferry_model::OrderCustomer) -> Result<i64, RecordFailure> {
+    async fn address_for(&self, party: i64, existing: &mut Vec<Map<String, Value>>, addr: Option<&Address>, invoice: bool, setup: &OrderSetup, buyer: &ferry_model::OrderCustomer) -> Result<i64, RecordFailure> {
         let field = if invoice { "billing_address" } else { "shipping_address" };
         let flag = if invoice { "invoice" } else { "delivery" };
         let Some(a) = addr else {
@@ -490,7 +498,14 @@ impl Tryton {
             let id = setup.countries.get(country).ok_or_else(|| RecordFailure::permanent(Some(format!("{field}.country")), format!("country {country} is not set up in Tryton")))?;
             vals["country"] = json!(id);
         }
-        let ids = self.rpc.create("party.address", vec![vals], &Map::new()).await.map_err(|e| e.to_record_failure(Some(field.into())))?;
+        let ids = self.rpc.create("party.address", vec![vals.clone()], &Map::new()).await.map_err(|e| e.to_record_failure(Some(field.into())))?;
+        // remember it as read back, so the next order of the batch with this address reuses it
+        let mut row = vals.as_object().cloned().unwrap_or_default();
+        row.insert("id".into(), json!(ids[0]));
+        if let Some(c) = &a.country {
+            row.insert("country.".into(), json!({"code": c}));
+        }
+        existing.push(row);
         Ok(ids[0])
     }
 }
@@ -499,6 +514,13 @@ impl Tryton {
 struct Parties {
     by_code: HashMap<String, i64>,
     by_email: HashMap<String, i64>,
+    /// party id → its addresses and customer payment term, read once per batch
+    known: HashMap<i64, PartyInfo>,
+}
+
+struct PartyInfo {
+    addresses: Vec<Map<String, Value>>,
+    payment_term: Option<i64>,
 }
 
 /// A sale line of `product` with its customer taxes.
