@@ -65,8 +65,11 @@ pub struct Tryton {
     base: OnceCell<Base>,
     order_setup: OnceCell<orders::OrderSetup>,
     /// Parties that have a sale price list, with when they were scanned (see prices.rs).
-    price_list_users: tokio::sync::Mutex<Option<(std::time::Instant, Vec<Map<String, Value>>)>>,
+    price_list_users: tokio::sync::Mutex<Option<PriceListUsers>>,
 }
+
+/// When the parties with a sale price list were scanned, and those parties.
+type PriceListUsers = (std::time::Instant, Vec<Map<String, Value>>);
 
 /// Looked up once per connection: what every read needs.
 #[derive(Clone, Debug)]

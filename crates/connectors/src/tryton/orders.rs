@@ -382,12 +382,14 @@ impl Tryton {
             None => setup.b2c_party,
         };
         // a party's addresses and payment term are read once per batch (many web orders share the B2C party)
-        if !parties.known.contains_key(&party) {
-            let addresses = self.party_addresses(party).await.map_err(rpc_fail("customer"))?;
-            let payment_term = self.party_payment_term(party).await.map_err(rpc_fail("customer"))?;
-            parties.known.insert(party, PartyInfo { addresses, payment_term });
-        }
-        let info = parties.known.get_mut(&party).expect("just inserted");
+        let info = match parties.known.entry(party) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let addresses = self.party_addresses(party).await.map_err(rpc_fail("customer"))?;
+                let payment_term = self.party_payment_term(party).await.map_err(rpc_fail("customer"))?;
+                e.insert(PartyInfo { addresses, payment_term })
+            }
+        };
         let party_term = info.payment_term;
         let existing = &mut info.addresses;
         let invoice_address = self.address_for(party, existing, o.billing_address.as_ref(), true, setup, &o.customer).await?;

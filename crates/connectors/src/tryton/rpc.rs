@@ -259,6 +259,7 @@ impl Rpc {
         rows_of(v).ok_or_else(|| self.err(RpcErrorKind::Server, &format!("model.{model}.read"), "expected a list of records"))
     }
 
+    #[allow(clippy::too_many_arguments)] // Tryton's own parameter list, in its order
     pub async fn search_read(&self, model: &str, domain: Value, offset: usize, limit: Option<usize>, order: Value, fields: &[&str], extra: &Map<String, Value>) -> Result<Vec<Map<String, Value>>, RpcError> {
         let v = self.call(model, "search_read", vec![domain, json!(offset), json!(limit), order, json!(fields)], extra).await?;
         rows_of(v).ok_or_else(|| self.err(RpcErrorKind::Server, &format!("model.{model}.search_read"), "expected a list of records"))
