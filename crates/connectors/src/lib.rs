@@ -12,6 +12,8 @@ mod rawkey;
 pub mod csv;
 #[cfg(feature = "jsonl")]
 pub mod jsonl;
+#[cfg(feature = "tryton")]
+pub mod tryton;
 
 /// Every connector this build was compiled with.
 pub fn registry() -> Registry {
@@ -22,5 +24,7 @@ pub fn registry() -> Registry {
     registry.register(Box::new(csv::CsvFactory));
     #[cfg(feature = "jsonl")]
     registry.register(Box::new(jsonl::JsonlFactory));
+    #[cfg(feature = "tryton")]
+    registry.register(Box::new(tryton::TrytonFactory));
     registry
 }

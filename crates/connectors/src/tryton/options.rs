@@ -1,0 +1,205 @@
+//! The connection's options (`[connections.<name>]` with `type = "tryton"`). See docs/connectors/tryton.md.
+
+use ferry_model::Stream;
+use rust_decimal::Decimal;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// Server URL without the database, e.g. `http://127.0.0.1:8000`.
+    pub url: String,
+    /// Database name (the `<db>` of `/<db>/rpc/`).
+    pub database: String,
+    #[serde(default = "default_username")]
+    pub username: String,
+    /// The password itself; prefer `password_env`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Environment variable holding the password (default `TRYTON_PASSWORD`).
+    #[serde(default = "default_password_env")]
+    pub password_env: String,
+    /// Code of the warehouse (`stock.location`, type warehouse) orders ship from. Default `WH`.
+    #[serde(default = "default_warehouse")]
+    pub warehouse: String,
+    /// Warehouses whose stock is read (default: `[warehouse]`).
+    #[serde(default)]
+    pub stock_warehouses: Vec<String>,
+    /// Name of the `web.shop` orders are attached to (default: the shop selling from `warehouse`).
+    #[serde(default)]
+    pub web_shop: Option<String>,
+    /// State a written sale is left in.
+    #[serde(default)]
+    pub order_state: OrderState,
+    /// How an order's buyer becomes a Tryton party.
+    #[serde(default)]
+    pub customers: CustomerMatching,
+    /// Party (name, or numeric id) that orders without a known customer are booked to.
+    #[serde(default = "default_b2c")]
+    pub b2c_party: String,
+    /// Payment term (name) for sales whose party has none.
+    #[serde(default)]
+    pub payment_term: Option<String>,
+    /// Product code of the freight (shipping) service product.
+    #[serde(default = "default_freight")]
+    pub freight_product: String,
+    /// Product code of the discount product used for coupons, promotions and line discounts.
+    #[serde(default = "default_discount")]
+    pub discount_product: String,
+    /// What to do with loyalty points and loyalty discounts.
+    #[serde(default)]
+    pub loyalty: LoyaltyHandling,
+    /// Largest accepted difference between Tryton's computed tax and the order's `totals.tax`.
+    #[serde(default = "default_tax_tolerance")]
+    pub tax_tolerance: Decimal,
+    #[serde(default)]
+    pub on_tax_mismatch: OnTaxMismatch,
+    /// Stock status thresholds and how end-of-line / discontinued are derived.
+    #[serde(default)]
+    pub stock_status: StockStatusRules,
+    /// Re-read this many seconds before the checkpoint (clock skew, late commits).
+    #[serde(default = "default_overlap")]
+    pub overlap_seconds: u32,
+    /// Records per search/read page (one checkpoint per page).
+    #[serde(default = "default_page_size")]
+    pub page_size: usize,
+    /// Orders per `write` call.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// HTTP timeout per call, seconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u64,
+    /// Tryton field names copied into `custom`, per stream, e.g. `products = ["template.weight"]`.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, Vec<String>>")]
+    pub custom_fields: BTreeMap<Stream, Vec<String>>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderState {
+    /// Created and left in draft for a person to review.
+    Draft,
+    /// Quoted (`quote`): prices and taxes fixed.
+    #[default]
+    Quotation,
+    /// Quoted and confirmed: Tryton creates the shipment and invoice.
+    Confirmed,
+}
+
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerMatching {
+    /// Match `customer.code` against `party.party.code` first.
+    #[serde(default = "yes")]
+    pub by_code: bool,
+    /// Then match `customer.email` against the parties' e-mail contact mechanisms.
+    #[serde(default = "yes")]
+    pub by_email: bool,
+    /// Create a party for an unmatched buyer who gave an e-mail (else the order goes to `b2c_party`).
+    #[serde(default)]
+    pub create_customers: bool,
+}
+
+impl Default for CustomerMatching {
+    fn default() -> Self {
+        CustomerMatching { by_code: true, by_email: true, create_customers: false }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoyaltyHandling {
+    /// Product code for loyalty discounts (`discounts[].kind = loyalty`); default: `discount_product`.
+    #[serde(default)]
+    pub product: Option<String>,
+    /// Write points used/earned as a note on the sale.
+    #[serde(default = "yes")]
+    pub note: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTaxMismatch {
+    /// Refuse the order (the sale is deleted again) with a failure on `totals.tax`.
+    #[default]
+    Fail,
+    /// Keep the sale and attach a note saying by how much the tax differs.
+    Note,
+}
+
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StockStatusRules {
+    /// Available quantity at or below which the status is `low` (above zero).
+    #[serde(default = "default_low")]
+    pub low_stock: Decimal,
+    /// An archived (inactive) product is `discontinued`.
+    #[serde(default = "yes")]
+    pub inactive_is_discontinued: bool,
+    /// A boolean field of `product.product` (dotted paths allowed, e.g. `template.end_of_line`) that marks
+    /// end-of-line products: `end_of_line` while stock lasts, then `discontinued`.
+    #[serde(default)]
+    pub end_of_line_field: Option<String>,
+    /// A product category name that marks end-of-line products (same effect as `end_of_line_field`).
+    #[serde(default)]
+    pub end_of_line_category: Option<String>,
+}
+
+impl Default for StockStatusRules {
+    fn default() -> Self {
+        StockStatusRules { low_stock: default_low(), inactive_is_discontinued: true, end_of_line_field: None, end_of_line_category: None }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_username() -> String {
+    "admin".into()
+}
+fn default_password_env() -> String {
+    "TRYTON_PASSWORD".into()
+}
+fn default_warehouse() -> String {
+    "WH".into()
+}
+fn default_b2c() -> String {
+    "Web sales (B2C)".into()
+}
+fn default_freight() -> String {
+    "FREIGHT".into()
+}
+fn default_discount() -> String {
+    "DISCOUNT".into()
+}
+fn default_tax_tolerance() -> Decimal {
+    Decimal::new(1, 2)
+}
+fn default_overlap() -> u32 {
+    120
+}
+fn default_page_size() -> usize {
+    200
+}
+fn default_batch_size() -> usize {
+    50
+}
+fn default_timeout() -> u64 {
+    60
+}
+fn default_low() -> Decimal {
+    Decimal::from(5)
+}
+
+impl Options {
+    pub fn custom_fields(&self, stream: Stream) -> &[String] {
+        self.custom_fields.get(&stream).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    pub fn stock_warehouses(&self) -> Vec<String> {
+        if self.stock_warehouses.is_empty() { vec![self.warehouse.clone()] } else { self.stock_warehouses.clone() }
+    }
+}
