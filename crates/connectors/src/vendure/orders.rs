@@ -1,8 +1,8 @@
 //! Orders: read incrementally (`updatedAt` ≥ checkpoint − overlap, sorted by `updatedAt`, only states
 //! past the cart: option `order_states`) or by order code, as canonical Orders.
 //!
-//! Vendure keeps money as integer minor units; amounts convert exactly. The order's own
-//! `pricesIncludeTax` decides the canonical tax mode. Vendure folds order-level discounts into
+//! Vendure keeps money as integer minor units; amounts convert exactly. The channel's
+//! `pricesIncludeTax` decides the canonical tax mode (orders do not expose it). Vendure folds order-level discounts into
 //! `proratedLinePrice`; canonically they are the order's `discounts` instead:
 //! line total = discountedLinePrice (line-level promotions only), order discount = Σ line totals −
 //! subTotal, shipping = discountedPrice, tax = totalWithTax − total, total = totalWithTax. Every order is
@@ -17,7 +17,7 @@ use futures::stream::BoxStream;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
-const ORDER_FIELDS: &str = "id code state orderPlacedAt updatedAt currencyCode pricesIncludeTax couponCodes
+const ORDER_FIELDS: &str = "id code state orderPlacedAt updatedAt currencyCode couponCodes
   customer { id emailAddress firstName lastName phoneNumber customFields { ferryCode taxId company } }
   shippingAddress { fullName company streetLine1 streetLine2 city province postalCode countryCode phoneNumber }
   billingAddress { fullName company streetLine1 streetLine2 city province postalCode countryCode phoneNumber }
@@ -61,6 +61,14 @@ pub(crate) fn read(v: &Vendure, request: ReadRequest) -> BoxStream<'_, Result<Re
             }
             let options = json!({"filter": filter, "sort": {"updatedAt": "ASC"}, "skip": st.skip, "take": take});
             let q = format!("query($o:OrderListOptions){{ orders(options:$o){{ totalItems items {{ {ORDER_FIELDS} }} }} }}");
+            // Vendure does not expose the tax mode on the order: it is the channel's.
+            let pit = match v.channel().await {
+                Ok(ch) => ch.prices_include_tax,
+                Err(e) => {
+                    st.done = true;
+                    return Some((vec![Err(e)], st));
+                }
+            };
             let data = match v.gql.query(&q, json!({"o": options})).await {
                 Ok(d) => d,
                 Err(e) => {
@@ -70,7 +78,7 @@ pub(crate) fn read(v: &Vendure, request: ReadRequest) -> BoxStream<'_, Result<Re
             };
             let items = data.pointer("/orders/items").and_then(Value::as_array).cloned().unwrap_or_default();
             let total = data.pointer("/orders/totalItems").and_then(Value::as_u64).unwrap_or(0) as usize;
-            let mut out: Vec<Result<ReadItem, ConnectorError>> = items.iter().map(|o| Ok(translate(o))).collect();
+            let mut out: Vec<Result<ReadItem, ConnectorError>> = items.iter().map(|o| Ok(translate(o, pit))).collect();
             st.skip += items.len();
             if items.is_empty() || st.skip >= total {
                 st.done = true;
@@ -88,7 +96,7 @@ pub(crate) fn read(v: &Vendure, request: ReadRequest) -> BoxStream<'_, Result<Re
 }
 
 /// One Vendure order → a canonical order record, or `Invalid` naming the order and field.
-pub(crate) fn translate(o: &Value) -> ReadItem {
+pub(crate) fn translate(o: &Value, prices_include_tax: bool) -> ReadItem {
     let code = o["code"].as_str().unwrap_or("?").to_owned();
     let position = format!("vendure order {code}");
     let invalid = |field: &str, message: String| ReadItem::Invalid {
@@ -98,7 +106,7 @@ pub(crate) fn translate(o: &Value) -> ReadItem {
         field: field.to_owned(),
         message,
     };
-    match canonical(o) {
+    match canonical(o, prices_include_tax) {
         Err((field, message)) => invalid(&field, message),
         Ok(value) => match Record::parse(Stream::Orders, value.clone(), &position) {
             Ok(_) => ReadItem::Record(SourceRecord { position, data: value }),
@@ -112,9 +120,8 @@ pub(crate) fn translate(o: &Value) -> ReadItem {
 
 type Bad = (String, String);
 
-fn canonical(o: &Value) -> Result<Value, Bad> {
+fn canonical(o: &Value, pit: bool) -> Result<Value, Bad> {
     let c = Currency::parse(o["currencyCode"].as_str().unwrap_or_default()).map_err(|e| ("currency".to_owned(), e))?;
-    let pit = o["pricesIncludeTax"].as_bool().unwrap_or(false);
     let m = |v: &Value, field: &str| money(c, v).ok_or_else(|| (field.to_owned(), format!("missing or not an integer amount: {v}")));
     let placed_at = o["orderPlacedAt"].as_str().ok_or_else(|| ("placed_at".to_owned(), "order has no orderPlacedAt (still a cart?)".to_owned()))?;
 
@@ -314,7 +321,7 @@ mod tests {
     #[test]
     fn an_order_without_placement_is_invalid_and_named() {
         let o = json!({"code": "ABC", "currencyCode": "AUD", "lines": []});
-        match translate(&o) {
+        match translate(&o, false) {
             ReadItem::Invalid { key, field, .. } => {
                 assert_eq!(key.as_deref(), Some("ABC"));
                 assert_eq!(field, "placed_at");

@@ -11,6 +11,7 @@
 //! - `applies_to = customer(C)` → a group `customer:C` holding just that customer (found by ferryCode);
 //! - `applies_to = all` → condition `minimum_order_amount` 0 (a sale price for everyone);
 //! - `valid_from` / `valid_to` → `startsAt` / `endsAt` (UTC days, `valid_to` inclusive).
+//!
 //! Not representable: quantity breaks (`min_quantity` > 1). Vendure applies every eligible promotion
 //! and each discounts from the undiscounted unit price, so a break promotion would stack on top of the
 //! base group price. Those entries fail with a RecordFailure naming `min_quantity`.
