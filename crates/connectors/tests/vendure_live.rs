@@ -197,6 +197,7 @@ async fn products_with_variants_then_one_price_change_touches_only_that_variant(
     assert_eq!(after[&skus[0]]["updatedAt"], before[&skus[0]]["updatedAt"], "untouched variant");
     assert_eq!(after[&skus[0]]["price"], 1999);
     assert_eq!(data["products"]["items"][0]["enabled"], true, "other variants still sell");
+    assert_eq!(data["products"]["items"][0]["customFields"]["imageUrls"].as_array().unwrap().len(), 3, "a partial batch keeps the group's other media");
 }
 
 #[tokio::test]

@@ -116,6 +116,8 @@ pub struct Gql {
     channel_token: Option<String>,
     token: RwLock<Option<String>>,
     calls: AtomicU64,
+    /// Requests and time spent per operation (first field of the document), for "where the time goes".
+    timings: std::sync::Mutex<std::collections::BTreeMap<String, (u64, Duration)>>,
 }
 
 impl Gql {
@@ -125,12 +127,17 @@ impl Gql {
             .pool_max_idle_per_host(8)
             .build()
             .map_err(|e| ConnectorError::config(&endpoint, format!("HTTP client: {e}")))?;
-        Ok(Gql { http, endpoint, username, password, channel_token, token: RwLock::new(None), calls: AtomicU64::new(0) })
+        Ok(Gql { http, endpoint, username, password, channel_token, token: RwLock::new(None), calls: AtomicU64::new(0), timings: Default::default() })
     }
 
     /// HTTP requests sent so far (login included): for the benchmark's "calls per record".
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Requests and total time per operation so far: `(operation, requests, time)`.
+    pub fn timings(&self) -> Vec<(String, u64, Duration)> {
+        self.timings.lock().map(|t| t.iter().map(|(k, (n, d))| (k.clone(), *n, *d)).collect()).unwrap_or_default()
     }
 
     /// Logs in and stores the token; `Auth` error when the credentials are refused.
@@ -222,6 +229,17 @@ impl Gql {
 
     async fn post(&self, query: &str, variables: Value, token: Option<&str>) -> Result<(Value, Option<String>), ConnectorError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let result = self.post_inner(query, variables, token).await;
+        if let Ok(mut t) = self.timings.lock() {
+            let e = t.entry(operation(query)).or_default();
+            e.0 += 1;
+            e.1 += started.elapsed();
+        }
+        result
+    }
+
+    async fn post_inner(&self, query: &str, variables: Value, token: Option<&str>) -> Result<(Value, Option<String>), ConnectorError> {
         let mut req = self.http.post(&self.endpoint).json(&json!({"query": query, "variables": variables}));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -252,6 +270,19 @@ impl Gql {
         }
         Ok((body, token))
     }
+}
+
+/// `mutation … { r0: createProduct(…` → `createProduct`: the first field name after the first `{`.
+fn operation(query: &str) -> String {
+    let after = query.split_once('{').map(|(_, r)| r).unwrap_or(query);
+    let mut field = after.trim_start();
+    // Skip an alias (`r0: createProduct`).
+    if let Some((head, rest)) = field.split_once(':')
+        && !head.contains(['(', '{', ' '])
+    {
+        field = rest.trim_start();
+    }
+    field.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').next().unwrap_or("?").to_owned()
 }
 
 fn parse_errors(body: &Value) -> Vec<GqlError> {
@@ -302,6 +333,13 @@ mod tests {
         assert!(f.message.starts_with("EMAIL_ADDRESS_CONFLICT_ERROR: The email"), "{}", f.message);
         assert!(!f.retryable);
         assert!(error_result(&json!({"id": "1"}), None).is_none());
+    }
+
+    #[test]
+    fn operations_are_named_by_their_first_field() {
+        assert_eq!(operation("mutation($v0:X!) {\nr0: createProduct(input:$v0){ id }\nr1: createProduct(input:$v1){ id }}"), "createProduct");
+        assert_eq!(operation("query($s:[String!]!){ productVariants(options:{}){ items { id } } }"), "productVariants");
+        assert_eq!(operation("{ activeChannel { code } }"), "activeChannel");
     }
 
     #[test]

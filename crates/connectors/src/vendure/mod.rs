@@ -233,6 +233,11 @@ impl Vendure {
         self.gql.calls()
     }
 
+    /// Requests and time per GraphQL operation so far.
+    pub fn api_timings(&self) -> Vec<(String, u64, Duration)> {
+        self.gql.timings()
+    }
+
     pub(crate) fn endpoint(&self) -> &str {
         &self.gql.endpoint
     }
@@ -277,6 +282,12 @@ impl Vendure {
             tax_categories,
             default_tax_category,
         })
+    }
+
+    /// The Vendure id of the variant with this SKU.
+    pub async fn variant_id(&self, sku: &str) -> Result<Option<String>, ConnectorError> {
+        let found = self.variants_by_sku(&[sku.to_owned()], "").await?;
+        Ok(found.get(sku).and_then(|v| v["id"].as_str()).map(str::to_owned))
     }
 
     /// Variants by SKU: sku → variant JSON with the fields in `selection`.

@@ -302,7 +302,17 @@ fn product_input(v: &Vendure, preps: &[Prep], idx: &[usize], facets: &HashMap<us
         }
         translations.push(json!({"languageCode": lang, "name": t.name.clone().unwrap_or_else(|| name.clone()), "description": t.description.clone().unwrap_or_default()}));
     }
+    // A batch may hold only some variants of a grouped product (the engine sends changed records
+    // only), so for an existing grouped product media and categories are added to what it has, never
+    // replaced; a product without `group` is exactly its one record and is replaced.
+    let additive = existing.is_some() && preps[idx[0]].product.group.is_some();
     let mut media: Vec<(MediaKind, Vec<String>)> = Vec::new();
+    if additive && let Some(e) = existing {
+        for (kind, field) in [(MediaKind::Image, "imageUrls"), (MediaKind::Document, "documentUrls"), (MediaKind::Video, "videoUrls")] {
+            let have: Vec<String> = e["customFields"][field].as_array().into_iter().flatten().filter_map(|u| u.as_str().map(str::to_owned)).collect();
+            media.push((kind, have));
+        }
+    }
     for i in idx {
         for m in &preps[*i].product.media {
             let pos = match media.iter().position(|(k, _)| *k == m.kind) {
@@ -324,7 +334,7 @@ fn product_input(v: &Vendure, preps: &[Prep], idx: &[usize], facets: &HashMap<us
         .and_then(|e| e["facetValues"].as_array())
         .into_iter()
         .flatten()
-        .filter(|fv| fv.pointer("/facet/code").and_then(Value::as_str) != Some(v.options.category_facet.as_str()))
+        .filter(|fv| additive || fv.pointer("/facet/code").and_then(Value::as_str) != Some(v.options.category_facet.as_str()))
         .filter_map(|fv| fv["id"].as_str().map(str::to_owned))
         .collect();
     for i in idx {
