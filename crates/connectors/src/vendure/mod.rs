@@ -462,6 +462,24 @@ mod tests {
         assert_eq!(ch.tax_category(Some("reduced")).unwrap_err().field.as_deref(), Some("tax_class"));
     }
 
+    #[tokio::test]
+    async fn an_unreachable_server_is_a_transient_error_naming_the_endpoint() {
+        // Port 9 (discard) has no listener here: the connection is refused.
+        let options: Options = serde_json::from_value(json!({"url": "http://127.0.0.1:9", "password": "x", "timeout_seconds": 5})).unwrap();
+        let v = Vendure::new(options, "test").unwrap();
+        let err = v.check().await.unwrap_err();
+        assert!(err.is_transient(), "{err}");
+        assert_eq!(err.endpoint, "http://127.0.0.1:9/admin-api");
+    }
+
+    #[test]
+    fn a_missing_password_is_a_config_error_naming_the_variable() {
+        let options: Options = serde_json::from_value(json!({"url": "http://x", "password_env": "FERRY_TEST_SURELY_UNSET_PW"})).unwrap();
+        let err = Vendure::new(options, "shop").err().unwrap();
+        assert_eq!(err.kind, ferry_engine::ErrorKind::Config);
+        assert!(err.message.contains("FERRY_TEST_SURELY_UNSET_PW"), "{err}");
+    }
+
     #[test]
     fn slugs() {
         assert_eq!(slug("Garden / Tools & Spades"), "garden-tools-spades");
