@@ -7,6 +7,7 @@
 //! 2. re-syncs with 1 % of them changed (new price): what the engine sends after its hash check;
 //! 3. makes sure FERRY_BENCH_ORDERS (default 1,000) paid orders exist (placing the missing ones through
 //!    the Shop API, not timed as connector work) and reads them all through the connector.
+//!
 //! Prints records/s, API calls per record and the time per GraphQL operation.
 
 #[path = "../tests/support/mod.rs"]
@@ -59,7 +60,7 @@ fn diff_ops(before: &[(String, u64, Duration)], after: &[(String, u64, Duration)
         })
         .filter(|(_, n, _)| *n > 0)
         .collect();
-    out.sort_by(|a, b| b.2.cmp(&a.2));
+    out.sort_by_key(|o| std::cmp::Reverse(o.2));
     out
 }
 

@@ -35,7 +35,9 @@ struct Api {
 
 impl Api {
     fn new(url: &str) -> Self {
-        Api { http: reqwest::Client::new(), url: url.to_owned(), token: Mutex::new(None) }
+        // Below Node's 5 s keep-alive timeout, so a pooled connection is never one the server is closing.
+        let http = reqwest::Client::builder().pool_idle_timeout(std::time::Duration::from_secs(4)).build().unwrap();
+        Api { http, url: url.to_owned(), token: Mutex::new(None) }
     }
 
     async fn admin() -> Self {

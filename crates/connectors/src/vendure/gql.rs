@@ -125,6 +125,9 @@ impl Gql {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .pool_max_idle_per_host(8)
+            // Node (Vendure) closes idle keep-alive connections after 5 s; reusing one it is closing
+            // gives "connection reset". Drop ours first.
+            .pool_idle_timeout(Duration::from_secs(4))
             .build()
             .map_err(|e| ConnectorError::config(&endpoint, format!("HTTP client: {e}")))?;
         Ok(Gql { http, endpoint, username, password, channel_token, token: RwLock::new(None), calls: AtomicU64::new(0), timings: Default::default() })

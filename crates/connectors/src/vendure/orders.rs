@@ -54,6 +54,8 @@ pub(crate) fn read(v: &Vendure, request: ReadRequest) -> BoxStream<'_, Result<Re
                 }
                 None => {
                     filter.insert("state".into(), json!({"in": v.options.order_states}));
+                    // A cart cancelled before checkout is Cancelled too, but was never an order.
+                    filter.insert("orderPlacedAt".into(), json!({"isNull": false}));
                     if let Some(s) = &st.since {
                         filter.insert("updatedAt".into(), json!({"after": s}));
                     }
