@@ -14,6 +14,8 @@ pub mod csv;
 pub mod jsonl;
 #[cfg(feature = "tryton")]
 pub mod tryton;
+#[cfg(feature = "vendure")]
+pub mod vendure;
 
 /// Every connector this build was compiled with.
 pub fn registry() -> Registry {
@@ -26,5 +28,7 @@ pub fn registry() -> Registry {
     registry.register(Box::new(jsonl::JsonlFactory));
     #[cfg(feature = "tryton")]
     registry.register(Box::new(tryton::TrytonFactory));
+    #[cfg(feature = "vendure")]
+    registry.register(Box::new(vendure::VendureFactory));
     registry
 }

@@ -1,0 +1,156 @@
+//! Brings up the project's own Tryton (scripts/peers/tryton/up.sh) once per test process and hands out
+//! connected connectors. up.sh holds a flock for its whole run, so the parallel test processes of
+//! `cargo nextest` (or test threads) wait for one bring-up and then share one server; tests create
+//! their own uniquely named data and reset nothing.
+
+
+use ferry_connectors::tryton::{Options, Tryton};
+use rust_decimal::Decimal;
+use serde_json::{Map, Value, json};
+use std::path::PathBuf;
+use std::process::Command;
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+pub const PORT: u16 = 18000;
+pub const PASSWORD: &str = "admin-pass-123";
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+}
+
+/// `<CARGO_TARGET_DIR or target>/peers/tryton`
+pub fn peer_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("target"));
+    let target = if target.is_absolute() { target } else { workspace().join(target) };
+    target.join("peers/tryton")
+}
+
+/// Runs up.sh once per process; panics with its output when the bring-up fails.
+pub fn ensure_up() {
+    static UP: OnceLock<()> = OnceLock::new();
+    UP.get_or_init(|| {
+        let script = workspace().join("scripts/peers/tryton/up.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg(peer_dir())
+            .arg(PORT.to_string())
+            .env("TRYTON_ADMIN_PASSWORD", PASSWORD)
+            .output()
+            .expect("run scripts/peers/tryton/up.sh");
+        assert!(
+            out.status.success(),
+            "{} failed:\n{}\n{}",
+            script.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+pub fn options(extra: Value) -> Options {
+    let mut v = json!({
+        "url": format!("http://127.0.0.1:{PORT}"),
+        "database": "tryton",
+        "username": "admin",
+        "password": PASSWORD,
+    });
+    for (k, x) in extra.as_object().cloned().unwrap_or_default() {
+        v[k] = x;
+    }
+    serde_json::from_value(v).expect("valid test options")
+}
+
+/// A connector to the test server (brought up first).
+pub fn tryton(extra: Value) -> Tryton {
+    ensure_up();
+    Tryton::new(options(extra), "test").expect("connector")
+}
+
+/// A short random suffix so every test's data is its own.
+pub fn uniq() -> String {
+    use rand::Rng;
+    let n: u32 = rand::rng().random();
+    format!("{n:08X}")
+}
+
+pub fn d(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap()
+}
+
+pub fn dec(s: &str) -> Value {
+    json!({"__class__": "Decimal", "decimal": s})
+}
+
+pub fn none() -> Map<String, Value> {
+    Map::new()
+}
+
+/// Thin helpers over the connector's own RPC client to set up test data in Tryton.
+pub struct Setup<'a>(pub &'a Tryton);
+
+impl Setup<'_> {
+    pub async fn id(&self, model: &str, domain: Value) -> i64 {
+        let ids = self.0.rpc().search(model, domain.clone(), 0, Some(1), json!([["id", "ASC"]]), &none()).await.unwrap();
+        *ids.first().unwrap_or_else(|| panic!("no {model} matching {domain}"))
+    }
+
+    pub async fn unit(&self) -> i64 {
+        self.0.rpc().call("ir.model.data", "get_id", vec![json!("product"), json!("uom_unit")], &none()).await.unwrap().as_i64().unwrap()
+    }
+
+    pub async fn category(&self, name: &str, parent: Option<i64>) -> i64 {
+        self.0.rpc().create("product.category", vec![json!({"name": name, "parent": parent})], &none()).await.unwrap()[0]
+    }
+
+    /// A goods template `code` with one variant per suffix (`""` for a single variant); returns the
+    /// variants' ids in suffix order.
+    pub async fn product(&self, code: &str, name: &str, list_price: &str, cost: &str, categories: &[i64], suffixes: &[&str]) -> Vec<i64> {
+        let unit = self.unit().await;
+        let goods = self.id("product.category", json!([["name", "=", "Goods"], ["accounting", "=", true]])).await;
+        let variants: Vec<Value> = suffixes.iter().map(|s| json!({"suffix_code": s, "cost_price": dec(cost)})).collect();
+        let template = self
+            .0
+            .rpc()
+            .create(
+                "product.template",
+                vec![json!({
+                    "name": name, "code": code, "type": "goods", "default_uom": unit, "salable": true, "sale_uom": unit,
+                    "list_price": dec(list_price), "account_category": goods,
+                    "categories": [["add", categories]],
+                    "products": [["create", variants]],
+                })],
+                &none(),
+            )
+            .await
+            .unwrap()[0];
+        let rows = self.0.rpc().search_read("product.product", json!([["template", "=", template]]), 0, None, json!([["id", "ASC"]]), &["suffix_code"], &none()).await.unwrap();
+        suffixes
+            .iter()
+            .map(|s| {
+                rows.iter()
+                    .find(|r| r.get("suffix_code").and_then(Value::as_str).unwrap_or("") == *s)
+                    .and_then(|r| r["id"].as_i64())
+                    .expect("variant created")
+            })
+            .collect()
+    }
+
+    /// Sets on-hand stock in warehouse WH with a confirmed inventory.
+    pub async fn stock(&self, product: i64, quantity: i64) {
+        let wh = self.0.rpc().search_read("stock.location", json!([["type", "=", "warehouse"], ["code", "=", "WH"]]), 0, Some(1), Value::Null, &["storage_location"], &none()).await.unwrap();
+        let storage = wh[0]["storage_location"].as_i64().unwrap();
+        let ctx = self.0.rpc().context().await.unwrap();
+        let inv = self
+            .0
+            .rpc()
+            .create("stock.inventory", vec![json!({"location": storage, "company": ctx["company"], "lines": [["create", [{"product": product, "quantity": quantity}]]]})], &none())
+            .await
+            .unwrap();
+        self.0.rpc().button("stock.inventory", "confirm", &inv, &none()).await.unwrap();
+    }
+
+    pub async fn read_one(&self, model: &str, id: i64, fields: &[&str]) -> Map<String, Value> {
+        self.0.rpc().read(model, &[id], fields, &none()).await.unwrap().remove(0)
+    }
+}
