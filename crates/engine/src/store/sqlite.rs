@@ -8,6 +8,8 @@ use sqlx::{Row, SqlitePool};
 use std::path::Path;
 use std::str::FromStr;
 
+mod jobs;
+
 pub struct SqliteStore {
     pool: SqlitePool,
     location: String,
