@@ -6,6 +6,8 @@
 //! move together or not at all.
 
 pub mod jobs;
+pub mod keys;
+pub mod records;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -14,6 +16,8 @@ use serde::Serialize;
 use std::collections::HashMap;
 
 pub use jobs::JobQueue;
+pub use keys::KeyStore;
+pub use records::RecordStore;
 pub use sqlite::SqliteStore;
 
 pub type StoreResult<T> = Result<T, StoreError>;

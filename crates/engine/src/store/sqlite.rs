@@ -9,6 +9,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 mod jobs;
+mod records;
 
 pub struct SqliteStore {
     pool: SqlitePool,
