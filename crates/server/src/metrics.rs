@@ -67,7 +67,8 @@ impl Metrics {
         let mut out = String::new();
         let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
         let flows = self.flows.lock().expect("metrics lock");
-        let series: [(&str, &str, &str, fn(&FlowMetrics) -> String); 5] = [
+        type Series = (&'static str, &'static str, &'static str, fn(&FlowMetrics) -> String);
+        let series: [Series; 5] = [
             ("ferry_records_synced_total", "counter", "Records written (created, updated, retired) per flow.", |f| f.synced.to_string()),
             ("ferry_records_failed_total", "counter", "Records parked as failures per flow.", |f| f.failed.to_string()),
             ("ferry_run_duration_seconds_sum", "counter", "Total seconds spent in runs per flow.", |f| f.run_seconds.to_string()),
