@@ -77,6 +77,31 @@ enum Command {
     Schema,
     /// Measure sync speed and memory on generated data (CSV → JSONL).
     Bench(bench::BenchArgs),
+    /// Run schedules, webhooks, the job queue's workers and the REST API until SIGTERM / ctrl-c.
+    Serve {
+        /// Listen address (default: `[server] listen`, else 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// API keys of `ferry serve`.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Create a key; its token is printed once and stored only as a hash.
+    Create {
+        /// Comma-separated: read, write, admin.
+        #[arg(long, default_value = "read")]
+        scope: String,
+        #[arg(long, default_value = "api key")]
+        name: String,
+    },
+    List,
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -123,11 +148,14 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn open(config_path: &Path) -> Result<Workspace> {
-    let config = Config::load(config_path).with_context(|| {
+    let mut config = Config::load(config_path).with_context(|| {
         if config_path.exists() { String::new() } else { "run `ferry init` to write an example config".into() }
     })?;
-    let registry = ferry_connectors::registry();
-    Ok(Workspace::open(config, registry).await?)
+    // `webhook_secret` belongs to `ferry serve`, not to connectors; `api` connections live on the store.
+    ferry_server::take_webhook_secrets(&mut config);
+    let store = std::sync::Arc::new(ferry_engine::SqliteStore::open(&config.state_path()).await?);
+    let registry = ferry_connectors::registry_with_store(store.clone());
+    Ok(Workspace::with_store(config, registry, store))
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
@@ -150,6 +178,51 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => bench::run(args).await,
+        Command::Serve { listen } => {
+            let config = Config::load(&cli.config)?;
+            let state = ferry_server::AppState::open_default(config).await?;
+            let addr = listen.unwrap_or(state.settings.listen);
+            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+            eprintln!("ferry serve: listening on http://{addr} (API docs at /api/docs); SIGTERM or ctrl-c to stop");
+            ferry_server::serve(state, listener, ferry_server::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys { action } => {
+            use ferry_engine::store::KeyStore;
+            use ferry_engine::store::keys::Scope;
+            let config = Config::load(&cli.config)?;
+            let store = ferry_engine::SqliteStore::open(&config.state_path()).await?;
+            match action {
+                KeysAction::Create { scope, name } => {
+                    let scopes = Scope::parse_list(&scope).map_err(anyhow::Error::msg)?;
+                    let (key, token) = store.create_key(&name, &scopes).await?;
+                    if cli.json {
+                        println!("{}", serde_json::json!({"key": key, "token": token}));
+                    } else {
+                        println!("{token}");
+                        eprintln!("key {} ({}) created; the token above is shown only now", key.id, scope);
+                    }
+                }
+                KeysAction::List => {
+                    let keys = store.list_keys().await?;
+                    if cli.json {
+                        println!("{}", serde_json::to_string_pretty(&keys)?);
+                    } else {
+                        for k in keys {
+                            let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
+                            println!("{}  {:<20} {:<18} {}", k.id, k.name, scopes.join(","), if k.revoked { "revoked" } else { "active" });
+                        }
+                    }
+                }
+                KeysAction::Revoke { id } => {
+                    if !store.revoke_key(&id).await? {
+                        bail!("no active key {id} (see `ferry keys list`)");
+                    }
+                    println!("revoked key {id}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check { connection } => {
             let ws = open(&cli.config).await?;
             let names: Vec<String> = match connection {

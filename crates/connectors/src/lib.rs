@@ -16,6 +16,8 @@ pub mod jsonl;
 pub mod tryton;
 #[cfg(feature = "vendure")]
 pub mod vendure;
+#[cfg(feature = "api")]
+pub mod api;
 
 /// Every connector this build was compiled with.
 pub fn registry() -> Registry {
@@ -30,5 +32,14 @@ pub fn registry() -> Registry {
     registry.register(Box::new(tryton::TrytonFactory));
     #[cfg(feature = "vendure")]
     registry.register(Box::new(vendure::VendureFactory));
+    registry
+}
+
+/// [`registry`] plus the connectors that live on the state store itself (`api`: the records API's
+/// records), which need the opened store.
+#[cfg(feature = "api")]
+pub fn registry_with_store(store: std::sync::Arc<dyn ferry_engine::store::RecordStore>) -> Registry {
+    let mut registry = registry();
+    registry.register(Box::new(api::ApiFactory::new(store)));
     registry
 }

@@ -245,6 +245,14 @@ pub trait Connector: Send + Sync {
         Err(ConnectorError::config(self.describe().name, format!("cannot look up {stream} by key")))
     }
 
+    /// Interprets a verified webhook body from this connection's system: which streams and records
+    /// (source keys) changed. `ferry serve` enqueues a targeted sync for each enabled flow reading that
+    /// stream from this connection. Webhooks are signals, not data: the sync re-reads the current state.
+    fn webhook_signals(&self, body: &serde_json::Value) -> Vec<(Stream, Vec<String>)> {
+        let _ = body;
+        Vec::new()
+    }
+
     /// Takes records away that disappeared from the source (`(key, target_id)` pairs).
     async fn retire(&self, stream: Stream, items: Vec<(String, String)>, mode: RetireMode) -> Result<Vec<WriteOutcome>, ConnectorError> {
         let _ = items;

@@ -12,6 +12,7 @@ pub mod diff;
 pub mod hash;
 pub mod mapping;
 pub mod run;
+pub mod schedule;
 pub mod store;
 pub mod workspace;
 

@@ -5,6 +5,9 @@
 //! through [`StateStore::commit_batch`], one transaction: cross-reference + hashes + failures + checkpoint
 //! move together or not at all.
 
+pub mod jobs;
+pub mod keys;
+pub mod records;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -12,6 +15,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::HashMap;
 
+pub use jobs::JobQueue;
+pub use keys::KeyStore;
+pub use records::RecordStore;
 pub use sqlite::SqliteStore;
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -8,6 +8,9 @@ use sqlx::{Row, SqlitePool};
 use std::path::Path;
 use std::str::FromStr;
 
+mod jobs;
+mod records;
+
 pub struct SqliteStore {
     pool: SqlitePool,
     location: String,

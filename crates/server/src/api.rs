@@ -1,0 +1,224 @@
+//! REST API v1: flows, jobs, runs, failures, cross-reference, connections; health, readiness, metrics,
+//! the OpenAPI document and its offline docs page.
+
+use crate::auth::require;
+use crate::error::ApiError;
+use crate::AppState;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse};
+use ferry_engine::store::StateStore;
+use ferry_engine::store::jobs::{JobFilter, JobKind, JobOptions, JobQueue, JobStatus, NewJob};
+use ferry_engine::store::keys::Scope;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+type S = State<Arc<AppState>>;
+type ApiResult = Result<Json<Value>, ApiError>;
+
+pub const OPENAPI: &str = include_str!("openapi.json");
+const DOCS: &str = include_str!("docs.html");
+
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Ready when the state store answers.
+pub async fn readyz(State(state): S) -> Result<Json<Value>, ApiError> {
+    let depth = state.store.queue_depth(state.clock.now()).await?;
+    Ok(Json(json!({"status": "ready", "queue": depth})))
+}
+
+pub async fn metrics(State(state): S) -> Result<impl IntoResponse, ApiError> {
+    let depth = state.store.queue_depth(state.clock.now()).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(&depth)))
+}
+
+pub async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+pub async fn docs() -> Html<&'static str> {
+    Html(DOCS)
+}
+
+fn flow_conf<'a>(state: &'a AppState, flow: &str) -> Result<&'a ferry_engine::FlowConfig, ApiError> {
+    state
+        .workspace
+        .config
+        .flows
+        .get(flow)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_flow", format!("no flow named {flow:?}")).field("flow"))
+}
+
+fn flow_json(name: &str, f: &ferry_engine::FlowConfig) -> Value {
+    json!({"name": name, "source": f.source, "target": f.target, "stream": f.stream, "enabled": f.enabled,
+           "description": f.description, "schedule": f.schedule, "schedule_timezone": f.schedule_timezone})
+}
+
+pub async fn flows(State(state): S, headers: HeaderMap) -> ApiResult {
+    require(&state, &headers, Scope::Read).await?;
+    let mut out = Vec::new();
+    for (name, f) in &state.workspace.config.flows {
+        let mut v = flow_json(name, f);
+        v["last_run"] = json!(state.store.runs(Some(name), 1).await?.into_iter().next());
+        v["open_failures"] = json!(state.store.failures(Some(name), None).await?.len());
+        out.push(v);
+    }
+    Ok(Json(json!({"flows": out})))
+}
+
+pub async fn flow_status(State(state): S, headers: HeaderMap, Path(flow): Path<String>) -> ApiResult {
+    require(&state, &headers, Scope::Read).await?;
+    let f = flow_conf(&state, &flow)?;
+    let mut v = flow_json(&flow, f);
+    v["runs"] = json!(state.store.runs(Some(&flow), 10).await?);
+    v["open_failures"] = json!(state.store.failures(Some(&flow), None).await?.len());
+    v["jobs"] = json!(state.store.jobs(&JobFilter { flow: Some(flow.clone()), status: None, limit: 10 }).await?);
+    v["lease_holder"] = json!(state.store.lock_holder(&flow).await?);
+    if let Some(s) = state.schedules.get(&flow) {
+        v["next_scheduled"] = json!(s.next_after(state.clock.now()));
+    }
+    Ok(Json(v))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerBody {
+    #[serde(default)]
+    full: bool,
+    keys: Option<Vec<String>>,
+}
+
+fn json_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("request body: {e}")))
+}
+
+pub async fn trigger(State(state): S, headers: HeaderMap, Path(flow): Path<String>, body: axum::body::Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+    require(&state, &headers, Scope::Write).await?;
+    flow_conf(&state, &flow)?;
+    let body: TriggerBody = json_body(&body)?;
+    if body.keys.as_ref().is_some_and(|k| k.is_empty()) {
+        return Err(ApiError::invalid("keys: name at least one key, or leave keys out to run the whole flow").field("keys"));
+    }
+    let mut job = NewJob::new(flow.clone(), if body.full { JobKind::Reconcile } else { JobKind::Manual }, state.clock.now());
+    job.keys = body.keys;
+    job.options = JobOptions { full: body.full, ..Default::default() };
+    let e = state.store.enqueue(job).await?;
+    state.wake.notify_waiters();
+    let job = state.store.job(e.id).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"job": job}))))
+}
+
+#[derive(Deserialize)]
+pub struct JobsQuery {
+    flow: Option<String>,
+    status: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn jobs(State(state): S, headers: HeaderMap, Query(q): Query<JobsQuery>) -> ApiResult {
+    require(&state, &headers, Scope::Read).await?;
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| JobStatus::parse(s).ok_or_else(|| ApiError::invalid(format!("status {s:?}: one of queued, running, succeeded, failed")).field("status")))
+        .transpose()?;
+    let jobs = state.store.jobs(&JobFilter { flow: q.flow, status, limit: q.limit.unwrap_or(50).clamp(1, 1000) }).await?;
+    Ok(Json(json!({"jobs": jobs})))
+}
+
+pub async fn job(State(state): S, headers: HeaderMap, Path(id): Path<i64>) -> ApiResult {
+    require(&state, &headers, Scope::Read).await?;
+    let job = state.store.job(id).await?.ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+    Ok(Json(json!({"job": job})))
+}
+
+#[derive(Deserialize)]
+pub struct RunsQuery {
+    flow: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn runs(State(state): S, headers: HeaderMap, Query(q): Query<RunsQuery>) -> ApiResult {
+    require(&state, &headers, Scope::Read).await?;
+    let runs = state.store.runs(q.flow.as_deref(), q.limit.unwrap_or(50).clamp(1, 1000)).await?;
+    Ok(Json(json!({"runs": runs})))
+}
+
+pub async fn run_records(State(state): S, headers: HeaderMap, Path(id): Path<i64>) -> ApiResult {
+    require(&state, &headers, Scope::Read).await?;
+    let records = state.store.run_records(id).await?;
+    Ok(Json(json!({"run": id, "records": records})))
+}
+
+#[derive(Deserialize)]
+pub struct FailuresQuery {
+    flow: Option<String>,
+}
+
+pub async fn failures(State(state): S, headers: HeaderMap, Query(q): Query<FailuresQuery>) -> ApiResult {
+    require(&state, &headers, Scope::Read).await?;
+    Ok(Json(json!({"failures": state.store.failures(q.flow.as_deref(), None).await?})))
+}
+
+/// Replays one parked failure as a job (after the data or mapping was fixed).
+pub async fn retry_failure(State(state): S, headers: HeaderMap, Path(id): Path<i64>) -> Result<(StatusCode, Json<Value>), ApiError> {
+    require(&state, &headers, Scope::Write).await?;
+    let f = state.store.failure(id).await?.ok_or_else(|| ApiError::not_found(format!("no failure {id}")))?;
+    let mut job = NewJob::new(f.flow.clone(), JobKind::Retry, state.clock.now());
+    job.options = JobOptions { replay_ids: vec![id], ..Default::default() };
+    let e = state.store.enqueue(job).await?;
+    state.wake.notify_waiters();
+    Ok((StatusCode::ACCEPTED, Json(json!({"job": state.store.job(e.id).await?}))))
+}
+
+pub async fn drop_failure(State(state): S, headers: HeaderMap, Path(id): Path<i64>) -> ApiResult {
+    require(&state, &headers, Scope::Write).await?;
+    let f = state.store.failure(id).await?.ok_or_else(|| ApiError::not_found(format!("no failure {id}")))?;
+    let n = state.store.drop_failures(Some(&f.flow), &[id]).await?;
+    Ok(Json(json!({"dropped": n})))
+}
+
+pub async fn xref(State(state): S, headers: HeaderMap, Path(key): Path<String>) -> ApiResult {
+    require(&state, &headers, Scope::Read).await?;
+    let rows = state.store.xref_find(&key).await?;
+    if rows.is_empty() {
+        return Err(ApiError::not_found(format!("{key:?} is not a source key or target id of any flow")));
+    }
+    Ok(Json(json!({"xref": rows})))
+}
+
+async fn check_one(state: &AppState, name: &str) -> Value {
+    let kind = state.workspace.config.connections.get(name).map(|c| c.kind.clone());
+    match state.workspace.connection(name) {
+        Ok(c) => match c.check().await {
+            Ok(r) => json!({"name": name, "type": kind, "ok": r.ok, "details": r.details}),
+            Err(e) => json!({"name": name, "type": kind, "ok": false, "error": {"kind": e.kind, "endpoint": e.endpoint, "message": e.message}}),
+        },
+        Err(e) => json!({"name": name, "type": kind, "ok": false, "error": {"kind": e.kind, "endpoint": e.endpoint, "message": e.message}}),
+    }
+}
+
+/// Checks every connection (admin: it touches every external system).
+pub async fn connections(State(state): S, headers: HeaderMap) -> ApiResult {
+    require(&state, &headers, Scope::Admin).await?;
+    let mut out = Vec::new();
+    for name in state.workspace.config.connections.keys() {
+        out.push(check_one(&state, name).await);
+    }
+    Ok(Json(json!({"connections": out})))
+}
+
+pub async fn check_connection(State(state): S, headers: HeaderMap, Path(name): Path<String>) -> ApiResult {
+    require(&state, &headers, Scope::Admin).await?;
+    if !state.workspace.config.connections.contains_key(&name) {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_connection", format!("no connection named {name:?}")));
+    }
+    Ok(Json(check_one(&state, &name).await))
+}

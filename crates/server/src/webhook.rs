@@ -1,0 +1,133 @@
+//! `POST /hooks/{connection}`: verify the signature, ask the connection's connector which records
+//! changed, enqueue a targeted sync for each enabled flow reading them, answer 202 at once.
+//!
+//! Signature: `X-Ferry-Signature: sha256=<hex HMAC-SHA256 of the raw body>` with the connection's secret,
+//! and `X-Ferry-Timestamp: <unix seconds>` within 5 minutes of now. (The timestamp is not part of the
+//! signed bytes in this protocol, so it bounds clock-skewed senders rather than replays; a replayed
+//! delivery can only cause a re-fetch of current state, which is idempotent.)
+
+use crate::error::ApiError;
+use crate::AppState;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use ferry_engine::store::jobs::{JobKind, JobQueue, NewJob};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub const MAX_AGE_SECONDS: i64 = 300;
+
+/// `sha256=<hex>` for `body` under `secret` (what a sender puts in `X-Ferry-Signature`).
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Checks signature and timestamp; the error says which, never echoing the secret.
+pub fn verify(secret: &str, headers: &HeaderMap, body: &[u8], now: chrono::DateTime<chrono::Utc>) -> Result<(), ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let signature = header("x-ferry-signature")
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", "missing X-Ferry-Signature header"))?;
+    let hex_sig = signature
+        .strip_prefix("sha256=")
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", "X-Ferry-Signature must be sha256=<hex>"))?;
+    let given = hex::decode(hex_sig).map_err(|_| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", "X-Ferry-Signature is not hex"))?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(body);
+    // Constant-time comparison.
+    mac.verify_slice(&given).map_err(|_| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", "signature does not match the body"))?;
+    let ts: i64 = header("x-ferry-timestamp")
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "stale_timestamp", "missing X-Ferry-Timestamp header"))?
+        .parse()
+        .map_err(|_| ApiError::new(StatusCode::UNAUTHORIZED, "stale_timestamp", "X-Ferry-Timestamp must be unix seconds"))?;
+    let age = now.timestamp() - ts;
+    if !(-MAX_AGE_SECONDS..=MAX_AGE_SECONDS).contains(&age) {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "stale_timestamp", format!("timestamp is {age} s from now (limit {MAX_AGE_SECONDS} s)")));
+    }
+    Ok(())
+}
+
+pub async fn receive(State(state): State<Arc<AppState>>, Path(connection): Path<String>, headers: HeaderMap, body: Bytes) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let arrived = Instant::now();
+    if !state.workspace.config.connections.contains_key(&connection) {
+        state.metrics.webhook(&connection, "unknown_connection");
+        tracing::warn!(connection, "webhook for an unknown connection");
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_connection", format!("no connection named {connection:?}")));
+    }
+    let Some(secret) = state.secrets.get(&connection) else {
+        state.metrics.webhook(&connection, "no_secret");
+        tracing::warn!(connection, env = %crate::secret_env_name(&connection), "webhook refused: the connection has no webhook secret");
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "no_webhook_secret",
+            format!("connection {connection} has no webhook_secret (option or env {})", crate::secret_env_name(&connection)),
+        ));
+    };
+    if let Err(e) = verify(secret.expose(), &headers, &body, state.clock.now()) {
+        state.metrics.webhook(&connection, "rejected");
+        tracing::warn!(connection, code = e.body.code, reason = %e.body.message, bytes = body.len(), "webhook rejected; nothing enqueued");
+        return Err(e);
+    }
+    let payload: serde_json::Value = serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("body is not JSON: {e}")))?;
+    let connector = state.workspace.connection(&connection).map_err(|e| ApiError::internal(e.to_string()))?;
+    let signals = connector.webhook_signals(&payload);
+    let mut jobs = Vec::new();
+    let now = state.clock.now();
+    for (stream, keys) in signals {
+        if keys.is_empty() {
+            continue;
+        }
+        for (flow, conf) in &state.workspace.config.flows {
+            if !conf.enabled || conf.source != connection || conf.stream != stream {
+                continue;
+            }
+            let mut job = NewJob::new(flow.clone(), JobKind::Webhook, now);
+            job.keys = Some(keys.clone());
+            let e = state.store.enqueue(job).await?;
+            state.webhook_arrivals.lock().expect("arrivals lock").insert(e.id, arrived);
+            jobs.push(serde_json::json!({"job": e.id, "flow": flow, "stream": stream, "keys": keys}));
+        }
+    }
+    state.metrics.webhook(&connection, if jobs.is_empty() { "ignored" } else { "enqueued" });
+    tracing::info!(connection, jobs = jobs.len(), "webhook accepted");
+    if !jobs.is_empty() {
+        state.wake.notify_waiters();
+    }
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "jobs": jobs }))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(sig: Option<&str>, ts: Option<i64>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(s) = sig {
+            h.insert("x-ferry-signature", s.parse().unwrap());
+        }
+        if let Some(t) = ts {
+            h.insert("x-ferry-timestamp", t.to_string().parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn good_bad_missing_and_stale_signatures() {
+        let now = chrono::Utc::now();
+        let body = br#"{"type":"variant.updated","skus":["A"]}"#;
+        let good = sign("s3cret", body);
+        assert!(verify("s3cret", &headers(Some(&good), Some(now.timestamp())), body, now).is_ok());
+        let code = |r: Result<(), ApiError>| r.unwrap_err().body.code;
+        assert_eq!(code(verify("other", &headers(Some(&good), Some(now.timestamp())), body, now)), "invalid_signature");
+        assert_eq!(code(verify("s3cret", &headers(Some(&good), Some(now.timestamp())), b"{}", now)), "invalid_signature");
+        assert_eq!(code(verify("s3cret", &headers(None, Some(now.timestamp())), body, now)), "invalid_signature");
+        assert_eq!(code(verify("s3cret", &headers(Some("sha256=zz"), Some(now.timestamp())), body, now)), "invalid_signature");
+        assert_eq!(code(verify("s3cret", &headers(Some(&good), None), body, now)), "stale_timestamp");
+        assert_eq!(code(verify("s3cret", &headers(Some(&good), Some(now.timestamp() - 301)), body, now)), "stale_timestamp");
+        assert!(verify("s3cret", &headers(Some(&good), Some(now.timestamp() - 299)), body, now).is_ok());
+    }
+}
