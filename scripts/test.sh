@@ -11,7 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-export FERRY_PEERS_DIR=${FERRY_PEERS_DIR:-$ROOT/target/peers}
+# The tests' support modules look for the peers under <target dir>/peers.
+export FERRY_PEERS_DIR=${FERRY_PEERS_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/peers}
 mkdir -p "$FERRY_PEERS_DIR"
 FEATURES=(--workspace --all-features)
 
@@ -30,7 +31,9 @@ if [ "${FERRY_SKIP_PEERS:-0}" != 1 ]; then
         set -- $spec
         if [ -x "scripts/peers/$1/up.sh" ]; then
             echo "[test] starting $1 peer on 127.0.0.1:$2 (log: $FERRY_PEERS_DIR/$1-up.log)"
-            "scripts/peers/$1/up.sh" "$FERRY_PEERS_DIR/$1" "$2" >"$FERRY_PEERS_DIR/$1-up.log" 2>&1 &
+            # Same settings as crates/connectors/tests/support (the webhook test listens on 18301).
+            WEBHOOK_URL=http://127.0.0.1:18301/vendure WEBHOOK_SECRET=ferry-test-webhook-secret \
+                "scripts/peers/$1/up.sh" "$FERRY_PEERS_DIR/$1" "$2" >"$FERRY_PEERS_DIR/$1-up.log" 2>&1 &
             pids+=("$!:$1")
             started+=("$1")
         fi
