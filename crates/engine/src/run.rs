@@ -354,35 +354,21 @@ impl Runner<'_> {
         self.flush_if_full(batch).await
     }
 
-    /// Maps, validates and fingerprints one record, or parks it.
-    fn prepare(&mut self, batch: &mut Batch, raw: Raw) -> Option<Pending> {
-        let Raw { position, data, source_hash } = raw;
-        let mapped = match self.flow.mapping.apply(data.clone()) {
-            Ok(Some(v)) => v,
-            Ok(None) => {
+    /// Records what `transform` made of one record: a record ready to compare, or a parked failure.
+    fn take(&mut self, batch: &mut Batch, transformed: Transformed) -> Option<Pending> {
+        match transformed {
+            Transformed::Ready(p) => {
+                self.mark_seen(&p.key);
+                Some(p)
+            }
+            Transformed::Skipped => {
                 self.report.counts.skipped += 1;
                 batch.commit.counts.skipped += 1;
-                return None;
+                None
             }
-            Err(e) => {
-                let key = key_hint(self.stream, &data).unwrap_or_else(|| position.clone());
+            Transformed::Failed { key, position, stage, field, message, data } => {
                 self.mark_seen(&key);
-                let field = (!e.field.is_empty()).then_some(e.field.clone());
-                self.park(batch, key, Some(position), Stage::Map, field, e.to_string(), false, data);
-                return None;
-            }
-        };
-        match Record::parse(self.stream, mapped, &position) {
-            Ok(record) => {
-                let key = record.key();
-                self.mark_seen(&key);
-                let fp = fingerprint(&record);
-                Some(Pending { key, record, hash: fp.hash, canonical: fp.canonical, source_hash, source: data })
-            }
-            Err(e) => {
-                self.mark_seen(&e.record);
-                let field = Some(e.field().to_owned()).filter(|f| !f.is_empty());
-                self.park(batch, e.record.clone(), Some(position), Stage::Validate, field, e.to_string(), false, data);
+                self.park(batch, key, Some(position), stage, field, message, false, data);
                 None
             }
         }
@@ -435,6 +421,7 @@ impl Runner<'_> {
             if source_hashes.is_empty() { HashMap::new() } else { self.store.lookup_sources(flow, &source_hashes).await.map_err(|e| e.to_string())? };
         let mut pending: Vec<Pending> = Vec::with_capacity(current.raw.len());
         let mut index: HashMap<String, usize> = HashMap::new();
+        let mut fresh = Vec::new();
         for raw in std::mem::take(&mut current.raw) {
             if let Some(key) = known_sources.get(&raw.source_hash) {
                 self.mark_seen(key);
@@ -445,9 +432,12 @@ impl Runner<'_> {
                 }
                 continue;
             }
-            // 2. Map, validate, fingerprint. The same key twice in one batch (overlap windows, appended
-            // files): the later version wins.
-            if let Some(p) = self.prepare(&mut current, raw) {
+            fresh.push(raw);
+        }
+        // 2. Map, validate, fingerprint (on every core: the records are independent). The same key twice
+        // in one batch (overlap windows, appended files): the later version wins.
+        for transformed in transform_all(&self.flow.mapping, self.stream, fresh) {
+            if let Some(p) = self.take(&mut current, transformed) {
                 match index.get(&p.key) {
                     Some(&i) => {
                         pending[i] = p;
@@ -733,6 +723,64 @@ impl Runner<'_> {
         }
         Ok(())
     }
+}
+
+/// One record after mapping and validation.
+enum Transformed {
+    Ready(Pending),
+    /// The mapping's filter left it out.
+    Skipped,
+    Failed { key: String, position: String, stage: Stage, field: Option<String>, message: String, data: serde_json::Value },
+}
+
+/// Maps, validates and fingerprints one raw record. Pure: safe to run on several threads at once.
+fn transform(mapping: &Mapping, stream: Stream, raw: Raw) -> Transformed {
+    let Raw { position, data, source_hash } = raw;
+    let mapped = match mapping.apply(data.clone()) {
+        Ok(Some(v)) => v,
+        Ok(None) => return Transformed::Skipped,
+        Err(e) => {
+            let key = key_hint(stream, &data).unwrap_or_else(|| position.clone());
+            let field = (!e.field.is_empty()).then_some(e.field.clone());
+            return Transformed::Failed { key, position, stage: Stage::Map, field, message: e.to_string(), data };
+        }
+    };
+    match Record::parse(stream, mapped, &position) {
+        Ok(record) => {
+            let key = record.key();
+            let fp = fingerprint(&record);
+            Transformed::Ready(Pending { key, record, hash: fp.hash, canonical: fp.canonical, source_hash, source: data })
+        }
+        Err(e) => {
+            let field = Some(e.field().to_owned()).filter(|f| !f.is_empty());
+            Transformed::Failed { key: e.record.clone(), position, stage: Stage::Validate, field, message: e.to_string(), data }
+        }
+    }
+}
+
+/// `transform` over a batch, split across the machine's cores for large batches; results keep input order.
+fn transform_all(mapping: &Mapping, stream: Stream, raws: Vec<Raw>) -> Vec<Transformed> {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
+    if threads < 2 || raws.len() < 256 {
+        return raws.into_iter().map(|r| transform(mapping, stream, r)).collect();
+    }
+    let per = raws.len().div_ceil(threads);
+    let mut parts: Vec<Vec<Raw>> = Vec::with_capacity(threads);
+    let mut rest = raws.into_iter();
+    loop {
+        let part: Vec<Raw> = rest.by_ref().take(per).collect();
+        if part.is_empty() {
+            break;
+        }
+        parts.push(part);
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|part| scope.spawn(move || part.into_iter().map(|r| transform(mapping, stream, r)).collect::<Vec<_>>()))
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("transform never panics")).collect()
+    })
 }
 
 /// What was sent for one record, kept until the target answers.

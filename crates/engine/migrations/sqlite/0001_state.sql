@@ -36,16 +36,18 @@ CREATE TABLE checkpoints (
     updated_at TEXT NOT NULL
 );
 
--- Source key <-> target id, with the hash and canonical payload last written.
+-- Source key <-> target id, with the hash and canonical payload last written. (A rowid table: its rows
+-- carry the payload, too large for an efficient WITHOUT ROWID B-tree.)
 CREATE TABLE xref (
+    id        INTEGER PRIMARY KEY,
     flow      TEXT NOT NULL,
     key       TEXT NOT NULL,
     target_id TEXT NOT NULL,
     hash      TEXT NOT NULL,
     payload   TEXT,
     synced_at TEXT NOT NULL,
-    PRIMARY KEY (flow, key)
-) WITHOUT ROWID;
+    UNIQUE (flow, key)
+);
 CREATE INDEX xref_by_target ON xref (target_id);
 
 -- Records parked after failing: what failed, where, how often, when to try again, and the source payload
