@@ -63,6 +63,14 @@ async fn products_with_two_variants_a_category_path_and_prices() {
         assert_eq!(p["tax_class"], "Goods");
         assert!(p["updated_at"].is_string());
     }
+    // variants of one template differ by their suffix (a shop needs distinct options per variant)
+    assert_eq!(by(&r.records, "sku", &skus[0])["options"], json!({"Variant": "S"}));
+    assert_eq!(by(&r.records, "sku", &skus[1])["options"], json!({"Variant": "L"}));
+    // a single-variant template gets no options
+    let single = format!("SOLO-{u}");
+    s.product(&single, "Solo", "5", "1", &[], &[""]).await;
+    let r = read(&t, Stream::Products, Some(vec![single.clone()]), None).await;
+    assert!(by(&r.records, "sku", &single).get("options").is_none(), "{:#?}", r.records);
     // a targeted read moves no checkpoint
     assert!(r.checkpoints.is_empty());
 }
