@@ -44,7 +44,9 @@ vendure_pid=$!
 if [ -z "${FERRY:-}" ]; then
     echo "    building ferry meanwhile (cargo build -p ferry-cli)"
     cargo build -q -p ferry-cli
-    FERRY=${CARGO_TARGET_DIR:-$ROOT/target}/debug/ferry
+    # A copy: a target dir shared with other checkouts may get another build's binary at any time.
+    cp "${CARGO_TARGET_DIR:-$ROOT/target}/debug/ferry" "$WORK/ferry"
+    FERRY=$WORK/ferry
 fi
 wait "$tryton_pid" || { tail -30 "$WORK/peers/tryton-up.log"; exit 1; }
 wait "$vendure_pid" || { tail -30 "$WORK/peers/vendure-up.log"; exit 1; }

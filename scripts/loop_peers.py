@@ -120,6 +120,9 @@ def seed():
         print(f"  customer {code}: {name} <{email}>")
     else:
         print(f"  customer {code}: already in Tryton")
+    # The trade customer buys at the "Trade" price list (10 % off): a customer price in the shop.
+    party = t.one("party.party", [["code", "=", code]])
+    t("party.party", "write", [party], {"sale_price_list": t.one("product.price_list", [["name", "=", "Trade"]])})
 
 
 def order():
