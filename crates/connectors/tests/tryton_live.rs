@@ -63,6 +63,14 @@ async fn products_with_two_variants_a_category_path_and_prices() {
         assert_eq!(p["tax_class"], "Goods");
         assert!(p["updated_at"].is_string());
     }
+    // variants of one template differ by their suffix (a shop needs distinct options per variant)
+    assert_eq!(by(&r.records, "sku", &skus[0])["options"], json!({"Variant": "S"}));
+    assert_eq!(by(&r.records, "sku", &skus[1])["options"], json!({"Variant": "L"}));
+    // a single-variant template gets no options
+    let single = format!("SOLO-{u}");
+    s.product(&single, "Solo", "5", "1", &[], &[""]).await;
+    let r = read(&t, Stream::Products, Some(vec![single.clone()]), None).await;
+    assert!(by(&r.records, "sku", &single).get("options").is_none(), "{:#?}", r.records);
     // a targeted read moves no checkpoint
     assert!(r.checkpoints.is_empty());
 }
@@ -449,24 +457,8 @@ async fn a_done_shipment_is_read_back_with_its_order_number_carrier_and_tracking
         .target_id
         .parse()
         .unwrap();
-    // confirming queues the processing that creates the shipment: wait for it
-    let mut shipment = None;
-    for _ in 0..100 {
-        let sl = s.read_one("sale.sale", id, &["shipments"]).await;
-        if let Some(x) = sl["shipments"].as_array().and_then(|a| a.first()).and_then(Value::as_i64) {
-            shipment = Some(x);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    let shipment = shipment.expect("Tryton created the shipment");
-    let carrier = s.id("carrier", json!([])).await;
     let tracking = format!("TRACK{u}");
-    t.rpc().write("stock.shipment.out", &[shipment], json!({"carrier": carrier, "shipping_reference": tracking}), &none()).await.unwrap();
-    for step in ["assign_try", "pick", "pack", "do"] {
-        t.rpc().button("stock.shipment.out", step, &[shipment], &none()).await.unwrap_or_else(|e| panic!("{step}: {e}"));
-    }
-    let ship_number = s.read_one("stock.shipment.out", shipment, &["number"]).await["number"].as_str().unwrap().to_owned();
+    let (_, ship_number) = s.ship_sale(id, &tracking).await;
     let r = read(&t, Stream::Shipments, Some(vec![ship_number.clone()]), None).await;
     assert!(r.invalid.is_empty(), "{:?}", r.invalid);
     let sh = by(&r.records, "number", &ship_number);

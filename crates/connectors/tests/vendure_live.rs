@@ -10,8 +10,7 @@ use ferry_model::{Order, Record, Stream};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::sync::Mutex;
-use support::unique;
+use support::{Api, Buyer, place_order, unique};
 
 fn connector() -> Vendure {
     connector_with(json!({}))
@@ -24,53 +23,6 @@ fn connector_with(extra: Value) -> Vendure {
         options[k] = v.clone();
     }
     Vendure::new(serde_json::from_value::<Options>(options).unwrap(), "test").unwrap()
-}
-
-/// A bare GraphQL client to look at Vendure independently of the connector (Admin or Shop API).
-struct Api {
-    http: reqwest::Client,
-    url: String,
-    token: Mutex<Option<String>>,
-}
-
-impl Api {
-    fn new(url: &str) -> Self {
-        // Below Node's 5 s keep-alive timeout, so a pooled connection is never one the server is closing.
-        let http = reqwest::Client::builder().pool_idle_timeout(std::time::Duration::from_secs(4)).build().unwrap();
-        Api { http, url: url.to_owned(), token: Mutex::new(None) }
-    }
-
-    async fn admin() -> Self {
-        let peer = support::vendure();
-        let api = Api::new(&peer.admin_api);
-        api.ok("mutation($u:String!,$p:String!){ login(username:$u,password:$p){ ... on CurrentUser { id } } }", json!({"u": peer.username, "p": peer.password}))
-            .await;
-        api
-    }
-
-    fn shop() -> Self {
-        Api::new(&support::vendure().shop_api)
-    }
-
-    async fn raw(&self, q: &str, vars: Value) -> Value {
-        let mut req = self.http.post(&self.url).json(&json!({"query": q, "variables": vars}));
-        if let Some(t) = self.token.lock().unwrap().clone() {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.unwrap();
-        if let Some(t) = resp.headers().get("vendure-auth-token") {
-            *self.token.lock().unwrap() = Some(t.to_str().unwrap().to_owned());
-        }
-        resp.json().await.unwrap()
-    }
-
-    /// `data`, asserting no GraphQL errors and no ErrorResult anywhere.
-    async fn ok(&self, q: &str, vars: Value) -> Value {
-        let body = self.raw(q, vars).await;
-        assert!(body.get("errors").is_none(), "{q}\n→ {body}");
-        assert!(!body.to_string().contains("\"errorCode\""), "{q}\n→ {body}");
-        body["data"].clone()
-    }
 }
 
 fn record(stream: Stream, v: Value) -> WriteRecord {
@@ -382,32 +334,6 @@ async fn group_price_becomes_a_promotion_and_quantity_breaks_fail_clearly() {
     assert_eq!(action(&again[0]), WriteAction::Unchanged);
 }
 
-/// Places an order through the Shop API, logged in as the customer.
-async fn place_order(variants: &[(String, i64)], email: &str, coupon: Option<&str>) -> String {
-    let shop = Api::shop();
-    let order_fields = "... on Order { code state } ... on ErrorResult { errorCode message }";
-    shop.ok("mutation($u:String!){ login(username:$u, password:\"secret123\"){ ... on CurrentUser { id } ... on ErrorResult { errorCode message } } }", json!({"u": email})).await;
-    for (id, qty) in variants {
-        shop.ok(&format!("mutation($v:ID!,$q:Int!){{ addItemToOrder(productVariantId:$v, quantity:$q){{ {order_fields} }} }}"), json!({"v": id, "q": qty})).await;
-    }
-    if let Some(c) = coupon {
-        shop.ok(&format!("mutation($c:String!){{ applyCouponCode(couponCode:$c){{ {order_fields} }} }}"), json!({"c": c})).await;
-    }
-    let addr = json!({"fullName": "Goods In", "company": "Analytical Pty Ltd", "streetLine1": "7 Dock Rd", "city": "Port Botany", "province": "NSW", "postalCode": "2036", "countryCode": "AU"});
-    shop.ok(&format!("mutation($i:CreateAddressInput!){{ setOrderShippingAddress(input:$i){{ {order_fields} }} }}"), json!({"i": addr})).await;
-    shop.ok(&format!("mutation($i:CreateAddressInput!){{ setOrderBillingAddress(input:$i){{ {order_fields} }} }}"), json!({"i": addr})).await;
-    let methods = shop.ok("{ eligibleShippingMethods { id code } }", json!({})).await;
-    let sm = methods["eligibleShippingMethods"].as_array().unwrap().iter().find(|m| m["code"] == "standard").unwrap()["id"].clone();
-    shop.ok(&format!("mutation($s:[ID!]!){{ setOrderShippingMethod(shippingMethodId:$s){{ {order_fields} }} }}"), json!({"s": [sm]})).await;
-    shop.ok("mutation{ transitionOrderToState(state:\"ArrangingPayment\"){ ... on Order { state } ... on OrderStateTransitionError { errorCode message transitionError } } }", json!({}))
-        .await;
-    let paid = shop
-        .ok(&format!("mutation{{ addPaymentToOrder(input:{{method:\"test-pay\", metadata:{{}}}}){{ {order_fields} }} }}"), json!({}))
-        .await;
-    assert_eq!(paid["addPaymentToOrder"]["state"], "PaymentSettled", "{paid}");
-    paid["addPaymentToOrder"]["code"].as_str().unwrap().to_owned()
-}
-
 async fn read_all(v: &Vendure, request: ReadRequest) -> Vec<ReadItem> {
     v.read(request).map(|r| r.unwrap()).collect().await
 }
@@ -449,7 +375,7 @@ async fn shop_order_reads_back_reconciled_and_a_shipment_goes_back_as_shipped() 
         .await;
 
     let since = chrono::Utc::now() - chrono::Duration::seconds(2);
-    let number = place_order(&[(ids[&skus[0]].clone(), 3), (ids[&skus[1]].clone(), 1)], &email, Some(&coupon)).await;
+    let number = place_order(&[(ids[&skus[0]].clone(), 3), (ids[&skus[1]].clone(), 1)], Buyer::Customer(&email), Some(&coupon)).await;
 
     // Targeted read by order code.
     let items = read_all(&v, ReadRequest { stream: Some(Stream::Orders), checkpoint: None, keys: Some(vec![number.clone()]) }).await;

@@ -3,6 +3,11 @@
 //! A template change (name, price) does not touch the variant's `write_date`, so the change window is
 //! `last_modified_at >= T OR template.last_modified_at >= T`. Archived products are read too
 //! (`active_test: false`) and become `status = discontinued`.
+//!
+//! Variants of one template share `group` and, as the model requires, differ by `options`: Tryton
+//! without the attribute modules names a variant only by its `suffix_code`, so a template with several
+//! variants gives each the option `Variant` = its suffix (without leading separators), or its code when
+//! the suffix is empty. A shop cannot hold two variants of one product with the same (empty) options.
 
 use super::rpc::{self, as_bool, as_datetime, as_decimal, as_text, dotted};
 use super::{Page, Tryton, Window, item, window_domain};
@@ -14,6 +19,7 @@ use std::collections::{HashMap, HashSet};
 
 const FIELDS: &[&str] = &[
     "code",
+    "suffix_code",
     "active",
     "description",
     "cost_price",
@@ -21,6 +27,7 @@ const FIELDS: &[&str] = &[
     "template",
     "template.code",
     "template.name",
+    "template.products",
     "template.list_price",
     "template.categories",
     "account_category.name",
@@ -85,6 +92,10 @@ impl Tryton {
         }
         if !categories.is_empty() {
             o.insert("categories".into(), json!(categories));
+        }
+        if super::id_list(dotted(row, "template.products")).len() > 1 {
+            let suffix = as_text(row.get("suffix_code")).map(|s| s.trim_start_matches(['-', '_', '.', '/', ' ']).to_owned()).filter(|s| !s.is_empty());
+            o.insert("options".into(), json!({"Variant": suffix.unwrap_or_else(|| sku.clone())}));
         }
         if let Some(t) = as_text(dotted(row, "account_category.name")) {
             o.insert("tax_class".into(), json!(t));

@@ -53,7 +53,8 @@ pub enum StockQuantity {
     /// `on_hand`: Vendure then subtracts its own allocations (unshipped orders) to get saleable stock.
     #[default]
     OnHand,
-    /// `available` (falls back to `on_hand`): for ERPs that already subtract open orders / reservations.
+    /// `available` (falls back to `on_hand`): for ERPs that already subtract open orders / reservations;
+    /// Vendure's own allocation is added back so it is not subtracted twice.
     Available,
 }
 

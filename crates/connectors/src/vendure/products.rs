@@ -241,11 +241,14 @@ pub(crate) async fn write(v: &Vendure, batch: Vec<WriteRecord>) -> Result<Vec<Wr
             }
             Err(CallError::Connector(e)) => return Err(e),
             Err(_) => {
-                // Vendure runs a list mutation in one transaction: isolate the bad record(s).
-                let fields: Vec<String> = (0..inputs.len()).map(|k| format!("{mutation}(input:[$v{k}]){{ id sku }}")).collect();
-                for ((i, _), r) in list.iter().zip(v.gql.batch(var_type, &fields, &inputs).await) {
-                    match r {
-                        Ok(res) => done.push((*i, res[0]["id"].as_str().unwrap_or_default().to_owned(), action)),
+                // Vendure runs a list mutation in one transaction: isolate the bad record(s), one request
+                // each. Not one aliased request: the mutation's result is non-null, so one alias's error
+                // nulls the whole `data` and the others' outcomes (committed or not) would be lost.
+                for (i, input) in list {
+                    match v.gql.call(&q, json!({"i": [input]})).await {
+                        Ok(data) => done.push((*i, data[mutation][0]["id"].as_str().unwrap_or_default().to_owned(), action)),
+                        // (a retry of the whole write finds the variants created so far by SKU)
+                        Err(CallError::Connector(e)) => return Err(e),
                         Err(e) => {
                             failed.insert(*i, e.for_record(None));
                         }

@@ -2,8 +2,13 @@
 //!
 //! Option `stock_quantity` chooses the canonical quantity: `on_hand` (Vendure subtracts its own
 //! allocations for unshipped orders to get saleable stock) or `available` (the ERP already subtracts
-//! reservations). Levels that already match are not written; the rest go out in one
-//! `updateProductVariants` call per batch.
+//! open orders, web orders it imported included). With `available`, Vendure's own allocation at the
+//! location is added back (`stockOnHand = available + stockAllocated`), so saleable stock
+//! (`stockOnHand − stockAllocated`) equals the ERP's available at each write, and Vendure's own movements
+//! afterwards (a new order allocates, a fulfilment takes from both) keep it right: a web order the ERP
+//! already counts is not subtracted twice, and a fulfilment that reaches Vendure after the ERP's stock
+//! was synced does not take the shipped units off a second time. Levels that already match are not
+//! written; the rest go out in one `updateProductVariants` call per batch.
 
 use super::gql::CallError;
 use super::{StockQuantity, Vendure};
@@ -35,7 +40,7 @@ pub(crate) async fn write(v: &Vendure, batch: Vec<WriteRecord>) -> Result<Vec<Wr
         return Ok(outcomes);
     }
     let skus: Vec<String> = wanted.iter().map(|w| w.1.clone()).collect();
-    let variants = v.variants_by_sku(&skus, "stockLevels { stockLocationId stockOnHand }").await?;
+    let variants = v.variants_by_sku(&skus, "stockLevels { stockLocationId stockOnHand stockAllocated }").await?;
     let mut updates: HashMap<String, Vec<(String, i64, String)>> = HashMap::new(); // variant id -> [(location id, qty, key)]
     let mut order = Vec::new();
     for (key, sku, location, qty) in wanted {
@@ -51,12 +56,12 @@ pub(crate) async fn write(v: &Vendure, batch: Vec<WriteRecord>) -> Result<Vec<Wr
             }
         };
         let vid = variant["id"].as_str().unwrap_or_default().to_owned();
-        let current = variant["stockLevels"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|l| l["stockLocationId"].as_str() == Some(location_id.as_str()))
-            .and_then(|l| l["stockOnHand"].as_i64());
+        let level = variant["stockLevels"].as_array().into_iter().flatten().find(|l| l["stockLocationId"].as_str() == Some(location_id.as_str()));
+        let current = level.and_then(|l| l["stockOnHand"].as_i64());
+        let qty = match v.options.stock_quantity {
+            StockQuantity::OnHand => qty,
+            StockQuantity::Available => qty + level.and_then(|l| l["stockAllocated"].as_i64()).unwrap_or(0),
+        };
         if current == Some(qty) {
             outcomes.push(WriteOutcome::ok(key, vid, WriteAction::Unchanged));
             continue;

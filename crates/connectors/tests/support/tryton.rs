@@ -153,4 +153,27 @@ impl Setup<'_> {
     pub async fn read_one(&self, model: &str, id: i64, fields: &[&str]) -> Map<String, Value> {
         self.0.rpc().read(model, &[id], fields, &none()).await.unwrap().remove(0)
     }
+
+    /// Ships a confirmed sale the way a warehouse does in Tryton: waits for the shipment the sale's
+    /// processing creates (queued after `confirm`), sets the first carrier and `tracking` as the
+    /// shipping reference, then assigns, picks, packs and finishes it. Returns (shipment id, number).
+    pub async fn ship_sale(&self, sale: i64, tracking: &str) -> (i64, String) {
+        let mut shipment = None;
+        for _ in 0..150 {
+            let sl = self.read_one("sale.sale", sale, &["shipments"]).await;
+            if let Some(x) = sl["shipments"].as_array().and_then(|a| a.first()).and_then(Value::as_i64) {
+                shipment = Some(x);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        let shipment = shipment.unwrap_or_else(|| panic!("Tryton created no shipment for sale {sale}"));
+        let carrier = self.id("carrier", json!([])).await;
+        self.0.rpc().write("stock.shipment.out", &[shipment], json!({"carrier": carrier, "shipping_reference": tracking}), &none()).await.unwrap();
+        for step in ["assign_try", "pick", "pack", "do"] {
+            self.0.rpc().button("stock.shipment.out", step, &[shipment], &none()).await.unwrap_or_else(|e| panic!("shipment {shipment} {step}: {e}"));
+        }
+        let number = self.read_one("stock.shipment.out", shipment, &["number"]).await["number"].as_str().unwrap().to_owned();
+        (shipment, number)
+    }
 }

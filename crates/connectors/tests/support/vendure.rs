@@ -68,3 +68,106 @@ pub fn unique() -> String {
     let n: u64 = rand::rng().random();
     format!("{:x}", n & 0xff_ffff_ffff)
 }
+
+/// A bare GraphQL client to look at Vendure independently of the connector (Admin or Shop API).
+pub struct Api {
+    http: reqwest::Client,
+    url: String,
+    token: std::sync::Mutex<Option<String>>,
+}
+
+impl Api {
+    pub fn new(url: &str) -> Self {
+        // Below Node's 5 s keep-alive timeout, so a pooled connection is never one the server is closing.
+        let http = reqwest::Client::builder().pool_idle_timeout(std::time::Duration::from_secs(4)).build().unwrap();
+        Api { http, url: url.to_owned(), token: std::sync::Mutex::new(None) }
+    }
+
+    /// The Admin API, logged in as the superadmin.
+    pub async fn admin() -> Self {
+        let peer = vendure();
+        let api = Api::new(&peer.admin_api);
+        api.ok(
+            "mutation($u:String!,$p:String!){ login(username:$u,password:$p){ ... on CurrentUser { id } } }",
+            serde_json::json!({"u": peer.username, "p": peer.password}),
+        )
+        .await;
+        api
+    }
+
+    /// The Shop API, as a fresh (anonymous) session.
+    pub fn shop() -> Self {
+        Api::new(&vendure().shop_api)
+    }
+
+    pub async fn raw(&self, q: &str, vars: serde_json::Value) -> serde_json::Value {
+        let mut req = self.http.post(&self.url).json(&serde_json::json!({"query": q, "variables": vars}));
+        if let Some(t) = self.token.lock().unwrap().clone() {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        if let Some(t) = resp.headers().get("vendure-auth-token") {
+            *self.token.lock().unwrap() = Some(t.to_str().unwrap().to_owned());
+        }
+        resp.json().await.unwrap()
+    }
+
+    /// `data`, asserting no GraphQL errors and no ErrorResult anywhere.
+    pub async fn ok(&self, q: &str, vars: serde_json::Value) -> serde_json::Value {
+        let body = self.raw(q, vars).await;
+        assert!(body.get("errors").is_none(), "{q}\n→ {body}");
+        assert!(!body.to_string().contains("\"errorCode\""), "{q}\n→ {body}");
+        body["data"].clone()
+    }
+}
+
+/// Who checks out in [`place_order`].
+pub enum Buyer<'a> {
+    /// A registered customer with this e-mail and the password `secret123`.
+    Customer(&'a str),
+    /// A guest: e-mail, first and last name given at checkout.
+    Guest { email: &'a str, first_name: &'a str, last_name: &'a str },
+}
+
+/// Places an order through the Shop API: `variants` (variant id, quantity), an optional coupon, the
+/// standard shipping method and the test payment method (settles at once). Returns the order code.
+pub async fn place_order(variants: &[(String, i64)], buyer: Buyer<'_>, coupon: Option<&str>) -> String {
+    use serde_json::json;
+    let shop = Api::shop();
+    let order_fields = "... on Order { code state } ... on ErrorResult { errorCode message }";
+    if let Buyer::Customer(email) = buyer {
+        shop.ok(
+            "mutation($u:String!){ login(username:$u, password:\"secret123\"){ ... on CurrentUser { id } ... on ErrorResult { errorCode message } } }",
+            json!({"u": email}),
+        )
+        .await;
+    }
+    for (id, qty) in variants {
+        shop.ok(&format!("mutation($v:ID!,$q:Int!){{ addItemToOrder(productVariantId:$v, quantity:$q){{ {order_fields} }} }}"), json!({"v": id, "q": qty}))
+            .await;
+    }
+    if let Buyer::Guest { email, first_name, last_name } = buyer {
+        shop.ok(
+            &format!("mutation($i:CreateCustomerInput!){{ setCustomerForOrder(input:$i){{ {order_fields} }} }}"),
+            json!({"i": {"emailAddress": email, "firstName": first_name, "lastName": last_name}}),
+        )
+        .await;
+    }
+    if let Some(c) = coupon {
+        shop.ok(&format!("mutation($c:String!){{ applyCouponCode(couponCode:$c){{ {order_fields} }} }}"), json!({"c": c})).await;
+    }
+    let addr = json!({"fullName": "Goods In", "company": "Analytical Pty Ltd", "streetLine1": "7 Dock Rd", "city": "Port Botany", "province": "NSW", "postalCode": "2036", "countryCode": "AU"});
+    shop.ok(&format!("mutation($i:CreateAddressInput!){{ setOrderShippingAddress(input:$i){{ {order_fields} }} }}"), json!({"i": addr})).await;
+    shop.ok(&format!("mutation($i:CreateAddressInput!){{ setOrderBillingAddress(input:$i){{ {order_fields} }} }}"), json!({"i": addr})).await;
+    let methods = shop.ok("{ eligibleShippingMethods { id code } }", json!({})).await;
+    let sm = methods["eligibleShippingMethods"].as_array().unwrap().iter().find(|m| m["code"] == "standard").unwrap()["id"].clone();
+    shop.ok(&format!("mutation($s:[ID!]!){{ setOrderShippingMethod(shippingMethodId:$s){{ {order_fields} }} }}"), json!({"s": [sm]})).await;
+    shop.ok(
+        "mutation{ transitionOrderToState(state:\"ArrangingPayment\"){ ... on Order { state } ... on OrderStateTransitionError { errorCode message transitionError } } }",
+        json!({}),
+    )
+    .await;
+    let paid = shop.ok(&format!("mutation{{ addPaymentToOrder(input:{{method:\"test-pay\", metadata:{{}}}}){{ {order_fields} }} }}"), json!({})).await;
+    assert_eq!(paid["addPaymentToOrder"]["state"], "PaymentSettled", "{paid}");
+    paid["addPaymentToOrder"]["code"].as_str().unwrap().to_owned()
+}
