@@ -532,9 +532,7 @@ impl Runner<'_> {
                 by_key.insert(p.key.clone(), Written_ { hash: p.hash, canonical: p.canonical, source_hash: p.source_hash, source: p.source });
                 records.push(WriteRecord { key: p.key, target_id, record: p.record });
             }
-            let target = self.flow.target.clone();
-            let stream = self.stream;
-            let outcomes = with_retry(&format!("write {stream}"), || target.write(stream, records.clone())).await?;
+            let outcomes = self.write_with_retry(records, &by_key).await?;
             let mut answered = HashSet::new();
             for outcome in outcomes {
                 let Some(sent) = by_key.remove(&outcome.key) else {
@@ -622,6 +620,39 @@ impl Runner<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Writes a batch, retrying the whole call on transient errors with backoff and jitter. The batch is
+    /// moved into the first call (no copy on the happy path) and rebuilt from the canonical JSON kept in
+    /// `sent` only when a retry is needed.
+    async fn write_with_retry(&self, records: Vec<WriteRecord>, sent: &HashMap<String, Written_>) -> Result<Vec<WriteOutcome>, String> {
+        let ids: Vec<(String, Option<String>)> = records.iter().map(|w| (w.key.clone(), w.target_id.clone())).collect();
+        let mut batch = Some(records);
+        let mut attempt = 1;
+        loop {
+            let records = match batch.take() {
+                Some(records) => records,
+                None => ids
+                    .iter()
+                    .map(|(key, target_id)| {
+                        let canonical = &sent[key].canonical;
+                        let value = serde_json::from_str(canonical).map_err(|e| format!("rebuilding {key} for a retry: {e}"))?;
+                        let record = Record::parse(self.stream, value, key).map_err(|e| format!("rebuilding {key} for a retry: {e}"))?;
+                        Ok(WriteRecord { key: key.clone(), target_id: target_id.clone(), record })
+                    })
+                    .collect::<Result<Vec<_>, String>>()?,
+            };
+            match self.flow.target.write(self.stream, records).await {
+                Ok(outcomes) => return Ok(outcomes),
+                Err(e) if e.is_transient() && attempt < BATCH_ATTEMPTS => {
+                    let delay = Backoff::BATCH.delay(attempt);
+                    tracing::warn!(error = %e, attempt, ?delay, "write {} failed; retrying", self.stream);
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(format!("write {}: {e} (after {attempt} attempt(s))", self.stream)),
+            }
+        }
     }
 
     /// After a complete read: records in the cross-reference that the source no longer has.
