@@ -109,10 +109,10 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
             peak_rss_mb()
         ));
     }
-    println!("| phase | read | written | time | throughput | peak RSS so far |");
-    println!("|---|---|---|---|---|---|");
+    out!("| phase | read | written | time | throughput | peak RSS so far |");
+    out!("|---|---|---|---|---|---|");
     for r in rows {
-        println!("{r}");
+        out!("{r}");
     }
     Ok(ExitCode::SUCCESS)
 }

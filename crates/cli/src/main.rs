@@ -1,5 +1,19 @@
 //! `ferry`: run flows, inspect state, replay failures.
 
+/// `println!` that ends the process quietly (exit status 141, as a shell reports SIGPIPE) when stdout is
+/// a pipe that was closed (`ferry status | head`), instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(141);
+            }
+            panic!("writing to stdout: {e}");
+        }
+    }};
+}
+
 mod bench;
 mod output;
 
@@ -166,11 +180,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             std::fs::write(&path, include_str!("../../../examples/quickstart/ferry.toml"))
                 .with_context(|| format!("writing {}", path.display()))?;
-            println!("wrote {}: edit the connections and mappings, then `ferry check` and `ferry sync --all`", path.display());
+            out!("wrote {}: edit the connections and mappings, then `ferry check` and `ferry sync --all`", path.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Schema => {
-            println!("{}", serde_json::to_string_pretty(&ferry_model::schema::model_schema())?);
+            out!("{}", serde_json::to_string_pretty(&ferry_model::schema::model_schema())?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Describe { connector } => {
@@ -197,20 +211,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     let scopes = Scope::parse_list(&scope).map_err(anyhow::Error::msg)?;
                     let (key, token) = store.create_key(&name, &scopes).await?;
                     if cli.json {
-                        println!("{}", serde_json::json!({"key": key, "token": token}));
+                        out!("{}", serde_json::json!({"key": key, "token": token}));
                     } else {
-                        println!("{token}");
+                        out!("{token}");
                         eprintln!("key {} ({}) created; the token above is shown only now", key.id, scope);
                     }
                 }
                 KeysAction::List => {
                     let keys = store.list_keys().await?;
                     if cli.json {
-                        println!("{}", serde_json::to_string_pretty(&keys)?);
+                        out!("{}", serde_json::to_string_pretty(&keys)?);
                     } else {
                         for k in keys {
                             let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
-                            println!("{}  {:<20} {:<18} {}", k.id, k.name, scopes.join(","), if k.revoked { "revoked" } else { "active" });
+                            out!("{}  {:<20} {:<18} {}", k.id, k.name, scopes.join(","), if k.revoked { "revoked" } else { "active" });
                         }
                     }
                 }
@@ -218,7 +232,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     if !store.revoke_key(&id).await? {
                         bail!("no active key {id} (see `ferry keys list`)");
                     }
-                    println!("revoked key {id}");
+                    out!("revoked key {id}");
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -300,7 +314,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         bail!("name failures with --id N (see `ferry failures list {flow}`), or pass --all");
                     }
                     let n = ws.store().drop_failures(Some(&flow), &ids).await?;
-                    println!("dropped {n} failure(s) of flow {flow}");
+                    out!("dropped {n} failure(s) of flow {flow}");
                     Ok(ExitCode::SUCCESS)
                 }
             }

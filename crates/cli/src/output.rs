@@ -43,12 +43,12 @@ impl Progress for ProgressBar {
 
 pub fn report(r: &RunReport, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(r)?);
+        out!("{}", serde_json::to_string_pretty(r)?);
         return Ok(());
     }
     let c = &r.counts;
     let verb = if r.dry_run { "would be " } else { "" };
-    println!(
+    out!(
         "{}{}: {} read, {} {verb}created, {} {verb}updated, {} unchanged, {} {verb}retired, {} failed, {} skipped in {:.2}s ({:.0} records/s)",
         r.flow,
         if r.dry_run { " (dry run)" } else { "" },
@@ -63,25 +63,25 @@ pub fn report(r: &RunReport, json: bool) -> Result<()> {
         c.read as f64 / r.duration.as_secs_f64().max(0.000_001),
     );
     for p in &r.planned {
-        println!("  would {} {}", p.action, p.key);
+        out!("  would {} {}", p.action, p.key);
         for ch in &p.changes {
             let show = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "(absent)".into());
-            println!("      {}: {} → {}", ch.path, show(&ch.old), show(&ch.new));
+            out!("      {}: {} → {}", ch.path, show(&ch.old), show(&ch.new));
         }
     }
     for w in &r.warnings {
-        println!("  warning: {w}");
+        out!("  warning: {w}");
     }
     if !r.failures.is_empty() {
-        println!("  failed records (see `ferry failures list {}`):", r.flow);
+        out!("  failed records (see `ferry failures list {}`):", r.flow);
         for f in &r.failures {
             let field = f.field.as_deref().map(|f| format!(" [{f}]")).unwrap_or_default();
             let retry = if f.retryable { " (will retry)" } else { "" };
-            println!("    {} at {}{field}: {}{retry}", f.key, f.stage.as_str(), f.message);
+            out!("    {} at {}{field}: {}{retry}", f.key, f.stage.as_str(), f.message);
         }
     }
     if let Some(a) = &r.aborted {
-        println!("  ABORTED: {a}\n  Work committed before this point is kept; the next run resumes from the last checkpoint.");
+        out!("  ABORTED: {a}\n  Work committed before this point is kept; the next run resumes from the last checkpoint.");
     }
     Ok(())
 }
@@ -89,14 +89,14 @@ pub fn report(r: &RunReport, json: bool) -> Result<()> {
 pub fn check(name: &str, result: &Result<CheckReport, ConnectorError>) -> bool {
     match result {
         Ok(r) => {
-            println!("{} {name}", if r.ok { "ok  " } else { "FAIL" });
+            out!("{} {name}", if r.ok { "ok  " } else { "FAIL" });
             for d in &r.details {
-                println!("      {d}");
+                out!("      {d}");
             }
             r.ok
         }
         Err(e) => {
-            println!("FAIL {name}: {e}");
+            out!("FAIL {name}: {e}");
             false
         }
     }
@@ -115,13 +115,13 @@ pub async fn status(ws: &Workspace, flow: Option<&str>, json: bool) -> Result<()
         if json {
             continue;
         }
-        println!("{name}: {} open failure(s)", failures.len());
+        out!("{name}: {} open failure(s)", failures.len());
         if runs.is_empty() {
-            println!("    never run");
+            out!("    never run");
         }
         for r in runs {
             let c = r.counts;
-            println!(
+            out!(
                 "    #{} {} {} {:<14} read {} · created {} · updated {} · unchanged {} · failed {}{}",
                 r.id,
                 r.started_at.get(..19).unwrap_or(&r.started_at),
@@ -137,21 +137,21 @@ pub async fn status(ws: &Workspace, flow: Option<&str>, json: bool) -> Result<()
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        out!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(())
 }
 
 pub fn failures(list: &[Failure], json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(list)?);
+        out!("{}", serde_json::to_string_pretty(list)?);
         return Ok(());
     }
     if list.is_empty() {
-        println!("no open failures");
+        out!("no open failures");
     }
     for f in list {
-        println!(
+        out!(
             "#{} {} {} at {}{}: {} — {} attempt(s){}",
             f.id,
             f.flow,
@@ -171,11 +171,11 @@ pub fn failures(list: &[Failure], json: bool) -> Result<()> {
 
 pub fn xref(rows: &[XrefRow], json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(rows)?);
+        out!("{}", serde_json::to_string_pretty(rows)?);
         return Ok(());
     }
     for r in rows {
-        println!("{}: {} → {} (hash {}, synced {})", r.flow, r.key, r.target_id, r.hash, r.synced_at);
+        out!("{}: {} → {} (hash {}, synced {})", r.flow, r.key, r.target_id, r.hash, r.synced_at);
     }
     Ok(())
 }
@@ -187,7 +187,7 @@ pub fn describe(registry: &Registry, name: Option<&str>, json: bool) -> Result<(
     };
     for n in names {
         let Some(factory) = registry.get(n) else { anyhow::bail!("unknown connector {n:?}; known: {}", registry.names().join(", ")) };
-        println!("{}: {}", factory.name(), factory.summary());
+        out!("{}: {}", factory.name(), factory.summary());
         if json {
             continue;
         }
