@@ -208,28 +208,35 @@ impl StateStore for SqliteStore {
         if keys.is_empty() {
             return Ok(HashMap::new());
         }
-        // One query per batch: the keys travel as one JSON array parameter.
-        let rows = sqlx::query(
-            "SELECT key, target_id, hash FROM xref WHERE flow = ?1 AND key IN (SELECT value FROM json_each(?2))",
+        // One query per batch: the keys travel as one JSON array parameter, and the answer comes back as
+        // one JSON value (sqlx hands SQLite rows over one at a time through a channel: 1,000 rows per
+        // batch cost more than the look-up itself).
+        let json: Option<String> = sqlx::query_scalar(
+            "SELECT json_group_array(json_array(key, target_id, hash)) FROM xref
+             WHERE flow = ?1 AND key IN (SELECT value FROM json_each(?2))",
         )
         .bind(flow)
         .bind(keys_json(keys))
-        .fetch_all(&self.pool)
+        .fetch_one(&self.pool)
         .await
         .map_err(|e| self.err("look up cross-reference", e))?;
-        Ok(rows.into_iter().map(|r| (r.get(0), XrefEntry { target_id: r.get(1), hash: r.get(2) })).collect())
+        let rows: Vec<(String, String, String)> =
+            serde_json::from_str(json.as_deref().unwrap_or("[]")).map_err(|e| self.err("decode cross-reference", e))?;
+        Ok(rows.into_iter().map(|(key, target_id, hash)| (key, XrefEntry { target_id, hash })).collect())
     }
 
     async fn lookup_sources(&self, flow: &str, source_hashes: &[String]) -> StoreResult<HashMap<String, String>> {
-        let rows = sqlx::query(
-            "SELECT source_hash, key FROM xref WHERE flow = ?1 AND source_hash IN (SELECT value FROM json_each(?2))",
+        // One JSON object back instead of a row per hash (see `lookup`).
+        let json: Option<String> = sqlx::query_scalar(
+            "SELECT json_group_object(source_hash, key) FROM xref
+             WHERE flow = ?1 AND source_hash IN (SELECT value FROM json_each(?2))",
         )
         .bind(flow)
         .bind(keys_json(source_hashes))
-        .fetch_all(&self.pool)
+        .fetch_one(&self.pool)
         .await
         .map_err(|e| self.err("look up source hashes", e))?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+        serde_json::from_str(json.as_deref().unwrap_or("{}")).map_err(|e| self.err("decode source hashes", e))
     }
 
     async fn payloads(&self, flow: &str, keys: &[String]) -> StoreResult<HashMap<String, serde_json::Value>> {
