@@ -451,14 +451,14 @@ async fn openapi_documents_every_route_and_error_code_and_the_docs_page_is_offli
     let mut documented = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
-            let uri = path.replace("{connection}", "hooks").replace("{flow}", "products").replace("{id}", "1").replace("{key}", "x")
+            let uri = path.replace("{workspace}", "default").replace("{connection}", "hooks").replace("{flow}", "products").replace("{id}", "1").replace("{key}", "x")
                 .replace("{name}", "web").replace("{stream}", "products");
             let (_, body) = call(&r.state, &method.to_uppercase(), &uri, None, None).await;
             assert!(!body.to_string().contains("no such endpoint"), "{method} {path} is documented but not routed");
             documented += 1;
         }
     }
-    assert_eq!(documented, 21);
+    assert_eq!(documented, 22);
     let codes: Vec<&str> = doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
         .as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
     assert_eq!(codes, ferry_server::error::CODES);
