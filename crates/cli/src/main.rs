@@ -1,6 +1,7 @@
 //! `ferry`: run flows, inspect state, replay failures.
 
 mod bench;
+mod bench_serve;
 mod output;
 
 use anyhow::{Context, Result, bail};
@@ -81,6 +82,8 @@ enum Command {
     Schema,
     /// Measure sync speed and memory on generated data (CSV → JSONL).
     Bench(bench::BenchArgs),
+    /// Measure the server: records API push throughput and webhook → job → target latency.
+    BenchServe(bench_serve::BenchServeArgs),
     /// Run schedules, webhooks, the job queue's workers and the REST API until SIGTERM / ctrl-c.
     Serve {
         /// Listen address (default: `[server] listen`, else 127.0.0.1:8080).
@@ -219,6 +222,7 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => bench::run(args).await,
+        Command::BenchServe(args) => bench_serve::run(args).await,
         Command::Serve { listen } => {
             let config = Config::load(&cli.config)?;
             let server = ferry_server::Server::open(config, std::sync::Arc::new(ferry_engine::schedule::SystemClock)).await?;

@@ -498,3 +498,24 @@ async fn serves_over_a_socket_and_shuts_down_gracefully() {
     tx.send(()).unwrap();
     tokio::time::timeout(std::time::Duration::from_secs(10), server).await.expect("shut down in time").unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_burst_of_webhooks_for_one_flow_is_carried_by_one_run_and_each_job_keeps_its_outcome() {
+    let r = rig().await;
+    let now = r.clock.now().timestamp();
+    for sku in ["B-1", "B-2", "B-3", "B-2"] {
+        let resp = router(r.state.clone()).oneshot(signed("hooks", &json!({"skus": [sku]}), "hook-secret", now)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    }
+    // A whole-flow job of the same flow is not merged into a targeted run.
+    r.state.store.enqueue(NewJob::new("hooked", JobKind::Manual, r.clock.now())).await.unwrap();
+    assert_eq!(drain(&r.state).await, 2, "one claim carried the four webhook jobs, one ran the manual job");
+    let jobs = r.state.store.jobs(&JobFilter::default()).await.unwrap();
+    let hooks: Vec<_> = jobs.iter().filter(|j| j.kind == JobKind::Webhook).collect();
+    assert_eq!(hooks.len(), 4);
+    assert!(hooks.iter().all(|j| j.status == JobStatus::Succeeded && j.attempts == 1 && j.run_id == hooks[0].run_id), "{hooks:?}");
+    let runs = r.state.store.runs(Some("hooked"), 10).await.unwrap();
+    let targeted = runs.iter().find(|run| Some(run.id) == hooks[0].run_id).unwrap();
+    assert_eq!((targeted.counts.read, targeted.counts.created), (3, 3), "B-2 twice is read once");
+    assert_eq!(runs.len(), 2);
+}
