@@ -117,12 +117,9 @@ async fn execute_in_span(state: &AppState, me: &str, job: Job, stop: &mut watch:
         }
         return;
     };
-    match &result {
-        Ok(report) => {
-            let c = report.counts;
-            state.metrics.run_finished(&job.flow, c.written(), c.failed, started.elapsed());
-        }
-        Err(_) => {}
+    if let Ok(report) = &result {
+        let c = report.counts;
+        state.metrics.run_finished(&job.flow, c.written(), c.failed, started.elapsed());
     }
     for j in &group {
         let retry_at = (j.attempts < j.max_attempts).then(|| now + chrono::Duration::from_std(JOB_BACKOFF.delay(j.attempts)).unwrap_or_default());
