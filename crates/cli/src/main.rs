@@ -15,6 +15,7 @@ macro_rules! out {
 }
 
 mod bench;
+mod bench_serve;
 mod output;
 
 use anyhow::{Context, Result, bail};
@@ -30,6 +31,10 @@ struct Cli {
     /// Config file.
     #[arg(short, long, global = true, env = "FERRY_CONFIG", default_value = "ferry.toml")]
     config: PathBuf,
+    /// A workspace of the config's `[server.workspaces]`: commands act on that workspace's config and
+    /// state store (its keys, flows, failures…).
+    #[arg(short, long, global = true, env = "FERRY_WORKSPACE")]
+    workspace: Option<String>,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value = "text", env = "FERRY_LOG_FORMAT")]
     log_format: LogFormat,
@@ -91,6 +96,8 @@ enum Command {
     Schema,
     /// Measure sync speed and memory on generated data (CSV → JSONL).
     Bench(bench::BenchArgs),
+    /// Measure the server: records API push throughput and webhook → job → target latency.
+    BenchServe(bench_serve::BenchServeArgs),
     /// Run schedules, webhooks, the job queue's workers and the REST API until SIGTERM / ctrl-c.
     Serve {
         /// Listen address (default: `[server] listen`, else 127.0.0.1:8080).
@@ -161,10 +168,23 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// A server config listing workspaces has no state of its own: a command must name a workspace.
+fn one_workspace(config: &Config, path: &Path) -> Result<()> {
+    if let Some(ws) = config.server.as_ref().and_then(|s| s.get("workspaces")).and_then(|w| w.as_table()) {
+        bail!(
+            "{} serves several workspaces; name one with --workspace ({})",
+            path.display(),
+            ws.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(())
+}
+
 async fn open(config_path: &Path) -> Result<Workspace> {
     let mut config = Config::load(config_path).with_context(|| {
         if config_path.exists() { String::new() } else { "run `ferry init` to write an example config".into() }
     })?;
+    one_workspace(&config, config_path)?;
     // `webhook_secret` belongs to `ferry serve`, not to connectors; `api` connections live on the store.
     ferry_server::take_webhook_secrets(&mut config);
     let store = std::sync::Arc::new(ferry_engine::SqliteStore::open(&config.state_path()).await?);
@@ -172,7 +192,31 @@ async fn open(config_path: &Path) -> Result<Workspace> {
     Ok(Workspace::with_store(config, registry, store))
 }
 
-async fn run(cli: Cli) -> Result<ExitCode> {
+/// The config file commands act on: `--config` itself, or with `--workspace NAME` the file that
+/// `[server.workspaces]` names for it.
+fn workspace_config(cli: &Cli) -> Result<PathBuf> {
+    let Some(name) = &cli.workspace else { return Ok(cli.config.clone()) };
+    let top = Config::load(&cli.config)?;
+    let settings = ferry_server::ServerSettings::from_config(&top).map_err(anyhow::Error::msg)?;
+    match settings.workspaces.get(name) {
+        Some(path) => Ok(path.clone()),
+        None if settings.workspaces.is_empty() => {
+            bail!("--workspace {name}: {} has no [server.workspaces]", cli.config.display())
+        }
+        None => bail!(
+            "--workspace {name}: not in [server.workspaces] of {} (workspaces: {})",
+            cli.config.display(),
+            settings.workspaces.keys().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+async fn run(mut cli: Cli) -> Result<ExitCode> {
+    if !matches!(cli.command, Command::Serve { .. }) {
+        cli.config = workspace_config(&cli)?;
+    } else if cli.workspace.is_some() {
+        bail!("ferry serve runs every workspace of [server.workspaces]; --workspace is for the other commands");
+    }
     match cli.command {
         Command::Init { path, force } => {
             if path.exists() && !force {
@@ -192,19 +236,25 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => bench::run(args).await,
+        Command::BenchServe(args) => bench_serve::run(args).await,
         Command::Serve { listen } => {
             let config = Config::load(&cli.config)?;
-            let state = ferry_server::AppState::open_default(config).await?;
-            let addr = listen.unwrap_or(state.settings.listen);
+            let server = ferry_server::Server::open(config, std::sync::Arc::new(ferry_engine::schedule::SystemClock)).await?;
+            let addr = listen.unwrap_or(server.settings.listen);
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
-            eprintln!("ferry serve: listening on http://{addr} (API docs at /api/docs); SIGTERM or ctrl-c to stop");
-            ferry_server::serve(state, listener, ferry_server::shutdown_signal()).await?;
+            let names: Vec<&str> = server.workspaces.keys().map(String::as_str).collect();
+            eprintln!(
+                "ferry serve: listening on http://{addr} (API docs at /api/docs), workspaces: {}; SIGTERM or ctrl-c to stop",
+                names.join(", ")
+            );
+            ferry_server::serve_all(server, listener, ferry_server::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys { action } => {
             use ferry_engine::store::KeyStore;
             use ferry_engine::store::keys::Scope;
             let config = Config::load(&cli.config)?;
+            one_workspace(&config, &cli.config)?;
             let store = ferry_engine::SqliteStore::open(&config.state_path()).await?;
             match action {
                 KeysAction::Create { scope, name } => {
@@ -214,7 +264,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         out!("{}", serde_json::json!({"key": key, "token": token}));
                     } else {
                         out!("{token}");
-                        eprintln!("key {} ({}) created; the token above is shown only now", key.id, scope);
+                        let ws = cli.workspace.as_deref().map(|w| format!(" in workspace {w}")).unwrap_or_default();
+                        eprintln!("key {} ({}){ws} created; the token above is shown only now", key.id, scope);
                     }
                 }
                 KeysAction::List => {

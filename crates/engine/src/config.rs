@@ -32,7 +32,7 @@ pub struct StateConfig {
     pub path: Option<String>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 pub struct ConnectionConfig {
     /// Connector type: `csv`, `jsonl`, `tryton`, `vendure`…
     #[serde(rename = "type")]
@@ -141,6 +141,97 @@ impl Config {
     }
 }
 
+/// Debug never shows secret option values (a config printed into a log must not leak a password).
+impl std::fmt::Debug for ConnectionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionConfig").field("kind", &self.kind).field("options", &redacted_options(&self.options)).finish()
+    }
+}
+
+/// Whether an option's value is a secret (password, token, API key, webhook secret…). Options that name
+/// an environment variable holding a secret (`password_env`) are not secrets themselves.
+pub fn is_secret_option(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    if n.ends_with("_env") {
+        return false;
+    }
+    ["password", "passwd", "secret", "token", "api_key", "api-key", "apikey", "authorization", "credential", "private_key", "passphrase"]
+        .iter()
+        .any(|s| n.contains(s))
+}
+
+const REDACTED: &str = "***";
+
+/// `https://user:pass@host/x` → `https://***@host/x`; other strings unchanged.
+fn redact_url(s: &str) -> String {
+    if let Some((scheme, rest)) = s.split_once("://") {
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            return format!("{scheme}://{REDACTED}@{}", &rest[at + 1..]);
+        }
+    }
+    s.to_owned()
+}
+
+fn redact_value(name: &str, v: &toml::Value) -> serde_json::Value {
+    match v {
+        _ if is_secret_option(name) => serde_json::Value::String(REDACTED.into()),
+        toml::Value::String(s) => serde_json::Value::String(redact_url(s)),
+        toml::Value::Table(t) => redacted_options(t),
+        toml::Value::Array(a) => serde_json::Value::Array(a.iter().map(|x| redact_value(name, x)).collect()),
+        other => serde_json::to_value(other).expect("TOML values are JSON-representable"),
+    }
+}
+
+/// A connection's options as JSON with every secret replaced by `***` (also credentials inside URLs):
+/// what the API and logs may show.
+pub fn redacted_options(options: &toml::Table) -> serde_json::Value {
+    serde_json::Value::Object(options.iter().map(|(k, v)| (k.clone(), redact_value(k, v))).collect())
+}
+
+/// The secret strings in these options (secret options' values, passwords inside URLs), to scrub from
+/// messages that might echo them (a connector's error naming a bad value, say).
+pub fn secret_values(options: &toml::Table) -> Vec<String> {
+    fn walk(name: &str, v: &toml::Value, out: &mut Vec<String>) {
+        match v {
+            toml::Value::String(s) if is_secret_option(name) => out.push(s.clone()),
+            toml::Value::String(s) => {
+                if let Some((_, rest)) = s.split_once("://") {
+                    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+                    if let Some((userinfo, _)) = authority.rsplit_once('@') {
+                        out.push(userinfo.to_owned());
+                        if let Some((_, pass)) = userinfo.split_once(':') {
+                            out.push(pass.to_owned());
+                        }
+                    }
+                }
+            }
+            toml::Value::Table(t) => t.iter().for_each(|(k, x)| walk(k, x, out)),
+            toml::Value::Array(a) => a.iter().for_each(|x| walk(name, x, out)),
+            other if is_secret_option(name) => out.push(other.to_string()),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    options.iter().for_each(|(k, v)| walk(k, v, &mut out));
+    // Very short values would scrub ordinary words; they are not worth protecting this way.
+    out.retain(|s| s.len() >= 4);
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
+}
+
+/// Replaces every occurrence of each secret in `text` with `***`.
+pub fn scrub(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_owned();
+    for s in secrets {
+        if out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), REDACTED);
+        }
+    }
+    out
+}
+
 /// TOML table → JSON, the form connectors read their options in.
 pub fn toml_to_json(table: &toml::Table) -> serde_json::Value {
     serde_json::to_value(table).expect("TOML values are JSON-representable")
@@ -178,6 +269,36 @@ mod tests {
         assert_eq!(c.connections["erp"].kind, "csv");
         assert_eq!(toml_to_json(&c.connections["erp"].options)["delimiter"], ";");
         assert_eq!(c.state_path(), PathBuf::from("/etc/ferry/ferry-state.db"));
+    }
+
+    #[test]
+    fn secrets_are_redacted_scrubbed_and_never_debug_printed() {
+        let c = Config::parse(
+            r#"
+            [connections.erp]
+            type = "tryton"
+            url = "https://admin:url-pass-9@erp.example/x"
+            password = "hunter2-secret"
+            password_env = "TRYTON_PASSWORD"
+            webhook_secret = "hook-s3cret"
+            headers = { "X-Api-Key" = "key-12345" }
+            "#,
+            PathBuf::new(),
+        )
+        .unwrap();
+        let conn = &c.connections["erp"];
+        let shown = redacted_options(&conn.options).to_string();
+        let debug = format!("{c:?}");
+        for secret in ["hunter2-secret", "url-pass-9", "hook-s3cret", "key-12345"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        let r = redacted_options(&conn.options);
+        assert_eq!(r["password_env"], "TRYTON_PASSWORD", "an env var name is not a secret");
+        assert_eq!(r["url"], "https://***@erp.example/x");
+        let secrets = secret_values(&conn.options);
+        let msg = scrub("login admin:url-pass-9 with hunter2-secret failed; header key-12345", &secrets);
+        assert_eq!(msg, "login *** with *** failed; header ***");
     }
 
     #[test]

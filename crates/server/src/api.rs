@@ -3,7 +3,7 @@
 
 use crate::auth::require;
 use crate::error::ApiError;
-use crate::AppState;
+use crate::{AppState, Server};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-type S = State<Arc<AppState>>;
+type S = State<Arc<Server>>;
 type ApiResult = Result<Json<Value>, ApiError>;
 
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -25,15 +25,29 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready when the state store answers.
-pub async fn readyz(State(state): S) -> Result<Json<Value>, ApiError> {
-    let depth = state.store.queue_depth(state.clock.now()).await?;
-    Ok(Json(json!({"status": "ready", "queue": depth})))
+/// Ready when every workspace's state store answers. (Unauthenticated: it says nothing about a
+/// workspace but its queue counts.)
+pub async fn readyz(State(server): S) -> Result<Json<Value>, ApiError> {
+    let mut total = ferry_engine::store::jobs::QueueDepth::default();
+    for state in server.workspaces.values() {
+        let d = state.store.queue_depth(state.clock.now()).await?;
+        total.queued += d.queued;
+        total.due += d.due;
+        total.running += d.running;
+        total.failed += d.failed;
+    }
+    Ok(Json(json!({"status": "ready", "queue": total})))
 }
 
-pub async fn metrics(State(state): S) -> Result<impl IntoResponse, ApiError> {
-    let depth = state.store.queue_depth(state.clock.now()).await?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(&depth)))
+/// Prometheus metrics of every workspace (labelled `workspace` when serving several): for the operator's
+/// scraper, like /readyz, so not behind a workspace's key.
+pub async fn metrics(State(server): S) -> Result<impl IntoResponse, ApiError> {
+    let mut parts = Vec::new();
+    for state in server.workspaces.values() {
+        let depth = state.store.queue_depth(state.clock.now()).await?;
+        parts.push((server.multi.then_some(state.name.as_str()), &state.metrics, depth));
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render_all(&parts)))
 }
 
 pub async fn openapi() -> impl IntoResponse {
@@ -58,8 +72,8 @@ fn flow_json(name: &str, f: &ferry_engine::FlowConfig) -> Value {
            "description": f.description, "schedule": f.schedule, "schedule_timezone": f.schedule_timezone})
 }
 
-pub async fn flows(State(state): S, headers: HeaderMap) -> ApiResult {
-    require(&state, &headers, Scope::Read).await?;
+pub async fn flows(State(server): S, headers: HeaderMap) -> ApiResult {
+    let (state, _) = require(&server, &headers, Scope::Read).await?;
     let mut out = Vec::new();
     for (name, f) in &state.workspace.config.flows {
         let mut v = flow_json(name, f);
@@ -70,8 +84,8 @@ pub async fn flows(State(state): S, headers: HeaderMap) -> ApiResult {
     Ok(Json(json!({"flows": out})))
 }
 
-pub async fn flow_status(State(state): S, headers: HeaderMap, Path(flow): Path<String>) -> ApiResult {
-    require(&state, &headers, Scope::Read).await?;
+pub async fn flow_status(State(server): S, headers: HeaderMap, Path(flow): Path<String>) -> ApiResult {
+    let (state, _) = require(&server, &headers, Scope::Read).await?;
     let f = flow_conf(&state, &flow)?;
     let mut v = flow_json(&flow, f);
     v["runs"] = json!(state.store.runs(Some(&flow), 10).await?);
@@ -99,8 +113,8 @@ fn json_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T,
     serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("request body: {e}")))
 }
 
-pub async fn trigger(State(state): S, headers: HeaderMap, Path(flow): Path<String>, body: axum::body::Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
-    require(&state, &headers, Scope::Write).await?;
+pub async fn trigger(State(server): S, headers: HeaderMap, Path(flow): Path<String>, body: axum::body::Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let (state, _) = require(&server, &headers, Scope::Write).await?;
     flow_conf(&state, &flow)?;
     let body: TriggerBody = json_body(&body)?;
     if body.keys.as_ref().is_some_and(|k| k.is_empty()) {
@@ -122,8 +136,8 @@ pub struct JobsQuery {
     limit: Option<i64>,
 }
 
-pub async fn jobs(State(state): S, headers: HeaderMap, Query(q): Query<JobsQuery>) -> ApiResult {
-    require(&state, &headers, Scope::Read).await?;
+pub async fn jobs(State(server): S, headers: HeaderMap, Query(q): Query<JobsQuery>) -> ApiResult {
+    let (state, _) = require(&server, &headers, Scope::Read).await?;
     let status = q
         .status
         .as_deref()
@@ -133,8 +147,8 @@ pub async fn jobs(State(state): S, headers: HeaderMap, Query(q): Query<JobsQuery
     Ok(Json(json!({"jobs": jobs})))
 }
 
-pub async fn job(State(state): S, headers: HeaderMap, Path(id): Path<i64>) -> ApiResult {
-    require(&state, &headers, Scope::Read).await?;
+pub async fn job(State(server): S, headers: HeaderMap, Path(id): Path<i64>) -> ApiResult {
+    let (state, _) = require(&server, &headers, Scope::Read).await?;
     let job = state.store.job(id).await?.ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
     Ok(Json(json!({"job": job})))
 }
@@ -145,14 +159,14 @@ pub struct RunsQuery {
     limit: Option<i64>,
 }
 
-pub async fn runs(State(state): S, headers: HeaderMap, Query(q): Query<RunsQuery>) -> ApiResult {
-    require(&state, &headers, Scope::Read).await?;
+pub async fn runs(State(server): S, headers: HeaderMap, Query(q): Query<RunsQuery>) -> ApiResult {
+    let (state, _) = require(&server, &headers, Scope::Read).await?;
     let runs = state.store.runs(q.flow.as_deref(), q.limit.unwrap_or(50).clamp(1, 1000)).await?;
     Ok(Json(json!({"runs": runs})))
 }
 
-pub async fn run_records(State(state): S, headers: HeaderMap, Path(id): Path<i64>) -> ApiResult {
-    require(&state, &headers, Scope::Read).await?;
+pub async fn run_records(State(server): S, headers: HeaderMap, Path(id): Path<i64>) -> ApiResult {
+    let (state, _) = require(&server, &headers, Scope::Read).await?;
     let records = state.store.run_records(id).await?;
     Ok(Json(json!({"run": id, "records": records})))
 }
@@ -162,14 +176,14 @@ pub struct FailuresQuery {
     flow: Option<String>,
 }
 
-pub async fn failures(State(state): S, headers: HeaderMap, Query(q): Query<FailuresQuery>) -> ApiResult {
-    require(&state, &headers, Scope::Read).await?;
+pub async fn failures(State(server): S, headers: HeaderMap, Query(q): Query<FailuresQuery>) -> ApiResult {
+    let (state, _) = require(&server, &headers, Scope::Read).await?;
     Ok(Json(json!({"failures": state.store.failures(q.flow.as_deref(), None).await?})))
 }
 
 /// Replays one parked failure as a job (after the data or mapping was fixed).
-pub async fn retry_failure(State(state): S, headers: HeaderMap, Path(id): Path<i64>) -> Result<(StatusCode, Json<Value>), ApiError> {
-    require(&state, &headers, Scope::Write).await?;
+pub async fn retry_failure(State(server): S, headers: HeaderMap, Path(id): Path<i64>) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let (state, _) = require(&server, &headers, Scope::Write).await?;
     let f = state.store.failure(id).await?.ok_or_else(|| ApiError::not_found(format!("no failure {id}")))?;
     let mut job = NewJob::new(f.flow.clone(), JobKind::Retry, state.clock.now());
     job.options = JobOptions { replay_ids: vec![id], ..Default::default() };
@@ -178,15 +192,15 @@ pub async fn retry_failure(State(state): S, headers: HeaderMap, Path(id): Path<i
     Ok((StatusCode::ACCEPTED, Json(json!({"job": state.store.job(e.id).await?}))))
 }
 
-pub async fn drop_failure(State(state): S, headers: HeaderMap, Path(id): Path<i64>) -> ApiResult {
-    require(&state, &headers, Scope::Write).await?;
+pub async fn drop_failure(State(server): S, headers: HeaderMap, Path(id): Path<i64>) -> ApiResult {
+    let (state, _) = require(&server, &headers, Scope::Write).await?;
     let f = state.store.failure(id).await?.ok_or_else(|| ApiError::not_found(format!("no failure {id}")))?;
     let n = state.store.drop_failures(Some(&f.flow), &[id]).await?;
     Ok(Json(json!({"dropped": n})))
 }
 
-pub async fn xref(State(state): S, headers: HeaderMap, Path(key): Path<String>) -> ApiResult {
-    require(&state, &headers, Scope::Read).await?;
+pub async fn xref(State(server): S, headers: HeaderMap, Path(key): Path<String>) -> ApiResult {
+    let (state, _) = require(&server, &headers, Scope::Read).await?;
     let rows = state.store.xref_find(&key).await?;
     if rows.is_empty() {
         return Err(ApiError::not_found(format!("{key:?} is not a source key or target id of any flow")));
@@ -194,20 +208,43 @@ pub async fn xref(State(state): S, headers: HeaderMap, Path(key): Path<String>) 
     Ok(Json(json!({"xref": rows})))
 }
 
+/// A connection's check, with its options as the API may show them: secrets (passwords, tokens, the
+/// webhook secret, credentials in URLs) never leave the server, not even inside a connector's message.
 async fn check_one(state: &AppState, name: &str) -> Value {
-    let kind = state.workspace.config.connections.get(name).map(|c| c.kind.clone());
-    match state.workspace.connection(name) {
+    let Some(conf) = state.workspace.config.connections.get(name) else {
+        return json!({"name": name, "ok": false});
+    };
+    let mut secrets = ferry_engine::config::secret_values(&conf.options);
+    if let Some(s) = state.secrets.get(name) {
+        secrets.push(s.expose().to_owned());
+    }
+    let options = ferry_engine::config::redacted_options(&conf.options);
+    let error = |e: ferry_engine::ConnectorError| json!({"kind": e.kind, "endpoint": e.endpoint, "message": e.message});
+    let mut v = match state.workspace.connection(name) {
         Ok(c) => match c.check().await {
-            Ok(r) => json!({"name": name, "type": kind, "ok": r.ok, "details": r.details}),
-            Err(e) => json!({"name": name, "type": kind, "ok": false, "error": {"kind": e.kind, "endpoint": e.endpoint, "message": e.message}}),
+            Ok(r) => json!({"name": name, "type": conf.kind, "options": options, "ok": r.ok, "details": r.details}),
+            Err(e) => json!({"name": name, "type": conf.kind, "options": options, "ok": false, "error": error(e)}),
         },
-        Err(e) => json!({"name": name, "type": kind, "ok": false, "error": {"kind": e.kind, "endpoint": e.endpoint, "message": e.message}}),
+        Err(e) => json!({"name": name, "type": conf.kind, "options": options, "ok": false, "error": error(e)}),
+    };
+    v["webhook_secret"] = json!(state.secrets.contains_key(name));
+    // Connectors' details and errors may quote a configured value; scrub secrets out of every string.
+    scrub_json(&mut v, &secrets);
+    v
+}
+
+fn scrub_json(v: &mut Value, secrets: &[String]) {
+    match v {
+        Value::String(s) => *s = ferry_engine::config::scrub(s, secrets),
+        Value::Array(a) => a.iter_mut().for_each(|x| scrub_json(x, secrets)),
+        Value::Object(o) => o.values_mut().for_each(|x| scrub_json(x, secrets)),
+        _ => {}
     }
 }
 
 /// Checks every connection (admin: it touches every external system).
-pub async fn connections(State(state): S, headers: HeaderMap) -> ApiResult {
-    require(&state, &headers, Scope::Admin).await?;
+pub async fn connections(State(server): S, headers: HeaderMap) -> ApiResult {
+    let (state, _) = require(&server, &headers, Scope::Admin).await?;
     let mut out = Vec::new();
     for name in state.workspace.config.connections.keys() {
         out.push(check_one(&state, name).await);
@@ -215,8 +252,8 @@ pub async fn connections(State(state): S, headers: HeaderMap) -> ApiResult {
     Ok(Json(json!({"connections": out})))
 }
 
-pub async fn check_connection(State(state): S, headers: HeaderMap, Path(name): Path<String>) -> ApiResult {
-    require(&state, &headers, Scope::Admin).await?;
+pub async fn check_connection(State(server): S, headers: HeaderMap, Path(name): Path<String>) -> ApiResult {
+    let (state, _) = require(&server, &headers, Scope::Admin).await?;
     if !state.workspace.config.connections.contains_key(&name) {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_connection", format!("no connection named {name:?}")));
     }

@@ -72,6 +72,7 @@ pub const CODES: &[&str] = &[
     "unknown_flow",
     "unknown_stream",
     "unknown_connection",
+    "unknown_workspace",
     "invalid_signature",
     "stale_timestamp",
     "no_webhook_secret",

@@ -25,6 +25,7 @@ use ferry_engine::store::SqliteStore;
 use ferry_engine::{Config, Workspace};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,7 @@ impl std::fmt::Debug for Secret {
 #[derive(Clone, Debug)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
+    /// Workers per workspace.
     pub workers: usize,
     /// How long a job's lease lasts without a heartbeat (a killed worker's job is claimable after it).
     pub lease: Duration,
@@ -60,6 +62,9 @@ pub struct ServerSettings {
     pub shutdown_grace: Duration,
     /// How often idle workers and the scheduler look for work.
     pub poll: Duration,
+    /// `[server.workspaces]`: workspace name → its config file (resolved against the server config's
+    /// folder). Empty: the config itself is the one workspace, named `default`.
+    pub workspaces: BTreeMap<String, PathBuf>,
 }
 
 impl Default for ServerSettings {
@@ -70,12 +75,22 @@ impl Default for ServerSettings {
             lease: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
             poll: Duration::from_secs(1),
+            workspaces: BTreeMap::new(),
         }
     }
 }
 
+/// The workspace a single config file is served as.
+pub const DEFAULT_WORKSPACE: &str = "default";
+
+/// Workspace names appear in URLs and metric labels: lowercase letters, digits, `-`, `_`.
+pub fn valid_workspace_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
 impl ServerSettings {
-    /// Reads `[server]`: `listen`, `workers`, `lease_seconds`, `shutdown_grace_seconds`.
+    /// Reads `[server]`: `listen`, `workers`, `lease_seconds`, `shutdown_grace_seconds`, `poll_millis`,
+    /// `workspaces`.
     pub fn from_config(config: &Config) -> Result<ServerSettings, String> {
         let mut s = ServerSettings::default();
         let Some(table) = &config.server else { return Ok(s) };
@@ -86,7 +101,23 @@ impl ServerSettings {
                 "workers" => s.workers = v.as_integer().filter(|n| *n >= 1).ok_or_else(bad)? as usize,
                 "lease_seconds" => s.lease = Duration::from_secs(v.as_integer().filter(|n| *n >= 5).ok_or_else(bad)? as u64),
                 "shutdown_grace_seconds" => s.shutdown_grace = Duration::from_secs(v.as_integer().filter(|n| *n >= 0).ok_or_else(bad)? as u64),
-                other => return Err(format!("[server] {other}: unknown setting (listen, workers, lease_seconds, shutdown_grace_seconds)")),
+                "poll_millis" => s.poll = Duration::from_millis(v.as_integer().filter(|n| *n >= 10).ok_or_else(bad)? as u64),
+                "workspaces" => {
+                    let t = v.as_table().ok_or_else(|| "[server] workspaces: a table of name = \"path/to/workspace.toml\"".to_string())?;
+                    for (name, path) in t {
+                        if !valid_workspace_name(name) {
+                            return Err(format!("[server.workspaces] {name:?}: a workspace name is lowercase letters, digits, - and _"));
+                        }
+                        let path = path.as_str().ok_or_else(|| format!("[server.workspaces] {name}: the path of the workspace's config file"))?;
+                        let p = PathBuf::from(path);
+                        s.workspaces.insert(name.clone(), if p.is_absolute() { p } else { config.base_dir.join(p) });
+                    }
+                }
+                other => {
+                    return Err(format!(
+                        "[server] {other}: unknown setting (listen, workers, lease_seconds, shutdown_grace_seconds, poll_millis, workspaces)"
+                    ));
+                }
             }
         }
         Ok(s)
@@ -115,6 +146,8 @@ pub fn secret_env_name(connection: &str) -> String {
 
 /// Everything the handlers, scheduler and workers share.
 pub struct AppState {
+    /// The workspace's name (`default` for a single config file).
+    pub name: String,
     pub workspace: Workspace,
     pub store: Arc<SqliteStore>,
     pub clock: Arc<dyn Clock>,
@@ -138,8 +171,23 @@ impl AppState {
     }
 
     /// As [`AppState::open`], with extra connector types registered (tests register their own).
-    pub async fn open_with(mut config: Config, clock: Arc<dyn Clock>, extra: impl FnOnce(&mut ferry_engine::Registry)) -> anyhow::Result<Arc<AppState>> {
+    pub async fn open_with(config: Config, clock: Arc<dyn Clock>, extra: impl FnOnce(&mut ferry_engine::Registry)) -> anyhow::Result<Arc<AppState>> {
         let settings = ServerSettings::from_config(&config).map_err(anyhow::Error::msg)?;
+        if !settings.workspaces.is_empty() {
+            anyhow::bail!("this config lists [server.workspaces]: open it with Server::open");
+        }
+        Self::open_workspace(DEFAULT_WORKSPACE, config, settings, clock, extra).await
+    }
+
+    /// One workspace: its own state store (runs, cross-reference, failures, jobs, records, API keys),
+    /// connections and flows, under the server's settings.
+    pub async fn open_workspace(
+        name: &str,
+        mut config: Config,
+        settings: ServerSettings,
+        clock: Arc<dyn Clock>,
+        extra: impl FnOnce(&mut ferry_engine::Registry),
+    ) -> anyhow::Result<Arc<AppState>> {
         let secrets = take_webhook_secrets(&mut config);
         let store = Arc::new(SqliteStore::open(&config.state_path()).await?);
         let mut registry = ferry_connectors::registry_with_store(store.clone());
@@ -155,6 +203,7 @@ impl AppState {
         let workspace = Workspace::with_store(config, registry, store.clone());
         let started_at = clock.now();
         Ok(Arc::new(AppState {
+            name: name.to_owned(),
             workspace,
             store,
             clock,
@@ -173,15 +222,86 @@ impl AppState {
     }
 }
 
-/// Every route. (openapi.json documents the same set; `tests/api.rs` checks they agree.)
+/// Every workspace the server answers for. A request's API key decides its workspace (a key lives in
+/// one workspace's store), so no request can name, read or change another workspace's data.
+pub struct Server {
+    pub workspaces: BTreeMap<String, Arc<AppState>>,
+    /// Served from `[server.workspaces]` (metrics carry a `workspace` label; webhooks name the workspace).
+    pub multi: bool,
+    pub settings: ServerSettings,
+}
+
+impl Server {
+    /// One config file served as the workspace `default` (`/hooks/{connection}` reaches it).
+    pub fn single(state: Arc<AppState>) -> Arc<Server> {
+        let settings = state.settings.clone();
+        Arc::new(Server { workspaces: BTreeMap::from([(state.name.clone(), state)]), multi: false, settings })
+    }
+
+    /// Opens what `config` describes: itself as the one workspace, or each workspace of
+    /// `[server.workspaces]`, each with its own state store file.
+    pub async fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Server>> {
+        Self::open_with(config, clock, |_| {}).await
+    }
+
+    /// As [`Server::open`], with extra connector types registered in every workspace.
+    pub async fn open_with(config: Config, clock: Arc<dyn Clock>, extra: impl Fn(&mut ferry_engine::Registry)) -> anyhow::Result<Arc<Server>> {
+        let settings = ServerSettings::from_config(&config).map_err(anyhow::Error::msg)?;
+        if settings.workspaces.is_empty() {
+            return Ok(Self::single(AppState::open_workspace(DEFAULT_WORKSPACE, config, settings, clock, extra).await?));
+        }
+        if !config.connections.is_empty() || !config.flows.is_empty() {
+            anyhow::bail!(
+                "a server config with [server.workspaces] holds no connections or flows of its own: put them in a workspace's file"
+            );
+        }
+        let mut workspaces = BTreeMap::new();
+        let mut stores: BTreeMap<PathBuf, String> = BTreeMap::new();
+        for (name, path) in &settings.workspaces {
+            let ws_config = Config::load(path).map_err(|e| anyhow::anyhow!("workspace {name}: {e}"))?;
+            if ws_config.server.is_some() {
+                anyhow::bail!("workspace {name} ({}): [server] settings belong to the server config, not a workspace's", path.display());
+            }
+            let state = AppState::open_workspace(name, ws_config, settings.clone(), clock.clone(), &extra).await?;
+            // Separate store files are what keeps workspaces apart: two sharing one would share keys and data.
+            let store_path = state.workspace.config.state_path();
+            let canonical = std::fs::canonicalize(&store_path).unwrap_or(store_path.clone());
+            if let Some(other) = stores.insert(canonical, name.clone()) {
+                anyhow::bail!(
+                    "workspaces {other} and {name} use the same state store {}: give each its own [state] path",
+                    store_path.display()
+                );
+            }
+            workspaces.insert(name.clone(), state);
+        }
+        Ok(Arc::new(Server { workspaces, multi: true, settings }))
+    }
+
+    pub fn workspace(&self, name: &str) -> Option<&Arc<AppState>> {
+        self.workspaces.get(name)
+    }
+
+    /// The workspace `/hooks/{connection}` reaches: the config's own, when not serving several.
+    pub fn default_workspace(&self) -> Option<&Arc<AppState>> {
+        if self.multi { None } else { self.workspaces.values().next() }
+    }
+}
+
+/// Every route of a single-workspace server. (openapi.json documents the same set; `tests/api.rs` checks they agree.)
 pub fn router(state: Arc<AppState>) -> Router {
+    router_for(Server::single(state))
+}
+
+/// Every route.
+pub fn router_for(server: Arc<Server>) -> Router {
     Router::new()
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))
         .route("/api/openapi.json", get(api::openapi))
         .route("/api/docs", get(api::docs))
-        .route("/hooks/{connection}", post(webhook::receive))
+        .route("/hooks/{connection}", post(webhook::receive_default))
+        .route("/hooks/{workspace}/{connection}", post(webhook::receive))
         .route("/api/v1/flows", get(api::flows))
         .route("/api/v1/flows/{flow}", get(api::flow_status))
         .route("/api/v1/flows/{flow}/trigger", post(api::trigger))
@@ -198,30 +318,40 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/records/{stream}", post(records::push).get(records::pull))
         .fallback(|| async { ApiError::not_found("no such endpoint; see /api/docs") })
         .layer(DefaultBodyLimit::max(32 * 1024 * 1024))
-        .with_state(state)
+        .with_state(server)
 }
 
-/// Runs the HTTP server, the scheduler and the workers until `shutdown` resolves; then stops taking
-/// work, lets in-flight jobs finish within the grace period, and gives the rest back to the queue.
+/// Serves one workspace (see [`serve_all`]).
 pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    serve_all(Server::single(state), listener, shutdown).await
+}
+
+/// Runs the HTTP server, and each workspace's scheduler and workers, until `shutdown` resolves; then stops
+/// taking work, lets in-flight jobs finish within the grace period, and gives the rest back to the queue.
+pub async fn serve_all(server: Arc<Server>, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
-    for i in 0..state.settings.workers {
-        tasks.push(tokio::spawn(worker::run(state.clone(), i, stop_rx.clone())));
+    for state in server.workspaces.values() {
+        for i in 0..state.settings.workers {
+            tasks.push(tokio::spawn(worker::run(state.clone(), i, stop_rx.clone())));
+        }
+        tasks.push(tokio::spawn(scheduler::run(state.clone(), stop_rx.clone())));
     }
-    tasks.push(tokio::spawn(scheduler::run(state.clone(), stop_rx.clone())));
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, workers = state.settings.workers, "ferry serve listening");
+    let names: Vec<&str> = server.workspaces.keys().map(String::as_str).collect();
+    tracing::info!(%addr, workers = server.settings.workers, workspaces = ?names, "ferry serve listening");
     let mut http_stop = stop_rx.clone();
-    let http = axum::serve(listener, router(state.clone()))
+    let http = axum::serve(listener, router_for(server.clone()))
         .with_graceful_shutdown(async move {
             let _ = http_stop.wait_for(|s| *s).await;
         });
     let http = tokio::spawn(async move { http.await });
     shutdown.await;
-    tracing::info!("shutting down: no new jobs; in-flight jobs get {:?} to finish", state.settings.shutdown_grace);
+    tracing::info!("shutting down: no new jobs; in-flight jobs get {:?} to finish", server.settings.shutdown_grace);
     let _ = stop_tx.send(true);
-    state.wake.notify_waiters();
+    for state in server.workspaces.values() {
+        state.wake.notify_waiters();
+    }
     for t in tasks {
         let _ = t.await;
     }

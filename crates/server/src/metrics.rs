@@ -63,39 +63,62 @@ impl Metrics {
         l.sum += s;
     }
 
+    /// This workspace's metrics alone, unlabelled.
     pub fn render(&self, depth: &ferry_engine::store::jobs::QueueDepth) -> String {
-        let mut out = String::new();
-        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-        let flows = self.flows.lock().expect("metrics lock");
-        type Series = (&'static str, &'static str, &'static str, fn(&FlowMetrics) -> String);
-        let series: [Series; 5] = [
-            ("ferry_records_synced_total", "counter", "Records written (created, updated, retired) per flow.", |f| f.synced.to_string()),
-            ("ferry_records_failed_total", "counter", "Records parked as failures per flow.", |f| f.failed.to_string()),
-            ("ferry_run_duration_seconds_sum", "counter", "Total seconds spent in runs per flow.", |f| f.run_seconds.to_string()),
-            ("ferry_run_duration_seconds_count", "counter", "Runs per flow.", |f| f.runs.to_string()),
-            ("ferry_jobs_failed_total", "counter", "Job attempts that failed (retried or given up) per flow.", |f| f.jobs_failed.to_string()),
-        ];
-        for (name, kind, help, value) in series {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (flow, f) in flows.iter() {
-                let _ = writeln!(out, "{name}{{flow=\"{}\"}} {}", esc(flow), value(f));
+        render_all(&[(None, self, *depth)])
+    }
+}
+
+/// The exposition of several workspaces' metrics: each family's HELP and TYPE once, then its samples of
+/// every workspace (with a `workspace` label where one is given).
+pub fn render_all(parts: &[(Option<&str>, &Metrics, ferry_engine::store::jobs::QueueDepth)]) -> String {
+    let mut out = String::new();
+    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    // `workspace="…",` to put first among a sample's labels, or nothing.
+    let ws = |w: Option<&str>| w.map(|w| format!("workspace=\"{}\",", esc(w))).unwrap_or_default();
+    // A sample's labels: `{a="b"}`, or nothing at all when there are none.
+    let labels = |w: Option<&str>, rest: &str| {
+        let all = format!("{}{rest}", ws(w));
+        let all = all.trim_end_matches(',');
+        if all.is_empty() { String::new() } else { format!("{{{all}}}") }
+    };
+    type Series = (&'static str, &'static str, &'static str, fn(&FlowMetrics) -> String);
+    let series: [Series; 5] = [
+        ("ferry_records_synced_total", "counter", "Records written (created, updated, retired) per flow.", |f| f.synced.to_string()),
+        ("ferry_records_failed_total", "counter", "Records parked as failures per flow.", |f| f.failed.to_string()),
+        ("ferry_run_duration_seconds_sum", "counter", "Total seconds spent in runs per flow.", |f| f.run_seconds.to_string()),
+        ("ferry_run_duration_seconds_count", "counter", "Runs per flow.", |f| f.runs.to_string()),
+        ("ferry_jobs_failed_total", "counter", "Job attempts that failed (retried or given up) per flow.", |f| f.jobs_failed.to_string()),
+    ];
+    for (name, kind, help, value) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (w, m, _) in parts {
+            for (flow, f) in m.flows.lock().expect("metrics lock").iter() {
+                let _ = writeln!(out, "{name}{} {}", labels(*w, &format!("flow=\"{}\"", esc(flow))), value(f));
             }
         }
-        let _ = writeln!(out, "# HELP ferry_queue_jobs Jobs in the queue by state.\n# TYPE ferry_queue_jobs gauge");
-        for (state, n) in [("queued", depth.queued), ("due", depth.due), ("running", depth.running), ("failed", depth.failed)] {
-            let _ = writeln!(out, "ferry_queue_jobs{{state=\"{state}\"}} {n}");
-        }
-        let _ = writeln!(out, "# HELP ferry_webhooks_total Webhook deliveries by connection and outcome.\n# TYPE ferry_webhooks_total counter");
-        for ((conn, outcome), n) in self.webhooks.lock().expect("metrics lock").iter() {
-            let _ = writeln!(out, "ferry_webhooks_total{{connection=\"{}\",outcome=\"{outcome}\"}} {n}", esc(conn));
-        }
-        let l = self.latency.lock().expect("metrics lock");
-        let name = "ferry_webhook_to_target_seconds";
-        let _ = writeln!(out, "# HELP {name} From a webhook's arrival to the end of its targeted sync.\n# TYPE {name} histogram");
-        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {}", l.buckets[i]);
-        }
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}", l.count, l.sum, l.count);
-        out
     }
+    let _ = writeln!(out, "# HELP ferry_queue_jobs Jobs in the queue by state.\n# TYPE ferry_queue_jobs gauge");
+    for (w, _, depth) in parts {
+        for (state, n) in [("queued", depth.queued), ("due", depth.due), ("running", depth.running), ("failed", depth.failed)] {
+            let _ = writeln!(out, "ferry_queue_jobs{} {n}", labels(*w, &format!("state=\"{state}\"")));
+        }
+    }
+    let _ = writeln!(out, "# HELP ferry_webhooks_total Webhook deliveries by connection and outcome.\n# TYPE ferry_webhooks_total counter");
+    for (w, m, _) in parts {
+        for ((conn, outcome), n) in m.webhooks.lock().expect("metrics lock").iter() {
+            let _ = writeln!(out, "ferry_webhooks_total{} {n}", labels(*w, &format!("connection=\"{}\",outcome=\"{outcome}\"", esc(conn))));
+        }
+    }
+    let name = "ferry_webhook_to_target_seconds";
+    let _ = writeln!(out, "# HELP {name} From a webhook's arrival to the end of its targeted sync.\n# TYPE {name} histogram");
+    for (w, m, _) in parts {
+        let l = m.latency.lock().expect("metrics lock");
+        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+            let _ = writeln!(out, "{name}_bucket{} {}", labels(*w, &format!("le=\"{b}\"")), l.buckets[i]);
+        }
+        let _ = writeln!(out, "{name}_bucket{} {}", labels(*w, "le=\"+Inf\""), l.count);
+        let _ = writeln!(out, "{name}_sum{} {}\n{name}_count{} {}", labels(*w, ""), l.sum, labels(*w, ""), l.count);
+    }
+    out
 }

@@ -4,7 +4,7 @@
 
 use crate::auth::require;
 use crate::error::ApiError;
-use crate::AppState;
+use crate::Server;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -31,13 +31,13 @@ pub struct CollectionQuery {
 }
 
 pub async fn push(
-    State(state): State<Arc<AppState>>,
+    State(server): State<Arc<Server>>,
     headers: HeaderMap,
     Path(stream_name): Path<String>,
     Query(q): Query<CollectionQuery>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    require(&state, &headers, Scope::Write).await?;
+    let (state, _) = require(&server, &headers, Scope::Write).await?;
     let stream = stream(&stream_name)?;
     let collection = q.collection.unwrap_or_else(|| "default".into());
     let body: Value = serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("body is not JSON: {e}")))?;
@@ -110,8 +110,8 @@ pub struct PullQuery {
     limit: Option<i64>,
 }
 
-pub async fn pull(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(stream_name): Path<String>, Query(q): Query<PullQuery>) -> Result<Json<Value>, ApiError> {
-    require(&state, &headers, Scope::Read).await?;
+pub async fn pull(State(server): State<Arc<Server>>, headers: HeaderMap, Path(stream_name): Path<String>, Query(q): Query<PullQuery>) -> Result<Json<Value>, ApiError> {
+    let (state, _) = require(&server, &headers, Scope::Read).await?;
     let stream = stream(&stream_name)?;
     let collection = q.collection.unwrap_or_else(|| "default".into());
     let since = q

@@ -7,7 +7,7 @@
 //! delivery can only cause a re-fetch of current state, which is idempotent.)
 
 use crate::error::ApiError;
-use crate::AppState;
+use crate::{AppState, Server};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -51,10 +51,38 @@ pub fn verify(secret: &str, headers: &HeaderMap, body: &[u8], now: chrono::DateT
     Ok(())
 }
 
-pub async fn receive(State(state): State<Arc<AppState>>, Path(connection): Path<String>, headers: HeaderMap, body: Bytes) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+/// `POST /hooks/{connection}`: the config's own workspace (a server of several workspaces wants
+/// `/hooks/{workspace}/{connection}`).
+pub async fn receive_default(State(server): State<Arc<Server>>, Path(connection): Path<String>, headers: HeaderMap, body: Bytes) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let Some(state) = server.default_workspace() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_workspace",
+            format!("this server has several workspaces: post to /hooks/{{workspace}}/{connection}"),
+        ));
+    };
+    receive_in(state, connection, headers, body).await
+}
+
+/// `POST /hooks/{workspace}/{connection}`. The connection's secret is the workspace's own, so a sender
+/// of one workspace cannot trigger another's flows.
+pub async fn receive(
+    State(server): State<Arc<Server>>,
+    Path((workspace, connection)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let Some(state) = server.workspace(&workspace) else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_workspace", format!("no workspace named {workspace:?}")).field("workspace"));
+    };
+    receive_in(state, connection, headers, body).await
+}
+
+async fn receive_in(state: &AppState, connection: String, headers: HeaderMap, body: Bytes) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let arrived = Instant::now();
     if !state.workspace.config.connections.contains_key(&connection) {
-        state.metrics.webhook(&connection, "unknown_connection");
+        // One series for every unknown name: unauthenticated callers must not grow the metrics.
+        state.metrics.webhook("(unknown)", "unknown_connection");
         tracing::warn!(connection, "webhook for an unknown connection");
         return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_connection", format!("no connection named {connection:?}")));
     }
@@ -93,7 +121,7 @@ pub async fn receive(State(state): State<Arc<AppState>>, Path(connection): Path<
         }
     }
     state.metrics.webhook(&connection, if jobs.is_empty() { "ignored" } else { "enqueued" });
-    tracing::info!(connection, jobs = jobs.len(), "webhook accepted");
+    tracing::info!(workspace = %state.name, connection, jobs = jobs.len(), "webhook accepted");
     if !jobs.is_empty() {
         state.wake.notify_waiters();
     }

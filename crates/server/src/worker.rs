@@ -55,9 +55,27 @@ pub async fn execute(state: &AppState, me: &str, job: Job, stop: &mut watch::Rec
     execute_in_span(state, me, job, stop).instrument(span).await
 }
 
+/// Most webhook jobs of one flow a run takes along (see [`JobQueue::claim_targeted`]).
+pub const COALESCE_MAX_JOBS: usize = 500;
+
 async fn execute_in_span(state: &AppState, me: &str, job: Job, stop: &mut watch::Receiver<bool>) {
-    tracing::info!(keys = job.keys.as_ref().map(|k| k.len()).unwrap_or(0), "job started");
-    let options = run_options(&job);
+    // A burst of webhooks for this flow: the queued ones ride along in this run (each job keeps its row).
+    let mut group = vec![job];
+    if group[0].kind == ferry_engine::store::jobs::JobKind::Webhook && group[0].keys.is_some() && group[0].options == Default::default() {
+        match state.store.claim_targeted(&group[0].flow, me, state.settings.lease, state.clock.now(), COALESCE_MAX_JOBS).await {
+            Ok(more) => group.extend(more),
+            Err(e) => tracing::warn!(error = %e, "cannot take queued webhook jobs along; running this one alone"),
+        }
+    }
+    let job = &group[0];
+    let mut options = run_options(job);
+    if group.len() > 1 {
+        let mut keys: Vec<String> = group.iter().flat_map(|j| j.keys.clone().unwrap_or_default()).collect();
+        keys.sort();
+        keys.dedup();
+        options.keys = Some(keys);
+    }
+    tracing::info!(keys = options.keys.as_ref().map(|k| k.len()).unwrap_or(0), jobs = group.len(), "job started");
     let started = Instant::now();
     let lease = state.settings.lease;
 
@@ -66,10 +84,12 @@ async fn execute_in_span(state: &AppState, me: &str, job: Job, stop: &mut watch:
         tick.tick().await;
         loop {
             tick.tick().await;
-            match state.store.heartbeat(job.id, me, lease, state.clock.now()).await {
-                Ok(true) => {}
-                Ok(false) => tracing::warn!("lost the job's lease (another worker took it over)"),
-                Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+            for j in &group {
+                match state.store.heartbeat(j.id, me, lease, state.clock.now()).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(job = j.id, "lost the job's lease (another worker took it over)"),
+                    Err(e) => tracing::warn!(job = j.id, error = %e, "heartbeat failed"),
+                }
             }
             // Runs longer than the engine's 10-minute flow lease keep it too (same holder renews).
             let _ = state.store.lock_flow(&job.flow, &options.holder, chrono::Duration::minutes(10)).await;
@@ -86,41 +106,50 @@ async fn execute_in_span(state: &AppState, me: &str, job: Job, stop: &mut watch:
     };
     let now = state.clock.now();
     let Some(result) = result else {
-        // Shutdown grace ran out: batches committed so far stay committed; the job goes back to the queue
+        // Shutdown grace ran out: batches committed so far stay committed; the jobs go back to the queue
         // and the next run finds that work unchanged.
         tracing::warn!("shutdown grace period over; job goes back to the queue");
         let _ = state.store.unlock_flow(&job.flow, &options.holder).await;
-        if let Err(e) = state.store.release(job.id, me, now).await {
-            tracing::error!(error = %e, "cannot release job; it is claimable again when its lease expires");
+        for j in &group {
+            if let Err(e) = state.store.release(j.id, me, now).await {
+                tracing::error!(job = j.id, error = %e, "cannot release job; it is claimable again when its lease expires");
+            }
         }
         return;
     };
-    let retry_at = || (job.attempts < job.max_attempts).then(|| now + chrono::Duration::from_std(JOB_BACKOFF.delay(job.attempts)).unwrap_or_default());
-    let outcome = match result {
-        Ok(report) => {
-            let c = report.counts;
-            state.metrics.run_finished(&job.flow, c.written(), c.failed, started.elapsed());
-            match &report.aborted {
+    if let Ok(report) = &result {
+        let c = report.counts;
+        state.metrics.run_finished(&job.flow, c.written(), c.failed, started.elapsed());
+    }
+    for j in &group {
+        let retry_at = (j.attempts < j.max_attempts).then(|| now + chrono::Duration::from_std(JOB_BACKOFF.delay(j.attempts)).unwrap_or_default());
+        let outcome = match &result {
+            Ok(report) => match &report.aborted {
                 None => {
-                    tracing::info!(run = ?report.run_id, created = c.created, updated = c.updated, unchanged = c.unchanged, failed = c.failed, "job done");
-                    if let Some(at) = state.webhook_arrivals.lock().expect("arrivals lock").remove(&job.id) {
+                    if let Some(at) = state.webhook_arrivals.lock().expect("arrivals lock").remove(&j.id) {
                         state.metrics.webhook_latency(at.elapsed());
                     }
-                    state.store.complete(job.id, me, report.run_id, now).await
+                    state.store.complete(j.id, me, report.run_id, now).await
                 }
                 // The run stopped early (endpoint down, repeated transient errors): try again later.
-                Some(message) => fail(state, &job, me, report.run_id, message, retry_at(), now).await,
-            }
+                Some(message) => fail(state, j, me, report.run_id, message, retry_at, now).await,
+            },
+            // Configuration errors wait for a person.
+            Err(e @ RunError::Setup { .. }) => fail(state, j, me, None, &e.to_string(), None, now).await,
+            // Store errors (including "flow already running elsewhere") are transient.
+            Err(e) => fail(state, j, me, None, &e.to_string(), retry_at, now).await,
+        };
+        match outcome {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(job = j.id, "job finished but its lease had passed to another worker; outcome not recorded"),
+            Err(e) => tracing::error!(job = j.id, error = %e, "cannot record the job's outcome; it runs again after its lease"),
         }
-        // Configuration errors wait for a person.
-        Err(e @ RunError::Setup { .. }) => fail(state, &job, me, None, &e.to_string(), None, now).await,
-        // Store errors (including "flow already running elsewhere") are transient.
-        Err(e) => fail(state, &job, me, None, &e.to_string(), retry_at(), now).await,
-    };
-    match outcome {
-        Ok(true) => {}
-        Ok(false) => tracing::warn!("job finished but its lease had passed to another worker; outcome not recorded"),
-        Err(e) => tracing::error!(error = %e, "cannot record the job's outcome; it runs again after its lease"),
+    }
+    if let Ok(report) = &result
+        && report.aborted.is_none()
+    {
+        let c = report.counts;
+        tracing::info!(run = ?report.run_id, jobs = group.len(), created = c.created, updated = c.updated, unchanged = c.unchanged, failed = c.failed, "job done");
     }
 }
 

@@ -451,14 +451,14 @@ async fn openapi_documents_every_route_and_error_code_and_the_docs_page_is_offli
     let mut documented = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
-            let uri = path.replace("{connection}", "hooks").replace("{flow}", "products").replace("{id}", "1").replace("{key}", "x")
+            let uri = path.replace("{workspace}", "default").replace("{connection}", "hooks").replace("{flow}", "products").replace("{id}", "1").replace("{key}", "x")
                 .replace("{name}", "web").replace("{stream}", "products");
             let (_, body) = call(&r.state, &method.to_uppercase(), &uri, None, None).await;
             assert!(!body.to_string().contains("no such endpoint"), "{method} {path} is documented but not routed");
             documented += 1;
         }
     }
-    assert_eq!(documented, 21);
+    assert_eq!(documented, 22);
     let codes: Vec<&str> = doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
         .as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
     assert_eq!(codes, ferry_server::error::CODES);
@@ -497,4 +497,25 @@ async fn serves_over_a_socket_and_shuts_down_gracefully() {
     assert!(resp.starts_with("HTTP/1.1 200") && resp.contains("\"ok\""), "{resp}");
     tx.send(()).unwrap();
     tokio::time::timeout(std::time::Duration::from_secs(10), server).await.expect("shut down in time").unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_burst_of_webhooks_for_one_flow_is_carried_by_one_run_and_each_job_keeps_its_outcome() {
+    let r = rig().await;
+    let now = r.clock.now().timestamp();
+    for sku in ["B-1", "B-2", "B-3", "B-2"] {
+        let resp = router(r.state.clone()).oneshot(signed("hooks", &json!({"skus": [sku]}), "hook-secret", now)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    }
+    // A whole-flow job of the same flow is not merged into a targeted run.
+    r.state.store.enqueue(NewJob::new("hooked", JobKind::Manual, r.clock.now())).await.unwrap();
+    assert_eq!(drain(&r.state).await, 2, "one claim carried the four webhook jobs, one ran the manual job");
+    let jobs = r.state.store.jobs(&JobFilter::default()).await.unwrap();
+    let hooks: Vec<_> = jobs.iter().filter(|j| j.kind == JobKind::Webhook).collect();
+    assert_eq!(hooks.len(), 4);
+    assert!(hooks.iter().all(|j| j.status == JobStatus::Succeeded && j.attempts == 1 && j.run_id == hooks[0].run_id), "{hooks:?}");
+    let runs = r.state.store.runs(Some("hooked"), 10).await.unwrap();
+    let targeted = runs.iter().find(|run| Some(run.id) == hooks[0].run_id).unwrap();
+    assert_eq!((targeted.counts.read, targeted.counts.created), (3, 3), "B-2 twice is read once");
+    assert_eq!(runs.len(), 2);
 }

@@ -397,6 +397,39 @@ impl Connector for Vendure {
             other => Err(ConnectorError::config(self.endpoint(), format!("vendure cannot look up {other} by key"))),
         }
     }
+
+    fn webhook_signals(&self, body: &Value) -> Vec<(Stream, Vec<String>)> {
+        webhook_signals(body, &self.options.order_states)
+    }
+}
+
+/// What an event of the peer's webhook plugin (scripts/peers/vendure/server.js) names:
+/// - `order.state` `{code, from, to}` → the order `code`, once it reaches a state orders are read in
+///   (`order_states`: a cart moving through AddingItems / ArrangingPayment is not an order yet);
+/// - `variant.created|updated|deleted` `{skus}` → those products (the SKU is the product key).
+///
+/// `customer.*` events carry an email, but a customer's key is the ERP's customer code, so they name no
+/// record; they, `product.*`, `stock.movement` and anything unknown signal nothing (the scheduled
+/// reconcile still covers them). Vendure is read only for orders, so only order signals start syncs.
+pub fn webhook_signals(body: &Value, order_states: &[String]) -> Vec<(Stream, Vec<String>)> {
+    let kind = body["type"].as_str().unwrap_or_default();
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array().into_iter().flatten().filter_map(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    };
+    match kind {
+        "order.state" => {
+            let placed = body["to"].as_str().is_some_and(|to| order_states.iter().any(|s| s == to));
+            match body["code"].as_str().filter(|c| !c.is_empty()) {
+                Some(code) if placed => vec![(Stream::Orders, vec![code.to_owned()])],
+                _ => Vec::new(),
+            }
+        }
+        k if k.starts_with("variant.") => {
+            let skus = strings(&body["skus"]);
+            if skus.is_empty() { Vec::new() } else { vec![(Stream::Products, skus)] }
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// A URL-safe slug: lower-case ASCII letters and digits, other runs become one `-`.
@@ -422,6 +455,30 @@ pub(crate) fn money(c: Currency, v: &Value) -> Option<Decimal> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn webhook_events_name_placed_orders_and_variant_skus() {
+        use super::webhook_signals;
+        use ferry_model::Stream;
+        use serde_json::json;
+        let states = super::default_order_states();
+        let paid = json!({"type": "order.state", "at": "2026-01-01T00:00:00Z", "id": 7, "code": "ABC123", "from": "ArrangingPayment", "to": "PaymentSettled"});
+        assert_eq!(webhook_signals(&paid, &states), vec![(Stream::Orders, vec!["ABC123".to_owned()])]);
+        let cart = json!({"type": "order.state", "code": "ABC123", "from": "AddingItems", "to": "ArrangingPayment"});
+        assert!(webhook_signals(&cart, &states).is_empty(), "a cart is not an order yet");
+        let no_code = json!({"type": "order.state", "to": "PaymentSettled"});
+        assert!(webhook_signals(&no_code, &states).is_empty());
+        let variants = json!({"type": "variant.updated", "ids": ["1", "2"], "skus": ["A-1", "", "B-2"]});
+        assert_eq!(webhook_signals(&variants, &states), vec![(Stream::Products, vec!["A-1".to_owned(), "B-2".to_owned()])]);
+        for other in [
+            json!({"type": "customer.updated", "id": 3, "email": "a@example.test"}),
+            json!({"type": "stock.movement", "movements": []}),
+            json!({"type": "product.updated", "id": 1}),
+            json!({"nothing": true}),
+        ] {
+            assert!(webhook_signals(&other, &states).is_empty(), "{other}");
+        }
+    }
+
     use super::*;
 
     fn channel(pit: bool) -> Channel {

@@ -9,8 +9,11 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 pub const VENDURE_PORT: u16 = 18300;
-/// The Vendure peer POSTs its events here (fixed at server start, so a fixed port).
+/// The Vendure peer POSTs its events here (fixed at server start, so a fixed port). scripts/test.sh starts
+/// the peer with the same URL. The path is `ferry serve`'s webhook route for a connection named `shop`
+/// (crates/cli/tests/webhook_live.rs runs the server there); tests that listen themselves take any path.
 pub const WEBHOOK_PORT: u16 = 18301;
+pub const WEBHOOK_PATH: &str = "/hooks/shop";
 pub const WEBHOOK_SECRET: &str = "ferry-test-webhook-secret";
 
 pub struct VendurePeer {
@@ -39,7 +42,7 @@ pub fn vendure() -> &'static VendurePeer {
             .arg(&script)
             .arg(&dir)
             .arg(VENDURE_PORT.to_string())
-            .env("WEBHOOK_URL", format!("http://127.0.0.1:{WEBHOOK_PORT}/vendure"))
+            .env("WEBHOOK_URL", format!("http://127.0.0.1:{WEBHOOK_PORT}{WEBHOOK_PATH}"))
             .env("WEBHOOK_SECRET", WEBHOOK_SECRET)
             .output()
             .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));

@@ -193,6 +193,11 @@ pub trait JobQueue: Send + Sync {
     /// Takes the next due job (queued and `run_after <= now`, or running with an expired lease) whose
     /// flow has no other live running job, leases it to `holder` until `now + lease`, counts an attempt.
     async fn claim(&self, holder: &str, lease: Duration, now: DateTime<Utc>) -> StoreResult<Option<Job>>;
+    /// Coalescing: takes up to `max_jobs` more due, queued webhook jobs of `flow` (targeted syncs that
+    /// name keys and carry no other option) into `holder`'s lease, so one run carries them all — a burst
+    /// of webhooks for one flow costs one run, not one each. Each job keeps its own row, attempts and
+    /// outcome; a holder that dies leaves them all to expire and be claimed again, like any job.
+    async fn claim_targeted(&self, flow: &str, holder: &str, lease: Duration, now: DateTime<Utc>, max_jobs: usize) -> StoreResult<Vec<Job>>;
     /// Extends the lease; false when the job is no longer ours (lease expired and taken by another).
     async fn heartbeat(&self, id: i64, holder: &str, lease: Duration, now: DateTime<Utc>) -> StoreResult<bool>;
     /// The run finished (records that failed are parked by the engine; the job itself succeeded).

@@ -109,6 +109,33 @@ impl JobQueue for SqliteStore {
         row.map(|r| self.job_row(r)).transpose()
     }
 
+    async fn claim_targeted(&self, flow: &str, holder: &str, lease: Duration, now: DateTime<Utc>, max_jobs: usize) -> StoreResult<Vec<Job>> {
+        if max_jobs == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&format!(
+            "UPDATE jobs SET status = 'running', lease_holder = ?2, lease_until = ?3, attempts = attempts + 1,
+                    started_at = ?4, updated_at = ?4, error = NULL
+             WHERE id IN (
+                 SELECT id FROM jobs
+                 WHERE flow = ?1 AND status = 'queued' AND run_after <= ?4 AND kind = 'webhook'
+                   AND keys IS NOT NULL AND options = '{{}}'
+                 ORDER BY run_after, id LIMIT ?5)
+             RETURNING {COLUMNS}"
+        ))
+        .bind(flow)
+        .bind(holder)
+        .bind(ts(plus(now, lease)))
+        .bind(ts(now))
+        .bind(max_jobs as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(&format!("claim targeted jobs of flow {flow}"), e))?;
+        let mut jobs = rows.into_iter().map(|r| self.job_row(r)).collect::<StoreResult<Vec<_>>>()?;
+        jobs.sort_by_key(|j| j.id);
+        Ok(jobs)
+    }
+
     async fn heartbeat(&self, id: i64, holder: &str, lease: Duration, now: DateTime<Utc>) -> StoreResult<bool> {
         let n = sqlx::query("UPDATE jobs SET lease_until = ?3, updated_at = ?4 WHERE id = ?1 AND status = 'running' AND lease_holder = ?2")
             .bind(id)
@@ -266,6 +293,36 @@ mod tests {
         assert_eq!(s.jobs(&JobFilter::default()).await.unwrap().len(), 1);
         assert_eq!(s.latest_dedupe_run_after("schedule:products:").await.unwrap(), Some(t0()));
         assert_eq!(s.latest_dedupe_run_after("schedule:product:").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn targeted_jobs_of_the_claimed_flow_coalesce_into_one_lease_and_others_do_not() {
+        let (_d, s) = store().await;
+        let hook = |key: &str| {
+            let mut j = NewJob::new("products", JobKind::Webhook, t0());
+            j.keys = Some(vec![key.into()]);
+            j
+        };
+        for k in ["A", "B", "C", "D"] {
+            s.enqueue(hook(k)).await.unwrap();
+        }
+        s.enqueue(NewJob::new("products", JobKind::Manual, t0())).await.unwrap(); // whole flow: not merged
+        let mut later = hook("LATER");
+        later.run_after = t0() + chrono::Duration::seconds(30);
+        s.enqueue(later).await.unwrap(); // not due
+        let mut other = hook("X");
+        other.flow = "stock".into();
+        s.enqueue(other).await.unwrap(); // another flow
+        let first = s.claim("w1", LEASE, t0()).await.unwrap().unwrap();
+        assert_eq!(first.keys, Some(vec!["A".to_string()]));
+        let more = s.claim_targeted("products", "w1", LEASE, t0(), 2).await.unwrap();
+        assert_eq!(more.iter().map(|j| j.keys.clone().unwrap()[0].clone()).collect::<Vec<_>>(), ["B", "C"]);
+        assert!(more.iter().all(|j| j.status == JobStatus::Running && j.lease_holder.as_deref() == Some("w1") && j.attempts == 1));
+        let rest = s.claim_targeted("products", "w1", LEASE, t0(), 100).await.unwrap();
+        assert_eq!(rest.iter().map(|j| j.keys.clone().unwrap()[0].clone()).collect::<Vec<_>>(), ["D"]);
+        // The flow is busy: another worker gets the other flow's job, not the manual one.
+        assert_eq!(s.claim("w2", LEASE, t0()).await.unwrap().unwrap().flow, "stock");
+        assert!(s.claim("w2", LEASE, t0()).await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -1,0 +1,259 @@
+//! The real `ferry serve` process: records pushed through the records API flow through durable jobs into
+//! a JSONL catalogue and a CSV order import; `kill -9` of the server in the middle of a job, a restart,
+//! and the job runs again after its lease — every record lands, no order twice.
+
+use ferry_model::Stream;
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WEBHOOK_SECRET: &str = "serve-test-hook-secret-7f3a";
+
+/// One HTTP/1.1 request over a fresh connection (`Connection: close`): status and JSON body.
+fn http(port: u16, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> std::io::Result<(u16, Value)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-type: application/json\r\n{auth}content-length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, payload) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    assert!(!head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "unexpected chunked answer: {head}");
+    let status: u16 = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    Ok((status, serde_json::from_str(payload).unwrap_or(Value::String(payload.to_owned()))))
+}
+
+/// Jobs without their key lists, for messages.
+fn summary(jobs: &[Value]) -> Vec<String> {
+    jobs.iter().map(|j| format!("job {} {} {} attempts={} error={}", j["id"], j["flow"], j["status"], j["attempts"], j["error"])).collect()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(config: &Path, port: u16, log: &Path) -> Server {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .env_remove("FERRY_CONFIG")
+            .env("FERRY_LOG", "info")
+            .arg("--config")
+            .arg(config)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start ferry serve");
+        let server = Server { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http(port, "GET", "/healthz", None, None).map(|(s, _)| s).ok() != Some(200) {
+            assert!(Instant::now() < deadline, "ferry serve did not answer /healthz within 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn get(&self, path: &str, token: &str) -> Value {
+        let (status, v) = http(self.port, "GET", path, Some(token), None).unwrap();
+        assert_eq!(status, 200, "GET {path}: {v}");
+        v
+    }
+
+    /// SIGKILL: no shutdown code runs, the running job keeps its lease, nothing is released.
+    fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Amounts in their normalised form (no trailing zero), so they compare as text with what was written.
+fn product(i: usize) -> Value {
+    json!({"sku": format!("P-{i:05}"), "name": format!("Product {i}"),
+           "price": {"amount": format!("{}.{}", 1 + i % 90, 1 + i % 9), "currency": "AUD", "tax_inclusive": true}})
+}
+
+fn order(i: usize) -> Value {
+    json!({"number": format!("WEB-{i:05}"), "placed_at": "2026-11-20T10:00:00Z", "currency": "AUD",
+           "prices_include_tax": true, "customer": {"email": format!("buyer{i}@example.com")},
+           "lines": [{"sku": "A", "quantity": "2", "unit_price": "5.50", "total": "11"},
+                     {"sku": "B", "quantity": "1", "unit_price": "20", "total": "20"}],
+           "totals": {"subtotal": "31", "tax": "2.82", "total": "31"}})
+}
+
+#[test]
+fn kill_9_of_ferry_serve_mid_job_then_restart_reruns_the_job_after_its_lease_and_delivers_each_record_once() {
+    const PRODUCTS: usize = 20_000;
+    const ORDERS: usize = 1_500;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("shop1/erp")).unwrap();
+    std::fs::create_dir_all(d.join("shop1/catalog")).unwrap();
+    // One server config serving one workspace (keys are created per workspace through the CLI).
+    std::fs::write(d.join("server.toml"), "[server]\nworkers = 2\nlease_seconds = 5\npoll_millis = 100\nworkspaces = { shop1 = \"shop1/ferry.toml\" }\n").unwrap();
+    std::fs::write(
+        d.join("shop1/ferry.toml"),
+        format!(
+            r#"
+[state]
+path = "state.db"
+[connections.web]
+type = "api"
+collection = "web"
+webhook_secret = "{WEBHOOK_SECRET}"
+[connections.catalog]
+type = "jsonl"
+path = "catalog"
+[connections.erp]
+type = "csv"
+path = "erp"
+[flows.products]
+source = "web"
+target = "catalog"
+stream = "products"
+batch_size = 100
+[flows.orders]
+source = "web"
+target = "erp"
+stream = "orders"
+batch_size = 20
+"#
+        ),
+    )
+    .unwrap();
+    let config = d.join("server.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .env_remove("FERRY_CONFIG")
+        .arg("--config")
+        .arg(&config)
+        .args(["keys", "create", "--workspace", "shop1", "--scope", "read,write", "--name", "test"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(token.starts_with("fy_"), "{token}");
+
+    let port = free_port();
+    let log = d.join("serve.log");
+    let server = Server::start(&config, port, &log);
+
+    // Push everything: each request enqueues one targeted job per flow reading that stream.
+    let mut jobs = 0;
+    for chunk in (0..PRODUCTS).collect::<Vec<_>>().chunks(5_000) {
+        let batch = Value::Array(chunk.iter().map(|i| product(*i)).collect());
+        let (status, r) = http(port, "POST", "/api/v1/records/products?collection=web", Some(&token), Some(&batch)).unwrap();
+        assert_eq!((status, r["accepted"].as_u64()), (200, Some(chunk.len() as u64)), "{r}");
+        jobs += r["jobs"].as_array().unwrap().len();
+    }
+    for chunk in (0..ORDERS).collect::<Vec<_>>().chunks(500) {
+        let batch = Value::Array(chunk.iter().map(|i| order(*i)).collect());
+        let (status, r) = http(port, "POST", "/api/v1/records/orders?collection=web", Some(&token), Some(&batch)).unwrap();
+        assert_eq!((status, r["accepted"].as_u64()), (200, Some(chunk.len() as u64)), "{r}");
+        jobs += r["jobs"].as_array().unwrap().len();
+    }
+    assert_eq!(jobs, 4 + 3);
+
+    // Kill the server while jobs of both flows run (or, failing that within 20 s, while any job runs).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let running = loop {
+        let r = server.get("/api/v1/jobs?status=running", &token);
+        let running: Vec<(i64, String)> =
+            r["jobs"].as_array().unwrap().iter().map(|j| (j["id"].as_i64().unwrap(), j["flow"].as_str().unwrap().to_owned())).collect();
+        let flows: std::collections::BTreeSet<&str> = running.iter().map(|(_, f)| f.as_str()).collect();
+        if flows.len() == 2 || (!running.is_empty() && Instant::now() > deadline) {
+            break running;
+        }
+        assert!(Instant::now() < deadline + Duration::from_secs(10), "no job seen running");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    server.kill_9();
+    let killed_at = Instant::now();
+    eprintln!("killed ferry serve with jobs {running:?} running");
+    let products_before = ferry_connectors::jsonl::materialize(&d.join("shop1/catalog/products.jsonl"), Stream::Products).map(|m| m.len()).unwrap_or(0);
+    assert!(products_before < PRODUCTS, "the kill landed before every product was written ({products_before})");
+
+    // Restart on the same port: the killed jobs are still `running` with a lease nobody renews; once it
+    // passes, the new process claims them again.
+    let server = Server::start(&config, port, &log);
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let all = loop {
+        let all = server.get("/api/v1/jobs?limit=100", &token)["jobs"].as_array().unwrap().clone();
+        if all.iter().all(|j| j["status"] == "succeeded") {
+            break all;
+        }
+        assert!(all.iter().all(|j| j["status"] != "failed"), "a job failed: {:?}", summary(&all));
+        assert!(Instant::now() < deadline, "jobs not done within 240 s: {:?}", summary(&all));
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!("all {} jobs done {:?} after the kill", all.len(), killed_at.elapsed());
+    assert_eq!(all.len(), jobs);
+    for (id, flow) in &running {
+        let job = all.iter().find(|j| j["id"] == *id).unwrap();
+        assert_eq!(job["attempts"], 2, "job {id} ({flow}) was killed mid-run and re-run once: {job}");
+    }
+    // Every product exactly as pushed, once per key.
+    let catalog = ferry_connectors::jsonl::materialize(&d.join("shop1/catalog/products.jsonl"), Stream::Products).unwrap();
+    assert_eq!(catalog.len(), PRODUCTS);
+    for i in [0, 1, 4_999, 5_000, 12_345, PRODUCTS - 1] {
+        let p = product(i);
+        let got = &catalog[p["sku"].as_str().unwrap()];
+        assert_eq!((&got["name"], &got["price"]["amount"]), (&p["name"], &p["price"]["amount"]), "{got}");
+    }
+    // Every line of every order in the import file, no order twice.
+    let mut reader = csv::ReaderBuilder::new().from_path(d.join("shop1/erp/orders.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let number = headers.iter().position(|h| h == "order_number").unwrap();
+    let line_no = headers.iter().position(|h| h == "line_no").unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for row in reader.records() {
+        let row = row.unwrap();
+        assert!(seen.insert((row[number].to_owned(), row[line_no].to_owned())), "order line {:?} {:?} twice", &row[number], &row[line_no]);
+    }
+    assert_eq!(seen.len(), 2 * ORDERS, "every line of every order arrived exactly once");
+
+    // The state agrees: a full re-run of both flows writes nothing.
+    for flow in ["products", "orders"] {
+        let (status, r) = http(port, "POST", &format!("/api/v1/flows/{flow}/trigger"), Some(&token), Some(&json!({"full": true}))).unwrap();
+        assert_eq!(status, 202, "{r}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let runs = server.get("/api/v1/runs?limit=2", &token)["runs"].as_array().unwrap().clone();
+        if runs.len() == 2 && runs.iter().all(|r| r["mode"] == "full" && r["finished_at"].is_string()) {
+            for r in &runs {
+                let c = &r["counts"];
+                assert_eq!((c["created"].as_u64(), c["updated"].as_u64(), c["failed"].as_u64()), (Some(0), Some(0), Some(0)), "{r}");
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "full re-runs not done: {runs:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(server);
+
+    // Neither the webhook secret nor the API token was ever logged.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("job started"), "the log is the server's: {}", &logged[..logged.len().min(2000)]);
+    assert!(!logged.contains(WEBHOOK_SECRET) && !logged.contains(&token), "a secret in the server log");
+}
