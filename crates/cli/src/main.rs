@@ -17,6 +17,7 @@ macro_rules! out {
 mod bench;
 mod bench_serve;
 mod output;
+mod remote;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -80,6 +81,15 @@ enum Command {
         /// Retire records missing from the source even beyond the flow's max_retire_share.
         #[arg(long)]
         force_retire: bool,
+        /// Trigger the flow on a running `ferry serve` (its queue runs it) instead of running it here.
+        #[arg(long, env = "FERRY_SERVER", requires = "flow")]
+        server: Option<String>,
+        /// With --server: the API key (scope write), by default from env FERRY_API_KEY.
+        #[arg(long, env = "FERRY_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
+        /// With --server: seconds to wait for the job's outcome (0: return once it is queued).
+        #[arg(long, default_value_t = 600)]
+        wait: u64,
     },
     /// Last runs per flow and open failures.
     Status { flow: Option<String> },
@@ -304,7 +314,23 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             }
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Command::Sync { flow, all, full, dry_run, keys, force_retire } => {
+        Command::Sync { flow: Some(flow), server: Some(server), api_key, full, dry_run, keys, wait, .. } => {
+            if dry_run {
+                bail!("--dry-run runs here, not on a server: drop --server (and FERRY_SERVER) to see the planned changes");
+            }
+            let token = api_key.context("--server needs an API key: --api-key or env FERRY_API_KEY (create one with `ferry keys create --scope write`)")?;
+            remote::sync(remote::Trigger {
+                server: &server,
+                token: &token,
+                flow: &flow,
+                keys: (!keys.is_empty()).then_some(keys),
+                full,
+                wait: (wait > 0).then(|| std::time::Duration::from_secs(wait)),
+                json: cli.json,
+            })
+            .await
+        }
+        Command::Sync { flow, all, full, dry_run, keys, force_retire, .. } => {
             let ws = open(&cli.config).await?;
             let flows: Vec<String> = match (flow, all) {
                 (Some(f), _) => vec![f],

@@ -257,3 +257,47 @@ batch_size = 20
     assert!(logged.contains("job started"), "the log is the server's: {}", &logged[..logged.len().min(2000)]);
     assert!(!logged.contains(WEBHOOK_SECRET) && !logged.contains(&token), "a secret in the server log");
 }
+
+/// `ferry sync FLOW --server URL`: the flow runs as a manual job on the running server, and the command
+/// reports the job's outcome; a wrong key is refused with the API's own error.
+#[test]
+fn ferry_sync_against_a_running_server_runs_the_flow_there_and_reports_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("source")).unwrap();
+    let products: String = (0..50).map(|i| format!("{}\n", product(i))).collect();
+    std::fs::write(d.join("source/products.jsonl"), products).unwrap();
+    std::fs::write(
+        d.join("ferry.toml"),
+        "[server]\npoll_millis = 100\n[state]\npath = \"state.db\"\n[connections.source]\ntype = \"jsonl\"\npath = \"source\"\n\
+         [connections.shop]\ntype = \"jsonl\"\npath = \"shop\"\n[flows.products]\nsource = \"source\"\ntarget = \"shop\"\nstream = \"products\"\n",
+    )
+    .unwrap();
+    let config = d.join("ferry.toml");
+    let ferry = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        c.env_remove("FERRY_CONFIG").env_remove("FERRY_SERVER").env_remove("FERRY_API_KEY").arg("--config").arg(&config).args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let out = ferry(&["keys", "create", "--scope", "read,write", "--name", "cli"], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let port = free_port();
+    let _server = Server::start(&config, port, &d.join("serve.log"));
+    let url = format!("http://127.0.0.1:{port}");
+
+    let out = ferry(&["sync", "products", "--server", &url], &[("FERRY_API_KEY", &token)]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("of flow products succeeded") && text.contains("run #"), "{text}");
+    let shop = ferry_connectors::jsonl::materialize(&d.join("shop/products.jsonl"), Stream::Products).unwrap();
+    assert_eq!(shop.len(), 50, "the server ran the flow");
+
+    let out = ferry(&["sync", "products", "--server", &url, "--api-key", "fy_wrong_key"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("401"), "{err}");
+}
