@@ -359,7 +359,7 @@ impl Runner<'_> {
         match transformed {
             Transformed::Ready(p) => {
                 self.mark_seen(&p.key);
-                Some(p)
+                Some(*p)
             }
             Transformed::Skipped => {
                 self.report.counts.skipped += 1;
@@ -758,7 +758,7 @@ impl Runner<'_> {
 
 /// One record after mapping and validation.
 enum Transformed {
-    Ready(Pending),
+    Ready(Box<Pending>),
     /// The mapping's filter left it out.
     Skipped,
     Failed { key: String, position: String, stage: Stage, field: Option<String>, message: String, data: serde_json::Value },
@@ -780,7 +780,7 @@ fn transform(mapping: &Mapping, stream: Stream, raw: Raw) -> Transformed {
         Ok(record) => {
             let key = record.key();
             let fp = fingerprint(&record);
-            Transformed::Ready(Pending { key, record, hash: fp.hash, canonical: fp.canonical, source_hash, source: data })
+            Transformed::Ready(Box::new(Pending { key, record, hash: fp.hash, canonical: fp.canonical, source_hash, source: data }))
         }
         Err(e) => {
             let field = Some(e.field().to_owned()).filter(|f| !f.is_empty());

@@ -102,6 +102,9 @@ impl FromStr for Stream {
 }
 
 /// A validated canonical record of any stream.
+// Unboxed on purpose: a record is moved a handful of times per run, and a box would cost an allocation
+// per record where the move costs a memcpy.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Record {
