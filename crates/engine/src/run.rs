@@ -278,7 +278,10 @@ impl Runner<'_> {
         let replays: Vec<_> = parked
             .into_iter()
             .filter(|f| match &self.options.replay {
-                Replay::Due => f.retryable && f.next_retry_at.as_deref().is_some_and(|t| t <= now.to_rfc3339().as_str()),
+                Replay::Due => {
+                    f.retryable
+                        && f.next_retry_at.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).is_some_and(|t| t <= now)
+                }
                 Replay::AllOnly => true,
                 Replay::IdsOnly(ids) => ids.contains(&f.id),
             })
@@ -339,9 +342,7 @@ impl Runner<'_> {
     }
 
     fn mark_seen(&mut self, key: &str) {
-        let mut h = DefaultHasher::new();
-        key.hash(&mut h);
-        self.seen.insert(h.finish());
+        self.seen.insert(key_hash(key));
     }
 
     /// Takes one source record into the batch; mapping and validation happen at flush, only for records
@@ -622,37 +623,19 @@ impl Runner<'_> {
         Ok(())
     }
 
-    /// Writes a batch, retrying the whole call on transient errors with backoff and jitter. The batch is
-    /// moved into the first call (no copy on the happy path) and rebuilt from the canonical JSON kept in
-    /// `sent` only when a retry is needed.
+    /// Writes a batch through `with_retry`. The batch is moved into the first call (no copy on the happy
+    /// path) and rebuilt from the canonical JSON kept in `sent` only when a retry needs it again.
     async fn write_with_retry(&self, records: Vec<WriteRecord>, sent: &HashMap<String, Written_>) -> Result<Vec<WriteOutcome>, String> {
         let ids: Vec<(String, Option<String>)> = records.iter().map(|w| (w.key.clone(), w.target_id.clone())).collect();
         let mut batch = Some(records);
-        let mut attempt = 1;
-        loop {
-            let records = match batch.take() {
-                Some(records) => records,
-                None => ids
-                    .iter()
-                    .map(|(key, target_id)| {
-                        let canonical = &sent[key].canonical;
-                        let value = serde_json::from_str(canonical).map_err(|e| format!("rebuilding {key} for a retry: {e}"))?;
-                        let record = Record::parse(self.stream, value, key).map_err(|e| format!("rebuilding {key} for a retry: {e}"))?;
-                        Ok(WriteRecord { key: key.clone(), target_id: target_id.clone(), record })
-                    })
-                    .collect::<Result<Vec<_>, String>>()?,
-            };
-            match self.flow.target.write(self.stream, records).await {
-                Ok(outcomes) => return Ok(outcomes),
-                Err(e) if e.is_transient() && attempt < BATCH_ATTEMPTS => {
-                    let delay = Backoff::BATCH.delay(attempt);
-                    tracing::warn!(error = %e, attempt, ?delay, "write {} failed; retrying", self.stream);
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(format!("write {}: {e} (after {attempt} attempt(s))", self.stream)),
-            }
-        }
+        let stream = self.stream;
+        let target = self.flow.target.clone();
+        with_retry(&format!("write {stream}"), || {
+            let records = batch.take().map(Ok).unwrap_or_else(|| rebuild(stream, &ids, sent));
+            let target = target.clone();
+            async move { target.write(stream, records?).await }
+        })
+        .await
     }
 
     /// After a complete read: records in the cross-reference that the source no longer has.
@@ -667,9 +650,7 @@ impl Runner<'_> {
             after = Some(last.0.clone());
             for (key, target_id, hash) in page {
                 total += 1;
-                let mut h = DefaultHasher::new();
-                key.hash(&mut h);
-                if !self.seen.contains(&h.finish()) && hash != RETIRED_HASH {
+                if !self.seen.contains(&key_hash(&key)) && hash != RETIRED_HASH {
                     missing.push((key, target_id));
                 }
             }
@@ -822,6 +803,18 @@ struct Written_ {
     source: serde_json::Value,
 }
 
+/// The batch of a retried write, from the canonical JSON of what was sent.
+fn rebuild(stream: Stream, ids: &[(String, Option<String>)], sent: &HashMap<String, Written_>) -> Result<Vec<WriteRecord>, ConnectorError> {
+    ids.iter()
+        .map(|(key, target_id)| {
+            let fail = |e: String| ConnectorError::permanent("ferry", format!("rebuilding {key} for a retry: {e}"));
+            let value = serde_json::from_str(&sent[key].canonical).map_err(|e| fail(e.to_string()))?;
+            let record = Record::parse(stream, value, key).map_err(|e| fail(e.to_string()))?;
+            Ok(WriteRecord { key: key.clone(), target_id: target_id.clone(), record })
+        })
+        .collect()
+}
+
 /// Identifies what turns raw records into canonical ones for this flow: the mapping, the stream and the
 /// model's version.
 fn mapping_id(config: &FlowConfig) -> [u8; 32] {
@@ -838,6 +831,13 @@ fn source_fingerprint(mapping_id: &[u8; 32], data: &serde_json::Value) -> String
     h.update(mapping_id);
     serde_json::to_writer(&mut h, data).expect("hashing never fails to write");
     crate::hash::hex16(h.finalize().as_bytes())
+}
+
+/// 64-bit hash of a key, for the set of keys a complete read has seen (8 bytes a key instead of the key).
+fn key_hash(key: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
 }
 
 fn chunks<T>(items: Vec<T>, size: usize) -> Vec<Vec<T>> {

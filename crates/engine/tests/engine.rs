@@ -118,6 +118,28 @@ async fn the_target_refusing_one_record_parks_it_and_the_batch_goes_on() {
 }
 
 #[tokio::test]
+async fn a_parked_retryable_record_is_replayed_by_a_normal_run_once_its_retry_time_has_come() {
+    // An incremental source whose checkpoint has moved past the record: only the replay can bring it.
+    let r = rig(Stream::Orders, ReadMode::Incremental, WriteMode::CreateOnce, vec![order("W1"), order("W2")]).await;
+    r.target.faults.lock().unwrap().busy.insert("W2".into());
+    let report = r.sync(opts()).await;
+    assert_eq!((report.counts.created, report.counts.failed), (1, 1));
+    assert!(report.failures[0].retryable);
+    r.target.faults.lock().unwrap().busy.clear();
+
+    let early = r.sync(opts()).await;
+    assert_eq!(early.counts.read, 0, "not due yet: nothing replayed, nothing new read");
+
+    let db = r._dir.path().join("state.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    sqlx::query("UPDATE failures SET next_retry_at = '2000-01-01T00:00:00.000000Z'").execute(&pool).await.unwrap();
+    let due = r.sync(opts()).await;
+    assert_eq!((due.counts.read, due.counts.created), (1, 1));
+    assert!(r.store.failures(Some("f"), None).await.unwrap().is_empty());
+    assert_eq!(r.target.target.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
 async fn transient_endpoint_errors_are_retried_with_backoff() {
     let r = rig(Stream::Products, ReadMode::Snapshot, WriteMode::Upsert, vec![product("A", "1")]).await;
     r.target.faults.lock().unwrap().transient_calls = 2;

@@ -13,6 +13,8 @@ use std::sync::Mutex;
 pub struct Faults {
     /// Keys the target refuses (permanently), naming this field.
     pub refuse: HashMap<String, String>,
+    /// Keys the target refuses for now (retryable: a lock, a timeout).
+    pub busy: HashSet<String>,
     /// The next N write calls fail as a whole with a transient error.
     pub transient_calls: u32,
     /// Write calls fail as a whole (permanent) once this many records were stored: "endpoint died mid-batch".
@@ -105,6 +107,10 @@ impl Connector for Memory {
                 && *self.records_written.lock().unwrap() >= limit
             {
                 return Err(ConnectorError::permanent("memory", "connection reset by peer"));
+            }
+            if faults.busy.contains(&w.key) {
+                outcomes.push(WriteOutcome::failed(w.key, RecordFailure::transient("record locked by another user")));
+                continue;
             }
             if let Some(field) = faults.refuse.get(&w.key) {
                 outcomes.push(WriteOutcome::failed(w.key, RecordFailure::permanent(Some(field.clone()), "refused by target")));
