@@ -20,6 +20,10 @@ pub struct BenchArgs {
     /// Records per batch.
     #[arg(long, default_value_t = 1000)]
     batch_size: usize,
+    /// Keep the state store and target of an earlier run in `--dir` (with the same `--records`), so that
+    /// both phases are unchanged re-syncs: for profiling the re-sync path alone.
+    #[arg(long, requires = "dir")]
+    keep_state: bool,
 }
 
 const CONFIG: &str = r#"
@@ -45,6 +49,19 @@ rename = { "ItemCode" = "sku", "Description" = "name", "LongDescription" = "desc
 set = { "price.currency" = "AUD", "price.tax_inclusive" = true, "rrp.currency" = "AUD", "rrp.tax_inclusive" = true }
 "#;
 
+/// CPU seconds (user + system) this process has used so far, all threads.
+fn cpu_seconds() -> f64 {
+    // /proc/self/stat fields 14 and 15 (after the parenthesised command name), in clock ticks (100 Hz).
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            Some((fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?) / 100.0)
+        })
+        .unwrap_or(f64::NAN)
+}
+
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -67,9 +84,11 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
     };
     let erp = dir.join("erp");
     std::fs::create_dir_all(&erp)?;
-    let _ = std::fs::remove_dir_all(dir.join("shop"));
-    for f in ["state.db", "state.db-wal", "state.db-shm"] {
-        let _ = std::fs::remove_file(dir.join(f));
+    if !args.keep_state {
+        let _ = std::fs::remove_dir_all(dir.join("shop"));
+        for f in ["state.db", "state.db-wal", "state.db-shm"] {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
     }
     let t = Instant::now();
     let mut out = std::io::BufWriter::new(std::fs::File::create(erp.join("products.csv"))?);
@@ -96,21 +115,24 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
     let mut rows = Vec::new();
     for phase in ["full sync (all new)", "re-sync, nothing changed"] {
         let t = Instant::now();
+        let cpu = cpu_seconds();
         let report = ws.sync("products", &options, &NoProgress).await?;
         let secs = t.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - cpu;
         anyhow::ensure!(report.counts.failed == 0 && report.aborted.is_none(), "bench run failed: {:?}", report.failures.first());
         let written = report.counts.created + report.counts.updated;
         rows.push(format!(
-            "| {phase} | {} | {} | {:.2} s | {:.0} records/s | {:.0} MB |",
+            "| {phase} | {} | {} | {:.2} s | {:.2} s | {:.0} records/s | {:.0} MB |",
             report.counts.read,
             written,
             secs,
+            cpu,
             report.counts.read as f64 / secs,
             peak_rss_mb()
         ));
     }
-    out!("| phase | read | written | time | throughput | peak RSS so far |");
-    out!("|---|---|---|---|---|---|");
+    out!("| phase | read | written | time | CPU time (all threads) | throughput | peak RSS so far |");
+    out!("|---|---|---|---|---|---|---|");
     for r in rows {
         out!("{r}");
     }

@@ -14,6 +14,10 @@ macro_rules! out {
     }};
 }
 
+/// mimalloc instead of glibc's malloc: see crates/cli/Cargo.toml and docs/benchmarks.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod bench_serve;
 mod output;

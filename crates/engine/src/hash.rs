@@ -16,8 +16,12 @@ pub struct Fingerprint {
     pub canonical: String,
 }
 
-pub fn fingerprint(record: &Record) -> Fingerprint {
-    let canonical = canonical_json(record);
+/// Takes `record` mutably only to leave `updated_at` out of the canonical form without copying the record;
+/// it is put back before returning.
+pub fn fingerprint(record: &mut Record) -> Fingerprint {
+    let updated_at = record.replace_updated_at(None);
+    let canonical = serde_json::to_string(&*record).expect("canonical records always serialise");
+    record.replace_updated_at(updated_at);
     let hash = hex16(blake3::hash(canonical.as_bytes()).as_bytes());
     Fingerprint { hash, canonical }
 }
@@ -33,19 +37,6 @@ pub(crate) fn hex16(digest: &[u8; 32]) -> String {
     out
 }
 
-fn canonical_json(record: &Record) -> String {
-    let mut record = record.clone();
-    match &mut record {
-        Record::Product(r) => r.updated_at = None,
-        Record::Price(r) => r.updated_at = None,
-        Record::Stock(r) => r.updated_at = None,
-        Record::Customer(r) => r.updated_at = None,
-        Record::Order(r) => r.updated_at = None,
-        Record::Shipment(r) => r.updated_at = None,
-    }
-    serde_json::to_string(&record).expect("canonical records always serialise")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,21 +49,23 @@ mod tests {
 
     #[test]
     fn equal_content_equal_hash_whatever_the_input_form() {
-        let a = product(json!({"sku":"A","name":"Spade","price":{"amount":"19.90","currency":"AUD","tax_inclusive":true},
+        let mut a = product(json!({"sku":"A","name":"Spade","price":{"amount":"19.90","currency":"AUD","tax_inclusive":true},
                                "updated_at":"2026-01-01T00:00:00Z"}));
-        let b = product(json!({"name":"Spade","sku":"A","price":{"currency":"aud","tax_inclusive":true,"amount":19.9},
+        let mut b = product(json!({"name":"Spade","sku":"A","price":{"currency":"aud","tax_inclusive":true,"amount":19.9},
                                "updated_at":"2026-11-01T00:00:00Z"}));
-        assert_eq!(fingerprint(&a).hash, fingerprint(&b).hash);
-        assert_eq!(fingerprint(&a).hash.len(), 32);
+        assert_eq!(fingerprint(&mut a).hash, fingerprint(&mut b).hash);
+        assert_eq!(fingerprint(&mut a).hash.len(), 32);
+        // The record keeps its timestamp.
+        assert_eq!(a.updated_at().map(|t| t.to_rfc3339()), Some("2026-01-01T00:00:00+00:00".into()));
     }
 
     #[test]
     fn any_content_change_changes_the_hash() {
-        let a = product(json!({"sku":"A","name":"Spade","price":{"amount":"19.90","currency":"AUD","tax_inclusive":true}}));
-        let b = product(json!({"sku":"A","name":"Spade","price":{"amount":"19.91","currency":"AUD","tax_inclusive":true}}));
-        let c = product(json!({"sku":"A","name":"Spade","price":{"amount":"19.90","currency":"AUD","tax_inclusive":false}}));
-        let ha = fingerprint(&a).hash;
-        assert_ne!(ha, fingerprint(&b).hash);
-        assert_ne!(ha, fingerprint(&c).hash);
+        let mut a = product(json!({"sku":"A","name":"Spade","price":{"amount":"19.90","currency":"AUD","tax_inclusive":true}}));
+        let mut b = product(json!({"sku":"A","name":"Spade","price":{"amount":"19.91","currency":"AUD","tax_inclusive":true}}));
+        let mut c = product(json!({"sku":"A","name":"Spade","price":{"amount":"19.90","currency":"AUD","tax_inclusive":false}}));
+        let ha = fingerprint(&mut a).hash;
+        assert_ne!(ha, fingerprint(&mut b).hash);
+        assert_ne!(ha, fingerprint(&mut c).hash);
     }
 }

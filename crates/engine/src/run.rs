@@ -126,12 +126,12 @@ const MAX_LISTED: usize = 50;
 const MAX_PLANNED: usize = 200;
 const BATCH_ATTEMPTS: u32 = 5;
 
-/// A record ready to compare and write.
-/// A source record as read, with the hash of its raw content (under this flow's mapping).
+/// A source record as read, with the hash of its raw content under this flow's mapping (computed while
+/// the batch is prepared, off the reading task).
 struct Raw {
     position: String,
     data: serde_json::Value,
-    source_hash: String,
+    source_hash: Option<u128>,
 }
 
 /// A record mapped, validated and fingerprinted, ready to compare and write.
@@ -140,11 +140,13 @@ struct Pending {
     record: Record,
     hash: String,
     canonical: String,
-    source_hash: String,
+    source_hash: u128,
     /// The record as the source produced it: what a parked failure keeps for replay.
     source: serde_json::Value,
 }
 
+/// Records read but not yet prepared, with what the batch commits besides them (read counts, rows
+/// the source marked invalid, the checkpoint).
 struct Batch {
     raw: Vec<Raw>,
     commit: BatchCommit,
@@ -159,6 +161,34 @@ impl Batch {
     }
 }
 
+/// A batch after its CPU-bound preparation, records in read order.
+struct Prepared {
+    items: Vec<Prepared_>,
+    commit: BatchCommit,
+}
+
+enum Prepared_ {
+    /// Raw content synced before (same source hash) for the key with this key hash. Kept raw: if the key
+    /// was already seen earlier in this run, its cross-reference may have changed since the hash was
+    /// looked up, and the record is transformed after all.
+    Known { key_hash: u64, raw: Raw },
+    Transformed(Transformed),
+}
+
+/// Source hash → key hash of everything the flow synced, sorted: loaded once for a complete read so
+/// that recognising an unchanged record costs a binary search instead of a database look-up
+/// (24 bytes a record: 24 MB at a million).
+struct SourceIndex(Vec<(u128, u64)>);
+
+impl SourceIndex {
+    fn get(&self, source_hash: u128) -> Option<u64> {
+        self.0.binary_search_by_key(&source_hash, |e| e.0).ok().map(|i| self.0[i].1)
+    }
+}
+
+/// Batches are prepared while the previous one is written: this many in flight at most.
+type InFlight = tokio::task::JoinHandle<Prepared>;
+
 struct Runner<'a> {
     flow: &'a Flow,
     store: &'a dyn StateStore,
@@ -168,12 +198,18 @@ struct Runner<'a> {
     write_mode: WriteMode,
     batch_size: usize,
     run_id: i64,
-    open_failures: HashSet<String>,
+    /// Keys with a parked failure (by key hash): resolved when the key is written or found unchanged.
+    open_failures: HashMap<u64, String>,
+    /// Key hashes of every record this run has taken in.
     seen: HashSet<u64>,
     report: RunReport,
     /// Identifies the flow's mapping and model version: the same raw record under the same mapping always
     /// maps to the same canonical record, so an unchanged source hash means an unchanged record.
     mapping_id: [u8; 32],
+    /// Loaded for complete reads; otherwise each batch asks the store.
+    source_index: Option<Arc<SourceIndex>>,
+    /// The batch being prepared while the previous one is written and committed.
+    in_flight: Option<InFlight>,
 }
 
 pub async fn run_flow(flow: &Flow, store: &dyn StateStore, options: &RunOptions, progress: &dyn Progress) -> Result<RunReport, RunError> {
@@ -216,10 +252,12 @@ pub async fn run_flow(flow: &Flow, store: &dyn StateStore, options: &RunOptions,
         write_mode,
         batch_size: flow.config.batch_size.unwrap_or(target_desc.batch_size).max(1),
         run_id: 0,
-        open_failures: HashSet::new(),
+        open_failures: HashMap::new(),
         seen: HashSet::new(),
         report: RunReport { flow: flow.name.clone(), dry_run: options.dry_run, ..Default::default() },
         mapping_id: mapping_id(&flow.config),
+        source_index: None,
+        in_flight: None,
     };
 
     if !options.dry_run {
@@ -271,7 +309,7 @@ impl Runner<'_> {
     async fn run(&mut self, read_mode: ReadMode, target_cap: &StreamCapability) -> Result<(), String> {
         let store_err = |e: crate::store::StoreError| e.to_string();
         let parked = self.store.failures(Some(&self.flow.name), None).await.map_err(store_err)?;
-        self.open_failures = parked.iter().map(|f| f.key.clone()).collect();
+        self.open_failures = parked.iter().map(|f| (key_hash(&f.key), f.key.clone())).collect();
 
         // 1. Replay parked failures (due ones before a normal run; all or some on request).
         let now = chrono::Utc::now();
@@ -292,7 +330,8 @@ impl Runner<'_> {
             let position = f.position.clone().unwrap_or_else(|| f.key.clone());
             self.add(&mut batch, SourceRecord { position, data: f.source }).await?;
         }
-        self.flush(&mut batch, None).await?;
+        self.submit(&mut batch, None).await?;
+        self.drain().await?;
         if self.options.replay != Replay::Due {
             return Ok(());
         }
@@ -303,36 +342,39 @@ impl Runner<'_> {
         } else {
             self.store.checkpoint(&self.flow.name).await.map_err(store_err)?
         };
+        let complete = self.options.keys.is_none() && (read_mode == ReadMode::Snapshot || self.options.full);
+        if complete {
+            self.source_index = Some(Arc::new(self.load_source_index().await?));
+        }
         let request = ReadRequest { stream: Some(self.stream), checkpoint, keys: self.options.keys.clone() };
         let mut items = self.flow.source.read(request);
-        let complete = self.options.keys.is_none() && (read_mode == ReadMode::Snapshot || self.options.full);
         while let Some(item) = items.next().await {
             match item {
                 Ok(ReadItem::Record(record)) => self.add(&mut batch, record).await?,
                 Ok(ReadItem::Checkpoint(cp)) => {
                     // Records so far get committed or parked with this checkpoint: it never skips any.
-                    self.flush(&mut batch, Some(cp)).await?;
+                    self.submit(&mut batch, Some(cp)).await?;
                 }
                 Ok(ReadItem::Invalid { position, key, raw, field, message }) => {
                     self.report.counts.read += 1;
                     batch.commit.counts.read += 1;
                     let key = key.unwrap_or_else(|| position.clone());
                     self.mark_seen(&key);
-                    self.park(&mut batch, key, Some(position), Stage::Read, Some(field), message, false, raw);
-                    if batch.len() >= self.batch_size {
-                        self.flush(&mut batch, None).await?;
-                    }
+                    self.park(&mut batch.commit, key, Some(position), Stage::Read, Some(field), message, false, raw);
+                    self.submit_if_full(&mut batch).await?;
                 }
                 Err(e) => {
                     // Keep what was read before the error; the checkpoint stays where the last one was.
                     drop(items);
-                    self.flush(&mut batch, None).await?;
+                    self.submit(&mut batch, None).await?;
+                    self.drain().await?;
                     return Err(format!("reading {} from {}: {e}", self.stream, self.flow.config.source));
                 }
             }
         }
         drop(items);
-        self.flush(&mut batch, None).await?;
+        self.submit(&mut batch, None).await?;
+        self.drain().await?;
 
         // 3. Records that disappeared from a complete read.
         if complete {
@@ -345,18 +387,85 @@ impl Runner<'_> {
         self.seen.insert(key_hash(key));
     }
 
-    /// Takes one source record into the batch; mapping and validation happen at flush, only for records
-    /// whose raw content Ferry has not synced before.
+    /// The open failure of `key`, if any, is resolved by this batch.
+    fn resolve(&mut self, commit: &mut BatchCommit, key: &str) {
+        if self.open_failures.remove(&key_hash(key)).is_some() {
+            commit.resolved.push(key.to_owned());
+        }
+    }
+
+    /// Every source hash the flow has synced, for a complete read.
+    async fn load_source_index(&self) -> Result<SourceIndex, String> {
+        const PAGE: i64 = 50_000;
+        let mut entries = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page = self.store.source_hash_page(&self.flow.name, &after, PAGE).await.map_err(|e| e.to_string())?;
+            let Some(last) = page.iter().map(|(h, _)| h).max() else { break };
+            after = last.clone();
+            let full = page.len() as i64 == PAGE;
+            entries.extend(page.into_iter().filter_map(|(h, key)| Some((u128::from_str_radix(&h, 16).ok()?, key_hash(&key)))));
+            if !full {
+                break;
+            }
+        }
+        entries.sort_unstable_by_key(|e| e.0);
+        Ok(SourceIndex(entries))
+    }
+
+    /// Takes one source record into the batch; hashing, mapping and validation happen when the batch is
+    /// prepared, mapping only for records whose raw content Ferry has not synced before.
     async fn add(&mut self, batch: &mut Batch, source: SourceRecord) -> Result<(), String> {
         self.report.counts.read += 1;
         batch.commit.counts.read += 1;
-        let source_hash = source_fingerprint(&self.mapping_id, &source.data);
-        batch.raw.push(Raw { position: source.position, data: source.data, source_hash });
-        self.flush_if_full(batch).await
+        batch.raw.push(Raw { position: source.position, data: source.data, source_hash: None });
+        self.submit_if_full(batch).await
+    }
+
+    async fn submit_if_full(&mut self, batch: &mut Batch) -> Result<(), String> {
+        if batch.len() >= self.batch_size { self.submit(batch, None).await } else { Ok(()) }
+    }
+
+    /// Starts preparing `batch` (with `checkpoint` to commit after it) on the blocking pool, then writes
+    /// and commits the batch prepared before it. So batch N+1 is hashed, mapped and validated on other
+    /// threads while batch N is looked up, written and committed; look-ups stay in order (N+1's after N's
+    /// commit), so a key in both batches is never created twice.
+    async fn submit(&mut self, batch: &mut Batch, checkpoint: Option<serde_json::Value>) -> Result<(), String> {
+        let mut current = std::mem::replace(batch, Batch::new());
+        current.commit.checkpoint = checkpoint;
+        if current.raw.is_empty() && current.commit.is_empty() {
+            return Ok(());
+        }
+        // Without a loaded index (incremental and targeted reads: few records), ask the store.
+        let mut known = HashMap::new();
+        if self.source_index.is_none() && !current.raw.is_empty() {
+            for raw in &mut current.raw {
+                raw.source_hash = Some(source_fingerprint(&self.mapping_id, &raw.data));
+            }
+            let hashes: Vec<String> = current.raw.iter().filter_map(|r| r.source_hash).map(hex128).collect();
+            let found = self.store.lookup_sources(&self.flow.name, &hashes).await.map_err(|e| e.to_string())?;
+            known = found.into_iter().filter_map(|(h, key)| Some((u128::from_str_radix(&h, 16).ok()?, key_hash(&key)))).collect();
+        }
+        let (mapping, stream, mapping_id, index) = (self.flow.mapping.clone(), self.stream, self.mapping_id, self.source_index.clone());
+        let next = tokio::task::spawn_blocking(move || prepare(&mapping, stream, &mapping_id, index.as_deref(), &known, current));
+        if let Some(previous) = self.in_flight.replace(next) {
+            let prepared = previous.await.map_err(|e| format!("preparing a batch: {e}"))?;
+            self.apply(prepared).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes and commits the batch still in preparation, if any.
+    async fn drain(&mut self) -> Result<(), String> {
+        if let Some(last) = self.in_flight.take() {
+            let prepared = last.await.map_err(|e| format!("preparing a batch: {e}"))?;
+            self.apply(prepared).await?;
+        }
+        Ok(())
     }
 
     /// Records what `transform` made of one record: a record ready to compare, or a parked failure.
-    fn take(&mut self, batch: &mut Batch, transformed: Transformed) -> Option<Pending> {
+    fn take(&mut self, commit: &mut BatchCommit, transformed: Transformed) -> Option<Pending> {
         match transformed {
             Transformed::Ready(p) => {
                 self.mark_seen(&p.key);
@@ -364,25 +473,21 @@ impl Runner<'_> {
             }
             Transformed::Skipped => {
                 self.report.counts.skipped += 1;
-                batch.commit.counts.skipped += 1;
+                commit.counts.skipped += 1;
                 None
             }
             Transformed::Failed { key, position, stage, field, message, data } => {
                 self.mark_seen(&key);
-                self.park(batch, key, Some(position), stage, field, message, false, data);
+                self.park(commit, key, Some(position), stage, field, message, false, data);
                 None
             }
         }
     }
 
-    async fn flush_if_full(&mut self, batch: &mut Batch) -> Result<(), String> {
-        if batch.len() >= self.batch_size { self.flush(batch, None).await } else { Ok(()) }
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn park(
         &mut self,
-        batch: &mut Batch,
+        commit: &mut BatchCommit,
         key: String,
         position: Option<String>,
         stage: Stage,
@@ -393,57 +498,55 @@ impl Runner<'_> {
     ) {
         tracing::warn!(flow = %self.flow.name, record = %key, stage = stage.as_str(), field = field.as_deref().unwrap_or(""), %message, "record failed");
         self.report.counts.failed += 1;
-        batch.commit.counts.failed += 1;
+        commit.counts.failed += 1;
         if self.report.failures.len() < MAX_LISTED {
             self.report.failures.push(FailureLine { key: key.clone(), stage, field: field.clone(), message: message.clone(), retryable });
         }
-        batch.commit.outcomes.push(RunRecord {
+        commit.outcomes.push(RunRecord {
             key: key.clone(),
             outcome: "failed",
             target_id: None,
             field: field.clone(),
             message: Some(message.clone()),
         });
-        batch.commit.failed.push(NewFailure { key, position, stage, field, message, retryable, source });
+        commit.failed.push(NewFailure { key, position, stage, field, message, retryable, source });
     }
 
-    /// Compares, writes and commits one batch; `checkpoint` is committed with it.
-    async fn flush(&mut self, batch: &mut Batch, checkpoint: Option<serde_json::Value>) -> Result<(), String> {
-        let mut current = std::mem::replace(batch, Batch::new());
-        current.commit.checkpoint = checkpoint;
-        if current.raw.is_empty() && current.commit.is_empty() {
-            return Ok(());
-        }
+    fn count_unchanged(&mut self, commit: &mut BatchCommit) {
+        self.report.counts.unchanged += 1;
+        commit.counts.unchanged += 1;
+    }
+
+    /// Compares, writes and commits one prepared batch (and the checkpoint that came with it).
+    async fn apply(&mut self, prepared: Prepared) -> Result<(), String> {
+        let Prepared { items, mut commit } = prepared;
         let flow = &self.flow.name;
 
-        // 1. Raw content synced before under this mapping: unchanged, without mapping or parsing it again.
-        let source_hashes: Vec<String> = current.raw.iter().map(|r| r.source_hash.clone()).collect();
-        let known_sources =
-            if source_hashes.is_empty() { HashMap::new() } else { self.store.lookup_sources(flow, &source_hashes).await.map_err(|e| e.to_string())? };
-        let mut pending: Vec<Pending> = Vec::with_capacity(current.raw.len());
+        // 1. Raw content synced before under this mapping: unchanged, without having been mapped again. The
+        // same key twice in a run (overlap windows, appended files): the later version wins.
+        let mut pending: Vec<Pending> = Vec::with_capacity(items.len());
         let mut index: HashMap<String, usize> = HashMap::new();
-        let mut fresh = Vec::new();
-        for raw in std::mem::take(&mut current.raw) {
-            if let Some(key) = known_sources.get(&raw.source_hash) {
-                self.mark_seen(key);
-                self.report.counts.unchanged += 1;
-                current.commit.counts.unchanged += 1;
-                if self.open_failures.remove(key) {
-                    current.commit.resolved.push(key.clone());
+        for item in items {
+            let transformed = match item {
+                Prepared_::Known { key_hash, raw } => {
+                    if self.seen.insert(key_hash) {
+                        self.count_unchanged(&mut commit);
+                        if let Some(key) = self.open_failures.remove(&key_hash) {
+                            commit.resolved.push(key);
+                        }
+                        continue;
+                    }
+                    // Seen before in this run: what was looked up may be stale.
+                    transform(&self.flow.mapping, self.stream, &self.mapping_id, raw)
                 }
-                continue;
-            }
-            fresh.push(raw);
-        }
-        // 2. Map, validate, fingerprint (on every core: the records are independent). The same key twice
-        // in one batch (overlap windows, appended files): the later version wins.
-        for transformed in transform_all(&self.flow.mapping, self.stream, fresh) {
-            if let Some(p) = self.take(&mut current, transformed) {
+                Prepared_::Transformed(t) => t,
+            };
+            if let Some(p) = self.take(&mut commit, transformed) {
                 match index.get(&p.key) {
                     Some(&i) => {
                         pending[i] = p;
                         self.report.counts.skipped += 1;
-                        current.commit.counts.skipped += 1;
+                        commit.counts.skipped += 1;
                     }
                     None => {
                         index.insert(p.key.clone(), pending.len());
@@ -453,7 +556,7 @@ impl Runner<'_> {
             }
         }
 
-        // 3. Compare with what the target last received.
+        // 2. Compare with what the target last received.
         let keys: Vec<String> = pending.iter().map(|p| p.key.clone()).collect();
         let known = if keys.is_empty() { HashMap::new() } else { self.store.lookup(flow, &keys).await.map_err(|e| e.to_string())? };
 
@@ -461,20 +564,17 @@ impl Runner<'_> {
         for p in pending {
             match known.get(&p.key) {
                 Some(x) if x.hash == p.hash => {
-                    self.report.counts.unchanged += 1;
-                    current.commit.counts.unchanged += 1;
-                    if self.open_failures.remove(&p.key) {
-                        current.commit.resolved.push(p.key.clone());
-                    }
+                    self.count_unchanged(&mut commit);
+                    self.resolve(&mut commit, &p.key);
                     // The source changed in ways the target does not see: remember the new raw content
                     // so the next run skips it early (state only; the target gets no write).
                     if !self.options.dry_run {
-                        current.commit.synced.push(Synced {
+                        commit.synced.push(Synced {
                             key: p.key,
                             target_id: x.target_id.clone(),
                             hash: p.hash,
                             payload: p.canonical,
-                            source_hash: Some(p.source_hash),
+                            source_hash: Some(hex128(p.source_hash)),
                         });
                     }
                 }
@@ -498,18 +598,15 @@ impl Runner<'_> {
                     match (id, found.get(&p.key)) {
                         (None, Some(existing)) => {
                             tracing::info!(flow = %flow, record = %p.key, target_id = %existing, "already in target; recorded, not created again");
-                            self.report.counts.unchanged += 1;
-                            current.commit.counts.unchanged += 1;
+                            self.count_unchanged(&mut commit);
                             if !self.options.dry_run {
-                                if self.open_failures.remove(&p.key) {
-                                    current.commit.resolved.push(p.key.clone());
-                                }
-                                current.commit.synced.push(Synced {
+                                self.resolve(&mut commit, &p.key);
+                                commit.synced.push(Synced {
                                     key: p.key,
                                     target_id: existing.clone(),
                                     hash: p.hash,
                                     payload: p.canonical,
-                                    source_hash: Some(p.source_hash),
+                                    source_hash: Some(hex128(p.source_hash)),
                                 });
                             }
                         }
@@ -545,41 +642,38 @@ impl Runner<'_> {
                     Ok(written) => {
                         let label = match written.action {
                             WriteAction::Created => {
-                                current.commit.counts.created += 1;
+                                commit.counts.created += 1;
                                 self.report.counts.created += 1;
                                 "created"
                             }
                             WriteAction::Updated | WriteAction::Retired => {
-                                current.commit.counts.updated += 1;
+                                commit.counts.updated += 1;
                                 self.report.counts.updated += 1;
                                 "updated"
                             }
                             WriteAction::Unchanged => {
-                                current.commit.counts.unchanged += 1;
-                                self.report.counts.unchanged += 1;
+                                self.count_unchanged(&mut commit);
                                 "unchanged"
                             }
                         };
-                        if self.open_failures.remove(&outcome.key) {
-                            current.commit.resolved.push(outcome.key.clone());
-                        }
-                        current.commit.outcomes.push(RunRecord {
+                        self.resolve(&mut commit, &outcome.key);
+                        commit.outcomes.push(RunRecord {
                             key: outcome.key.clone(),
                             outcome: label,
                             target_id: Some(written.target_id.clone()),
                             field: None,
                             message: None,
                         });
-                        current.commit.synced.push(Synced {
+                        commit.synced.push(Synced {
                             key: outcome.key,
                             target_id: written.target_id,
                             hash: sent.hash,
                             payload: sent.canonical,
-                            source_hash: Some(sent.source_hash),
+                            source_hash: Some(hex128(sent.source_hash)),
                         });
                     }
                     Err(failure) => {
-                        self.park(&mut current, outcome.key, None, Stage::Write, failure.field, failure.message, failure.retryable, sent.source);
+                        self.park(&mut commit, outcome.key, None, Stage::Write, failure.field, failure.message, failure.retryable, sent.source);
                     }
                 }
             }
@@ -587,11 +681,11 @@ impl Runner<'_> {
             for (key, sent) in by_key {
                 if !answered.contains(&key) {
                     let message = format!("target {} returned no outcome for this record", self.flow.config.target);
-                    self.park(&mut current, key, None, Stage::Write, None, message, true, sent.source);
+                    self.park(&mut commit, key, None, Stage::Write, None, message, true, sent.source);
                 }
             }
         }
-        self.store.commit_batch(flow, self.run_id, current.commit).await.map_err(|e| e.to_string())?;
+        self.store.commit_batch(flow, self.run_id, commit).await.map_err(|e| e.to_string())?;
         self.progress.update(&self.report.counts);
         Ok(())
     }
@@ -643,15 +737,21 @@ impl Runner<'_> {
         let flow = self.flow.name.clone();
         let mut missing = Vec::new();
         let mut total = 0u64;
-        let mut after: Option<String> = None;
+        let mut candidates = Vec::new();
+        let mut after = String::new();
         loop {
-            let page = self.store.xref_page(&flow, after.as_deref(), 10_000).await.map_err(|e| e.to_string())?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.0.clone());
-            for (key, target_id, hash) in page {
-                total += 1;
-                if !self.seen.contains(&key_hash(&key)) && hash != RETIRED_HASH {
-                    missing.push((key, target_id));
+            let page = self.store.xref_keys_page(&flow, &after, 10_000).await.map_err(|e| e.to_string())?;
+            let Some(last) = page.iter().max() else { break };
+            after = last.clone();
+            total += page.len() as u64;
+            candidates.extend(page.into_iter().filter(|key| !self.seen.contains(&key_hash(key))));
+        }
+        // Only the keys not seen need their target id (and whether they were retired already).
+        for keys in candidates.chunks(10_000) {
+            let entries = self.store.lookup(&flow, keys).await.map_err(|e| e.to_string())?;
+            for key in keys {
+                if let Some(entry) = entries.get(key).filter(|e| e.hash != RETIRED_HASH) {
+                    missing.push((key.clone(), entry.target_id.clone()));
                 }
             }
         }
@@ -723,11 +823,7 @@ impl Runner<'_> {
                         }
                     }
                     Err(f) => {
-                        let mut b = Batch::new();
-                        self.park(&mut b, o.key, None, Stage::Retire, f.field, f.message, f.retryable, serde_json::Value::Null);
-                        commit.failed.append(&mut b.commit.failed);
-                        commit.outcomes.append(&mut b.commit.outcomes);
-                        commit.counts.failed += 1;
+                        self.park(&mut commit, o.key, None, Stage::Retire, f.field, f.message, f.retryable, serde_json::Value::Null);
                     }
                 }
             }
@@ -746,8 +842,9 @@ enum Transformed {
 }
 
 /// Maps, validates and fingerprints one raw record. Pure: safe to run on several threads at once.
-fn transform(mapping: &Mapping, stream: Stream, raw: Raw) -> Transformed {
+fn transform(mapping: &Mapping, stream: Stream, mapping_id: &[u8; 32], raw: Raw) -> Transformed {
     let Raw { position, data, source_hash } = raw;
+    let source_hash = source_hash.unwrap_or_else(|| source_fingerprint(mapping_id, &data));
     let mapped = match mapping.apply(data.clone()) {
         Ok(Some(v)) => v,
         Ok(None) => return Transformed::Skipped,
@@ -758,9 +855,9 @@ fn transform(mapping: &Mapping, stream: Stream, raw: Raw) -> Transformed {
         }
     };
     match Record::parse(stream, mapped, &position) {
-        Ok(record) => {
+        Ok(mut record) => {
             let key = record.key();
-            let fp = fingerprint(&record);
+            let fp = fingerprint(&mut record);
             Transformed::Ready(Box::new(Pending { key, record, hash: fp.hash, canonical: fp.canonical, source_hash, source: data }))
         }
         Err(e) => {
@@ -770,28 +867,47 @@ fn transform(mapping: &Mapping, stream: Stream, raw: Raw) -> Transformed {
     }
 }
 
-/// `transform` over a batch, split across the machine's cores for large batches; results keep input order.
-fn transform_all(mapping: &Mapping, stream: Stream, raws: Vec<Raw>) -> Vec<Transformed> {
+/// Prepares a batch: hashes each raw record, recognises the ones synced before (`index` for a complete
+/// read, else `known` from the store) and transforms the rest; on every core, keeping read order.
+fn prepare(
+    mapping: &Mapping,
+    stream: Stream,
+    mapping_id: &[u8; 32],
+    index: Option<&SourceIndex>,
+    known: &HashMap<u128, u64>,
+    batch: Batch,
+) -> Prepared {
+    let Batch { raw, commit } = batch;
+    let items = par_map(raw, |mut raw| {
+        let source_hash = *raw.source_hash.get_or_insert_with(|| source_fingerprint(mapping_id, &raw.data));
+        match index.and_then(|i| i.get(source_hash)).or_else(|| known.get(&source_hash).copied()) {
+            Some(key_hash) => Prepared_::Known { key_hash, raw },
+            None => Prepared_::Transformed(transform(mapping, stream, mapping_id, raw)),
+        }
+    });
+    Prepared { items, commit }
+}
+
+/// `f` over `items`, split across the machine's cores for large batches; results keep input order.
+fn par_map<T: Send, U: Send>(items: Vec<T>, f: impl Fn(T) -> U + Sync) -> Vec<U> {
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
-    if threads < 2 || raws.len() < 256 {
-        return raws.into_iter().map(|r| transform(mapping, stream, r)).collect();
+    if threads < 2 || items.len() < 256 {
+        return items.into_iter().map(f).collect();
     }
-    let per = raws.len().div_ceil(threads);
-    let mut parts: Vec<Vec<Raw>> = Vec::with_capacity(threads);
-    let mut rest = raws.into_iter();
+    let per = items.len().div_ceil(threads);
+    let mut parts: Vec<Vec<T>> = Vec::with_capacity(threads);
+    let mut rest = items.into_iter();
     loop {
-        let part: Vec<Raw> = rest.by_ref().take(per).collect();
+        let part: Vec<T> = rest.by_ref().take(per).collect();
         if part.is_empty() {
             break;
         }
         parts.push(part);
     }
+    let f = &f;
     std::thread::scope(|scope| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .map(|part| scope.spawn(move || part.into_iter().map(|r| transform(mapping, stream, r)).collect::<Vec<_>>()))
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("transform never panics")).collect()
+        let handles: Vec<_> = parts.into_iter().map(|part| scope.spawn(move || part.into_iter().map(f).collect::<Vec<_>>())).collect();
+        handles.into_iter().flat_map(|h| h.join().expect("preparing a record never panics")).collect()
     })
 }
 
@@ -799,7 +915,7 @@ fn transform_all(mapping: &Mapping, stream: Stream, raws: Vec<Raw>) -> Vec<Trans
 struct Written_ {
     hash: String,
     canonical: String,
-    source_hash: String,
+    source_hash: u128,
     source: serde_json::Value,
 }
 
@@ -825,12 +941,18 @@ fn mapping_id(config: &FlowConfig) -> [u8; 32] {
     *h.finalize().as_bytes()
 }
 
-/// Hash of a raw source record under a mapping (hex, 32 chars).
-fn source_fingerprint(mapping_id: &[u8; 32], data: &serde_json::Value) -> String {
+/// Hash of a raw source record under a mapping (the first 128 bits of a BLAKE3 digest).
+fn source_fingerprint(mapping_id: &[u8; 32], data: &serde_json::Value) -> u128 {
     let mut h = blake3::Hasher::new();
     h.update(mapping_id);
     serde_json::to_writer(&mut h, data).expect("hashing never fails to write");
-    crate::hash::hex16(h.finalize().as_bytes())
+    let digest = h.finalize();
+    u128::from_be_bytes(digest.as_bytes()[..16].try_into().expect("16 of 32 bytes"))
+}
+
+/// A source hash as stored: 32 lowercase hex characters (the same text `hash::hex16` gives a digest).
+fn hex128(hash: u128) -> String {
+    format!("{hash:032x}")
 }
 
 /// 64-bit hash of a key, for the set of keys a complete read has seen (8 bytes a key instead of the key).

@@ -151,6 +151,19 @@ impl Record {
         }
     }
 
+    /// Replaces `updated_at`, returning the previous value.
+    pub fn replace_updated_at(&mut self, at: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+        let slot = match self {
+            Record::Product(p) => &mut p.updated_at,
+            Record::Price(p) => &mut p.updated_at,
+            Record::Stock(s) => &mut s.updated_at,
+            Record::Customer(c) => &mut c.updated_at,
+            Record::Order(o) => &mut o.updated_at,
+            Record::Shipment(s) => &mut s.updated_at,
+        };
+        std::mem::replace(slot, at)
+    }
+
     /// Parses and validates a JSON value as a record of `stream`. Errors name the record (its key, or
     /// `position` when the key itself is unreadable) and every offending field.
     pub fn parse(stream: Stream, value: serde_json::Value, position: &str) -> Result<Record, RecordError> {

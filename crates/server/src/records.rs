@@ -58,9 +58,9 @@ pub async fn push(
     for (i, item) in items.into_iter().enumerate() {
         let position = format!("records[{i}]");
         match Record::parse(stream, item, &position) {
-            Ok(record) => {
+            Ok(mut record) => {
                 let key = record.key();
-                let fp = fingerprint(&record);
+                let fp = fingerprint(&mut record);
                 slots.push(outcomes.len());
                 outcomes.push(json!({"index": i, "key": key}));
                 puts.push(RecordPut { key, hash: fp.hash, payload: record.to_value() });

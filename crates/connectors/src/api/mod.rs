@@ -147,10 +147,10 @@ impl Connector for ApiConnector {
         }))
     }
 
-    async fn write(&self, stream: Stream, batch: Vec<WriteRecord>) -> Result<Vec<WriteOutcome>, ConnectorError> {
+    async fn write(&self, stream: Stream, mut batch: Vec<WriteRecord>) -> Result<Vec<WriteOutcome>, ConnectorError> {
         let puts: Vec<RecordPut> = batch
-            .iter()
-            .map(|w| RecordPut { key: w.key.clone(), hash: fingerprint(&w.record).hash, payload: w.record.to_value() })
+            .iter_mut()
+            .map(|w| RecordPut { key: w.key.clone(), hash: fingerprint(&mut w.record).hash, payload: w.record.to_value() })
             .collect();
         let actions = self
             .store

@@ -204,8 +204,12 @@ pub trait StateStore: Send + Sync {
     async fn lookup_sources(&self, flow: &str, source_hashes: &[String]) -> StoreResult<HashMap<String, String>>;
     /// Last synced canonical payloads, for diffs.
     async fn payloads(&self, flow: &str, keys: &[String]) -> StoreResult<HashMap<String, serde_json::Value>>;
-    /// A page of the flow's cross-reference in key order after `after`: (key, target id, hash), for reconciling deletions.
-    async fn xref_page(&self, flow: &str, after: Option<&str>, limit: i64) -> StoreResult<Vec<(String, String, String)>>;
+    /// A page of the flow's source hashes in hash order after `after` (`""` for the first page):
+    /// (source hash, key). A complete read loads them all up front instead of asking batch by batch.
+    async fn source_hash_page(&self, flow: &str, after: &str, limit: i64) -> StoreResult<Vec<(String, String)>>;
+    /// A page of the flow's keys in key order after `after` (`""` for the first page), for reconciling
+    /// deletions; `lookup` gives the details of the few that are missing.
+    async fn xref_keys_page(&self, flow: &str, after: &str, limit: i64) -> StoreResult<Vec<String>>;
     /// Where a key (source key or target id) appears, across flows.
     async fn xref_find(&self, key: &str) -> StoreResult<Vec<XrefRow>>;
 

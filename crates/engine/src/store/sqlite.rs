@@ -257,15 +257,32 @@ impl StateStore for SqliteStore {
             .collect()
     }
 
-    async fn xref_page(&self, flow: &str, after: Option<&str>, limit: i64) -> StoreResult<Vec<(String, String, String)>> {
-        let rows = sqlx::query("SELECT key, target_id, hash FROM xref WHERE flow = ?1 AND (?2 IS NULL OR key > ?2) ORDER BY key LIMIT ?3")
-            .bind(flow)
-            .bind(after)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.err("page cross-reference", e))?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    async fn source_hash_page(&self, flow: &str, after: &str, limit: i64) -> StoreResult<Vec<(String, String)>> {
+        // Read from the covering index (flow, source_hash, key) alone; one JSON value per page (see `lookup`).
+        let json: Option<String> = sqlx::query_scalar(
+            "SELECT json_group_array(json_array(source_hash, key)) FROM
+               (SELECT source_hash, key FROM xref WHERE flow = ?1 AND source_hash > ?2 ORDER BY source_hash LIMIT ?3)",
+        )
+        .bind(flow)
+        .bind(after)
+        .bind(limit)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| self.err("page source hashes", e))?;
+        serde_json::from_str(json.as_deref().unwrap_or("[]")).map_err(|e| self.err("decode source hashes", e))
+    }
+
+    async fn xref_keys_page(&self, flow: &str, after: &str, limit: i64) -> StoreResult<Vec<String>> {
+        let json: Option<String> = sqlx::query_scalar(
+            "SELECT json_group_array(key) FROM (SELECT key FROM xref WHERE flow = ?1 AND key > ?2 ORDER BY key LIMIT ?3)",
+        )
+        .bind(flow)
+        .bind(after)
+        .bind(limit)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| self.err("page cross-reference", e))?;
+        serde_json::from_str(json.as_deref().unwrap_or("[]")).map_err(|e| self.err("decode cross-reference", e))
     }
 
     async fn xref_find(&self, key: &str) -> StoreResult<Vec<XrefRow>> {
