@@ -124,6 +124,9 @@ pub enum RunError {
 
 const MAX_LISTED: usize = 50;
 const MAX_PLANNED: usize = 200;
+/// Per-record outcomes a run keeps for written records (failures and retirements are always kept; the
+/// counts are always complete). A first load of a million records would otherwise add a million rows.
+pub const MAX_WRITES_LISTED: usize = 1000;
 const BATCH_ATTEMPTS: u32 = 5;
 
 /// A source record as read, with the hash of its raw content under this flow's mapping (computed while
@@ -210,6 +213,8 @@ struct Runner<'a> {
     source_index: Option<Arc<SourceIndex>>,
     /// The batch being prepared while the previous one is written and committed.
     in_flight: Option<InFlight>,
+    /// Written records listed in the run's outcomes so far (up to `MAX_WRITES_LISTED`).
+    listed_writes: usize,
 }
 
 pub async fn run_flow(flow: &Flow, store: &dyn StateStore, options: &RunOptions, progress: &dyn Progress) -> Result<RunReport, RunError> {
@@ -258,6 +263,7 @@ pub async fn run_flow(flow: &Flow, store: &dyn StateStore, options: &RunOptions,
         mapping_id: mapping_id(&flow.config),
         source_index: None,
         in_flight: None,
+        listed_writes: 0,
     };
 
     if !options.dry_run {
@@ -401,10 +407,10 @@ impl Runner<'_> {
         let mut after = String::new();
         loop {
             let page = self.store.source_hash_page(&self.flow.name, &after, PAGE).await.map_err(|e| e.to_string())?;
-            let Some(last) = page.iter().map(|(h, _)| h).max() else { break };
+            let Some(last) = page.iter().map(|(key, _)| key).max() else { break };
             after = last.clone();
             let full = page.len() as i64 == PAGE;
-            entries.extend(page.into_iter().filter_map(|(h, key)| Some((u128::from_str_radix(&h, 16).ok()?, key_hash(&key)))));
+            entries.extend(page.into_iter().filter_map(|(key, h)| Some((u128::from_str_radix(&h, 16).ok()?, key_hash(&key)))));
             if !full {
                 break;
             }
@@ -436,18 +442,10 @@ impl Runner<'_> {
         if current.raw.is_empty() && current.commit.is_empty() {
             return Ok(());
         }
-        // Without a loaded index (incremental and targeted reads: few records), ask the store.
-        let mut known = HashMap::new();
-        if self.source_index.is_none() && !current.raw.is_empty() {
-            for raw in &mut current.raw {
-                raw.source_hash = Some(source_fingerprint(&self.mapping_id, &raw.data));
-            }
-            let hashes: Vec<String> = current.raw.iter().filter_map(|r| r.source_hash).map(hex128).collect();
-            let found = self.store.lookup_sources(&self.flow.name, &hashes).await.map_err(|e| e.to_string())?;
-            known = found.into_iter().filter_map(|(h, key)| Some((u128::from_str_radix(&h, 16).ok()?, key_hash(&key)))).collect();
-        }
+        // Without a loaded index (incremental and targeted reads: few records), every record is mapped and
+        // compared by its canonical hash.
         let (mapping, stream, mapping_id, index) = (self.flow.mapping.clone(), self.stream, self.mapping_id, self.source_index.clone());
-        let next = tokio::task::spawn_blocking(move || prepare(&mapping, stream, &mapping_id, index.as_deref(), &known, current));
+        let next = tokio::task::spawn_blocking(move || prepare(&mapping, stream, &mapping_id, index.as_deref(), current));
         if let Some(previous) = self.in_flight.replace(next) {
             let prepared = previous.await.map_err(|e| format!("preparing a batch: {e}"))?;
             self.apply(prepared).await?;
@@ -657,13 +655,16 @@ impl Runner<'_> {
                             }
                         };
                         self.resolve(&mut commit, &outcome.key);
-                        commit.outcomes.push(RunRecord {
-                            key: outcome.key.clone(),
-                            outcome: label,
-                            target_id: Some(written.target_id.clone()),
-                            field: None,
-                            message: None,
-                        });
+                        if self.listed_writes < MAX_WRITES_LISTED {
+                            self.listed_writes += 1;
+                            commit.outcomes.push(RunRecord {
+                                key: outcome.key.clone(),
+                                outcome: label,
+                                target_id: Some(written.target_id.clone()),
+                                field: None,
+                                message: None,
+                            });
+                        }
                         commit.synced.push(Synced {
                             key: outcome.key,
                             target_id: written.target_id,
@@ -867,20 +868,13 @@ fn transform(mapping: &Mapping, stream: Stream, mapping_id: &[u8; 32], raw: Raw)
     }
 }
 
-/// Prepares a batch: hashes each raw record, recognises the ones synced before (`index` for a complete
-/// read, else `known` from the store) and transforms the rest; on every core, keeping read order.
-fn prepare(
-    mapping: &Mapping,
-    stream: Stream,
-    mapping_id: &[u8; 32],
-    index: Option<&SourceIndex>,
-    known: &HashMap<u128, u64>,
-    batch: Batch,
-) -> Prepared {
+/// Prepares a batch: hashes each raw record, recognises the ones synced before (with the index of a
+/// complete read) and transforms the rest; on every core, keeping read order.
+fn prepare(mapping: &Mapping, stream: Stream, mapping_id: &[u8; 32], index: Option<&SourceIndex>, batch: Batch) -> Prepared {
     let Batch { raw, commit } = batch;
     let items = par_map(raw, |mut raw| {
         let source_hash = *raw.source_hash.get_or_insert_with(|| source_fingerprint(mapping_id, &raw.data));
-        match index.and_then(|i| i.get(source_hash)).or_else(|| known.get(&source_hash).copied()) {
+        match index.and_then(|i| i.get(source_hash)) {
             Some(key_hash) => Prepared_::Known { key_hash, raw },
             None => Prepared_::Transformed(transform(mapping, stream, mapping_id, raw)),
         }

@@ -200,12 +200,11 @@ pub trait StateStore: Send + Sync {
 
     /// Cross-reference entries for the given keys (absent keys are simply missing from the map).
     async fn lookup(&self, flow: &str, keys: &[String]) -> StoreResult<HashMap<String, XrefEntry>>;
-    /// Raw-content hashes already synced: source hash → key. Lets unchanged records skip mapping.
-    async fn lookup_sources(&self, flow: &str, source_hashes: &[String]) -> StoreResult<HashMap<String, String>>;
     /// Last synced canonical payloads, for diffs.
     async fn payloads(&self, flow: &str, keys: &[String]) -> StoreResult<HashMap<String, serde_json::Value>>;
-    /// A page of the flow's source hashes in hash order after `after` (`""` for the first page):
-    /// (source hash, key). A complete read loads them all up front instead of asking batch by batch.
+    /// A page of the flow's raw-content hashes in key order after the key `after` (`""` for the first page):
+    /// (key, source hash). A complete read loads them all up front, so that records whose raw content was
+    /// synced before skip mapping.
     async fn source_hash_page(&self, flow: &str, after: &str, limit: i64) -> StoreResult<Vec<(String, String)>>;
     /// A page of the flow's keys in key order after `after` (`""` for the first page), for reconciling
     /// deletions; `lookup` gives the details of the few that are missing.

@@ -52,6 +52,9 @@ impl SqliteStore {
     }
 }
 
+/// Rows per multi-row INSERT: 7 parameters a row stays far below SQLite's limit of 32,766.
+const ROWS_PER_STATEMENT: usize = 1000;
+
 fn keys_json(keys: &[String]) -> String {
     serde_json::to_string(keys).expect("strings serialise")
 }
@@ -226,20 +229,6 @@ impl StateStore for SqliteStore {
         Ok(rows.into_iter().map(|(key, target_id, hash)| (key, XrefEntry { target_id, hash })).collect())
     }
 
-    async fn lookup_sources(&self, flow: &str, source_hashes: &[String]) -> StoreResult<HashMap<String, String>> {
-        // One JSON object back instead of a row per hash (see `lookup`).
-        let json: Option<String> = sqlx::query_scalar(
-            "SELECT json_group_object(source_hash, key) FROM xref
-             WHERE flow = ?1 AND source_hash IN (SELECT value FROM json_each(?2))",
-        )
-        .bind(flow)
-        .bind(keys_json(source_hashes))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| self.err("look up source hashes", e))?;
-        serde_json::from_str(json.as_deref().unwrap_or("{}")).map_err(|e| self.err("decode source hashes", e))
-    }
-
     async fn payloads(&self, flow: &str, keys: &[String]) -> StoreResult<HashMap<String, serde_json::Value>> {
         let rows = sqlx::query(
             "SELECT key, payload FROM xref WHERE flow = ?1 AND payload IS NOT NULL AND key IN (SELECT value FROM json_each(?2))",
@@ -258,10 +247,10 @@ impl StateStore for SqliteStore {
     }
 
     async fn source_hash_page(&self, flow: &str, after: &str, limit: i64) -> StoreResult<Vec<(String, String)>> {
-        // Read from the covering index (flow, source_hash, key) alone; one JSON value per page (see `lookup`).
+        // Read from the covering index (flow, key, source_hash) alone; one JSON value per page (see `lookup`).
         let json: Option<String> = sqlx::query_scalar(
-            "SELECT json_group_array(json_array(source_hash, key)) FROM
-               (SELECT source_hash, key FROM xref WHERE flow = ?1 AND source_hash > ?2 ORDER BY source_hash LIMIT ?3)",
+            "SELECT json_group_array(json_array(key, source_hash)) FROM
+               (SELECT key, source_hash FROM xref WHERE flow = ?1 AND key > ?2 AND source_hash IS NOT NULL ORDER BY key LIMIT ?3)",
         )
         .bind(flow)
         .bind(after)
@@ -310,25 +299,24 @@ impl StateStore for SqliteStore {
         }
         let at = now();
         let mut tx = self.pool.begin().await.map_err(|e| self.err("begin batch", e))?;
-        if !batch.synced.is_empty() {
-            // (`WHERE true`: SQLite needs it to tell the upsert clause from a join in INSERT … SELECT.)
-            let rows: Vec<serde_json::Value> = batch
-                .synced
-                .iter()
-                .map(|s| serde_json::json!([s.key, s.target_id, s.hash, s.payload, s.source_hash]))
-                .collect();
-            sqlx::query(
-                "INSERT INTO xref (flow, key, target_id, hash, payload, synced_at, source_hash)
-                 SELECT ?1, value ->> 0, value ->> 1, value ->> 2, value ->> 3, ?3, value ->> 4 FROM json_each(?2) WHERE true
-                 ON CONFLICT (flow, key) DO UPDATE SET target_id = excluded.target_id, hash = excluded.hash,
+        // Rows travel as bound parameters of one multi-row statement per chunk (JSON parameters made
+        // SQLite parse every row's text once per column).
+        for rows in batch.synced.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO xref (flow, key, target_id, hash, payload, synced_at, source_hash) ");
+            insert.push_values(rows, |mut row, s| {
+                row.push_bind(flow)
+                    .push_bind(&s.key)
+                    .push_bind(&s.target_id)
+                    .push_bind(&s.hash)
+                    .push_bind(&s.payload)
+                    .push_bind(&at)
+                    .push_bind(&s.source_hash);
+            });
+            insert.push(
+                " ON CONFLICT (flow, key) DO UPDATE SET target_id = excluded.target_id, hash = excluded.hash,
                      payload = excluded.payload, synced_at = excluded.synced_at, source_hash = excluded.source_hash",
-            )
-            .bind(flow)
-            .bind(serde_json::Value::Array(rows).to_string())
-            .bind(&at)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err("record cross-reference", e))?;
+            );
+            insert.build().execute(&mut *tx).await.map_err(|e| self.err("record cross-reference", e))?;
         }
         if !batch.forgotten.is_empty() {
             sqlx::query("DELETE FROM xref WHERE flow = ?1 AND key IN (SELECT value FROM json_each(?2))")
@@ -383,21 +371,12 @@ impl StateStore for SqliteStore {
             .await
             .map_err(|e| self.err("park failure", e))?;
         }
-        if !batch.outcomes.is_empty() {
-            let rows: Vec<serde_json::Value> = batch
-                .outcomes
-                .iter()
-                .map(|o| serde_json::json!([o.key, o.outcome, o.target_id, o.field, o.message]))
-                .collect();
-            sqlx::query(
-                "INSERT INTO run_records (run_id, key, outcome, target_id, field, message)
-                 SELECT ?1, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 FROM json_each(?2)",
-            )
-            .bind(run_id)
-            .bind(serde_json::Value::Array(rows).to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err("record run outcomes", e))?;
+        for rows in batch.outcomes.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO run_records (run_id, key, outcome, target_id, field, message) ");
+            insert.push_values(rows, |mut row, o| {
+                row.push_bind(run_id).push_bind(&o.key).push_bind(o.outcome).push_bind(&o.target_id).push_bind(&o.field).push_bind(&o.message);
+            });
+            insert.build().execute(&mut *tx).await.map_err(|e| self.err("record run outcomes", e))?;
         }
         if let Some(cp) = &batch.checkpoint {
             sqlx::query(
