@@ -11,8 +11,9 @@ use tokio::sync::mpsc;
 
 /// Records per message between the reading thread and the stream: amortises channel overhead.
 const CHUNK: usize = 256;
-/// Chunks in flight: bounds memory to `CHUNK * IN_FLIGHT` records however large the file.
-const IN_FLIGHT: usize = 4;
+/// Chunks in flight: bounds memory to `CHUNK * IN_FLIGHT` records however large the file. A few batches'
+/// worth (4,096 records), so that the file is read on while the engine writes and commits a batch.
+const IN_FLIGHT: usize = 16;
 
 pub(crate) type Item = Result<ReadItem, ConnectorError>;
 

@@ -135,6 +135,9 @@ struct Raw {
     position: String,
     data: serde_json::Value,
     source_hash: Option<u128>,
+    /// `data` as JSON text, kept from hashing for records that are transformed: what a parked failure
+    /// keeps for replay, without a deep copy of `data` (which the mapping consumes).
+    source_json: Option<String>,
 }
 
 /// A record mapped, validated and fingerprinted, ready to compare and write.
@@ -144,8 +147,8 @@ struct Pending {
     hash: String,
     canonical: String,
     source_hash: u128,
-    /// The record as the source produced it: what a parked failure keeps for replay.
-    source: serde_json::Value,
+    /// The record as the source produced it (JSON text): what a parked failure keeps for replay.
+    source: String,
 }
 
 /// Records read but not yet prepared, with what the batch commits besides them (read counts, rows
@@ -424,7 +427,7 @@ impl Runner<'_> {
     async fn add(&mut self, batch: &mut Batch, source: SourceRecord) -> Result<(), String> {
         self.report.counts.read += 1;
         batch.commit.counts.read += 1;
-        batch.raw.push(Raw { position: source.position, data: source.data, source_hash: None });
+        batch.raw.push(Raw { position: source.position, data: source.data, source_hash: None, source_json: None });
         self.submit_if_full(batch).await
     }
 
@@ -674,7 +677,7 @@ impl Runner<'_> {
                         });
                     }
                     Err(failure) => {
-                        self.park(&mut commit, outcome.key, None, Stage::Write, failure.field, failure.message, failure.retryable, sent.source);
+                        self.park(&mut commit, outcome.key, None, Stage::Write, failure.field, failure.message, failure.retryable, source_value(&sent.source));
                     }
                 }
             }
@@ -682,7 +685,7 @@ impl Runner<'_> {
             for (key, sent) in by_key {
                 if !answered.contains(&key) {
                     let message = format!("target {} returned no outcome for this record", self.flow.config.target);
-                    self.park(&mut commit, key, None, Stage::Write, None, message, true, sent.source);
+                    self.park(&mut commit, key, None, Stage::Write, None, message, true, source_value(&sent.source));
                 }
             }
         }
@@ -844,12 +847,16 @@ enum Transformed {
 
 /// Maps, validates and fingerprints one raw record. Pure: safe to run on several threads at once.
 fn transform(mapping: &Mapping, stream: Stream, mapping_id: &[u8; 32], raw: Raw) -> Transformed {
-    let Raw { position, data, source_hash } = raw;
-    let source_hash = source_hash.unwrap_or_else(|| source_fingerprint(mapping_id, &data));
-    let mapped = match mapping.apply(data.clone()) {
+    let Raw { position, data, source_hash, source_json } = raw;
+    let (source_hash, source) = match (source_hash, source_json) {
+        (Some(hash), Some(json)) => (hash, json),
+        _ => with_source_fingerprint(mapping_id, &data, |hash, json| (hash, String::from_utf8_lossy(json).into_owned())),
+    };
+    let mapped = match mapping.apply(data) {
         Ok(Some(v)) => v,
         Ok(None) => return Transformed::Skipped,
         Err(e) => {
+            let data = source_value(&source);
             let key = key_hint(stream, &data).unwrap_or_else(|| position.clone());
             let field = (!e.field.is_empty()).then_some(e.field.clone());
             return Transformed::Failed { key, position, stage: Stage::Map, field, message: e.to_string(), data };
@@ -859,13 +866,18 @@ fn transform(mapping: &Mapping, stream: Stream, mapping_id: &[u8; 32], raw: Raw)
         Ok(mut record) => {
             let key = record.key();
             let fp = fingerprint(&mut record);
-            Transformed::Ready(Box::new(Pending { key, record, hash: fp.hash, canonical: fp.canonical, source_hash, source: data }))
+            Transformed::Ready(Box::new(Pending { key, record, hash: fp.hash, canonical: fp.canonical, source_hash, source }))
         }
         Err(e) => {
             let field = Some(e.field().to_owned()).filter(|f| !f.is_empty());
-            Transformed::Failed { key: e.record.clone(), position, stage: Stage::Validate, field, message: e.to_string(), data }
+            Transformed::Failed { key: e.record.clone(), position, stage: Stage::Validate, field, message: e.to_string(), data: source_value(&source) }
         }
     }
+}
+
+/// A source record back from the JSON text kept for it (always valid: it was serialised from a value).
+fn source_value(json: &str) -> serde_json::Value {
+    serde_json::from_str(json).unwrap_or(serde_json::Value::Null)
 }
 
 /// Prepares a batch: hashes each raw record, recognises the ones synced before (with the index of a
@@ -873,8 +885,15 @@ fn transform(mapping: &Mapping, stream: Stream, mapping_id: &[u8; 32], raw: Raw)
 fn prepare(mapping: &Mapping, stream: Stream, mapping_id: &[u8; 32], index: Option<&SourceIndex>, batch: Batch) -> Prepared {
     let Batch { raw, commit } = batch;
     let items = par_map(raw, |mut raw| {
-        let source_hash = *raw.source_hash.get_or_insert_with(|| source_fingerprint(mapping_id, &raw.data));
-        match index.and_then(|i| i.get(source_hash)) {
+        let known = with_source_fingerprint(mapping_id, &raw.data, |hash, json| {
+            raw.source_hash = Some(hash);
+            let known = index.and_then(|i| i.get(hash));
+            if known.is_none() {
+                raw.source_json = Some(String::from_utf8_lossy(json).into_owned());
+            }
+            known
+        });
+        match known {
             Some(key_hash) => Prepared_::Known { key_hash, raw },
             None => Prepared_::Transformed(transform(mapping, stream, mapping_id, raw)),
         }
@@ -910,7 +929,7 @@ struct Written_ {
     hash: String,
     canonical: String,
     source_hash: u128,
-    source: serde_json::Value,
+    source: String,
 }
 
 /// The batch of a retried write, from the canonical JSON of what was sent.
@@ -935,13 +954,21 @@ fn mapping_id(config: &FlowConfig) -> [u8; 32] {
     *h.finalize().as_bytes()
 }
 
-/// Hash of a raw source record under a mapping (the first 128 bits of a BLAKE3 digest).
-fn source_fingerprint(mapping_id: &[u8; 32], data: &serde_json::Value) -> u128 {
-    let mut h = blake3::Hasher::new();
-    h.update(mapping_id);
-    serde_json::to_writer(&mut h, data).expect("hashing never fails to write");
-    let digest = h.finalize();
-    u128::from_be_bytes(digest.as_bytes()[..16].try_into().expect("16 of 32 bytes"))
+/// Hash of a raw source record under a mapping (the first 128 bits of a BLAKE3 digest), handed to `then`
+/// with the record's JSON text.
+fn with_source_fingerprint<R>(mapping_id: &[u8; 32], data: &serde_json::Value, then: impl FnOnce(u128, &[u8]) -> R) -> R {
+    thread_local! {
+        // Serialised into one reusable buffer and hashed in one call: BLAKE3 fed many small writes
+        // (one per token) cost more than the serialisation.
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUFFER.with_borrow_mut(|buffer| {
+        buffer.clear();
+        buffer.extend_from_slice(mapping_id);
+        serde_json::to_writer(&mut *buffer, data).expect("serialising to memory never fails");
+        let digest = blake3::hash(buffer);
+        then(u128::from_be_bytes(digest.as_bytes()[..16].try_into().expect("16 of 32 bytes")), &buffer[mapping_id.len()..])
+    })
 }
 
 /// A source hash as stored: 32 lowercase hex characters (the same text `hash::hex16` gives a digest).
