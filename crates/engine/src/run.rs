@@ -16,7 +16,7 @@ use crate::connector::*;
 use crate::diff::{FieldChange, diff};
 use crate::hash::fingerprint;
 use crate::mapping::Mapping;
-use crate::store::{BatchCommit, Counts, NewFailure, RunRecord, Stage, StateStore, Synced};
+use crate::store::{BatchCommit, Counts, NewFailure, RunRecord, Stage, StateStore, Synced, XrefEntry};
 use ferry_model::{Record, Stream, key_hint};
 use futures::StreamExt;
 use serde::Serialize;
@@ -218,6 +218,8 @@ struct Runner<'a> {
     in_flight: Option<InFlight>,
     /// Written records listed in the run's outcomes so far (up to `MAX_WRITES_LISTED`).
     listed_writes: usize,
+    /// The batch written to the target last, committed while the next one is written.
+    unsaved: Option<BatchCommit>,
 }
 
 pub async fn run_flow(flow: &Flow, store: &dyn StateStore, options: &RunOptions, progress: &dyn Progress) -> Result<RunReport, RunError> {
@@ -267,6 +269,7 @@ pub async fn run_flow(flow: &Flow, store: &dyn StateStore, options: &RunOptions,
         source_index: None,
         in_flight: None,
         listed_writes: 0,
+        unsaved: None,
     };
 
     if !options.dry_run {
@@ -274,7 +277,11 @@ pub async fn run_flow(flow: &Flow, store: &dyn StateStore, options: &RunOptions,
         runner.run_id = store.begin_run(&flow.name, mode).await?;
         runner.report.run_id = Some(runner.run_id);
     }
-    let outcome = runner.run(read_mode, &target_cap).await;
+    let mut outcome = runner.run(read_mode, &target_cap).await;
+    // A run that stopped early still commits the batch it had written.
+    if let Err(e) = runner.save().await {
+        outcome = outcome.and(Err(e));
+    }
     if let Err(message) = &outcome {
         tracing::error!(flow = %flow.name, error = %message, "run aborted");
         runner.report.aborted = Some(message.clone());
@@ -462,7 +469,7 @@ impl Runner<'_> {
             let prepared = last.await.map_err(|e| format!("preparing a batch: {e}"))?;
             self.apply(prepared).await?;
         }
-        Ok(())
+        self.save().await
     }
 
     /// Records what `transform` made of one record: a record ready to compare, or a parked failure.
@@ -521,7 +528,6 @@ impl Runner<'_> {
     /// Compares, writes and commits one prepared batch (and the checkpoint that came with it).
     async fn apply(&mut self, prepared: Prepared) -> Result<(), String> {
         let Prepared { items, mut commit } = prepared;
-        let flow = &self.flow.name;
 
         // 1. Raw content synced before under this mapping: unchanged, without having been mapped again. The
         // same key twice in a run (overlap windows, appended files): the later version wins.
@@ -557,9 +563,51 @@ impl Runner<'_> {
             }
         }
 
-        // 2. Compare with what the target last received.
+        // The previous batch, written to the target, is committed while this one is looked up and written
+        // (the commit of a batch took about half of a run's time). Its results are newer than what the
+        // store shows until then, so they override the look-up. A kill before either commit leaves both
+        // batches to be written again (upserts) or found in the target (create-once), as for one batch.
+        let (store, flow_def, run_id) = (self.store, self.flow, self.run_id);
+        let unsaved = self.unsaved.take();
+        let recent: HashMap<String, XrefEntry> = unsaved
+            .iter()
+            .flat_map(|c| &c.synced)
+            .filter(|s| index.contains_key(&s.key))
+            .map(|s| (s.key.clone(), XrefEntry { target_id: s.target_id.clone(), hash: s.hash.clone() }))
+            .collect();
+        let save_previous = async move {
+            match unsaved {
+                Some(c) => store.commit_batch(&flow_def.name, run_id, c).await.map_err(|e| e.to_string()),
+                None => Ok(()),
+            }
+        };
+        let (saved, written) = tokio::join!(save_previous, self.write_batch(pending, recent, commit));
+        saved?;
+        self.unsaved = written?;
+        self.progress.update(&self.report.counts);
+        Ok(())
+    }
+
+    /// Commits the batch written last, if not yet committed.
+    async fn save(&mut self) -> Result<(), String> {
+        if let Some(commit) = self.unsaved.take() {
+            self.store.commit_batch(&self.flow.name, self.run_id, commit).await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Compares a batch with what the target last received (`recent`: results not committed yet), writes
+    /// what changed and returns what to commit (nothing for a dry run).
+    async fn write_batch(
+        &mut self,
+        pending: Vec<Pending>,
+        recent: HashMap<String, XrefEntry>,
+        mut commit: BatchCommit,
+    ) -> Result<Option<BatchCommit>, String> {
+        let flow = &self.flow.name;
         let keys: Vec<String> = pending.iter().map(|p| p.key.clone()).collect();
-        let known = if keys.is_empty() { HashMap::new() } else { self.store.lookup(flow, &keys).await.map_err(|e| e.to_string())? };
+        let mut known = if keys.is_empty() { HashMap::new() } else { self.store.lookup(flow, &keys).await.map_err(|e| e.to_string())? };
+        known.extend(recent);
 
         let mut to_write: Vec<(Pending, Option<String>)> = Vec::new();
         for p in pending {
@@ -620,8 +668,7 @@ impl Runner<'_> {
 
         if self.options.dry_run {
             self.plan(&to_write).await?;
-            self.progress.update(&self.report.counts);
-            return Ok(());
+            return Ok(None);
         }
 
         for chunk in chunks(to_write, self.batch_size) {
@@ -689,9 +736,7 @@ impl Runner<'_> {
                 }
             }
         }
-        self.store.commit_batch(flow, self.run_id, commit).await.map_err(|e| e.to_string())?;
-        self.progress.update(&self.report.counts);
-        Ok(())
+        Ok(Some(commit))
     }
 
     async fn plan(&mut self, to_write: &[(Pending, Option<String>)]) -> Result<(), String> {
