@@ -89,7 +89,7 @@ fn peer() -> (support::VendurePeer, String) {
         return (peer, "sql.js (the tests' peer)".into());
     }
     let port: u16 = port.map(|p| p.parse().expect("FERRY_BENCH_VENDURE_PORT is a port number")).unwrap_or(18500);
-    let dir = dir.map(std::path::PathBuf::from).unwrap_or_else(|| support::peer_dir(if db.is_some() { "vendure-pg" } else { "vendure-bench" }));
+    let dir = dir.map(std::path::PathBuf::from).unwrap_or_else(|| support::vendure_peer_dir(if db.is_some() { "vendure-pg" } else { "vendure-bench" }));
     eprintln!("  starting / finding the Vendure peer in {} on port {port} ...", dir.display());
     let peer = support::start_vendure(&dir, port, db.as_deref(), None);
     let label = match &db {

@@ -78,8 +78,8 @@ pub fn start_vendure(dir: &std::path::Path, port: u16, database_url: Option<&str
     }
 }
 
-/// `<target dir>/peers/<name>`: where the peers' scripts keep their servers.
-pub fn peer_dir(name: &str) -> PathBuf {
+/// `<target dir>/peers/<name>`: where a Vendure peer of its own (e.g. the benchmark's) keeps its server.
+pub fn vendure_peer_dir(name: &str) -> PathBuf {
     target_dir().join("peers").join(name)
 }
 
