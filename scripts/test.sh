@@ -32,8 +32,9 @@ if [ "${FERRY_SKIP_PEERS:-0}" != 1 ]; then
         if [ -x "scripts/peers/$1/up.sh" ]; then
             echo "[test] starting $1 peer on 127.0.0.1:$2 (log: $FERRY_PEERS_DIR/$1-up.log)"
             # Same settings as crates/connectors/tests/support (the webhook tests listen on 18301; ferry serve routes /hooks/shop to its connection `shop`).
+            # The tests' peers run on their default databases (sql.js for Vendure): no DATABASE_URL from the caller's shell.
             WEBHOOK_URL=http://127.0.0.1:18301/hooks/shop WEBHOOK_SECRET=ferry-test-webhook-secret \
-                "scripts/peers/$1/up.sh" "$FERRY_PEERS_DIR/$1" "$2" >"$FERRY_PEERS_DIR/$1-up.log" 2>&1 &
+                env -u DATABASE_URL "scripts/peers/$1/up.sh" "$FERRY_PEERS_DIR/$1" "$2" >"$FERRY_PEERS_DIR/$1-up.log" 2>&1 &
             pids+=("$!:$1")
             started+=("$1")
         fi

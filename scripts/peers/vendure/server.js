@@ -1,5 +1,6 @@
 // Ferry's test peer: a minimal Vendure 3.x server in plain JS (no TypeScript build step).
-// Copied into DIR and started by scripts/peers/vendure/up.sh; see that script for the environment.
+// Copied into DIR and started by scripts/peers/vendure/up.sh; see that script for the environment
+// (DATABASE_URL set: PostgreSQL instead of sql.js).
 //
 // What it adds to a stock Vendure:
 // - custom fields the Ferry connector writes (see docs/connectors/vendure.md for the mapping);
@@ -119,8 +120,12 @@ bootstrap({
     },
     requireVerification: false,
   },
-  dbConnectionOptions: { type: 'sqljs', synchronize: true, autoSave: true, logging: false,
-    location: process.env.DB_FILE || path.join(__dirname, 'vendure.sqlite') },
+  // sql.js by default; PostgreSQL (npm `pg`, installed by up.sh) when DATABASE_URL is set. Either way
+  // TypeORM synchronizes the schema at start (a test peer, no migrations).
+  dbConnectionOptions: process.env.DATABASE_URL
+    ? { type: 'postgres', url: process.env.DATABASE_URL, synchronize: true, logging: false }
+    : { type: 'sqljs', synchronize: true, autoSave: true, logging: false,
+        location: process.env.DB_FILE || path.join(__dirname, 'vendure.sqlite') },
   paymentOptions: { paymentMethodHandlers: [dummyPaymentHandler] },
   shippingOptions: { fulfillmentHandlers: [manualFulfillmentHandler, ferryFulfillmentHandler] },
   promotionOptions: { promotionActions: [...defaultPromotionActions, ferryVariantFixedPrice] },
@@ -164,5 +169,5 @@ bootstrap({
     DefaultSearchPlugin.init({ bufferUpdates: false, indexStockStatus: true }),
     FerryWebhookPlugin,
   ],
-}).then(() => console.log(`[ferry-vendure] Vendure up on http://127.0.0.1:${port} in ${Date.now() - t0} ms`))
+}).then(() => console.log(`[ferry-vendure] Vendure up on http://127.0.0.1:${port} (${process.env.DATABASE_URL ? 'postgres' : 'sql.js'}) in ${Date.now() - t0} ms`))
   .catch(err => { console.error(err); process.exit(1); });

@@ -2,8 +2,8 @@
 # scripts/peers/vendure/up.sh DIR PORT
 #
 # Installs (npm, reusing the npm cache; versions pinned), configures and starts a real Vendure 3.x
-# server on 127.0.0.1:PORT with an sql.js (pure JS/WASM SQLite) database in DIR, then seeds it
-# (idempotently) the way an Australian business sells:
+# server on 127.0.0.1:PORT with an sql.js (pure JS/WASM SQLite) database in DIR — or, when DATABASE_URL
+# is set, on PostgreSQL — then seeds it (idempotently) the way an Australian business sells:
 #   - country AU (+ NZ), zone "Australia", channel currency AUD, default tax + shipping zone Australia;
 #   - tax category "GST" (default) with a 10 % rate in zone Australia;
 #   - channel pricesIncludeTax = $VENDURE_PRICES_INCLUDE_TAX (default false: the ERP's net prices go in
@@ -20,6 +20,16 @@
 #   WEBHOOK_SECRET    HMAC-SHA256 key for X-Ferry-Signature (default ferry-test-webhook-secret)
 #   VENDURE_PRICES_INCLUDE_TAX  true|false, only applied when seeding a fresh database (default false)
 #   VENDURE_UP_TIMEOUT seconds to wait for startup (default 180)
+#   DATABASE_URL      optional, postgres://USER[:PASSWORD]@HOST:PORT/DBNAME: run on PostgreSQL instead
+#                     of sql.js (e.g. postgres://postgres@127.0.0.1:5432/ferry_vendure_bench). Installs the
+#                     pinned npm `pg` driver beside Vendure, creates DBNAME when it does not exist (psql,
+#                     connecting to the server's `postgres` database with the same credentials) and lets
+#                     Vendure synchronize the schema, as with sql.js. Without it: sql.js in
+#                     DIR/vendure.sqlite (the default; what the tests use). A DIR runs one backend at a
+#                     time (named in DIR/backend; the URL is kept in DIR/database-url for down.sh --wipe);
+#                     asking a running peer for another backend fails: stop it with down.sh first.
+#                     sql.js rewrites its whole file on every transaction, so large data sets
+#                     (benchmarks) want PostgreSQL.
 # Superadmin: superadmin / superadmin. Stop with scripts/peers/vendure/down.sh DIR.
 set -euo pipefail
 
@@ -29,11 +39,33 @@ DIR=$(realpath -m "$1"); PORT=$2
 # Pinned: the connector is tested against exactly these.
 VENDURE_VERSION=3.7.3
 SQLJS_VERSION=1.16.0
+PG_VERSION=8.23.1        # npm `pg`, installed only for DATABASE_URL
+DATABASE_URL=${DATABASE_URL:-}
 TIMEOUT=${VENDURE_UP_TIMEOUT:-180}
 BASE="http://127.0.0.1:$PORT"
 t_start=$(date +%s%3N)
 elapsed() { local ms=$(( $(date +%s%3N) - t_start )); printf '%d.%01ds' $((ms/1000)) $(((ms%1000)/100)); }
 log() { echo "[vendure-up] $*" >&2; }
+
+# ---- backend ---------------------------------------------------------------------------------------
+# BACKEND names the database this DIR's server uses; it is written to DIR/backend at start and to
+# DIR/seeded once seeded (an older, empty `seeded` file means sql.js).
+if [ -n "$DATABASE_URL" ]; then
+  case "$DATABASE_URL" in postgres://*|postgresql://*) ;; *)
+    log "DATABASE_URL must be postgres://USER@HOST:PORT/DBNAME (got $DATABASE_URL)"; exit 2;; esac
+  PG_BASE=${DATABASE_URL%%\?*}     # without ?query
+  PG_DB=${PG_BASE##*/}
+  [[ "$PG_DB" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || { log "DATABASE_URL: database name '$PG_DB' is not a plain identifier"; exit 2; }
+  PG_ADMIN_URL="${PG_BASE%/*}/postgres"
+  BACKEND="postgres $PG_BASE"
+else
+  BACKEND="sqljs"
+fi
+is_seeded() {
+  [ -f seeded ] || return 1
+  local s; s=$(cat seeded)
+  [ "$s" = "$BACKEND" ] || { [ -z "$s" ] && [ "$BACKEND" = sqljs ]; }
+}
 
 mkdir -p "$DIR"; cd "$DIR"
 exec 9>"$DIR/.lock"
@@ -43,8 +75,13 @@ flock 9   # held until this script exits (fd 9 closes)
 if [ -f vendure.pid ]; then
   OLD=$(cat vendure.pid)
   if kill -0 "$OLD" 2>/dev/null; then
+    RUNNING=$(cat backend 2>/dev/null || echo sqljs)
+    if [ "$RUNNING" != "$BACKEND" ]; then
+      log "the server in $DIR (pid $OLD) runs on '$RUNNING', not '$BACKEND': stop it first (down.sh $DIR)"
+      exit 1
+    fi
     for _ in $(seq 1 $((TIMEOUT * 4))); do   # it may still be starting (a previous up.sh was killed)
-      if [ -f seeded ] && curl -sf "$BASE/health" >/dev/null 2>&1; then
+      if is_seeded && curl -sf "$BASE/health" >/dev/null 2>&1; then
         log "already running (pid $OLD) at $BASE"; exit 0
       fi
       curl -sf "$BASE/health" >/dev/null 2>&1 && break   # up but not seeded: seed below
@@ -62,20 +99,36 @@ if [ ! -f vendure.pid ]; then
 
   # ---- install ------------------------------------------------------------------------------------
   if [ ! -f node_modules/@vendure/core/package.json ] \
-     || ! grep -q "\"version\": \"$VENDURE_VERSION\"" node_modules/@vendure/core/package.json; then
+     || ! grep -q "\"version\": \"$VENDURE_VERSION\"" node_modules/@vendure/core/package.json \
+     || { [ -n "$DATABASE_URL" ] && ! grep -qs "\"version\": \"$PG_VERSION\"" node_modules/pg/package.json; }; then
+    # pg stays listed once installed, so a later sql.js-only install in the same DIR keeps it.
+    PGDEP=""
+    if [ -n "$DATABASE_URL" ] || [ -f node_modules/pg/package.json ]; then PGDEP=", \"pg\": \"$PG_VERSION\""; fi
     cat > package.json <<EOF
 { "name": "ferry-peer-vendure", "version": "1.0.0", "private": true,
-  "dependencies": { "@vendure/core": "$VENDURE_VERSION", "sql.js": "$SQLJS_VERSION" } }
+  "dependencies": { "@vendure/core": "$VENDURE_VERSION", "sql.js": "$SQLJS_VERSION"$PGDEP } }
 EOF
-    log "npm install @vendure/core@$VENDURE_VERSION sql.js@$SQLJS_VERSION ..."
+    log "npm install @vendure/core@$VENDURE_VERSION sql.js@$SQLJS_VERSION${PGDEP:+ pg@$PG_VERSION} ..."
     npm install --prefer-offline --no-audit --no-fund --loglevel=error >npm-install.log 2>&1 \
       || { tail -30 npm-install.log >&2; exit 1; }
     log "installed in $(elapsed) ($(du -sh node_modules | cut -f1))"
   fi
   cp "$HERE/server.js" server.js
 
+  # ---- PostgreSQL database ------------------------------------------------------------------------
+  if [ -n "$DATABASE_URL" ]; then
+    EXISTS=$(psql "$PG_ADMIN_URL" -v ON_ERROR_STOP=1 -tAc "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'") \
+      || { log "cannot query PostgreSQL at $PG_ADMIN_URL"; exit 1; }
+    if [ "$EXISTS" != 1 ]; then
+      psql "$PG_ADMIN_URL" -v ON_ERROR_STOP=1 -qc "CREATE DATABASE \"$PG_DB\"" >/dev/null
+      log "created PostgreSQL database $PG_DB"
+    fi
+    (umask 077; printf '%s\n' "$DATABASE_URL" > database-url)   # for down.sh --wipe
+  fi
+  printf '%s\n' "$BACKEND" > backend
+
   # ---- start --------------------------------------------------------------------------------------
-  VENDURE_DISABLE_TELEMETRY=true PORT="$PORT" DB_FILE="$DIR/vendure.sqlite" \
+  VENDURE_DISABLE_TELEMETRY=true PORT="$PORT" DB_FILE="$DIR/vendure.sqlite" DATABASE_URL="$DATABASE_URL" \
     WEBHOOK_URL="${WEBHOOK_URL:-}" WEBHOOK_SECRET="${WEBHOOK_SECRET:-ferry-test-webhook-secret}" \
     setsid nohup node server.js >>vendure.log 2>&1 </dev/null 9>&- &
   PID=$!
@@ -107,7 +160,7 @@ gql() { # gql QUERY [VARS_JSON] -> JSON on stdout; exits on transport / GraphQL 
   fi
   printf '%s\n' "$body"
 }
-if [ ! -f seeded ]; then
+if ! is_seeded; then
   # (not in $(...): gql must set TOKEN in this shell)
   gql 'mutation { login(username:"superadmin", password:"superadmin") { ... on CurrentUser { id } ... on ErrorResult { errorCode message } } }' >login.json
   [ -n "$TOKEN" ] || { log "admin login returned no token: $(cat login.json)"; exit 1; }
@@ -138,7 +191,6 @@ if [ ! -f seeded ]; then
       '{"i":{"code":"test-pay","enabled":true,"handler":{"code":"dummy-payment-handler","arguments":[{"name":"automaticSettle","value":"true"}]},
         "translations":[{"languageCode":"en","name":"Test payment"}]}}' >/dev/null
   fi
-  touch seeded
+  printf '%s\n' "$BACKEND" > seeded
 fi
-CH=""  # (channel details: see the connector's check)
-log "READY in $(elapsed): pid $PID, Admin API $A, Shop API $BASE/shop-api, superadmin/superadmin ${CH}"
+log "READY in $(elapsed): pid $PID, Admin API $A, Shop API $BASE/shop-api, superadmin/superadmin, database ${BACKEND%% *}${PG_DB:+ $PG_DB}"

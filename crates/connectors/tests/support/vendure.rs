@@ -3,6 +3,8 @@
 //! Vendure: `scripts/peers/vendure/up.sh <target dir>/peers/vendure 18300`, once per test process
 //! (nextest runs every test in its own process; up.sh serialises them with a flock and returns at once
 //! when the server is already up). The server is never reset: tests create uniquely named data.
+//! The tests' peer always runs on sql.js (`DATABASE_URL` is not passed on to up.sh); the benchmark can
+//! start another peer, e.g. on PostgreSQL, with [`start_vendure`].
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -32,37 +34,53 @@ fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
 }
 
-/// Starts (or finds running) the Vendure peer; panics with the script's output when it cannot.
+/// Starts (or finds running) the tests' Vendure peer (sql.js, port [`VENDURE_PORT`], webhooks to
+/// [`WEBHOOK_PORT`]); panics with the script's output when it cannot.
 pub fn vendure() -> &'static VendurePeer {
     static PEER: OnceLock<VendurePeer> = OnceLock::new();
     PEER.get_or_init(|| {
-        let script = workspace_root().join("scripts/peers/vendure/up.sh");
-        let dir = target_dir().join("peers/vendure");
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg(&dir)
-            .arg(VENDURE_PORT.to_string())
-            .env("WEBHOOK_URL", format!("http://127.0.0.1:{WEBHOOK_PORT}{WEBHOOK_PATH}"))
-            .env("WEBHOOK_SECRET", WEBHOOK_SECRET)
-            .output()
-            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-        assert!(
-            out.status.success(),
-            "{} {} {VENDURE_PORT} failed:\n{}{}",
-            script.display(),
-            dir.display(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let base_url = format!("http://127.0.0.1:{VENDURE_PORT}");
-        VendurePeer {
-            admin_api: format!("{base_url}/admin-api"),
-            shop_api: format!("{base_url}/shop-api"),
-            base_url,
-            username: "superadmin".into(),
-            password: "superadmin".into(),
-        }
+        let webhook_url = format!("http://127.0.0.1:{WEBHOOK_PORT}{WEBHOOK_PATH}");
+        start_vendure(&target_dir().join("peers/vendure"), VENDURE_PORT, None, Some(&webhook_url))
     })
+}
+
+/// Starts (or finds running) a Vendure peer with `scripts/peers/vendure/up.sh DIR PORT`: on PostgreSQL
+/// when `database_url` is given (up.sh's `DATABASE_URL`), else on sql.js whatever the environment says;
+/// posting its events to `webhook_url` when given. Panics with the script's output when it cannot.
+pub fn start_vendure(dir: &std::path::Path, port: u16, database_url: Option<&str>, webhook_url: Option<&str>) -> VendurePeer {
+    let script = workspace_root().join("scripts/peers/vendure/up.sh");
+    let mut cmd = Command::new("bash");
+    cmd.arg(&script).arg(dir).arg(port.to_string()).env("WEBHOOK_SECRET", WEBHOOK_SECRET);
+    match database_url {
+        Some(url) => cmd.env("DATABASE_URL", url),
+        None => cmd.env_remove("DATABASE_URL"),
+    };
+    match webhook_url {
+        Some(url) => cmd.env("WEBHOOK_URL", url),
+        None => cmd.env_remove("WEBHOOK_URL"),
+    };
+    let out = cmd.output().unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} {} {port} failed:\n{}{}",
+        script.display(),
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let base_url = format!("http://127.0.0.1:{port}");
+    VendurePeer {
+        admin_api: format!("{base_url}/admin-api"),
+        shop_api: format!("{base_url}/shop-api"),
+        base_url,
+        username: "superadmin".into(),
+        password: "superadmin".into(),
+    }
+}
+
+/// `<target dir>/peers/<name>`: where a Vendure peer of its own (e.g. the benchmark's) keeps its server.
+pub fn vendure_peer_dir(name: &str) -> PathBuf {
+    target_dir().join("peers").join(name)
 }
 
 /// A short random suffix for unique test data.
