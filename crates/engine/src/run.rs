@@ -9,6 +9,10 @@
 //!
 //! A crash before 4 repeats 1–3 on the next run: upserts are rewritten with the same content, and
 //! create-once records are found in step 2 instead of created twice.
+//!
+//! Batches overlap for speed without changing that: batch N+1 is hashed, mapped and validated while N is
+//! written, and N is committed while N+1 is looked up and written (N's results standing in for the
+//! store's until then), so at most two batches are written and not yet committed.
 
 use crate::backoff::Backoff;
 use crate::config::{FlowConfig, OnMissing};
@@ -192,7 +196,7 @@ impl SourceIndex {
     }
 }
 
-/// Batches are prepared while the previous one is written: this many in flight at most.
+/// A batch being prepared on the blocking pool while the previous one is written.
 type InFlight = tokio::task::JoinHandle<Prepared>;
 
 struct Runner<'a> {
@@ -212,7 +216,7 @@ struct Runner<'a> {
     /// Identifies the flow's mapping and model version: the same raw record under the same mapping always
     /// maps to the same canonical record, so an unchanged source hash means an unchanged record.
     mapping_id: [u8; 32],
-    /// Loaded for complete reads; otherwise each batch asks the store.
+    /// Loaded for complete reads; without it every record is mapped and compared by its canonical hash.
     source_index: Option<Arc<SourceIndex>>,
     /// The batch being prepared while the previous one is written and committed.
     in_flight: Option<InFlight>,
@@ -443,9 +447,8 @@ impl Runner<'_> {
     }
 
     /// Starts preparing `batch` (with `checkpoint` to commit after it) on the blocking pool, then writes
-    /// and commits the batch prepared before it. So batch N+1 is hashed, mapped and validated on other
-    /// threads while batch N is looked up, written and committed; look-ups stay in order (N+1's after N's
-    /// commit), so a key in both batches is never created twice.
+    /// the batch prepared before it. So batch N+1 is hashed, mapped and validated on other threads while
+    /// batch N is looked up and written (see `apply` for how N's look-up sees N-1's uncommitted results).
     async fn submit(&mut self, batch: &mut Batch, checkpoint: Option<serde_json::Value>) -> Result<(), String> {
         let mut current = std::mem::replace(batch, Batch::new());
         current.commit.checkpoint = checkpoint;
