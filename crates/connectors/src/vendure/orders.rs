@@ -1,5 +1,5 @@
-//! Orders: read incrementally (`updatedAt` ≥ checkpoint − overlap, sorted by `updatedAt`, only states
-//! past the cart: option `order_states`) or by order code, as canonical Orders.
+//! Orders: read incrementally (`updatedAt` ≥ checkpoint − overlap, sorted by `updatedAt`, paged by the last
+//! `updatedAt` read, only states past the cart: option `order_states`) or by order code, as canonical Orders.
 //!
 //! Vendure keeps money as integer minor units; amounts convert exactly. The channel's
 //! `pricesIncludeTax` decides the canonical tax mode (orders do not expose it). Vendure folds order-level discounts into
@@ -28,10 +28,26 @@ const ORDER_FIELDS: &str = "id code state orderPlacedAt updatedAt currencyCode c
   subTotal subTotalWithTax shipping shippingWithTax total totalWithTax
   payments { method amount state transactionId }";
 
+/// Keyset paging over `updatedAt`: each page asks for orders updated at or after the last one read, so an
+/// order that changes while a long read goes on moves to the end of the list and is read there, instead
+/// of shifting every later order back by one (with `skip` paging, the order at the page boundary was
+/// skipped and the checkpoint moved past it).
 struct Page {
-    skip: usize,
     since: Option<String>,
+    /// `updatedAt` of the last order read, and the ids read with exactly that time (read again by the
+    /// next page's "at or after" filter, and dropped there).
+    cursor: Option<String>,
+    read_at_cursor: std::collections::HashSet<String>,
+    /// Only when a whole page held orders already read at the cursor (more orders with one `updatedAt`
+    /// than a page): step over them.
+    skip: usize,
     done: bool,
+}
+
+/// One millisecond before an RFC 3339 time: Vendure's `after` is strict, and times travel in milliseconds.
+fn just_before(time: &str) -> Option<String> {
+    let t = chrono::DateTime::parse_from_rfc3339(time).ok()?;
+    Some((t - chrono::Duration::milliseconds(1)).with_timezone(&chrono::Utc).to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
 pub(crate) fn read(v: &Vendure, request: ReadRequest) -> BoxStream<'_, Result<ReadItem, ConnectorError>> {
@@ -39,7 +55,7 @@ pub(crate) fn read(v: &Vendure, request: ReadRequest) -> BoxStream<'_, Result<Re
         chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| (t.with_timezone(&chrono::Utc) - chrono::Duration::seconds(v.options.overlap_seconds)).to_rfc3339())
     });
     let keys = request.keys.clone();
-    let state = Page { skip: 0, since, done: false };
+    let state = Page { since, cursor: None, read_at_cursor: Default::default(), skip: 0, done: false };
     futures::stream::unfold(state, move |mut st| {
         let keys = keys.clone();
         async move {
@@ -56,8 +72,9 @@ pub(crate) fn read(v: &Vendure, request: ReadRequest) -> BoxStream<'_, Result<Re
                     filter.insert("state".into(), json!({"in": v.options.order_states}));
                     // A cart cancelled before checkout is Cancelled too, but was never an order.
                     filter.insert("orderPlacedAt".into(), json!({"isNull": false}));
-                    if let Some(s) = &st.since {
-                        filter.insert("updatedAt".into(), json!({"after": s}));
+                    let from_cursor = st.cursor.as_deref().and_then(just_before);
+                    if let Some(after) = from_cursor.as_ref().or(st.since.as_ref()) {
+                        filter.insert("updatedAt".into(), json!({"after": after}));
                     }
                 }
             }
@@ -79,14 +96,26 @@ pub(crate) fn read(v: &Vendure, request: ReadRequest) -> BoxStream<'_, Result<Re
                 }
             };
             let items = data.pointer("/orders/items").and_then(Value::as_array).cloned().unwrap_or_default();
-            let total = data.pointer("/orders/totalItems").and_then(Value::as_u64).unwrap_or(0) as usize;
-            let mut out: Vec<Result<ReadItem, ConnectorError>> = items.iter().map(|o| Ok(translate(o, pit))).collect();
-            st.skip += items.len();
-            if items.is_empty() || st.skip >= total {
-                st.done = true;
+            let mut out: Vec<Result<ReadItem, ConnectorError>> = Vec::with_capacity(items.len() + 1);
+            let mut fresh = 0;
+            for o in &items {
+                let (id, updated) = (o["id"].as_str().unwrap_or_default(), o["updatedAt"].as_str().unwrap_or_default());
+                if st.cursor.as_deref() == Some(updated) && st.read_at_cursor.contains(id) {
+                    continue; // read on the previous page
+                }
+                if st.cursor.as_deref() != Some(updated) {
+                    st.cursor = Some(updated.to_owned());
+                    st.read_at_cursor.clear();
+                }
+                st.read_at_cursor.insert(id.to_owned());
+                fresh += 1;
+                out.push(Ok(translate(o, pit)));
             }
+            // A short page is the last; a full page of orders already read steps over them.
+            st.done = items.len() < take;
+            st.skip = if fresh == 0 { st.read_at_cursor.len() } else { 0 };
             if keys.is_none()
-                && let Some(last) = items.last().and_then(|o| o["updatedAt"].as_str())
+                && let Some(last) = &st.cursor
             {
                 out.push(Ok(ReadItem::Checkpoint(json!({"updated_at": last}))));
             }
