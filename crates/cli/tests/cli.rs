@@ -1,6 +1,9 @@
 //! The `ferry` binary end to end on real files: the quickstart, poison rows, dry runs, and `kill -9` at
 //! random instants of large syncs.
 
+#[path = "support/orders_csv.rs"]
+mod support;
+
 use ferry_model::Stream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -266,14 +269,6 @@ batch_size = 50
     let (report, code) = json_report(&config, &["sync", "orders"]);
     assert_eq!(code, 0, "{report}");
 
-    let mut reader = csv::ReaderBuilder::new().from_path(dir.path().join("erp/orders.csv")).unwrap();
-    let headers = reader.headers().unwrap().clone();
-    let number = headers.iter().position(|h| h == "order_number").unwrap();
-    let line_no = headers.iter().position(|h| h == "line_no").unwrap();
-    let mut seen = std::collections::HashSet::new();
-    for row in reader.records() {
-        let row = row.unwrap();
-        assert!(seen.insert((row[number].to_owned(), row[line_no].to_owned())), "order line {:?} twice", &row[number]);
-    }
-    assert_eq!(seen.len(), 2 * N, "every line of every order arrived exactly once");
+    let lines = support::assert_each_order_line_once(&dir.path().join("erp/orders.csv"));
+    assert_eq!(lines, 2 * N, "every line of every order arrived exactly once");
 }

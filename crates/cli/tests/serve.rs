@@ -2,6 +2,9 @@
 //! a JSONL catalogue and a CSV order import; `kill -9` of the server in the middle of a job, a restart,
 //! and the job runs again after its lease — every record lands, no order twice.
 
+#[path = "support/orders_csv.rs"]
+mod support;
+
 use ferry_model::Stream;
 use serde_json::{Value, json};
 use std::io::{Read, Write};
@@ -221,16 +224,8 @@ batch_size = 20
         assert_eq!((&got["name"], &got["price"]["amount"]), (&p["name"], &p["price"]["amount"]), "{got}");
     }
     // Every line of every order in the import file, no order twice.
-    let mut reader = csv::ReaderBuilder::new().from_path(d.join("shop1/erp/orders.csv")).unwrap();
-    let headers = reader.headers().unwrap().clone();
-    let number = headers.iter().position(|h| h == "order_number").unwrap();
-    let line_no = headers.iter().position(|h| h == "line_no").unwrap();
-    let mut seen = std::collections::HashSet::new();
-    for row in reader.records() {
-        let row = row.unwrap();
-        assert!(seen.insert((row[number].to_owned(), row[line_no].to_owned())), "order line {:?} {:?} twice", &row[number], &row[line_no]);
-    }
-    assert_eq!(seen.len(), 2 * ORDERS, "every line of every order arrived exactly once");
+    let lines = support::assert_each_order_line_once(&d.join("shop1/erp/orders.csv"));
+    assert_eq!(lines, 2 * ORDERS, "every line of every order arrived exactly once");
 
     // The state agrees: a full re-run of both flows writes nothing.
     for flow in ["products", "orders"] {

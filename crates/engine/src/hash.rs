@@ -22,19 +22,18 @@ pub fn fingerprint(record: &mut Record) -> Fingerprint {
     let updated_at = record.replace_updated_at(None);
     let canonical = serde_json::to_string(&*record).expect("canonical records always serialise");
     record.replace_updated_at(updated_at);
-    let hash = hex16(blake3::hash(canonical.as_bytes()).as_bytes());
+    let hash = hex128(digest128(&blake3::hash(canonical.as_bytes())));
     Fingerprint { hash, canonical }
 }
 
-/// The first 16 bytes of a digest as 32 lowercase hex characters.
-pub(crate) fn hex16(digest: &[u8; 32]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(32);
-    for b in &digest[..16] {
-        out.push(HEX[usize::from(b >> 4)] as char);
-        out.push(HEX[usize::from(b & 15)] as char);
-    }
-    out
+/// The first 128 bits of a BLAKE3 digest: what Ferry keeps of a hash.
+pub(crate) fn digest128(digest: &blake3::Hash) -> u128 {
+    u128::from_be_bytes(digest.as_bytes()[..16].try_into().expect("16 of 32 bytes"))
+}
+
+/// A 128-bit hash as stored: 32 lowercase hex characters.
+pub(crate) fn hex128(hash: u128) -> String {
+    format!("{hash:032x}")
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use crate::backoff::Backoff;
 use crate::config::{FlowConfig, OnMissing};
 use crate::connector::*;
 use crate::diff::{FieldChange, diff};
-use crate::hash::fingerprint;
+use crate::hash::{digest128, fingerprint, hex128};
 use crate::mapping::Mapping;
 use crate::store::{BatchCommit, Counts, NewFailure, RunRecord, Stage, StateStore, Synced, XrefEntry};
 use ferry_model::{Record, Stream, key_hint};
@@ -1015,14 +1015,10 @@ fn with_source_fingerprint<R>(mapping_id: &[u8; 32], data: &serde_json::Value, t
         buffer.extend_from_slice(mapping_id);
         serde_json::to_writer(&mut *buffer, data).expect("serialising to memory never fails");
         let digest = blake3::hash(buffer);
-        then(u128::from_be_bytes(digest.as_bytes()[..16].try_into().expect("16 of 32 bytes")), &buffer[mapping_id.len()..])
+        then(digest128(&digest), &buffer[mapping_id.len()..])
     })
 }
 
-/// A source hash as stored: 32 lowercase hex characters (the same text `hash::hex16` gives a digest).
-fn hex128(hash: u128) -> String {
-    format!("{hash:032x}")
-}
 
 /// 64-bit hash of a key, for the set of keys a complete read has seen (8 bytes a key instead of the key).
 fn key_hash(key: &str) -> u64 {
