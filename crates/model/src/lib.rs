@@ -23,7 +23,7 @@ pub use common::{Address, Custom};
 pub use customer::Customer;
 pub use error::{FieldError, RecordError};
 pub use money::{Currency, Money, Price};
-pub use order::{Discount, DiscountKind, Loyalty, Order, OrderCustomer, OrderLine, OrderStatus, OrderTotals, Payment, ShippingLine, TaxLine};
+pub use order::{Discount, DiscountKind, Loyalty, Order, OrderCustomer, OrderLine, OrderStatus, OrderTotals, Payment, Refund, RefundLine, ShippingLine, TaxLine};
 pub use price::{PriceListEntry, PriceScope};
 pub use product::{Media, MediaKind, Product, ProductStatus, Translation, Weight};
 pub use shipment::{Shipment, ShipmentLine};

@@ -42,12 +42,19 @@ pub struct Order {
     pub billing_address: Option<Address>,
     pub shipping_address: Option<Address>,
     pub notes: Option<String>,
+    /// When the shop cancelled the order (`status` is then `cancelled`).
+    pub cancelled_at: Option<DateTime<Utc>>,
+    /// Money the shop gave back after the order was placed, each refund once (by its `id`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refunds: Vec<Refund>,
     pub updated_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub custom: Custom,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// Where the order stands in the shop. Which statuses an order may be *imported* in is a flow setting
+/// (`[flows.X.orders] import_statuses`); once imported, later statuses are changes of the order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     /// Placed, not yet paid or authorised.
@@ -60,7 +67,95 @@ pub enum OrderStatus {
     Shipped,
     Completed,
     Cancelled,
+    /// Part of the money was given back (see `refunds`); the rest of the order stands.
+    PartiallyRefunded,
+    /// All the money was given back.
     Refunded,
+}
+
+impl OrderStatus {
+    pub const ALL: [OrderStatus; 9] = [
+        OrderStatus::Pending,
+        OrderStatus::Confirmed,
+        OrderStatus::Processing,
+        OrderStatus::PartiallyShipped,
+        OrderStatus::Shipped,
+        OrderStatus::Completed,
+        OrderStatus::Cancelled,
+        OrderStatus::PartiallyRefunded,
+        OrderStatus::Refunded,
+    ];
+
+    /// Paid (or authorised) and not cancelled: what a business books by default.
+    pub fn is_paid(&self) -> bool {
+        !matches!(self, OrderStatus::Pending | OrderStatus::Cancelled)
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "pending",
+            OrderStatus::Confirmed => "confirmed",
+            OrderStatus::Processing => "processing",
+            OrderStatus::PartiallyShipped => "partially_shipped",
+            OrderStatus::Shipped => "shipped",
+            OrderStatus::Completed => "completed",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::PartiallyRefunded => "partially_refunded",
+            OrderStatus::Refunded => "refunded",
+        }
+    }
+}
+
+/// Money given back on an order: which lines (and how many of each), shipping, an adjustment, with the
+/// tax contained. Amounts are positive and follow the order's `prices_include_tax`.
+#[skip_serializing_none]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Refund {
+    /// The shop's refund id: a refund is booked once per id.
+    pub id: String,
+    pub refunded_at: Option<DateTime<Utc>>,
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<RefundLine>,
+    /// Shipping given back (tax mode per the order's `prices_include_tax`).
+    #[serde(default, with = "crate::decimal")]
+    #[schemars(with = "crate::schema::DecimalString")]
+    pub shipping: Decimal,
+    /// Tax on `shipping`.
+    #[serde(default, with = "crate::decimal")]
+    #[schemars(with = "crate::schema::DecimalString")]
+    pub shipping_tax: Decimal,
+    /// Any other amount given back (goodwill), tax-free; negative when the shop kept a fee.
+    #[serde(default, with = "crate::decimal")]
+    #[schemars(with = "crate::schema::DecimalString")]
+    pub adjustment: Decimal,
+    /// All tax given back (lines and shipping).
+    #[serde(default, with = "crate::decimal")]
+    #[schemars(with = "crate::schema::DecimalString")]
+    pub tax: Decimal,
+    /// What the buyer got back.
+    #[serde(with = "crate::decimal")]
+    #[schemars(with = "crate::schema::DecimalString")]
+    pub total: Decimal,
+}
+
+#[skip_serializing_none]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundLine {
+    pub sku: String,
+    #[serde(with = "crate::decimal")]
+    #[schemars(with = "crate::schema::DecimalString")]
+    pub quantity: Decimal,
+    /// The amount given back for these units (tax mode per the order's `prices_include_tax`).
+    #[serde(with = "crate::decimal")]
+    #[schemars(with = "crate::schema::DecimalString")]
+    pub amount: Decimal,
+    /// Tax contained in (or added to) `amount`.
+    #[serde(default, with = "crate::decimal")]
+    #[schemars(with = "crate::schema::DecimalString")]
+    pub tax: Decimal,
 }
 
 #[skip_serializing_none]
@@ -236,6 +331,60 @@ impl Order {
             }
         }
         errors.extend(self.reconcile());
+        self.validate_refunds(errors);
+    }
+
+    /// Each refund adds up (lines + shipping + adjustment, + tax when prices exclude it = total), names
+    /// SKUs of the order, and no more units of a SKU are refunded than were ordered. Checked arithmetic:
+    /// amounts come from outside.
+    fn validate_refunds(&self, errors: &mut Vec<FieldError>) {
+        let c = self.currency;
+        let mut ids = std::collections::HashSet::new();
+        let mut refunded: BTreeMap<&str, Decimal> = BTreeMap::new();
+        let overflow = |field: String| FieldError::new(field, "amounts too large to add up");
+        for (i, r) in self.refunds.iter().enumerate() {
+            let f = |name: &str| format!("refunds[{i}].{name}");
+            if r.id.trim().is_empty() {
+                errors.push(FieldError::new(f("id"), "a refund needs the shop's id (it is booked once per id)"));
+            } else if !ids.insert(r.id.as_str()) {
+                errors.push(FieldError::new(f("id"), format!("refund {:?} is listed twice", r.id)));
+            }
+            let mut parts = Some(r.shipping).and_then(|s| s.checked_add(r.adjustment));
+            let mut tax = Some(r.shipping_tax);
+            for (j, l) in r.lines.iter().enumerate() {
+                if !self.lines.iter().any(|o| o.sku == l.sku) {
+                    errors.push(FieldError::new(format!("refunds[{i}].lines[{j}].sku"), format!("{:?} is not a SKU of this order", l.sku)));
+                }
+                if l.quantity.is_sign_negative() || l.amount.is_sign_negative() {
+                    errors.push(FieldError::new(format!("refunds[{i}].lines[{j}]"), "quantity and amount are given back: they must not be negative"));
+                }
+                let sum = refunded.entry(l.sku.as_str()).or_default();
+                *sum = sum.checked_add(l.quantity).unwrap_or(Decimal::MAX);
+                parts = parts.and_then(|p| p.checked_add(l.amount));
+                tax = tax.and_then(|t| t.checked_add(l.tax));
+            }
+            let (Some(parts), Some(tax)) = (parts, tax) else {
+                errors.push(overflow(f("total")));
+                continue;
+            };
+            if c.round(tax) != c.round(r.tax) {
+                errors.push(FieldError::new(f("tax"), format!("is {} but its lines and shipping carry {}", r.tax, c.round(tax))));
+            }
+            let expected = if self.prices_include_tax { Some(parts) } else { parts.checked_add(r.tax) };
+            match expected {
+                Some(e) if c.round(e) != c.round(r.total) => {
+                    errors.push(FieldError::new(f("total"), format!("is {} but lines + shipping + adjustment{} give {}", r.total, if self.prices_include_tax { "" } else { " + tax" }, c.round(e))));
+                }
+                Some(_) => {}
+                None => errors.push(overflow(f("total"))),
+            }
+        }
+        for (sku, qty) in refunded {
+            let ordered: Decimal = self.lines.iter().filter(|l| l.sku == sku).fold(Decimal::ZERO, |a, l| a.checked_add(l.quantity).unwrap_or(Decimal::MAX));
+            if qty > ordered && ordered > Decimal::ZERO {
+                errors.push(FieldError::new("refunds", format!("{qty} of {sku} refunded but {ordered} ordered")));
+            }
+        }
     }
 
     /// Checks that the totals agree with the parts, to the currency's minor unit:
