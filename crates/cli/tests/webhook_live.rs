@@ -99,7 +99,7 @@ async fn a_vendure_order_becomes_exactly_one_tryton_sale_through_ferry_serve_web
     .unwrap();
     let rec = |stream, v: Value| {
         let record = Record::parse(stream, v, "test").unwrap();
-        WriteRecord { key: record.key(), target_id: None, record }
+        WriteRecord { key: record.key(), target_id: None, record, previous: None }
     };
     let out = shop_admin
         .write(Stream::Products, vec![rec(Stream::Products, json!({"sku": sku, "name": "Webhook widget", "price": {"amount": "20", "currency": "AUD", "tax_inclusive": false}}))])

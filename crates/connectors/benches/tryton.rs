@@ -101,7 +101,7 @@ async fn main() {
                 "totals": {"subtotal": "25.50", "shipping": "8.00", "tax": "3.35", "total": "36.85"},
             });
             let record = Record::parse(Stream::Orders, o, "bench").unwrap();
-            WriteRecord { key: record.key(), target_id: None, record }
+            WriteRecord { key: record.key(), target_id: None, record, previous: None }
         })
         .collect();
     let (c0, w0) = waited(&t);

@@ -52,7 +52,7 @@ fn product(run: &str, i: usize, price_cents: i64) -> WriteRecord {
         "price": {"amount": format!("{}.{:02}", price_cents / 100, price_cents % 100), "currency": "AUD", "tax_inclusive": false},
     });
     let record = Record::parse(Stream::Products, v, "bench").unwrap();
-    WriteRecord { key: record.key(), target_id: None, record }
+    WriteRecord { key: record.key(), target_id: None, record, previous: None }
 }
 
 struct Phase {
@@ -195,7 +195,7 @@ async fn main() {
         eprintln!("  placing {missing} orders through the Shop API ({existing} exist) ...");
         let sku = format!("B{run}-00000");
         let stock = Record::parse(Stream::Stock, json!({"sku": sku, "on_hand": "1000000"}), "bench").unwrap();
-        v.write(Stream::Stock, vec![WriteRecord { key: stock.key(), target_id: None, record: stock }]).await.unwrap();
+        v.write(Stream::Stock, vec![WriteRecord { key: stock.key(), target_id: None, record: stock, previous: None }]).await.unwrap();
         let variant = v.variant_id(&sku).await.expect("variant look-up").expect("the bench variant exists");
         let http = reqwest::Client::new();
         let started = Instant::now();

@@ -37,7 +37,7 @@ async fn read_and_parse(source: &dyn Connector, stream: Stream) -> (Vec<Record>,
 async fn write_all(target: &dyn Connector, stream: Stream, records: &[Record]) {
     let batch_size = target.describe().batch_size;
     for chunk in records.chunks(batch_size) {
-        let batch = chunk.iter().map(|r| WriteRecord { key: r.key(), target_id: None, record: r.clone() }).collect();
+        let batch = chunk.iter().map(|r| WriteRecord { key: r.key(), target_id: None, record: r.clone(), previous: None }).collect();
         for outcome in target.write(stream, batch).await.unwrap() {
             let written = outcome.result.unwrap();
             assert_eq!(written.target_id, outcome.key);
@@ -124,7 +124,7 @@ async fn deliver_once(target: &dyn Connector, record: &Record) -> Option<WriteAc
         assert_eq!(id, &key);
         return None;
     }
-    let out = target.write(Stream::Orders, vec![WriteRecord { key, target_id: None, record: record.clone() }]).await.unwrap();
+    let out = target.write(Stream::Orders, vec![WriteRecord { key, target_id: None, record: record.clone(), previous: None }]).await.unwrap();
     Some(out[0].result.as_ref().unwrap().action)
 }
 
@@ -208,7 +208,7 @@ async fn child_writer() {
                 } else {
                     Record::parse(Stream::Products, json!({"sku": format!("SKU-{}-{}", std::process::id(), n * batch + i), "name": "Garden product"}), "x").unwrap()
                 };
-                WriteRecord { key: record.key(), target_id: None, record }
+                WriteRecord { key: record.key(), target_id: None, record, previous: None }
             })
             .collect();
         target.write(stream, records).await.unwrap();

@@ -271,7 +271,7 @@ fn order(number: &str, customer: Value, lines: &[(&str, &str, &str)], freight: &
 }
 
 fn new(record: Record) -> WriteRecord {
-    WriteRecord { key: record.key(), target_id: None, record }
+    WriteRecord { key: record.key(), target_id: None, record, previous: None }
 }
 
 async fn sale(t: &Tryton, id: &str) -> serde_json::Map<String, Value> {
@@ -382,7 +382,7 @@ async fn the_same_order_written_twice_is_one_sale_and_find_by_key_finds_it() {
     assert_eq!(second.target_id, first.target_id);
     assert_eq!(second.action, WriteAction::Unchanged);
     // and with the cross-reference it is not touched at all
-    let third = fresh.write(Stream::Orders, vec![WriteRecord { key: number.clone(), target_id: Some(first.target_id.clone()), record: rec }]).await.unwrap().remove(0).result.unwrap();
+    let third = fresh.write(Stream::Orders, vec![WriteRecord { key: number.clone(), target_id: Some(first.target_id.clone()), record: rec, previous: None }]).await.unwrap().remove(0).result.unwrap();
     assert_eq!(third.action, WriteAction::Unchanged);
     let sales = t.rpc().search("sale.sale", json!([["web_id", "=", number]]), 0, None, Value::Null, &none()).await.unwrap();
     assert_eq!(sales.len(), 1);

@@ -27,7 +27,7 @@ fn connector_with(extra: Value) -> Vendure {
 
 fn record(stream: Stream, v: Value) -> WriteRecord {
     let record = Record::parse(stream, v, "test").unwrap();
-    WriteRecord { key: record.key(), target_id: None, record }
+    WriteRecord { key: record.key(), target_id: None, record, previous: None }
 }
 
 fn by_key(outcomes: Vec<WriteOutcome>) -> HashMap<String, WriteOutcome> {

@@ -67,6 +67,9 @@ pub struct FlowConfig {
     pub schedule_timezone: Option<String>,
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Order streams: which shop statuses are created in the target (`[flows.NAME.orders]`).
+    #[serde(default)]
+    pub orders: crate::create_once::OrderPolicy,
 }
 
 fn yes() -> bool {

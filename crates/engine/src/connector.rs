@@ -60,8 +60,16 @@ pub enum ReadMode {
 pub enum WriteMode {
     /// Writing the same record again is harmless (products, stock, prices, customers).
     Upsert,
-    /// Each record must be created exactly once (orders into an ERP). The engine looks the natural key up
-    /// with `find_by_key` before creating anything it has no cross-reference for.
+    /// Each record must be created exactly once (orders into an ERP), and a created record may have to be
+    /// moved through states (a sale: draft → quotation → confirmed) that a crash can interrupt. The engine
+    /// looks the natural key up with `find_by_key` before creating anything it has no cross-reference for;
+    /// a record found there is handed to `write` with its target id, and the connector *resumes* it: it
+    /// reads where the record stands and drives it on to the configured end state (`WriteAction::Resumed`),
+    /// or answers `Unchanged` when it is there already. A record is reported written only once it has
+    /// reached its end state, so a record the engine has a cross-reference and an equal hash for is done.
+    /// When the record changed at the source after it was written (an order cancelled, edited, refunded),
+    /// `write` gets it with its target id and `WriteRecord::previous`: the connector applies what the
+    /// target's state allows, and fails the record with a clear message otherwise.
     CreateOnce,
 }
 
@@ -115,6 +123,9 @@ pub struct WriteRecord {
     /// The target's id from the cross-reference (or found by `find_by_key`); `None` means create.
     pub target_id: Option<String>,
     pub record: Record,
+    /// Create-once streams: the canonical record the target last acknowledged, when Ferry has it (`None` for
+    /// a record found by key after a crash). Lets the connector see what changed since (status, lines…).
+    pub previous: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,6 +136,9 @@ pub enum WriteAction {
     /// The target already held exactly this (it compared and skipped the write).
     Unchanged,
     Retired,
+    /// A create-once record that a previous attempt created but left behind its end state (killed or failed
+    /// after create, after quote…), driven on to it now.
+    Resumed,
 }
 
 /// The outcome of one record of a batch: each record's outcome is its own.
@@ -138,6 +152,9 @@ pub struct WriteOutcome {
 pub struct Written {
     pub target_id: String,
     pub action: WriteAction,
+    /// Written, but with something a person should know (e.g. the ERP's tax differs from the shop's by a
+    /// cent and the policy accepted it): counted and listed as a warning of the run, never silent.
+    pub warning: Option<String>,
 }
 
 /// Why one record failed: the field (when known), the endpoint's message, and whether trying again later
@@ -160,7 +177,11 @@ impl RecordFailure {
 
 impl WriteOutcome {
     pub fn ok(key: impl Into<String>, target_id: impl Into<String>, action: WriteAction) -> Self {
-        WriteOutcome { key: key.into(), result: Ok(Written { target_id: target_id.into(), action }) }
+        WriteOutcome { key: key.into(), result: Ok(Written { target_id: target_id.into(), action, warning: None }) }
+    }
+    /// Written, with a warning for the run (see `Written::warning`).
+    pub fn warned(key: impl Into<String>, target_id: impl Into<String>, action: WriteAction, warning: impl Into<String>) -> Self {
+        WriteOutcome { key: key.into(), result: Ok(Written { target_id: target_id.into(), action, warning: Some(warning.into()) }) }
     }
     pub fn failed(key: impl Into<String>, failure: RecordFailure) -> Self {
         WriteOutcome { key: key.into(), result: Err(failure) }

@@ -8,6 +8,7 @@
 pub mod backoff;
 pub mod config;
 pub mod connector;
+pub mod create_once;
 pub mod diff;
 pub mod hash;
 pub mod mapping;
@@ -17,6 +18,7 @@ pub mod store;
 pub mod workspace;
 
 pub use config::{Config, FlowConfig, OnMissing};
+pub use create_once::OrderPolicy;
 pub use connector::{
     BuildContext, CheckReport, Connector, ConnectorError, ConnectorFactory, Description, ErrorKind, ReadItem, ReadMode,
     ReadRequest, RecordFailure, Registry, RetireMode, SourceRecord, StreamCapability, WriteAction, WriteMode, WriteOutcome,

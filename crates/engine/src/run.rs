@@ -17,6 +17,7 @@
 use crate::backoff::Backoff;
 use crate::config::{FlowConfig, OnMissing};
 use crate::connector::*;
+use crate::create_once;
 use crate::diff::{FieldChange, diff};
 use crate::hash::{digest128, fingerprint, hex128};
 use crate::mapping::Mapping;
@@ -523,6 +524,40 @@ impl Runner<'_> {
         commit.failed.push(NewFailure { key, position, stage, field, message, retryable, source });
     }
 
+    /// Create-once records (see `create_once`): keys without a cross-reference are looked up in the target
+    /// (found → resumed there); records not in the target are created only in a status the flow imports;
+    /// records changed since they were written carry what the target last received.
+    async fn prepare_create_once(&mut self, to_write: Vec<ToWrite>, commit: &mut BatchCommit) -> Result<Vec<ToWrite>, String> {
+        let flow = self.flow.name.clone();
+        let unknown: Vec<String> = to_write.iter().filter(|w| w.target_id.is_none()).map(|w| w.pending.key.clone()).collect();
+        let found = if unknown.is_empty() {
+            HashMap::new()
+        } else {
+            let (target, stream) = (self.flow.target.clone(), self.stream);
+            with_retry(&format!("find {stream} by key"), || target.find_by_key(stream, &unknown)).await?
+        };
+        let changed: Vec<String> = to_write.iter().filter(|w| w.target_id.is_some()).map(|w| w.pending.key.clone()).collect();
+        let mut previous = if changed.is_empty() { HashMap::new() } else { self.store.payloads(&flow, &changed).await.map_err(|e| e.to_string())? };
+        let mut out = Vec::with_capacity(to_write.len());
+        for mut w in to_write {
+            if w.target_id.is_some() {
+                w.previous = previous.remove(&w.pending.key);
+            } else if let Some(existing) = found.get(&w.pending.key) {
+                tracing::info!(flow = %flow, record = %w.pending.key, target_id = %existing, "already in the target: resumed there, not created again");
+                w.target_id = Some(existing.clone());
+                w.found = true;
+            } else if let Some(why) = self.flow.config.orders.refuses_to_create(&w.pending.record) {
+                self.report.counts.skipped += 1;
+                commit.counts.skipped += 1;
+                self.resolve(commit, &w.pending.key);
+                commit.outcomes.push(RunRecord { key: w.pending.key, outcome: "skipped", target_id: None, field: Some("status".into()), message: Some(why) });
+                continue;
+            }
+            out.push(w);
+        }
+        Ok(out)
+    }
+
     fn count_unchanged(&mut self, commit: &mut BatchCommit) {
         self.report.counts.unchanged += 1;
         commit.counts.unchanged += 1;
@@ -612,7 +647,7 @@ impl Runner<'_> {
         let mut known = if keys.is_empty() { HashMap::new() } else { self.store.lookup(flow, &keys).await.map_err(|e| e.to_string())? };
         known.extend(recent);
 
-        let mut to_write: Vec<(Pending, Option<String>)> = Vec::new();
+        let mut to_write: Vec<ToWrite> = Vec::new();
         for p in pending {
             match known.get(&p.key) {
                 Some(x) if x.hash == p.hash => {
@@ -632,41 +667,13 @@ impl Runner<'_> {
                 }
                 other => {
                     let target_id = other.map(|x| x.target_id.clone());
-                    to_write.push((p, target_id));
+                    to_write.push(ToWrite { pending: p, target_id, previous: None, found: false });
                 }
             }
         }
 
-        // Exactly once: before creating a create-once record Ferry has no cross-reference for, ask the
-        // target whether an earlier (killed) run already created it.
         if self.write_mode == WriteMode::CreateOnce {
-            let unknown: Vec<String> = to_write.iter().filter(|(_, id)| id.is_none()).map(|(p, _)| p.key.clone()).collect();
-            if !unknown.is_empty() {
-                let target = self.flow.target.clone();
-                let stream = self.stream;
-                let found = with_retry(&format!("find {stream} by key"), || target.find_by_key(stream, &unknown)).await?;
-                let mut rest = Vec::with_capacity(to_write.len());
-                for (p, id) in to_write {
-                    match (id, found.get(&p.key)) {
-                        (None, Some(existing)) => {
-                            tracing::info!(flow = %flow, record = %p.key, target_id = %existing, "already in target; recorded, not created again");
-                            self.count_unchanged(&mut commit);
-                            if !self.options.dry_run {
-                                self.resolve(&mut commit, &p.key);
-                                commit.synced.push(Synced {
-                                    key: p.key,
-                                    target_id: existing.clone(),
-                                    hash: p.hash,
-                                    payload: p.canonical,
-                                    source_hash: Some(hex128(p.source_hash)),
-                                });
-                            }
-                        }
-                        (id, _) => rest.push((p, id)),
-                    }
-                }
-                to_write = rest;
-            }
+            to_write = self.prepare_create_once(to_write, &mut commit).await?;
         }
 
         if self.options.dry_run {
@@ -677,9 +684,9 @@ impl Runner<'_> {
         for chunk in chunks(to_write, self.batch_size) {
             let mut by_key: HashMap<String, Written_> = HashMap::with_capacity(chunk.len());
             let mut records: Vec<WriteRecord> = Vec::with_capacity(chunk.len());
-            for (p, target_id) in chunk {
+            for ToWrite { pending: p, target_id, previous, .. } in chunk {
                 by_key.insert(p.key.clone(), Written_ { hash: p.hash, canonical: p.canonical, source_hash: p.source_hash, source: p.source });
-                records.push(WriteRecord { key: p.key, target_id, record: p.record });
+                records.push(WriteRecord { key: p.key, target_id, record: p.record, previous });
             }
             let outcomes = self.write_with_retry(records, &by_key).await?;
             let mut answered = HashSet::new();
@@ -706,16 +713,30 @@ impl Runner<'_> {
                                 self.count_unchanged(&mut commit);
                                 "unchanged"
                             }
+                            WriteAction::Resumed => {
+                                commit.counts.resumed += 1;
+                                self.report.counts.resumed += 1;
+                                "resumed"
+                            }
                         };
+                        if let Some(warning) = &written.warning {
+                            tracing::warn!(flow = %flow, record = %outcome.key, %warning, "written with a warning");
+                            commit.counts.warned += 1;
+                            self.report.counts.warned += 1;
+                            if self.report.warnings.len() < MAX_LISTED {
+                                self.report.warnings.push(format!("{}: {warning}", outcome.key));
+                            }
+                        }
                         self.resolve(&mut commit, &outcome.key);
-                        if self.listed_writes < MAX_WRITES_LISTED {
+                        // Warnings are always listed, like failures.
+                        if self.listed_writes < MAX_WRITES_LISTED || written.warning.is_some() {
                             self.listed_writes += 1;
                             commit.outcomes.push(RunRecord {
                                 key: outcome.key.clone(),
                                 outcome: label,
                                 target_id: Some(written.target_id.clone()),
                                 field: None,
-                                message: None,
+                                message: written.warning.clone(),
                             });
                         }
                         commit.synced.push(Synced {
@@ -742,18 +763,23 @@ impl Runner<'_> {
         Ok(Some(commit))
     }
 
-    async fn plan(&mut self, to_write: &[(Pending, Option<String>)]) -> Result<(), String> {
-        let changed: Vec<String> = to_write.iter().filter(|(_, id)| id.is_some()).map(|(p, _)| p.key.clone()).collect();
+    async fn plan(&mut self, to_write: &[ToWrite]) -> Result<(), String> {
+        let changed: Vec<String> = to_write.iter().filter(|w| w.target_id.is_some() && !w.found).map(|w| w.pending.key.clone()).collect();
         let before = if changed.is_empty() {
             HashMap::new()
         } else {
             self.store.payloads(&self.flow.name, &changed).await.map_err(|e| e.to_string())?
         };
-        for (p, id) in to_write {
-            let (action, changes) = match id {
+        for ToWrite { pending: p, target_id, found, .. } in to_write {
+            let (action, changes) = match target_id {
                 None => {
                     self.report.counts.created += 1;
                     ("create", Vec::new())
+                }
+                // In the target already, unknown to Ferry: the connector checks its state and resumes it.
+                Some(_) if *found => {
+                    self.report.counts.resumed += 1;
+                    ("resume", Vec::new())
                 }
                 Some(_) => {
                     self.report.counts.updated += 1;
@@ -771,15 +797,32 @@ impl Runner<'_> {
 
     /// Writes a batch through `with_retry`. The batch is moved into the first call (no copy on the happy
     /// path) and rebuilt from the canonical JSON kept in `sent` only when a retry needs it again.
+    /// Create-once streams, a lost answer: the retry first asks the target for the records sent without a
+    /// target id (the lost call may have created them) and resumes those instead of creating them again.
     async fn write_with_retry(&self, records: Vec<WriteRecord>, sent: &HashMap<String, Written_>) -> Result<Vec<WriteOutcome>, String> {
-        let ids: Vec<(String, Option<String>)> = records.iter().map(|w| (w.key.clone(), w.target_id.clone())).collect();
+        let ids: Vec<Resend> = records.iter().map(|w| (w.key.clone(), w.target_id.clone(), w.previous.clone())).collect();
         let mut batch = Some(records);
         let stream = self.stream;
         let target = self.flow.target.clone();
+        let create_once = self.write_mode == WriteMode::CreateOnce;
+        let ids = &ids;
         with_retry(&format!("write {stream}"), || {
-            let records = batch.take().map(Ok).unwrap_or_else(|| rebuild(stream, &ids, sent));
+            let first = batch.take();
             let target = target.clone();
-            async move { target.write(stream, records?).await }
+            async move {
+                let records = match first {
+                    Some(records) => records,
+                    None => {
+                        let mut records = rebuild(stream, ids, sent)?;
+                        if create_once {
+                            let found = create_once::find_existing(&target, stream, &records).await?;
+                            create_once::adopt(&mut records, &found);
+                        }
+                        records
+                    }
+                };
+                target.write(stream, records).await
+            }
         })
         .await
     }
@@ -972,6 +1015,17 @@ fn par_map<T: Send, U: Send>(items: Vec<T>, f: impl Fn(T) -> U + Sync) -> Vec<U>
     })
 }
 
+/// A changed or new record on its way to the target.
+struct ToWrite {
+    pending: Pending,
+    /// From the cross-reference, or found in the target by key.
+    target_id: Option<String>,
+    /// Create-once records changed since they were written: what the target last acknowledged.
+    previous: Option<serde_json::Value>,
+    /// Found in the target by key (Ferry had no cross-reference): to be resumed.
+    found: bool,
+}
+
 /// What was sent for one record, kept until the target answers.
 struct Written_ {
     hash: String,
@@ -980,14 +1034,17 @@ struct Written_ {
     source: String,
 }
 
+/// What a retry re-sends of one record besides its content: key, target id, previous payload.
+type Resend = (String, Option<String>, Option<serde_json::Value>);
+
 /// The batch of a retried write, from the canonical JSON of what was sent.
-fn rebuild(stream: Stream, ids: &[(String, Option<String>)], sent: &HashMap<String, Written_>) -> Result<Vec<WriteRecord>, ConnectorError> {
+fn rebuild(stream: Stream, ids: &[Resend], sent: &HashMap<String, Written_>) -> Result<Vec<WriteRecord>, ConnectorError> {
     ids.iter()
-        .map(|(key, target_id)| {
+        .map(|(key, target_id, previous)| {
             let fail = |e: String| ConnectorError::permanent("ferry", format!("rebuilding {key} for a retry: {e}"));
             let value = serde_json::from_str(&sent[key].canonical).map_err(|e| fail(e.to_string()))?;
             let record = Record::parse(stream, value, key).map_err(|e| fail(e.to_string()))?;
-            Ok(WriteRecord { key: key.clone(), target_id: target_id.clone(), record })
+            Ok(WriteRecord { key: key.clone(), target_id: target_id.clone(), record, previous: previous.clone() })
         })
         .collect()
 }

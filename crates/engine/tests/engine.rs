@@ -49,6 +49,7 @@ async fn rig(stream: Stream, read_mode: ReadMode, write_mode: WriteMode, records
         schedule: None,
         schedule_timezone: None,
         enabled: true,
+        orders: Default::default(),
     };
     let mapping = Mapping::compile(&config.mapping, stream).unwrap();
     let flow = Flow { name: "f".into(), config, source: source.clone(), target: target.clone(), mapping };
@@ -295,4 +296,69 @@ async fn a_key_read_twice_in_one_run_ends_with_its_last_version_even_when_that_w
             assert_eq!((again.counts.created + again.counts.updated, r.target.writes()), (0, before));
         }
     }
+}
+
+// ---- create-once records: resumed, never assumed done (issue 9) ----
+
+#[tokio::test]
+async fn a_record_created_but_left_short_of_its_end_state_is_resumed_not_called_unchanged() {
+    let r = rig(Stream::Orders, ReadMode::Incremental, WriteMode::CreateOnce, vec![order("W1"), order("W2")]).await;
+    r.target.faults.lock().unwrap().stall_after_create.insert("W1".into());
+    let first = r.sync(opts()).await;
+    assert_eq!((first.counts.created, first.counts.failed), (1, 1));
+    assert!(first.failures[0].retryable);
+
+    // The retry finds W1 in the target (created, unfinished) and drives it on.
+    let db = r._dir.path().join("state.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    sqlx::query("UPDATE failures SET next_retry_at = '2000-01-01T00:00:00.000000Z'").execute(&pool).await.unwrap();
+    let second = r.sync(opts()).await;
+    assert_eq!((second.counts.resumed, second.counts.unchanged, second.counts.created), (1, 0, 0), "{:?}", second.counts);
+    assert!(r.target.unfinished.lock().unwrap().is_empty(), "W1 reached its end state");
+    assert_eq!(r.target.writes(), 2, "W1 was created once");
+    assert!(r.store.failures(Some("f"), None).await.unwrap().is_empty());
+    let run = &r.store.runs(Some("f"), 1).await.unwrap()[0];
+    assert_eq!(run.counts.resumed, 1, "ferry status counts resumed records");
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_retried_by_finding_what_the_call_created() {
+    let r = rig(Stream::Orders, ReadMode::Incremental, WriteMode::CreateOnce, vec![order("W1"), order("W2"), order("W3")]).await;
+    r.target.faults.lock().unwrap().lose_answers = 1;
+    let report = r.sync(opts()).await;
+    assert!(report.aborted.is_none(), "{:?}", report.aborted);
+    assert_eq!(report.counts.failed, 0, "no record parked as 'must be unique': {:?}", report.failures);
+    assert_eq!(r.target.writes(), 3, "each order created once");
+    assert_eq!(r.store.lookup("f", &["W1".into(), "W2".into(), "W3".into()]).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn an_order_cancelled_before_import_is_not_created() {
+    let mut cancelled = order("W1");
+    cancelled["status"] = json!("cancelled");
+    let r = rig(Stream::Orders, ReadMode::Incremental, WriteMode::CreateOnce, vec![cancelled, order("W2")]).await;
+    let report = r.sync(opts()).await;
+    assert_eq!((report.counts.created, report.counts.skipped), (1, 1));
+    assert!(!r.target.target.lock().unwrap().contains_key("W1"));
+    let run = &r.store.runs(Some("f"), 1).await.unwrap()[0];
+    let records = r.store.run_records(run.id).await.unwrap();
+    let skipped = records.iter().find(|x| x.key == "W1").expect("the skip is listed");
+    assert_eq!(skipped.outcome, "skipped");
+    assert!(skipped.message.as_deref().unwrap().contains("cancelled"), "{skipped:?}");
+}
+
+#[tokio::test]
+async fn an_order_changed_after_import_goes_to_the_target_with_what_it_had() {
+    let r = rig(Stream::Orders, ReadMode::Incremental, WriteMode::CreateOnce, vec![order("W1")]).await;
+    r.sync(opts()).await;
+    let mut cancelled = order("W1");
+    cancelled["status"] = json!("cancelled");
+    r.source.source.lock().unwrap().push(cancelled);
+    let report = r.sync(opts()).await;
+    assert_eq!(report.counts.updated, 1, "{:?}", report.counts);
+    let previous = r.target.previous_seen.lock().unwrap()["W1"].clone();
+    assert_eq!(previous["status"], json!("pending"), "the connector sees what the target had: {previous}");
+    let target = r.target.target.lock().unwrap();
+    let ferry_model::Record::Order(o) = &target["W1"] else { panic!() };
+    assert_eq!(o.status, ferry_model::OrderStatus::Cancelled);
 }

@@ -280,6 +280,16 @@ impl OrdersSink {
             let number = order.number.clone();
             // Already written (found in the file, or the engine holds a cross-reference): an import file
             // cannot express an update, and writing the order again would import it twice.
+            if wr.previous.is_some() {
+                // Changed in the shop after it was exported (cancelled, edited, refunded): never silent.
+                let warning = format!(
+                    "order {number} changed in the shop after it was written to {} (now {}): an import file cannot carry changes; apply them in the business system",
+                    self.path.display(),
+                    order.status.as_str()
+                );
+                outcomes.push(WriteOutcome::warned(wr.key, number, WriteAction::Unchanged, warning));
+                continue;
+            }
             if wr.target_id.is_some() || keys.contains(number.as_str()) {
                 outcomes.push(WriteOutcome::ok(wr.key, number, WriteAction::Unchanged));
                 continue;

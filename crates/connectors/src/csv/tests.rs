@@ -171,7 +171,7 @@ fn order(number: &str, notes: &str) -> WriteRecord {
         "notes": notes
     });
     let record = Record::parse(Stream::Orders, v, "test").unwrap();
-    WriteRecord { key: record.key(), target_id: None, record }
+    WriteRecord { key: record.key(), target_id: None, record, previous: None }
 }
 
 #[tokio::test]

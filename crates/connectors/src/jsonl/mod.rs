@@ -199,8 +199,10 @@ impl Sink {
             }
             let key = wr.record.key();
             // Create-once: a record already in the file is never appended again, even if the engine lost
-            // its cross-reference; report it as found.
-            if create_once && wr.target_id.is_none() && keys.as_ref().is_some_and(|k| k.contains(key.as_str())) {
+            // its cross-reference (then it comes back found by key, without `previous`: a line in a file has
+            // no state to resume). A record that changed since it was written is appended: the file is a feed
+            // whose readers keep the last line of a key.
+            if create_once && wr.previous.is_none() && keys.as_ref().is_some_and(|k| k.contains(key.as_str())) {
                 outcomes.push(WriteOutcome::ok(wr.key, key, WriteAction::Unchanged));
                 continue;
             }

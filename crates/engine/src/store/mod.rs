@@ -125,8 +125,12 @@ pub struct Counts {
     pub unchanged: u64,
     pub failed: u64,
     pub retired: u64,
-    /// Filtered out by the mapping.
+    /// Filtered out by the mapping, or not to be created (an order in a status the flow does not import).
     pub skipped: u64,
+    /// Create-once records found in the target behind their end state and driven on to it.
+    pub resumed: u64,
+    /// Written with a warning a person should read (e.g. an accepted tax difference).
+    pub warned: u64,
 }
 
 impl Counts {
@@ -138,6 +142,8 @@ impl Counts {
         self.failed += o.failed;
         self.retired += o.retired;
         self.skipped += o.skipped;
+        self.resumed += o.resumed;
+        self.warned += o.warned;
     }
     pub fn written(&self) -> u64 {
         self.created + self.updated + self.retired

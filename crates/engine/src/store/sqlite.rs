@@ -135,7 +135,7 @@ impl StateStore for SqliteStore {
     async fn runs(&self, flow: Option<&str>, limit: i64) -> StoreResult<Vec<RunRow>> {
         let rows = sqlx::query(
             "SELECT id, flow, mode, started_at, finished_at, status, read, created, updated, unchanged, failed,
-                    retired, skipped, error
+                    retired, skipped, error, resumed, warned
              FROM runs WHERE ?1 IS NULL OR flow = ?1 ORDER BY id DESC LIMIT ?2",
         )
         .bind(flow)
@@ -160,6 +160,8 @@ impl StateStore for SqliteStore {
                     failed: r.get::<i64, _>(10) as u64,
                     retired: r.get::<i64, _>(11) as u64,
                     skipped: r.get::<i64, _>(12) as u64,
+                    resumed: r.get::<i64, _>(14) as u64,
+                    warned: r.get::<i64, _>(15) as u64,
                 },
                 error: r.get(13),
             })
@@ -181,6 +183,8 @@ impl StateStore for SqliteStore {
                     "updated" => "updated",
                     "retired" => "retired",
                     "failed" => "failed",
+                    "resumed" => "resumed",
+                    "skipped" => "skipped",
                     _ => "unchanged",
                 },
                 target_id: r.get(2),
@@ -394,7 +398,8 @@ impl StateStore for SqliteStore {
         if c != Counts::default() {
             sqlx::query(
                 "UPDATE runs SET read = read + ?2, created = created + ?3, updated = updated + ?4,
-                     unchanged = unchanged + ?5, failed = failed + ?6, retired = retired + ?7, skipped = skipped + ?8
+                     unchanged = unchanged + ?5, failed = failed + ?6, retired = retired + ?7, skipped = skipped + ?8,
+                     resumed = resumed + ?9, warned = warned + ?10
                  WHERE id = ?1",
             )
             .bind(run_id)
@@ -405,6 +410,8 @@ impl StateStore for SqliteStore {
             .bind(c.failed as i64)
             .bind(c.retired as i64)
             .bind(c.skipped as i64)
+            .bind(c.resumed as i64)
+            .bind(c.warned as i64)
             .execute(&mut *tx)
             .await
             .map_err(|e| self.err("count run", e))?;

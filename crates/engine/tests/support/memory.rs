@@ -19,6 +19,12 @@ pub struct Faults {
     pub transient_calls: u32,
     /// Write calls fail as a whole (permanent) once this many records were stored: "endpoint died mid-batch".
     pub die_after: Option<usize>,
+    /// Create-once: these keys are created, then the step that finishes them fails transiently (a sale
+    /// created but not yet confirmed when the call broke off).
+    pub stall_after_create: HashSet<String>,
+    /// The next N write calls do their work and then lose the answer (a connection dropped after the
+    /// endpoint answered).
+    pub lose_answers: u32,
 }
 
 pub struct Memory {
@@ -31,6 +37,10 @@ pub struct Memory {
     pub records_written: Mutex<usize>,
     pub faults: Mutex<Faults>,
     pub retired: Mutex<Vec<(String, RetireMode)>>,
+    /// Create-once records created but left short of their end state (like a sale still in draft).
+    pub unfinished: Mutex<HashSet<String>>,
+    /// `WriteRecord::previous` of every record written, by key (the last one).
+    pub previous_seen: Mutex<HashMap<String, serde_json::Value>>,
     /// Emit a checkpoint (the index) after every N source records, for incremental reads.
     pub checkpoint_every: usize,
 }
@@ -47,6 +57,8 @@ impl Memory {
             records_written: Mutex::new(0),
             faults: Mutex::new(Faults::default()),
             retired: Mutex::new(Vec::new()),
+            unfinished: Mutex::new(HashSet::new()),
+            previous_seen: Mutex::new(HashMap::new()),
             checkpoint_every: 2,
         }
     }
@@ -116,10 +128,34 @@ impl Connector for Memory {
                 outcomes.push(WriteOutcome::failed(w.key, RecordFailure::permanent(Some(field.clone()), "refused by target")));
                 continue;
             }
+            let id = format!("id-{}", w.key);
+            if let Some(previous) = &w.previous {
+                self.previous_seen.lock().unwrap().insert(w.key.clone(), previous.clone());
+            }
+            if self.write_mode == WriteMode::CreateOnce && w.target_id.is_some() && w.previous.is_none() {
+                // Found by key: resume it to its end state, or report it is there already.
+                let resumed = self.unfinished.lock().unwrap().remove(&w.key);
+                outcomes.push(WriteOutcome::ok(w.key, id, if resumed { WriteAction::Resumed } else { WriteAction::Unchanged }));
+                continue;
+            }
+            if self.write_mode == WriteMode::CreateOnce && w.target_id.is_none() && target.contains_key(&w.key) {
+                // Like a unique constraint: the target refuses a second record with this key.
+                outcomes.push(WriteOutcome::failed(w.key, RecordFailure::permanent(Some("number".into()), "must be unique")));
+                continue;
+            }
             let existed = target.insert(w.key.clone(), w.record).is_some();
             *self.records_written.lock().unwrap() += 1;
+            if faults.stall_after_create.remove(&w.key) {
+                self.unfinished.lock().unwrap().insert(w.key.clone());
+                outcomes.push(WriteOutcome::failed(w.key, RecordFailure::transient("502 Bad Gateway after create")));
+                continue;
+            }
             let action = if existed { WriteAction::Updated } else { WriteAction::Created };
-            outcomes.push(WriteOutcome::ok(w.key.clone(), format!("id-{}", w.key), action));
+            outcomes.push(WriteOutcome::ok(w.key.clone(), id, action));
+        }
+        if faults.lose_answers > 0 {
+            faults.lose_answers -= 1;
+            return Err(ConnectorError::transient("memory", "connection closed before the answer"));
         }
         Ok(outcomes)
     }
