@@ -62,6 +62,10 @@ pub fn report(r: &RunReport, json: bool) -> Result<()> {
         r.duration.as_secs_f64(),
         c.read as f64 / r.duration.as_secs_f64().max(0.000_001),
     );
+    // Only when they happened: most runs have neither.
+    if c.resumed > 0 || c.warned > 0 {
+        out!("  {} {verb}resumed (found in the target after an interrupted write, brought to their end state), {} with a warning", c.resumed, c.warned);
+    }
     for p in &r.planned {
         out!("  would {} {}", p.action, p.key);
         for ch in &p.changes {
@@ -122,7 +126,7 @@ pub async fn status(ws: &Workspace, flow: Option<&str>, json: bool) -> Result<()
         for r in runs {
             let c = r.counts;
             out!(
-                "    #{} {} {} {:<14} read {} · created {} · updated {} · unchanged {} · failed {}{}",
+                "    #{} {} {} {:<14} read {} · created {} · updated {} · unchanged {} · failed {}{}{}",
                 r.id,
                 r.started_at.get(..19).unwrap_or(&r.started_at),
                 r.mode,
@@ -132,6 +136,11 @@ pub async fn status(ws: &Workspace, flow: Option<&str>, json: bool) -> Result<()
                 c.updated,
                 c.unchanged,
                 c.failed,
+                [("resumed", c.resumed), ("skipped", c.skipped), ("warned", c.warned)]
+                    .iter()
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(what, n)| format!(" · {what} {n}"))
+                    .collect::<String>(),
                 r.error.map(|e| format!(" — {e}")).unwrap_or_default()
             );
         }

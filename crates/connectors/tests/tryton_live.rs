@@ -377,12 +377,13 @@ async fn the_same_order_written_twice_is_one_sale_and_find_by_key_finds_it() {
     assert_eq!(found[&number], first.target_id);
 
     // written again as if no cross-reference existed: Tryton refuses the duplicate web id, the
-    // connector reports the existing sale instead of creating a second one
+    // connector carries the existing sale on (resumed) instead of creating a second one
     let second = fresh.write(Stream::Orders, vec![new(rec.clone())]).await.unwrap().remove(0).result.unwrap();
     assert_eq!(second.target_id, first.target_id);
-    assert_eq!(second.action, WriteAction::Unchanged);
-    // and with the cross-reference it is not touched at all
-    let third = fresh.write(Stream::Orders, vec![WriteRecord { key: number.clone(), target_id: Some(first.target_id.clone()), record: rec, previous: None }]).await.unwrap().remove(0).result.unwrap();
+    assert_eq!(second.action, WriteAction::Resumed);
+    // and with the cross-reference and what Tryton received, an unchanged order is not touched at all
+    let previous = Some(serde_json::to_value(&rec).unwrap());
+    let third = fresh.write(Stream::Orders, vec![WriteRecord { key: number.clone(), target_id: Some(first.target_id.clone()), record: rec, previous }]).await.unwrap().remove(0).result.unwrap();
     assert_eq!(third.action, WriteAction::Unchanged);
     let sales = t.rpc().search("sale.sale", json!([["web_id", "=", number]]), 0, None, Value::Null, &none()).await.unwrap();
     assert_eq!(sales.len(), 1);

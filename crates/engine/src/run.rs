@@ -684,7 +684,13 @@ impl Runner<'_> {
         for chunk in chunks(to_write, self.batch_size) {
             let mut by_key: HashMap<String, Written_> = HashMap::with_capacity(chunk.len());
             let mut records: Vec<WriteRecord> = Vec::with_capacity(chunk.len());
-            for ToWrite { pending: p, target_id, previous, .. } in chunk {
+            // Found in the target without a cross-reference: whatever the connector had to do (drive it on, or
+            // only confirm it is done), the record's interrupted write was resumed.
+            let mut found: HashSet<String> = HashSet::new();
+            for ToWrite { pending: p, target_id, previous, found: was_found } in chunk {
+                if was_found {
+                    found.insert(p.key.clone());
+                }
                 by_key.insert(p.key.clone(), Written_ { hash: p.hash, canonical: p.canonical, source_hash: p.source_hash, source: p.source });
                 records.push(WriteRecord { key: p.key, target_id, record: p.record, previous });
             }
@@ -697,7 +703,10 @@ impl Runner<'_> {
                 };
                 answered.insert(outcome.key.clone());
                 match outcome.result {
-                    Ok(written) => {
+                    Ok(mut written) => {
+                        if found.contains(&outcome.key) && written.action == WriteAction::Unchanged {
+                            written.action = WriteAction::Resumed;
+                        }
                         let label = match written.action {
                             WriteAction::Created => {
                                 commit.counts.created += 1;

@@ -157,7 +157,7 @@ async fn an_order_created_by_a_killed_run_is_found_not_created_again() {
     let w2 = ferry_model::Record::parse(Stream::Orders, order("W2"), "").unwrap();
     r.target.target.lock().unwrap().insert("W2".into(), w2);
     let report = r.sync(opts()).await;
-    assert_eq!((report.counts.created, report.counts.unchanged), (2, 1));
+    assert_eq!((report.counts.created, report.counts.resumed, report.counts.unchanged), (2, 1, 0));
     assert_eq!(r.target.writes(), 2, "W2 was not written a second time");
     assert_eq!(r.store.lookup("f", &["W2".into()]).await.unwrap()["W2"].target_id, "id-W2");
 }

@@ -7,6 +7,7 @@
 //! - `options.rs`: the connection's options;
 //! - `products.rs`, `prices.rs`, `stock.rs`, `customers.rs`, `shipments.rs`: one stream read each;
 //! - `orders.rs`: writing orders as sales, and finding them by order number;
+//! - `sale_state.rs`: where a sale stands and how an order's create → quote → confirm is resumed;
 //! - this file: the factory, the connector, shared look-ups and the paging/checkpoint loop.
 //!
 //! Reads are incremental by `write_date` (Tryton's `last_modified_at`) with an overlap window. A run
@@ -19,6 +20,7 @@ mod orders;
 mod prices;
 mod products;
 pub mod rpc;
+mod sale_state;
 mod shipments;
 mod stock;
 

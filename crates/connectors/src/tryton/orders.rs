@@ -8,12 +8,15 @@
 //! (an RPC create runs no on_change); freight, discounts and loyalty become lines of the configured
 //! service products. The sales of a batch are created in one call (one by one if Tryton refuses the
 //! batch, to find the culprit), Tryton's tax is compared with `totals.tax`, then the sales are moved
-//! to the configured state. A transport failure never reports an order as created.
+//! to the configured state. A transport failure never reports an order as created. Sales found again
+//! (after a crash or a lost answer) are resumed from the state they are in, and orders cancelled or
+//! edited after import are applied to their sale where its state allows (sale_state.rs).
 
 use super::rpc::{self, RpcError, as_decimal, as_text, dec, dotted};
-use super::{OnTaxMismatch, OrderState, Tryton};
+use super::sale_state::{SALE_FIELDS, SaleState, content_changes, describe_changes};
+use super::{OnTaxMismatch, Tryton};
 use ferry_engine::{ConnectorError, RecordFailure, WriteAction, WriteOutcome, WriteRecord};
-use ferry_model::{Address, DiscountKind, Order, Record};
+use ferry_model::{Address, DiscountKind, Order, OrderStatus, Record};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{Map, Value, json};
 use std::collections::{HashMap, HashSet};
@@ -47,6 +50,46 @@ struct Pending {
     key: String,
     order: Order,
     vals: Value,
+}
+
+/// An order whose sale Tryton has (from the cross-reference, or found by its web id).
+struct Existing {
+    key: String,
+    order: Order,
+    id: i64,
+    /// What Tryton last received, when Ferry knows (`None`: found after an interrupted write).
+    previous: Option<Value>,
+}
+
+/// An editable sale to rewrite with its order's new values.
+struct Rewrite {
+    key: String,
+    order: Order,
+    id: i64,
+    state: SaleState,
+    /// The sale's current lines, replaced by the order's.
+    lines: Vec<i64>,
+}
+
+/// A sale to take on to the configured state.
+struct Advance {
+    key: String,
+    order: Order,
+    id: i64,
+    state: SaleState,
+    /// The outcome when the sale is at its end state already / when Ferry moved it.
+    done: WriteAction,
+    moved: WriteAction,
+    /// Tryton had this sale as the order's before this call (never deleted when a step fails).
+    imported: bool,
+}
+
+/// What a batch's known sales need.
+#[derive(Default)]
+struct Plan {
+    cancel: Vec<(Existing, SaleState)>,
+    rewrite: Vec<Rewrite>,
+    advance: Vec<Advance>,
 }
 
 // taxes live on the accounting category (account_product): `account_category.customer_taxes_used`
@@ -158,145 +201,335 @@ impl Tryton {
         Ok(found)
     }
 
+    /// Writes a batch of orders. New ones are created as sales and moved on to the configured state. Sales
+    /// found by key or known already are resumed, cancelled or rewritten as the order and the sale's state
+    /// call for (sale_state.rs). A transient failure once Tryton may have acted ends the call as a whole:
+    /// the engine then finds what exists and resumes it, so nothing is created twice or left behind.
     pub(super) async fn write_orders(&self, batch: Vec<WriteRecord>) -> Result<Vec<WriteOutcome>, ConnectorError> {
         let setup = self.order_setup().await?.clone();
         let mut outcomes = Vec::with_capacity(batch.len());
-        let mut orders = Vec::new();
+        let mut new_orders = Vec::new();
+        let mut existing = Vec::new();
         for w in batch {
             match (w.target_id, w.record) {
-                // create-once: a sale Ferry already knows is never written again
-                (Some(id), _) => outcomes.push(WriteOutcome::ok(w.key, id, WriteAction::Unchanged)),
-                (None, Record::Order(o)) => orders.push((w.key, o)),
-                (None, other) => outcomes.push(WriteOutcome::failed(w.key, RecordFailure::permanent(None, format!("expected an order, got a {} record", other.stream())))),
+                (None, Record::Order(o)) => new_orders.push((w.key, o)),
+                (Some(id), Record::Order(order)) => match id.parse::<i64>() {
+                    Ok(id) => existing.push(Existing { key: w.key, order, id, previous: w.previous }),
+                    Err(_) => outcomes.push(WriteOutcome::failed(w.key, RecordFailure::permanent(None, format!("target id {id:?} is not a sale.sale id")))),
+                },
+                (_, other) => outcomes.push(WriteOutcome::failed(w.key, RecordFailure::permanent(None, format!("expected an order, got a {} record", other.stream())))),
             }
         }
-        if orders.is_empty() {
-            return Ok(outcomes);
-        }
 
-        // --- look-ups for the whole batch: products, parties by code and by e-mail, their addresses
-        let skus: Vec<String> = orders.iter().flat_map(|(_, o)| o.lines.iter().map(|l| l.sku.clone())).collect::<HashSet<_>>().into_iter().collect();
-        let products = self.product_infos(&skus).await?;
-        let mut parties = self.match_parties(&orders).await?;
+        // --- sales Tryton has already: where they stand decides what the order's news mean
+        let mut plan = Plan::default();
+        self.place_existing(existing, &mut plan, &mut outcomes).await?;
+        self.cancel_sales(std::mem::take(&mut plan.cancel), &mut outcomes).await?;
 
-        let mut pending = Vec::new();
-        for (key, order) in orders {
-            match self.prepare(&key, &order, &setup, &products, &mut parties).await {
-                Ok(vals) => pending.push(Pending { key, order, vals }),
-                Err(f) => outcomes.push(WriteOutcome::failed(key, f)),
+        // --- new sales and rewritten ones: look-ups for the whole batch, then each sale's values
+        let rewrites = std::mem::take(&mut plan.rewrite);
+        let mut all: Vec<(String, Order)> = new_orders.clone();
+        all.extend(rewrites.iter().map(|e| (e.key.clone(), e.order.clone())));
+        if !all.is_empty() {
+            let skus: Vec<String> = all.iter().flat_map(|(_, o)| o.lines.iter().map(|l| l.sku.clone())).collect::<HashSet<_>>().into_iter().collect();
+            let products = self.product_infos(&skus).await?;
+            let mut parties = self.match_parties(&all).await?;
+            let mut pending = Vec::new();
+            for (key, order) in new_orders {
+                match self.prepare(&key, &order, &setup, &products, &mut parties).await {
+                    Ok(vals) => pending.push(Pending { key, order, vals }),
+                    Err(f) => outcomes.push(WriteOutcome::failed(key, f)),
+                }
+            }
+            self.create_sales(pending, &mut plan, &mut outcomes).await?;
+            for e in rewrites {
+                match self.prepare(&e.key, &e.order, &setup, &products, &mut parties).await {
+                    Ok(vals) => self.rewrite_sale(e, vals, &mut plan, &mut outcomes).await?,
+                    Err(f) => outcomes.push(WriteOutcome::failed(e.key, f)),
+                }
             }
         }
+
+        // --- every sale in play: amounts checked while in draft, then on to the configured state
+        self.advance(plan.advance, &mut outcomes).await?;
+        Ok(outcomes)
+    }
+
+    /// Reads the known sales' states and sorts each order: cancel, rewrite, resume, or fail with what a
+    /// person must do.
+    async fn place_existing(&self, existing: Vec<Existing>, plan: &mut Plan, outcomes: &mut Vec<WriteOutcome>) -> Result<(), ConnectorError> {
+        if existing.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = existing.iter().map(|e| e.id).collect();
+        let rows = super::by_id(self.rpc.read("sale.sale", &ids, SALE_FIELDS, &Self::all_records()).await?);
+        for e in existing {
+            let number = e.order.number.clone();
+            let Some(state) = rows.get(&e.id).and_then(SaleState::parse) else {
+                let msg = format!("sale.sale {} of order {number} is no longer in Tryton (deleted there?): not created again; check the sale and drop or replay this record", e.id);
+                outcomes.push(WriteOutcome::failed(e.key, RecordFailure::permanent(None, msg)));
+                continue;
+            };
+            if e.order.status == OrderStatus::Cancelled {
+                match state {
+                    SaleState::Cancelled => outcomes.push(WriteOutcome::ok(e.key, e.id.to_string(), WriteAction::Unchanged)),
+                    s if s.is_editable() => plan.cancel.push((e, s)),
+                    s => {
+                        let msg = format!(
+                            "order {number} was cancelled in the shop after Tryton began fulfilling it (sale.sale {} is {}): it needs a return or credit note in Tryton",
+                            e.id,
+                            s.name()
+                        );
+                        outcomes.push(WriteOutcome::failed(e.key, RecordFailure::permanent(Some("status".into()), msg)));
+                    }
+                }
+                continue;
+            }
+            let changes = match &e.previous {
+                Some(previous) => content_changes(previous, &serde_json::to_value(&e.order).unwrap_or_default()),
+                None => Vec::new(),
+            };
+            if !changes.is_empty() {
+                if state.is_editable() {
+                    plan.rewrite.push(Rewrite { key: e.key, order: e.order, id: e.id, state, lines: super::id_list(rows.get(&e.id).and_then(|r| r.get("lines"))) });
+                } else {
+                    let msg = format!(
+                        "order {number} changed in the shop after Tryton began processing sale.sale {} ({}): {}",
+                        e.id,
+                        state.name(),
+                        describe_changes(&changes)
+                    );
+                    outcomes.push(WriteOutcome::failed(e.key, RecordFailure::permanent(changes.first().map(|c| c.path.clone()), msg)));
+                }
+                continue;
+            }
+            // Found after an interrupted write (no `previous`), or known with no change to the sale: carried on
+            // to the configured state if it is behind (checked again if still in draft).
+            let done = if e.previous.is_none() { WriteAction::Resumed } else { WriteAction::Unchanged };
+            plan.advance.push(Advance { key: e.key, order: e.order, id: e.id, state, done, moved: WriteAction::Resumed, imported: e.previous.is_some() });
+        }
+        Ok(())
+    }
+
+    /// Cancels sales whose order was cancelled in the shop: a confirmed sale goes back to draft first.
+    async fn cancel_sales(&self, cancel: Vec<(Existing, SaleState)>, outcomes: &mut Vec<WriteOutcome>) -> Result<(), ConnectorError> {
+        for (e, state) in cancel {
+            let steps: &[&str] = if state == SaleState::Confirmed { &["draft", "cancel"] } else { &["cancel"] };
+            let mut failed = None;
+            for step in steps {
+                match self.rpc.button("sale.sale", step, &[e.id], &Map::new()).await {
+                    Ok(_) => {}
+                    Err(err) if err.is_transient() => return Err(err.to_connector_error()),
+                    Err(err) => {
+                        failed = Some(err.to_record_failure(Some("status".into())));
+                        break;
+                    }
+                }
+            }
+            outcomes.push(match failed {
+                None => WriteOutcome::ok(e.key, e.id.to_string(), WriteAction::Updated),
+                Some(f) => WriteOutcome::failed(e.key, f),
+            });
+        }
+        Ok(())
+    }
+
+    /// Creates the new sales (the batch in one call; one by one if Tryton refuses it, to keep outcomes
+    /// apart). A sale refused because its web id exists already is found and resumed instead.
+    async fn create_sales(&self, pending: Vec<Pending>, plan: &mut Plan, outcomes: &mut Vec<WriteOutcome>) -> Result<(), ConnectorError> {
         if pending.is_empty() {
-            return Ok(outcomes);
+            return Ok(());
         }
-
-        // --- create: the whole batch in one call; if Tryton refuses it, one by one to keep outcomes apart
-        let mut created: Vec<(Pending, i64)> = Vec::new();
         let all_vals: Vec<Value> = pending.iter().map(|p| p.vals.clone()).collect();
-        match self.rpc.create("sale.sale", all_vals, &Map::new()).await {
-            Ok(ids) if ids.len() == pending.len() => created.extend(pending.into_iter().zip(ids)),
+        let created: Vec<(Pending, i64)> = match self.rpc.create("sale.sale", all_vals, &Map::new()).await {
+            Ok(ids) if ids.len() == pending.len() => pending.into_iter().zip(ids).collect(),
             Ok(ids) => {
                 return Err(ConnectorError::permanent(self.endpoint(), format!("sale.sale.create returned {} ids for {} sales", ids.len(), pending.len())));
             }
-            Err(e) if e.is_transient() => {
-                // unknown whether Tryton committed: never report as created; the retry finds it by key
-                for p in pending {
-                    outcomes.push(WriteOutcome::failed(p.key, e.to_record_failure(None)));
-                }
-                return Ok(outcomes);
-            }
+            // Unknown whether Tryton committed: the engine finds the sales by key before trying again.
+            Err(e) if e.is_transient() => return Err(e.to_connector_error()),
             Err(_) => {
+                let mut created = Vec::new();
                 for p in pending {
                     match self.rpc.create("sale.sale", vec![p.vals.clone()], &Map::new()).await {
-                        Ok(ids) => created.push((p, ids[0])),
-                        Err(e) => outcomes.push(self.create_failure(p, e, &setup).await),
+                        Ok(ids) => match ids.first() {
+                            Some(&id) => created.push((p, id)),
+                            None => outcomes.push(WriteOutcome::failed(p.key, RecordFailure::transient("sale.sale.create answered no id"))),
+                        },
+                        Err(e) if e.is_transient() => return Err(e.to_connector_error()),
+                        Err(e) => match self.find_orders(std::slice::from_ref(&p.order.number)).await?.get(&p.order.number).and_then(|id| id.parse::<i64>().ok()) {
+                            // the web id is taken: an earlier attempt created it; carry that sale on
+                            Some(id) => {
+                                let rows = self.rpc.read("sale.sale", &[id], SALE_FIELDS, &Self::all_records()).await?;
+                                let state = rows.first().and_then(SaleState::parse).unwrap_or(SaleState::Draft);
+                                plan.advance.push(Advance { key: p.key, order: p.order, id, state, done: WriteAction::Resumed, moved: WriteAction::Resumed, imported: false });
+                            }
+                            None => outcomes.push(WriteOutcome::failed(p.key, e.to_record_failure(None))),
+                        },
                     }
+                }
+                created
+            }
+        };
+        for (p, id) in created {
+            plan.advance.push(Advance { key: p.key, order: p.order, id, state: SaleState::Draft, done: WriteAction::Created, moved: WriteAction::Created, imported: false });
+        }
+        Ok(())
+    }
+
+    /// Rewrites an editable sale with the order's new values (back to draft first), then lets it be moved
+    /// on again.
+    async fn rewrite_sale(&self, r: Rewrite, mut vals: Value, plan: &mut Plan, outcomes: &mut Vec<WriteOutcome>) -> Result<(), ConnectorError> {
+        if r.state != SaleState::Draft {
+            match self.rpc.button("sale.sale", "draft", &[r.id], &Map::new()).await {
+                Ok(_) => {}
+                Err(e) if e.is_transient() => return Err(e.to_connector_error()),
+                Err(e) => {
+                    outcomes.push(WriteOutcome::failed(r.key, e.to_record_failure(None)));
+                    return Ok(());
                 }
             }
         }
+        if let Some(lines) = vals.get("lines").and_then(|l| l.pointer("/0/1")).cloned() {
+            vals["lines"] = json!([["delete", r.lines], ["create", lines]]);
+        }
+        if let Some(map) = vals.as_object_mut() {
+            // the sale's identity stays as it is
+            map.remove("web_shop");
+            map.remove("web_id");
+        }
+        match self.rpc.write("sale.sale", &[r.id], vals, &Map::new()).await {
+            Ok(()) => plan.advance.push(Advance { key: r.key, order: r.order, id: r.id, state: SaleState::Draft, done: WriteAction::Updated, moved: WriteAction::Updated, imported: true }),
+            Err(e) if e.is_transient() => return Err(e.to_connector_error()),
+            Err(e) => outcomes.push(WriteOutcome::failed(r.key, e.to_record_failure(None))),
+        }
+        Ok(())
+    }
 
-        // --- Tryton's tax against the order's
-        let ids: Vec<i64> = created.iter().map(|(_, id)| *id).collect();
-        let amounts = super::by_id(self.rpc.read("sale.sale", &ids, &["tax_amount", "untaxed_amount", "total_amount"], &Map::new()).await.map_err(|e| e.to_connector_error())?);
-        let mut notes: Vec<Value> = Vec::new();
-        let mut keep: Vec<(Pending, i64)> = Vec::new();
+    /// Checks the amounts of sales still in draft, then presses the buttons that take every sale to the
+    /// configured state. A sale that was never imported and cannot get there is deleted again (nothing
+    /// half-done is left behind); an imported one is left as it is and its order fails with Tryton's reason.
+    async fn advance(&self, items: Vec<Advance>, outcomes: &mut Vec<WriteOutcome>) -> Result<(), ConnectorError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let drafts: Vec<i64> = items.iter().filter(|a| a.state == SaleState::Draft).map(|a| a.id).collect();
+        let checks = self.check_amounts(&items, &drafts).await?;
+        let mut live = Vec::with_capacity(items.len());
         let mut drop_ids = Vec::new();
-        for (p, id) in created {
-            let tax = amounts.get(&id).and_then(|r| r.get("tax_amount")).and_then(as_decimal).unwrap_or_default();
-            let diff = tax - p.order.totals.tax;
-            if diff.abs() > self.opts.tax_tolerance {
-                let msg = format!("Tryton computes tax {tax} but the order says {} (difference {diff}, tolerance {})", p.order.totals.tax, self.opts.tax_tolerance);
-                match self.opts.on_tax_mismatch {
-                    OnTaxMismatch::Fail => {
-                        drop_ids.push(id);
-                        outcomes.push(WriteOutcome::failed(p.key, RecordFailure::permanent(Some("totals.tax".into()), format!("{msg}; sale.sale {id} deleted again"))));
-                        continue;
+        for a in items {
+            match checks.get(&a.id) {
+                Some(Err(f)) => {
+                    if !a.imported {
+                        drop_ids.push(a.id);
                     }
-                    OnTaxMismatch::Note => notes.push(json!({"resource": format!("sale.sale,{id}"), "message": format!("Ferry: {msg}.")})),
+                    outcomes.push(WriteOutcome::failed(a.key, f.clone()));
                 }
+                Some(Ok(warning)) => live.push((a, warning.clone())),
+                None => live.push((a, None)),
             }
-            if self.opts.loyalty.note
-                && let Some(l) = &p.order.loyalty
-                && (!l.points_used.is_zero() || !l.points_earned.is_zero())
-            {
-                notes.push(json!({"resource": format!("sale.sale,{id}"),
-                    "message": format!("Loyalty: {} points used, {} points earned (shop order {}).", l.points_used.normalize(), l.points_earned.normalize(), p.order.number)}));
-            }
-            keep.push((p, id));
         }
         if !drop_ids.is_empty() {
+            // A failed delete leaves a draft the next attempt finds, checks again and deletes.
             self.rpc.delete("sale.sale", &drop_ids, &Map::new()).await?;
+        }
+
+        let end = self.opts.order_state;
+        for step in ["quote", "confirm"] {
+            let ids: Vec<i64> = live.iter().filter(|(a, _)| a.state.steps_to(end).contains(&step)).map(|(a, _)| a.id).collect();
+            if ids.is_empty() {
+                continue;
+            }
+            match self.rpc.button("sale.sale", step, &ids, &Map::new()).await {
+                Ok(_) => continue,
+                // The engine finds these sales and resumes them from where they stand.
+                Err(e) if e.is_transient() => return Err(e.to_connector_error()),
+                Err(_) => {}
+            }
+            let mut ok = Vec::with_capacity(live.len());
+            for (a, warning) in live {
+                if !ids.contains(&a.id) {
+                    ok.push((a, warning));
+                    continue;
+                }
+                match self.rpc.button("sale.sale", step, &[a.id], &Map::new()).await {
+                    Ok(_) => ok.push((a, warning)),
+                    Err(e) if e.is_transient() => return Err(e.to_connector_error()),
+                    Err(e) => {
+                        if !a.imported {
+                            let _ = self.rpc.button("sale.sale", "draft", &[a.id], &Map::new()).await;
+                            let _ = self.rpc.delete("sale.sale", &[a.id], &Map::new()).await;
+                        }
+                        outcomes.push(WriteOutcome::failed(a.key, e.to_record_failure(None)));
+                    }
+                }
+            }
+            live = ok;
+        }
+        for (a, warning) in live {
+            let action = if a.state.steps_to(end).is_empty() && a.state != SaleState::Draft { a.done } else { a.moved };
+            outcomes.push(match warning {
+                Some(w) => WriteOutcome::warned(a.key, a.id.to_string(), action, w),
+                None => WriteOutcome::ok(a.key, a.id.to_string(), action),
+            });
+        }
+        Ok(())
+    }
+
+    /// Tryton's tax for the sales in draft against the orders'. Per sale: `Err` = the order fails (policy
+    /// `fail`), `Ok(Some(warning))` = accepted with a note on the sale (policy `note`), `Ok(None)` = agrees.
+    async fn check_amounts(&self, items: &[Advance], drafts: &[i64]) -> Result<HashMap<i64, Result<Option<String>, RecordFailure>>, ConnectorError> {
+        let mut out = HashMap::new();
+        if drafts.is_empty() {
+            return Ok(out);
+        }
+        let amounts = super::by_id(self.rpc.read("sale.sale", drafts, &["tax_amount", "untaxed_amount", "total_amount"], &Map::new()).await?);
+        // Notes from an earlier attempt on a resumed sale are not added twice.
+        let resources: Vec<String> = drafts.iter().map(|id| format!("sale.sale,{id}")).collect();
+        let noted: HashSet<String> = self
+            .rpc
+            .search_read("ir.note", json!([["resource", "in", resources], ["message", "like", "Ferry:%"]]), 0, None, Value::Null, &["resource"], &Map::new())
+            .await?
+            .into_iter()
+            .filter_map(|r| as_text(r.get("resource")))
+            .collect();
+        let mut notes: Vec<Value> = Vec::new();
+        for a in items.iter().filter(|a| drafts.contains(&a.id)) {
+            let resource = format!("sale.sale,{}", a.id);
+            let tax = amounts.get(&a.id).and_then(|r| r.get("tax_amount")).and_then(as_decimal).unwrap_or_default();
+            let diff = tax - a.order.totals.tax;
+            let mut verdict = Ok(None);
+            if diff.abs() > self.opts.tax_tolerance {
+                let msg = format!("Tryton computes tax {tax} but the order says {} (difference {diff}, tolerance {})", a.order.totals.tax, self.opts.tax_tolerance);
+                verdict = match self.opts.on_tax_mismatch {
+                    OnTaxMismatch::Fail => {
+                        let tail = if a.imported { format!("; sale.sale {} left in draft", a.id) } else { format!("; sale.sale {} deleted again", a.id) };
+                        Err(RecordFailure::permanent(Some("totals.tax".into()), format!("{msg}{tail}")))
+                    }
+                    OnTaxMismatch::Note => {
+                        if !noted.contains(&resource) {
+                            notes.push(json!({"resource": resource, "message": format!("Ferry: {msg}.")}));
+                        }
+                        Ok(Some(format!("{msg}; accepted with a note on sale.sale {}", a.id)))
+                    }
+                };
+            }
+            if verdict.is_ok()
+                && !a.imported
+                && self.opts.loyalty.note
+                && !noted.contains(&resource)
+                && let Some(l) = &a.order.loyalty
+                && (!l.points_used.is_zero() || !l.points_earned.is_zero())
+            {
+                notes.push(json!({"resource": resource,
+                    "message": format!("Ferry: loyalty: {} points used, {} points earned (shop order {}).", l.points_used.normalize(), l.points_earned.normalize(), a.order.number)}));
+            }
+            out.insert(a.id, verdict);
         }
         if !notes.is_empty() {
             self.rpc.create("ir.note", notes, &Map::new()).await?;
         }
-
-        // --- move to the configured state
-        let steps: &[&str] = match self.opts.order_state {
-            OrderState::Draft => &[],
-            OrderState::Quotation => &["quote"],
-            OrderState::Confirmed => &["quote", "confirm"],
-        };
-        let mut live = keep;
-        for step in steps {
-            let ids: Vec<i64> = live.iter().map(|(_, id)| *id).collect();
-            match self.rpc.button("sale.sale", step, &ids, &Map::new()).await {
-                Ok(_) => {}
-                Err(e) if e.is_transient() => return Err(e.to_connector_error()),
-                Err(_) => {
-                    let mut ok = Vec::new();
-                    for (p, id) in live {
-                        match self.rpc.button("sale.sale", step, &[id], &Map::new()).await {
-                            Ok(_) => ok.push((p, id)),
-                            Err(e) => {
-                                // leave nothing half-done behind: back to draft and delete
-                                let _ = self.rpc.button("sale.sale", "draft", &[id], &Map::new()).await;
-                                let _ = self.rpc.delete("sale.sale", &[id], &Map::new()).await;
-                                outcomes.push(WriteOutcome::failed(p.key, e.to_record_failure(None)));
-                            }
-                        }
-                    }
-                    live = ok;
-                }
-            }
-        }
-        for (p, id) in live {
-            outcomes.push(WriteOutcome::ok(p.key, id.to_string(), WriteAction::Created));
-        }
-        Ok(outcomes)
-    }
-
-    /// A single create refused: when the order number already exists (unique web id per shop), the
-    /// order is there — report the existing sale; otherwise the failure, permanent or transient.
-    async fn create_failure(&self, p: Pending, e: RpcError, setup: &OrderSetup) -> WriteOutcome {
-        if !e.is_transient()
-            && let Ok(found) = self.find_orders(std::slice::from_ref(&p.order.number)).await
-            && let Some(id) = found.get(&p.order.number)
-        {
-            let _ = setup;
-            return WriteOutcome::ok(p.key, id.clone(), WriteAction::Unchanged);
-        }
-        WriteOutcome::failed(p.key, e.to_record_failure(None))
+        Ok(out)
     }
 
     /// Parties by code and by e-mail for every buyer of the batch, with their addresses.
