@@ -8,6 +8,9 @@ mod fileio;
 #[cfg(any(feature = "csv", feature = "jsonl"))]
 mod rawkey;
 
+#[cfg(any(feature = "tryton", feature = "vendure"))]
+pub mod retry;
+
 #[cfg(feature = "csv")]
 pub mod csv;
 #[cfg(feature = "jsonl")]

@@ -196,6 +196,9 @@ pub struct ConnectorError {
     /// Which system / URL / file, e.g. `tryton http://127.0.0.1:8000/tryton`.
     pub endpoint: String,
     pub message: String,
+    /// How long the endpoint asked to be left alone (`Retry-After`, capped by the connector), for the
+    /// engine's retry of the whole call.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -213,7 +216,11 @@ pub enum ErrorKind {
 
 impl ConnectorError {
     pub fn new(kind: ErrorKind, endpoint: impl Into<String>, message: impl Into<String>) -> Self {
-        ConnectorError { kind, endpoint: endpoint.into(), message: message.into() }
+        ConnectorError { kind, endpoint: endpoint.into(), message: message.into(), retry_after: None }
+    }
+    pub fn with_retry_after(mut self, retry_after: Option<std::time::Duration>) -> Self {
+        self.retry_after = retry_after;
+        self
     }
     pub fn transient(endpoint: impl Into<String>, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Transient, endpoint, message)

@@ -1113,7 +1113,8 @@ where
         match call().await {
             Ok(v) => return Ok(v),
             Err(e) if e.is_transient() && attempt < BATCH_ATTEMPTS => {
-                let delay = Backoff::BATCH.delay(attempt);
+                // the endpoint's own Retry-After, when longer than our backoff
+                let delay = Backoff::BATCH.delay(attempt).max(e.retry_after.unwrap_or_default());
                 tracing::warn!(error = %e, attempt, ?delay, "{what} failed; retrying");
                 tokio::time::sleep(delay).await;
                 attempt += 1;

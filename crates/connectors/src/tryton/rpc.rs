@@ -3,8 +3,10 @@
 //! `{"error": [kind, [message, description, ...]]}`).
 //!
 //! Endpoint: `POST <url>/<database>/rpc/`. A session that expired (HTTP 401 on a model call) is renewed
-//! by logging in again once. Transport problems (connect, timeout, HTTP 5xx/429) are `Transient`.
+//! by logging in again once. Transport problems (connect, timeout, HTTP 5xx/429) are `Transient`; reads,
+//! searches and login are sent again inside the client (see [`crate::retry`]), honouring `Retry-After`.
 
+use crate::retry::{Idempotency, RequestRetry, TransientCause, retry_after_of, status_message};
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Timelike, Utc};
 use ferry_engine::{ConnectorError, ErrorKind, RecordFailure};
 use rust_decimal::Decimal;
@@ -23,6 +25,10 @@ pub struct RpcError {
     /// e.g. `model.sale.sale.create`.
     pub call: String,
     pub message: String,
+    /// The server's `Retry-After` (capped), when it sent one.
+    pub retry_after: Option<Duration>,
+    /// For transient errors: whether Tryton may have acted on the request.
+    cause: TransientCause,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +55,7 @@ impl RpcError {
             RpcErrorKind::Auth => ErrorKind::Auth,
             RpcErrorKind::User | RpcErrorKind::Server => ErrorKind::Permanent,
         };
-        ConnectorError::new(kind, format!("tryton {}", self.endpoint), format!("{}: {}", self.call, self.message))
+        ConnectorError::new(kind, format!("tryton {}", self.endpoint), format!("{}: {}", self.call, self.message)).with_retry_after(self.retry_after)
     }
 
     /// This error as one record's failure (`field` names the order field when known).
@@ -92,6 +98,7 @@ pub struct Rpc {
     password: String,
     session: Mutex<Option<Session>>,
     next_id: AtomicU64,
+    retry: RequestRetry,
     pub stats: RpcStats,
 }
 
@@ -109,8 +116,15 @@ impl Rpc {
             password: password.to_owned(),
             session: Mutex::new(None),
             next_id: AtomicU64::new(1),
+            retry: RequestRetry::DEFAULT,
             stats: RpcStats::default(),
         })
+    }
+
+    /// Another per-request retry policy (tests use a fast one).
+    pub fn with_retry(mut self, retry: RequestRetry) -> Self {
+        self.retry = retry;
+        self
     }
 
     pub fn endpoint(&self) -> &str {
@@ -118,11 +132,33 @@ impl Rpc {
     }
 
     fn err(&self, kind: RpcErrorKind, call: &str, message: impl Into<String>) -> RpcError {
-        RpcError { kind, endpoint: self.endpoint.clone(), call: call.to_owned(), message: message.into() }
+        RpcError { kind, endpoint: self.endpoint.clone(), call: call.to_owned(), message: message.into(), retry_after: None, cause: TransientCause::Unknown }
+    }
+
+    /// One call, sent again after a transient failure when that is safe (see [`crate::retry`]):
+    /// `Ok(Err(status))` for an HTTP 401/403 the caller may want to handle.
+    async fn post(&self, method: &str, params: &Value, auth: Option<&str>) -> Result<Result<Value, u16>, RpcError> {
+        let idempotency = idempotency_of(method);
+        let mut attempt = 1;
+        loop {
+            match self.post_once(method, params, auth).await {
+                Err(e) if e.is_transient() && self.retry.should_retry(attempt, idempotency, e.cause) => {
+                    let delay = self.retry.delay(attempt, e.retry_after);
+                    tracing::warn!(endpoint = %self.endpoint, call = method, attempt, ?delay, error = %e.message, "transient failure; sending the call again");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(mut e) if e.is_transient() && attempt > 1 => {
+                    e.message = format!("{} (after {attempt} attempts)", e.message);
+                    return Err(e);
+                }
+                other => return other,
+            }
+        }
     }
 
     /// One HTTP round trip. `Ok(Err(status))` for an HTTP 401/403 the caller may want to handle.
-    async fn post(&self, method: &str, params: &Value, auth: Option<&str>) -> Result<Result<Value, u16>, RpcError> {
+    async fn post_once(&self, method: &str, params: &Value, auth: Option<&str>) -> Result<Result<Value, u16>, RpcError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = json!({"id": id, "method": method, "params": params});
         let mut req = self.http.post(&self.endpoint).json(&body);
@@ -131,20 +167,33 @@ impl Rpc {
         }
         let started = Instant::now();
         let result = async {
-            let resp = req.send().await.map_err(|e| self.err(RpcErrorKind::Transient, method, transport_message(&e)))?;
+            let resp = req.send().await.map_err(|e| {
+                // a connection that could not be opened carried nothing: safe to send again
+                let cause = if e.is_connect() { TransientCause::NotSent } else { TransientCause::Unknown };
+                RpcError { cause, ..self.err(RpcErrorKind::Transient, method, transport_message(&e)) }
+            })?;
             let status = resp.status().as_u16();
+            let retry_after = retry_after_of(resp.headers());
             let text = resp.text().await.map_err(|e| self.err(RpcErrorKind::Transient, method, transport_message(&e)))?;
-            Ok::<_, RpcError>((status, text))
+            Ok::<_, RpcError>((status, retry_after, text))
         }
         .await;
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         self.stats.wait_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        let (status, text) = result?;
+        let (status, retry_after, text) = result?;
         match status {
             401 | 403 => return Ok(Err(status)),
-            429 => return Err(self.err(RpcErrorKind::Transient, method, "HTTP 429 Too Many Requests (login attempts throttled)")),
-            s if s >= 500 => return Err(self.err(RpcErrorKind::Transient, method, format!("HTTP {s}: {}", snippet(&text)))),
-            s if s != 200 => return Err(self.err(RpcErrorKind::Server, method, format!("HTTP {s}: {}", snippet(&text)))),
+            429 => {
+                // Tryton itself answers 429 only to throttle logins; elsewhere it comes from a proxy in front.
+                let why = if method == LOGIN { " (login attempts throttled)" } else { "" };
+                let message = format!("{}{why}", status_message(status, retry_after));
+                return Err(RpcError { retry_after, cause: TransientCause::Refused, ..self.err(RpcErrorKind::Transient, method, message) });
+            }
+            s if s >= 500 => {
+                let message = format!("{}: {}", status_message(s, retry_after), snippet(&text));
+                return Err(RpcError { retry_after, ..self.err(RpcErrorKind::Transient, method, message) });
+            }
+            s if s != 200 => return Err(self.err(RpcErrorKind::Server, method, format!("{}: {}", status_message(s, None), snippet(&text)))),
             _ => {}
         }
         let value: Value = serde_json::from_str(&text)
@@ -186,7 +235,7 @@ impl Rpc {
     }
 
     async fn login(&self) -> Result<Session, RpcError> {
-        let call = "common.db.login";
+        let call = LOGIN;
         let params = json!([self.username, {"password": self.password}, "en"]);
         let result = match self.post(call, &params, None).await? {
             Ok(r) => r,
@@ -281,6 +330,18 @@ impl Rpc {
     /// A workflow transition or button (`quote`, `confirm`, `do`...).
     pub async fn button(&self, model: &str, method: &str, ids: &[i64], extra: &Map<String, Value>) -> Result<Value, RpcError> {
         self.call(model, method, vec![json!(ids)], extra).await
+    }
+}
+
+const LOGIN: &str = "common.db.login";
+
+/// Whether a call can be sent twice without harm: Tryton's read-only model methods and login. Anything
+/// else (create, write, delete, workflow buttons, unknown methods) is treated as a write.
+fn idempotency_of(call: &str) -> Idempotency {
+    let method = call.rsplit('.').next().unwrap_or(call);
+    match method {
+        "search" | "read" | "search_read" | "search_count" | "fields_get" | "default_get" | "get_preferences" | "login" => Idempotency::Safe,
+        _ => Idempotency::Unsafe,
     }
 }
 
@@ -474,6 +535,16 @@ mod tests {
         let row: Map<String, Value> = serde_json::from_value(json!({"template.": {"category.": {"name": "Tools"}}})).unwrap();
         assert_eq!(dotted(&row, "template.category.name"), Some(&json!("Tools")));
         assert_eq!(dotted(&row, "template.code"), None);
+    }
+
+    #[test]
+    fn only_reads_and_login_are_idempotent() {
+        for call in ["common.db.login", "model.product.product.search", "model.sale.sale.search_read", "model.party.party.read", "model.res.user.get_preferences"] {
+            assert_eq!(idempotency_of(call), Idempotency::Safe, "{call}");
+        }
+        for call in ["model.sale.sale.create", "model.sale.sale.quote", "model.sale.sale.confirm", "model.product.product.write", "model.party.party.delete", "model.stock.move.do"] {
+            assert_eq!(idempotency_of(call), Idempotency::Unsafe, "{call}");
+        }
     }
 
     #[test]

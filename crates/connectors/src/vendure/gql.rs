@@ -4,11 +4,13 @@
 //!   response header (bearer token method). A call answered with `FORBIDDEN` after the token expired logs
 //!   in again once and repeats the call.
 //! - Three kinds of failure, kept apart because the engine treats them differently:
-//!   transport / HTTP 5xx / 429 → [`ConnectorError`] (Transient) naming the endpoint: the whole call is
-//!   retried; GraphQL `errors` → [`CallError::Graphql`] (usually one record's bad input); and mutation
+//!   transport / HTTP 5xx / 429 → [`ConnectorError`] (Transient) naming the endpoint: queries and login
+//!   are sent again inside the client (see [`crate::retry`], `Retry-After` honoured), mutations only when
+//!   Vendure certainly did not act on them, otherwise the engine retries the whole call; GraphQL `errors` → [`CallError::Graphql`] (usually one record's bad input); and mutation
 //!   results that come back as HTTP 200 union types carrying an `errorCode` (`ErrorResult`), which
 //!   [`error_result`] turns into that record's [`RecordFailure`].
 
+use crate::retry::{Idempotency, RequestRetry, TransientCause, retry_after_of, status_message};
 use ferry_engine::{ConnectorError, ErrorKind, RecordFailure};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -116,6 +118,7 @@ pub struct Gql {
     channel_token: Option<String>,
     token: RwLock<Option<String>>,
     calls: AtomicU64,
+    retry: RequestRetry,
     /// Requests and time spent per operation (first field of the document), for "where the time goes".
     timings: std::sync::Mutex<std::collections::BTreeMap<String, (u64, Duration)>>,
 }
@@ -130,7 +133,13 @@ impl Gql {
             .pool_idle_timeout(Duration::from_secs(4))
             .build()
             .map_err(|e| ConnectorError::config(&endpoint, format!("HTTP client: {e}")))?;
-        Ok(Gql { http, endpoint, username, password, channel_token, token: RwLock::new(None), calls: AtomicU64::new(0), timings: Default::default() })
+        Ok(Gql { http, endpoint, username, password, channel_token, token: RwLock::new(None), calls: AtomicU64::new(0), retry: RequestRetry::DEFAULT, timings: Default::default() })
+    }
+
+    /// Another per-request retry policy (tests use a fast one).
+    pub fn with_retry(mut self, retry: RequestRetry) -> Self {
+        self.retry = retry;
+        self
     }
 
     /// HTTP requests sent so far (login included): for the benchmark's "calls per record".
@@ -146,7 +155,8 @@ impl Gql {
     /// Logs in and stores the token; `Auth` error when the credentials are refused.
     pub async fn login(&self) -> Result<(), ConnectorError> {
         let q = "mutation($u:String!,$p:String!){ login(username:$u,password:$p,rememberMe:true){ __typename ... on CurrentUser { id identifier } ... on ErrorResult { errorCode message } } }";
-        let (body, token) = self.post(q, json!({"u": self.username, "p": self.password}), None).await?;
+        // logging in twice does no harm
+        let (body, token) = self.post(q, json!({"u": self.username, "p": self.password}), None, Idempotency::Safe).await?;
         let login = &body["data"]["login"];
         if let Some(f) = error_result(login, None) {
             return Err(ConnectorError::new(ErrorKind::Auth, &self.endpoint, format!("login as {:?} refused: {}", self.username, f.message)));
@@ -169,8 +179,9 @@ impl Gql {
             token = self.token.read().await.clone();
         }
         let mut relogged = false;
+        let idempotency = idempotency_of(query);
         loop {
-            let (body, _) = self.post(query, variables.clone(), token.as_deref()).await?;
+            let (body, _) = self.post(query, variables.clone(), token.as_deref(), idempotency).await?;
             let errors = parse_errors(&body);
             if !errors.is_empty() {
                 // An expired or revoked session answers FORBIDDEN: log in again once.
@@ -230,19 +241,38 @@ impl Gql {
         }
     }
 
-    async fn post(&self, query: &str, variables: Value, token: Option<&str>) -> Result<(Value, Option<String>), ConnectorError> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        let started = std::time::Instant::now();
-        let result = self.post_inner(query, variables, token).await;
-        if let Ok(mut t) = self.timings.lock() {
-            let e = t.entry(operation(query)).or_default();
-            e.0 += 1;
-            e.1 += started.elapsed();
+    /// One request, sent again after a transient failure when that is safe (see [`crate::retry`]).
+    async fn post(&self, query: &str, variables: Value, token: Option<&str>, idempotency: Idempotency) -> Result<(Value, Option<String>), ConnectorError> {
+        let mut attempt = 1;
+        loop {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            let started = std::time::Instant::now();
+            let result = self.post_inner(query, &variables, token).await;
+            if let Ok(mut t) = self.timings.lock() {
+                let e = t.entry(operation(query)).or_default();
+                e.0 += 1;
+                e.1 += started.elapsed();
+            }
+            match result {
+                Ok(answer) => return Ok(answer),
+                Err(Failure::Transient(e, cause)) if self.retry.should_retry(attempt, idempotency, cause) => {
+                    let delay = self.retry.delay(attempt, e.retry_after);
+                    tracing::warn!(endpoint = %self.endpoint, operation = %operation(query), attempt, ?delay, error = %e.message, "transient failure; sending the request again");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(Failure::Transient(mut e, _) | Failure::Other(mut e)) => {
+                    if attempt > 1 {
+                        e.message = format!("{} (after {attempt} attempts)", e.message);
+                    }
+                    return Err(e);
+                }
+            }
         }
-        result
     }
 
-    async fn post_inner(&self, query: &str, variables: Value, token: Option<&str>) -> Result<(Value, Option<String>), ConnectorError> {
+    /// One HTTP round trip. A transient failure says whether Vendure may have acted on the request.
+    async fn post_inner(&self, query: &str, variables: &Value, token: Option<&str>) -> Result<(Value, Option<String>), Failure> {
         let mut req = self.http.post(&self.endpoint).json(&json!({"query": query, "variables": variables}));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -250,29 +280,56 @@ impl Gql {
         if let Some(c) = &self.channel_token {
             req = req.header("vendure-token", c);
         }
-        let resp = req.send().await.map_err(|e| ConnectorError::transient(&self.endpoint, format!("request failed: {e}")))?;
+        let resp = req.send().await.map_err(|e| {
+            // a connection that could not be opened carried nothing: safe to send again
+            let cause = if e.is_connect() { TransientCause::NotSent } else { TransientCause::Unknown };
+            Failure::Transient(ConnectorError::transient(&self.endpoint, format!("request failed: {}", transport_message(&e))), cause)
+        })?;
         let status = resp.status();
         let token = resp.headers().get("vendure-auth-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
         if status.as_u16() == 429 || status.is_server_error() {
-            let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let retry_after = retry_after_of(resp.headers());
             let text = resp.text().await.unwrap_or_default();
-            let mut msg = format!("HTTP {status}: {}", truncate(&text, 300));
-            if let Some(r) = retry_after {
-                msg.push_str(&format!(" (retry after {r})"));
-            }
-            return Err(ConnectorError::transient(&self.endpoint, msg));
+            let msg = format!("{}: {}", status_message(status.as_u16(), retry_after), truncate(&text, 300));
+            // a 429 is a refusal: Vendure did not act on the request
+            let cause = if status.as_u16() == 429 { TransientCause::Refused } else { TransientCause::Unknown };
+            return Err(Failure::Transient(ConnectorError::transient(&self.endpoint, msg).with_retry_after(retry_after), cause));
         }
-        let text = resp.text().await.map_err(|e| ConnectorError::transient(&self.endpoint, format!("reading the answer: {e}")))?;
+        let text = resp.text().await.map_err(|e| {
+            Failure::Transient(ConnectorError::transient(&self.endpoint, format!("reading the answer: {}", transport_message(&e))), TransientCause::Unknown)
+        })?;
         // GraphQL validation errors come with HTTP 400 and a normal errors body.
         let body: Value = serde_json::from_str(&text).map_err(|e| {
-            ConnectorError::permanent(&self.endpoint, format!("HTTP {status}: answer is not JSON ({e}): {}", truncate(&text, 300)))
+            Failure::Other(ConnectorError::permanent(&self.endpoint, format!("HTTP {status}: answer is not JSON ({e}): {}", truncate(&text, 300))))
         })?;
         if !status.is_success() && body.get("errors").is_none() {
             let kind = if status.as_u16() == 401 || status.as_u16() == 403 { ErrorKind::Auth } else { ErrorKind::Permanent };
-            return Err(ConnectorError::new(kind, &self.endpoint, format!("HTTP {status}: {}", truncate(&text, 300))));
+            return Err(Failure::Other(ConnectorError::new(kind, &self.endpoint, format!("{}: {}", status_message(status.as_u16(), None), truncate(&text, 300)))));
         }
         Ok((body, token))
     }
+}
+
+/// A failed round trip: transient (with whether Vendure may have acted on it) or not.
+enum Failure {
+    Transient(ConnectorError, TransientCause),
+    Other(ConnectorError),
+}
+
+/// Queries (and a document without an operation keyword, which is a query) can be sent twice; mutations not.
+fn idempotency_of(document: &str) -> Idempotency {
+    if document.trim_start().starts_with("mutation") { Idempotency::Unsafe } else { Idempotency::Safe }
+}
+
+/// reqwest's Display hides the cause (connection refused, reset…): walk the chain.
+fn transport_message(e: &reqwest::Error) -> String {
+    let mut msg = if e.is_timeout() { format!("timed out: {e}") } else { e.to_string() };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    msg
 }
 
 /// `mutation … { r0: createProduct(…` → `createProduct`: the first field name after the first `{`.
@@ -343,6 +400,13 @@ mod tests {
         assert_eq!(operation("mutation($v0:X!) {\nr0: createProduct(input:$v0){ id }\nr1: createProduct(input:$v1){ id }}"), "createProduct");
         assert_eq!(operation("query($s:[String!]!){ productVariants(options:{}){ items { id } } }"), "productVariants");
         assert_eq!(operation("{ activeChannel { code } }"), "activeChannel");
+    }
+
+    #[test]
+    fn queries_are_idempotent_and_mutations_are_not() {
+        assert_eq!(idempotency_of("query($s:[String!]!){ productVariants { items { id } } }"), Idempotency::Safe);
+        assert_eq!(idempotency_of("{ activeChannel { code } }"), Idempotency::Safe);
+        assert_eq!(idempotency_of("\n mutation($v0:X!) { r0: createProduct(input:$v0){ id } }"), Idempotency::Unsafe);
     }
 
     #[test]
