@@ -13,6 +13,7 @@
 //! pages by id inside the window `[since − overlap, run start)` and checkpoints after every page
 //! (`{"since", "until", "after_id"}`); the last checkpoint is `{"since": run start}`.
 
+mod amounts;
 mod customers;
 mod options;
 mod orders;
