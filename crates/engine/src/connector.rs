@@ -138,6 +138,9 @@ pub struct WriteOutcome {
 pub struct Written {
     pub target_id: String,
     pub action: WriteAction,
+    /// Written, but with something a person should know (a tax difference accepted by policy): counted
+    /// and listed as a run warning.
+    pub warning: Option<String>,
 }
 
 /// Why one record failed: the field (when known), the endpoint's message, and whether trying again later
@@ -160,7 +163,14 @@ impl RecordFailure {
 
 impl WriteOutcome {
     pub fn ok(key: impl Into<String>, target_id: impl Into<String>, action: WriteAction) -> Self {
-        WriteOutcome { key: key.into(), result: Ok(Written { target_id: target_id.into(), action }) }
+        WriteOutcome { key: key.into(), result: Ok(Written { target_id: target_id.into(), action, warning: None }) }
+    }
+    /// This outcome, when written, with a warning attached.
+    pub fn with_warning(mut self, warning: Option<String>) -> Self {
+        if let Ok(w) = &mut self.result {
+            w.warning = warning;
+        }
+        self
     }
     pub fn failed(key: impl Into<String>, failure: RecordFailure) -> Self {
         WriteOutcome { key: key.into(), result: Err(failure) }

@@ -149,7 +149,7 @@ async fn find_by_key_survives_a_reopen_and_create_once_never_appends_twice() {
     let c = connector(dir.path());
     assert!(c.find_by_key(Stream::Orders, &["WEB-1".into()]).await.unwrap().is_empty());
     let out = c.write(Stream::Orders, vec![order("WEB-1")]).await.unwrap();
-    assert_eq!(out[0].result, Ok(ferry_engine::Written { target_id: "WEB-1".into(), action: WriteAction::Created }));
+    assert_eq!(out[0].result, Ok(ferry_engine::Written { target_id: "WEB-1".into(), action: WriteAction::Created, warning: None }));
     // The key set built before the write was kept up to date by it.
     let found = c.find_by_key(Stream::Orders, &["WEB-1".into(), "WEB-2".into()]).await.unwrap();
     assert_eq!(found, HashMap::from([("WEB-1".to_owned(), "WEB-1".to_owned())]));

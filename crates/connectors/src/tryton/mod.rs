@@ -23,7 +23,7 @@ pub mod rpc;
 mod shipments;
 mod stock;
 
-pub use options::{CustomerMatching, LoyaltyHandling, OnTaxMismatch, Options, OrderState, StockStatusRules};
+pub use options::{CustomerMatching, LoyaltyHandling, OnTaxMismatch, Options, OrderState, StockStatusRules, TaxRoundingOption};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

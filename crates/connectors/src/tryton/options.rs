@@ -51,11 +51,26 @@ pub struct Options {
     /// What to do with loyalty points and loyalty discounts.
     #[serde(default)]
     pub loyalty: LoyaltyHandling,
-    /// Largest accepted difference between Tryton's computed tax and the order's `totals.tax`.
+    /// Largest difference between Tryton's computed tax and the order's `totals.tax` accepted whatever
+    /// `on_tax_mismatch` says (always with a note on the sale and a run warning, never silently).
     #[serde(default = "default_tax_tolerance")]
     pub tax_tolerance: Decimal,
+    /// What to do when Tryton's tax differs from the shop's by more than `tax_tolerance`.
     #[serde(default)]
     pub on_tax_mismatch: OnTaxMismatch,
+    /// Largest accepted difference between Tryton's `total_amount` and the order's `totals.total` after the
+    /// sale is written (the connector plans a rounding line so there is none; this catches what it could
+    /// not predict, such as non-percentage taxes). Default 0.
+    #[serde(default)]
+    pub total_tolerance: Decimal,
+    /// Tryton's tax rounding (`account.configuration.tax_rounding`): `detect` reads and follows it;
+    /// `line` or `document` set it (for the whole company) when it differs.
+    #[serde(default)]
+    pub tax_rounding: TaxRoundingOption,
+    /// Product code of the tax-free line that makes Tryton's total the shop's when a tax difference is
+    /// accepted (default: `discount_product`).
+    #[serde(default)]
+    pub adjustment_product: Option<String>,
     /// Stock status thresholds and how end-of-line / discontinued are derived.
     #[serde(default)]
     pub stock_status: StockStatusRules,
@@ -128,6 +143,18 @@ pub enum OnTaxMismatch {
     Fail,
     /// Keep the sale and attach a note saying by how much the tax differs.
     Note,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaxRoundingOption {
+    /// Follow Tryton's setting (read once per connection).
+    #[default]
+    Detect,
+    /// Make Tryton round tax per line, as shops (Vendure) do: taxes then agree line by line.
+    Line,
+    /// Make Tryton round tax once per sale.
+    Document,
 }
 
 #[derive(Clone, Debug, Deserialize, JsonSchema)]

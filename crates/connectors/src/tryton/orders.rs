@@ -10,11 +10,12 @@
 //! batch, to find the culprit), Tryton's tax is compared with `totals.tax`, then the sales are moved
 //! to the configured state. A transport failure never reports an order as created.
 
+use super::amounts::{self, Part, Tax, TaxRounding};
 use super::rpc::{self, RpcError, as_decimal, as_text, dec, dotted};
-use super::{OnTaxMismatch, OrderState, Tryton};
+use super::{OnTaxMismatch, OrderState, TaxRoundingOption, Tryton};
 use ferry_engine::{ConnectorError, RecordFailure, WriteAction, WriteOutcome, WriteRecord};
 use ferry_model::{Address, DiscountKind, Order, Record};
-use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -28,6 +29,10 @@ pub(crate) struct OrderSetup {
     pub freight: ProductInfo,
     pub discount: ProductInfo,
     pub loyalty: ProductInfo,
+    /// Tax-free line making Tryton's total the shop's when a tax difference is accepted.
+    pub adjustment: ProductInfo,
+    /// Tryton's `account.configuration.tax_rounding` (after applying the `tax_rounding` option).
+    pub rounding: TaxRounding,
     pub payment_term: Option<i64>,
     pub countries: HashMap<String, i64>,
     pub currencies: HashMap<String, i64>,
@@ -38,8 +43,8 @@ pub(crate) struct ProductInfo {
     pub id: i64,
     pub unit: i64,
     pub taxes: Vec<i64>,
-    /// Sum of the percentage taxes (to turn a tax-inclusive price into Tryton's net unit price).
-    pub rate: Decimal,
+    /// The percentage taxes among `taxes`, for predicting Tryton's tax (amounts.rs).
+    pub tax_rates: Vec<Tax>,
 }
 
 /// One order on its way into Tryton.
@@ -47,6 +52,18 @@ struct Pending {
     key: String,
     order: Order,
     vals: Value,
+    expected: Expected,
+}
+
+/// What Tryton should report for a sale once created, and the accepted difference to note on it.
+#[derive(Clone, Debug)]
+struct Expected {
+    /// Tryton's `tax_amount` as predicted (the shop's tax, or it plus an accepted difference).
+    tax: Decimal,
+    /// The shop's total: Tryton's `total_amount` must be it (within `total_tolerance`).
+    total: Decimal,
+    /// An accepted difference: noted on the sale and reported as the outcome's warning.
+    note: Option<String>,
 }
 
 // taxes live on the accounting category (account_product): `account_category.customer_taxes_used`
@@ -82,6 +99,9 @@ impl Tryton {
         if let Some(l) = &self.opts.loyalty.product {
             codes.push(l.clone());
         }
+        if let Some(a) = &self.opts.adjustment_product {
+            codes.push(a.clone());
+        }
         let infos = self.product_infos(&codes).await?;
         let get = |option: &str, code: &str| {
             infos.get(code).cloned().ok_or_else(|| ConnectorError::config(&endpoint, format!("{option}: no salable product with code {code:?}")))
@@ -92,6 +112,11 @@ impl Tryton {
             Some(code) => get("loyalty.product", code)?,
             None => discount.clone(),
         };
+        let adjustment = match &self.opts.adjustment_product {
+            Some(code) => get("adjustment_product", code)?,
+            None => discount.clone(),
+        };
+        let rounding = self.tax_rounding().await?;
         let payment_term = match &self.opts.payment_term {
             Some(name) => Some(
                 *self
@@ -108,7 +133,29 @@ impl Tryton {
         };
         let countries = pairs(self.rpc.search_read("country.country", json!([]), 0, None, Value::Null, &["code"], &none).await?);
         let currencies = pairs(self.rpc.search_read("currency.currency", json!([]), 0, None, Value::Null, &["code"], &none).await?);
-        Ok(OrderSetup { web_shop, b2c_party, warehouse, freight, discount, loyalty, payment_term, countries, currencies })
+        Ok(OrderSetup { web_shop, b2c_party, warehouse, freight, discount, loyalty, adjustment, rounding, payment_term, countries, currencies })
+    }
+
+    /// Tryton's tax rounding (`account.configuration` 1, company-dependent), set first when the
+    /// `tax_rounding` option asks for `line` or `document` and Tryton has the other.
+    async fn tax_rounding(&self) -> Result<TaxRounding, ConnectorError> {
+        let none = Map::new();
+        let read = |rows: Vec<Map<String, Value>>| match rows.first().and_then(|r| r.get("tax_rounding")).and_then(Value::as_str) {
+            Some("line") => Ok(TaxRounding::Line),
+            Some("document") | None => Ok(TaxRounding::Document),
+            Some(other) => Err(ConnectorError::config(self.endpoint(), format!("account.configuration.tax_rounding is {other:?}: Ferry knows document and line"))),
+        };
+        let current = read(self.rpc.read("account.configuration", &[1], &["tax_rounding"], &none).await?)?;
+        let wanted = match self.opts.tax_rounding {
+            TaxRoundingOption::Detect => return Ok(current),
+            TaxRoundingOption::Line => TaxRounding::Line,
+            TaxRoundingOption::Document => TaxRounding::Document,
+        };
+        if wanted != current {
+            self.rpc.write("account.configuration", &[1], json!({"tax_rounding": wanted.as_str()}), &none).await?;
+            tracing::info!(endpoint = %self.endpoint(), rounding = wanted.as_str(), "set Tryton's tax rounding (option tax_rounding)");
+        }
+        Ok(wanted)
     }
 
     /// Product code → id, sale unit, customer taxes and their rate; codes Tryton does not know are absent.
@@ -116,14 +163,15 @@ impl Tryton {
         let none = Map::new();
         let rows = self.rpc.search_read("product.product", json!([["code", "in", codes]]), 0, None, Value::Null, PRODUCT_FIELDS, &none).await?;
         let tax_ids: Vec<i64> = rows.iter().flat_map(|r| super::id_list(dotted(r, "account_category.customer_taxes_used"))).collect::<HashSet<_>>().into_iter().collect();
-        let rates: HashMap<i64, Decimal> = self
+        let rates: HashMap<i64, Tax> = self
             .rpc
-            .read("account.tax", &tax_ids, &["type", "rate"], &none)
+            .read("account.tax", &tax_ids, &["type", "rate", "sequence"], &none)
             .await?
             .into_iter()
+            .filter(|t| t.get("type").and_then(Value::as_str) == Some("percentage"))
             .filter_map(|t| {
-                let rate = if t.get("type").and_then(Value::as_str) == Some("percentage") { t.get("rate").and_then(as_decimal)? } else { Decimal::ZERO };
-                Some((t.get("id")?.as_i64()?, rate))
+                let id = t.get("id")?.as_i64()?;
+                Some((id, Tax { id, rate: t.get("rate").and_then(as_decimal)?, sequence: t.get("sequence").and_then(Value::as_i64) }))
             })
             .collect();
         let mut out = HashMap::new();
@@ -134,8 +182,8 @@ impl Tryton {
             }
             let unit = r.get("sale_uom").and_then(Value::as_i64).or_else(|| r.get("default_uom").and_then(Value::as_i64)).unwrap_or_default();
             let taxes = super::id_list(dotted(&r, "account_category.customer_taxes_used"));
-            let rate = taxes.iter().filter_map(|t| rates.get(t)).sum();
-            out.insert(code, ProductInfo { id, unit, taxes, rate });
+            let tax_rates = taxes.iter().filter_map(|t| rates.get(t).cloned()).collect();
+            out.insert(code, ProductInfo { id, unit, taxes, tax_rates });
         }
         Ok(out)
     }
@@ -182,7 +230,7 @@ impl Tryton {
         let mut pending = Vec::new();
         for (key, order) in orders {
             match self.prepare(&key, &order, &setup, &products, &mut parties).await {
-                Ok(vals) => pending.push(Pending { key, order, vals }),
+                Ok((vals, expected)) => pending.push(Pending { key, order, vals, expected }),
                 Err(f) => outcomes.push(WriteOutcome::failed(key, f)),
             }
         }
@@ -215,25 +263,33 @@ impl Tryton {
             }
         }
 
-        // --- Tryton's tax against the order's
+        // --- Tryton's amounts against the plan: its total is the shop's, its tax the shop's or the accepted one
         let ids: Vec<i64> = created.iter().map(|(_, id)| *id).collect();
         let amounts = super::by_id(self.rpc.read("sale.sale", &ids, &["tax_amount", "untaxed_amount", "total_amount"], &Map::new()).await.map_err(|e| e.to_connector_error())?);
         let mut notes: Vec<Value> = Vec::new();
         let mut keep: Vec<(Pending, i64)> = Vec::new();
         let mut drop_ids = Vec::new();
-        for (p, id) in created {
-            let tax = amounts.get(&id).and_then(|r| r.get("tax_amount")).and_then(as_decimal).unwrap_or_default();
-            let diff = tax - p.order.totals.tax;
-            if diff.abs() > self.opts.tax_tolerance {
-                let msg = format!("Tryton computes tax {tax} but the order says {} (difference {diff}, tolerance {})", p.order.totals.tax, self.opts.tax_tolerance);
+        for (mut p, id) in created {
+            let get = |f: &str| amounts.get(&id).and_then(|r| r.get(f)).and_then(as_decimal).unwrap_or_default();
+            let (tax, total) = (get("tax_amount"), get("total_amount"));
+            if tax != p.expected.tax || (total - p.expected.total).abs() > self.opts.total_tolerance {
+                // Tryton did not compute what the plan predicted (a tax that is not a percentage, say)
+                let msg = format!(
+                    "Tryton computes tax {tax} and total {total} but the shop charged tax {} and total {} (tax_rounding {}, total_tolerance {})",
+                    p.order.totals.tax, p.order.totals.total, setup.rounding.as_str(), self.opts.total_tolerance
+                );
                 match self.opts.on_tax_mismatch {
                     OnTaxMismatch::Fail => {
                         drop_ids.push(id);
-                        outcomes.push(WriteOutcome::failed(p.key, RecordFailure::permanent(Some("totals.tax".into()), format!("{msg}; sale.sale {id} deleted again"))));
+                        let field = if tax != p.expected.tax { "totals.tax" } else { "totals.total" };
+                        outcomes.push(WriteOutcome::failed(p.key, RecordFailure::permanent(Some(field.into()), format!("{msg}; sale.sale {id} deleted again"))));
                         continue;
                     }
-                    OnTaxMismatch::Note => notes.push(json!({"resource": format!("sale.sale,{id}"), "message": format!("Ferry: {msg}.")})),
+                    OnTaxMismatch::Note => p.expected.note = Some([p.expected.note.take(), Some(msg)].into_iter().flatten().collect::<Vec<_>>().join("; ")),
                 }
+            }
+            if let Some(n) = &p.expected.note {
+                notes.push(json!({"resource": format!("sale.sale,{id}"), "message": format!("Ferry: {n}.")}));
             }
             if self.opts.loyalty.note
                 && let Some(l) = &p.order.loyalty
@@ -281,7 +337,8 @@ impl Tryton {
             }
         }
         for (p, id) in live {
-            outcomes.push(WriteOutcome::ok(p.key, id.to_string(), WriteAction::Created));
+            let warning = p.expected.note.map(|n| format!("order {}: {n}", p.order.number));
+            outcomes.push(WriteOutcome::ok(p.key, id.to_string(), WriteAction::Created).with_warning(warning));
         }
         Ok(outcomes)
     }
@@ -336,41 +393,21 @@ impl Tryton {
             .await
     }
 
-    /// The sale's values, or why this order cannot become one.
-    async fn prepare(&self, key: &str, o: &Order, setup: &OrderSetup, products: &HashMap<String, ProductInfo>, parties: &mut Parties) -> Result<Value, RecordFailure> {
+    /// The sale's values and the amounts Tryton must then report, or why this order cannot become one.
+    async fn prepare(&self, key: &str, o: &Order, setup: &OrderSetup, products: &HashMap<String, ProductInfo>, parties: &mut Parties) -> Result<(Value, Expected), RecordFailure> {
         let rpc_fail = |field: &str| {
             let field = field.to_owned();
             move |e: RpcError| e.to_record_failure(Some(field))
         };
         // lines first: an unknown SKU must fail before anything (a party, an address) is created
-        let mut lines = Vec::new();
+        let mut line_products = Vec::with_capacity(o.lines.len());
         for (i, l) in o.lines.iter().enumerate() {
             let Some(p) = products.get(&l.sku) else {
                 return Err(RecordFailure::permanent(Some(format!("lines[{i}].sku")), format!("order {key}: no salable product with code {:?} in Tryton", l.sku)));
             };
-            let unit_price = net(l.unit_price, o.prices_include_tax, p.rate);
-            lines.push(line(p, l.quantity, unit_price, l.name.as_deref()));
-            if !l.discount.is_zero() {
-                let d = &setup.discount;
-                let amount = net(l.discount, o.prices_include_tax, p.rate);
-                let mut v = line(d, Decimal::ONE, -amount, Some(&format!("Discount on {}", l.sku)));
-                v["taxes"] = json!([["add", p.taxes]]); // the discounted line's taxes
-                lines.push(v);
-            }
+            line_products.push(p);
         }
-        for s in &o.shipping {
-            let f = &setup.freight;
-            let desc = match &s.carrier {
-                Some(c) => format!("{} ({c})", s.method),
-                None => s.method.clone(),
-            };
-            lines.push(line(f, Decimal::ONE, net(s.amount, o.prices_include_tax, f.rate), Some(&desc)));
-        }
-        for d in &o.discounts {
-            let product = if d.kind == DiscountKind::Loyalty { &setup.loyalty } else { &setup.discount };
-            let desc = [Some(format!("{:?}", d.kind).to_lowercase()), d.code.clone(), d.description.clone()].into_iter().flatten().collect::<Vec<_>>().join(" ");
-            lines.push(line(product, Decimal::ONE, -net(d.amount, o.prices_include_tax, product.rate), Some(&desc)));
-        }
+        let (lines, expected) = self.sale_lines(o, setup, &line_products)?;
         let currency = *setup.currencies.get(o.currency.code()).ok_or_else(|| RecordFailure::permanent(Some("currency".into()), format!("currency {} is not set up in Tryton", o.currency)))?;
 
         // the party: code, then e-mail, then created (if allowed), else the B2C party
@@ -426,7 +463,68 @@ impl Tryton {
         if let Some(r) = &o.customer_reference {
             vals["description"] = json!(format!("Web order {} (customer ref. {r})", o.number));
         }
-        Ok(vals)
+        Ok((vals, expected))
+    }
+
+    /// The sale lines, priced so Tryton's amounts agree with the shop's (amounts.rs), and what Tryton
+    /// must report for them; a tax difference beyond `tax_tolerance` under `on_tax_mismatch = fail` fails
+    /// the order before anything is created.
+    fn sale_lines(&self, o: &Order, setup: &OrderSetup, line_products: &[&ProductInfo]) -> Result<(Vec<Value>, Expected), RecordFailure> {
+        let discount_product = |k: DiscountKind| if k == DiscountKind::Loyalty { &setup.loyalty } else { &setup.discount };
+        let line_taxes: Vec<Vec<Tax>> = line_products.iter().map(|p| p.tax_rates.clone()).collect();
+        let discount_taxes: Vec<Vec<Tax>> = o.discounts.iter().map(|d| discount_product(d.kind).tax_rates.clone()).collect();
+        let wanted = amounts::wanted_lines(o, &line_taxes, &setup.freight.tax_rates, &discount_taxes);
+        let plan = amounts::plan(&wanted.iter().map(|(_, w)| w.clone()).collect::<Vec<_>>(), o.totals.tax, o.totals.total, setup.rounding, o.currency.minor_units());
+        let mut lines = Vec::with_capacity(wanted.len() + 1);
+        for ((part, w), unit_price) in wanted.iter().zip(&plan.unit_prices) {
+            lines.push(match *part {
+                Part::Line(i) => line(line_products[i], w.quantity, *unit_price, o.lines[i].name.as_deref()),
+                Part::LineDiscount(i) => {
+                    let mut v = line(&setup.discount, w.quantity, *unit_price, Some(&format!("Discount on {}", o.lines[i].sku)));
+                    v["taxes"] = json!([["add", line_products[i].taxes]]); // the discounted line's taxes
+                    v
+                }
+                Part::Shipping(i) => {
+                    let s = &o.shipping[i];
+                    let desc = match &s.carrier {
+                        Some(c) => format!("{} ({c})", s.method),
+                        None => s.method.clone(),
+                    };
+                    line(&setup.freight, w.quantity, *unit_price, Some(&desc))
+                }
+                Part::Discount(i) => {
+                    let d = &o.discounts[i];
+                    let desc = [Some(format!("{:?}", d.kind).to_lowercase()), d.code.clone(), d.description.clone()].into_iter().flatten().collect::<Vec<_>>().join(" ");
+                    line(discount_product(d.kind), w.quantity, *unit_price, Some(&desc))
+                }
+            });
+        }
+        let diff = plan.tax_difference;
+        let mut note = None;
+        if !diff.is_zero() {
+            let msg = format!(
+                "Tryton computes tax {} (rounding per {}) but the shop charged {} (difference {diff})",
+                plan.amounts.tax,
+                setup.rounding.as_str(),
+                o.totals.tax
+            );
+            if diff.abs() > self.opts.tax_tolerance && self.opts.on_tax_mismatch == OnTaxMismatch::Fail {
+                let hint = if setup.rounding == TaxRounding::Document { "; tax_rounding = \"line\" makes Tryton round per line as shops do" } else { "" };
+                return Err(RecordFailure::permanent(Some("totals.tax".into()), format!("{msg}, more than tax_tolerance {}; no sale created{hint}", self.opts.tax_tolerance)));
+            }
+            note = Some(msg);
+        }
+        if !plan.adjustment.is_zero() {
+            let mut v = line(&setup.adjustment, Decimal::ONE, plan.adjustment, Some(&format!("Rounding to the shop's total of order {}", o.number)));
+            v.as_object_mut().expect("a line is an object").remove("taxes"); // tax-free
+            lines.push(v);
+            let msg = format!("a tax-free line of {} makes the sale's total the shop's {}", plan.adjustment, o.totals.total);
+            note = Some(match note {
+                Some(n) => format!("{n}; {msg}"),
+                None => msg,
+            });
+        }
+        Ok((lines, Expected { tax: plan.amounts.tax, total: o.totals.total, note }))
     }
 
     async fn party_payment_term(&self, party: i64) -> Result<Option<i64>, RpcError> {
@@ -541,12 +639,6 @@ fn line(p: &ProductInfo, quantity: Decimal, unit_price: Decimal, description: Op
     v
 }
 
-/// Tryton's unit price excludes tax: a tax-inclusive amount is divided by (1 + rate), to 4 places
-/// (Tryton's price digits).
-fn net(amount: Decimal, includes_tax: bool, rate: Decimal) -> Decimal {
-    if includes_tax { (amount / (Decimal::ONE + rate)).round_dp_with_strategy(4, RoundingStrategy::MidpointAwayFromZero) } else { amount }
-}
-
 /// A quantity for a Float field: an exact JSON number (serde_json keeps the digits).
 fn number(d: Decimal) -> Value {
     Value::from_str(&d.normalize().to_string()).unwrap_or(json!(0))
@@ -555,14 +647,6 @@ fn number(d: Decimal) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tax_inclusive_prices_become_net_to_four_places() {
-        let d = |s: &str| Decimal::from_str(s).unwrap();
-        assert_eq!(net(d("11.00"), true, d("0.10")), d("10"));
-        assert_eq!(net(d("19.99"), true, d("0.10")), d("18.1727"));
-        assert_eq!(net(d("19.99"), false, d("0.10")), d("19.99"));
-    }
 
     #[test]
     fn quantities_are_exact_json_numbers() {
