@@ -447,6 +447,92 @@ async fn a_tax_mismatch_fails_the_order_or_leaves_a_note() {
     assert_eq!((amount(&sl["tax_amount"]), amount(&sl["total_amount"])), (d("5"), d("50")));
 }
 
+/// A generated shop order rounded the way Vendure rounds: tax per line (after an order-wide coupon spread
+/// over the lines by their totals), half up, in whole cents. `lines`: (sku, quantity, unit cents, line
+/// discount cents); GST 10 % on lines and freight.
+fn shop_order(number: &str, lines: &[(String, i64, i64, i64)], shipping: Option<i64>, coupon: i64, inclusive: bool) -> Record {
+    let half_up = |num: i64, den: i64| (2 * num + den) / (2 * den);
+    let tax_of = |amount: i64| if inclusive { amount - half_up(amount * 100, 110) } else { half_up(amount * 10, 100) };
+    let c = |x: i64| rust_decimal::Decimal::new(x, 2).to_string();
+    let totals: Vec<i64> = lines.iter().map(|(_, q, u, disc)| q * u - disc).collect();
+    let subtotal: i64 = totals.iter().sum();
+    let (mut left, mut tax, mut ls) = (coupon, 0, vec![]);
+    for (i, ((sku, q, u, _), total)) in lines.iter().zip(&totals).enumerate() {
+        let share = if i + 1 == lines.len() { left } else { half_up(coupon * total, subtotal).min(left) };
+        left -= share;
+        let line_tax = tax_of(total - share);
+        tax += line_tax;
+        ls.push(json!({"sku": sku, "quantity": q.to_string(), "unit_price": c(*u), "discount": c(q * u - total), "total": c(*total),
+            "taxes": [{"name": "GST", "rate": "0.1", "amount": c(line_tax)}]}));
+    }
+    let ship = shipping.unwrap_or(0);
+    tax += tax_of(ship);
+    let total = subtotal + ship - coupon + if inclusive { 0 } else { tax };
+    let mut o = json!({
+        "number": number, "placed_at": Utc::now(), "currency": "AUD", "prices_include_tax": inclusive, "lines": ls,
+        "totals": {"subtotal": c(subtotal), "shipping": c(ship), "discount": c(coupon), "tax": c(tax), "total": c(total)},
+    });
+    if shipping.is_some() {
+        o["shipping"] = json!([{"method": "Standard", "amount": c(ship), "taxes": [{"name": "GST", "amount": c(tax_of(ship))}]}]);
+    }
+    if coupon > 0 {
+        o["discounts"] = json!([{"kind": "coupon", "code": "SAVE", "amount": c(coupon)}]);
+    }
+    Record::parse(Stream::Orders, o, "generated").unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// 40 generated orders (several lines, odd cent prices and quantities, line discounts, coupons, freight
+/// with GST, tax-inclusive and exclusive) through the connector into live Tryton, rounding tax the way it
+/// is set up (per document): Tryton's total is the shop's for every order, and its tax is the shop's or the
+/// difference is noted on the sale and reported as a warning. Tryton's amounts are exactly the ones the
+/// connector predicted (otherwise the warning would say "Tryton computes tax … and total …").
+#[tokio::test]
+async fn generated_orders_agree_with_the_shop_to_the_cent() {
+    use rand::{Rng, SeedableRng};
+    let u = uniq();
+    let t = tryton(json!({"order_state": "quotation", "on_tax_mismatch": "note"}));
+    let s = Setup(&t);
+    let skus: Vec<String> = (0..3).map(|i| format!("CENT{i}-{u}")).collect();
+    for sku in &skus {
+        s.product(sku, "Cent", "10", "5", &[], &[""]).await;
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20261202);
+    let mut orders = Vec::new();
+    for n in 0..40 {
+        let lines: Vec<(String, i64, i64, i64)> = (0..rng.random_range(1..=4))
+            .map(|_| {
+                let (q, unit) = (rng.random_range(1..=7i64), rng.random_range(1..=20_000i64));
+                let disc = if rng.random_bool(0.25) { rng.random_range(1..=(q * unit / 4).max(1)) } else { 0 };
+                (skus[rng.random_range(0..3)].clone(), q, unit, disc)
+            })
+            .collect();
+        let subtotal: i64 = lines.iter().map(|(_, q, u, d)| q * u - d).sum();
+        let shipping = rng.random_bool(0.7).then(|| rng.random_range(0..=3_000));
+        let coupon = if rng.random_bool(0.3) { rng.random_range(1..=(subtotal / 3).max(1)) } else { 0 };
+        orders.push(shop_order(&format!("GEN{n}-{u}"), &lines, shipping, coupon, rng.random_bool(0.5)));
+    }
+    let mut differences = 0;
+    for batch in orders.chunks(10) {
+        let out = t.write(Stream::Orders, batch.iter().cloned().map(new).collect()).await.unwrap();
+        for rec in batch {
+            let Record::Order(o) = rec else { unreachable!() };
+            let written = out.iter().find(|x| x.key == o.number).unwrap().result.clone().unwrap_or_else(|f| panic!("{}: {f:?}", o.number));
+            let sl = sale(&t, &written.target_id).await;
+            assert_eq!(amount(&sl["total_amount"]), o.totals.total, "{}: Tryton's total", o.number);
+            if amount(&sl["tax_amount"]) != o.totals.tax {
+                differences += 1;
+                let w = written.warning.as_deref().unwrap_or_else(|| panic!("{}: tax {} ≠ {} without a warning", o.number, amount(&sl["tax_amount"]), o.totals.tax));
+                assert!(w.contains("rounding per document") && !w.contains("and total"), "{w}");
+                let notes = t.rpc().search_read("ir.note", json!([["resource", "=", format!("sale.sale,{}", written.target_id)]]), 0, None, Value::Null, &["message"], &none()).await.unwrap();
+                assert_eq!(notes.len(), 1, "{}: the difference is noted on the sale", o.number);
+            } else {
+                assert!(written.warning.is_none(), "{}: {:?}", o.number, written.warning);
+            }
+        }
+    }
+    eprintln!("{differences} of 40 orders keep a tax difference Tryton's per-document rounding cannot avoid (noted and warned)");
+}
+
 #[tokio::test]
 async fn a_done_shipment_is_read_back_with_its_order_number_carrier_and_tracking() {
     let u = uniq();
