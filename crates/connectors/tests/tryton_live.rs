@@ -337,12 +337,16 @@ async fn orders_become_sales_in_each_configured_state_with_freight_discount_and_
 #[tokio::test]
 async fn buyers_are_matched_by_email_created_or_booked_to_the_b2c_party() {
     let u = uniq();
-    let t = tryton(json!({"order_state": "draft", "customers": {"create_customers": true}}));
+    let t = tryton(json!({"order_state": "draft", "customers": {"by_email": true, "create_customers": true}}));
     let s = Setup(&t);
     let sku = format!("BUY-{u}");
     s.product(&sku, "Buyable", "10", "5", &[], &[""]).await;
-    let known = t.rpc().create("party.party", vec![json!({"name": format!("Mail {u}"), "code": format!("MAIL-{u}"), "contact_mechanisms": [["create", [{"type": "email", "value": format!("known-{u}@example.com")}]]]})], &none()).await.unwrap()[0];
-    let by_mail = order(&format!("M-{u}"), json!({"email": format!("Known-{u}@example.com")}), &[(&sku, "1", "10")], "0", "0");
+    let code = format!("MAIL-{u}");
+    let known = t.rpc().create("party.party", vec![json!({"name": format!("Mail {u}"), "code": code, "contact_mechanisms": [["create", [{"type": "email", "value": format!("known-{u}@example.com")}]]]})], &none()).await.unwrap()[0];
+    // it becomes a customer by buying (matched by its code)
+    let first = order(&format!("K-{u}"), json!({"code": code}), &[(&sku, "1", "10")], "0", "0");
+    t.write(Stream::Orders, vec![new(first)]).await.unwrap()[0].result.as_ref().unwrap();
+    let by_mail = order(&format!("M-{u}"), json!({"email": format!("Known-{u}@example.com"), "guest": false}), &[(&sku, "1", "10")], "0", "0");
     let created = order(&format!("C-{u}"), json!({"email": format!("new-{u}@example.com"), "first_name": "New", "last_name": "Buyer"}), &[(&sku, "1", "10")], "0", "0");
     let anonymous = order(&format!("A-{u}"), json!({}), &[(&sku, "1", "10")], "0", "0");
     let out = t.write(Stream::Orders, vec![new(by_mail), new(created), new(anonymous)]).await.unwrap();
@@ -353,10 +357,64 @@ async fn buyers_are_matched_by_email_created_or_booked_to_the_b2c_party() {
     assert_ne!(new_party["party"].as_i64(), Some(known));
     assert_eq!(sale(&t, &id(&format!("A-{u}"))).await["party."]["name"], "Web sales (B2C)");
     // a second order with the same addresses reuses them instead of adding duplicates
-    let again = order(&format!("M2-{u}"), json!({"email": format!("known-{u}@example.com")}), &[(&sku, "1", "10")], "0", "0");
+    let again = order(&format!("M2-{u}"), json!({"email": format!("known-{u}@example.com"), "guest": false}), &[(&sku, "1", "10")], "0", "0");
     t.write(Stream::Orders, vec![new(again)]).await.unwrap()[0].result.as_ref().unwrap();
     let addresses = t.rpc().search("party.address", json!([["party", "=", known]]), 0, None, Value::Null, &none()).await.unwrap();
     assert_eq!(addresses.len(), 2, "billing + delivery address, each created once");
+}
+
+/// A party with an e-mail that never bought anything (a supplier): no web order is booked to it by that
+/// e-mail, whoever typed it; and a guest is never matched by e-mail unless `match_guests`.
+#[tokio::test]
+async fn a_guest_with_a_suppliers_email_is_not_matched() {
+    let u = uniq();
+    let t = tryton(json!({"order_state": "draft"}));
+    let s = Setup(&t);
+    let sku = format!("SUP-{u}");
+    s.product(&sku, "Supplied", "10", "5", &[], &[""]).await;
+    let mail = format!("accounts-{u}@supplier.example");
+    let supplier = t.rpc().create("party.party", vec![json!({"name": format!("Supplier {u}"), "contact_mechanisms": [["create", [{"type": "email", "value": mail}]]]})], &none()).await.unwrap()[0];
+    let guest = |n: &str, g: Value| order(&format!("{n}-{u}"), json!({"email": mail, "guest": g}), &[(&sku, "1", "10")], "0", "0");
+    // the default (no e-mail matching), opted in (guest: unverified), even with guests allowed (not a customer)
+    for (n, options, g) in [
+        ("S1", json!({}), json!(true)),
+        ("S2", json!({"by_email": true}), json!(true)),
+        ("S3", json!({"by_email": true, "match_guests": true}), json!(true)),
+        ("S4", json!({"by_email": true}), json!(false)),
+    ] {
+        let t = tryton(json!({"order_state": "draft", "customers": options}));
+        let out = t.write(Stream::Orders, vec![new(guest(n, g))]).await.unwrap();
+        let sl = sale(&t, &out[0].result.as_ref().unwrap_or_else(|f| panic!("{n}: {f:?}")).target_id).await;
+        assert_ne!(sl["party"].as_i64(), Some(supplier), "{n}: booked to the supplier");
+        assert_eq!(sl["party."]["name"], "Web sales (B2C)", "{n}");
+    }
+}
+
+/// A registered shop customer (verified e-mail) whose e-mail belongs to one Tryton customer is booked to
+/// it when e-mail matching is on, and the sale says which customer and why.
+#[tokio::test]
+async fn a_registered_customer_is_matched_by_email_when_opted_in_and_its_code_recorded() {
+    let u = uniq();
+    let s_t = tryton(json!({"order_state": "draft"}));
+    let s = Setup(&s_t);
+    let sku = format!("REG-{u}");
+    s.product(&sku, "Registered", "10", "5", &[], &[""]).await;
+    let (code, mail) = (format!("REG-{u}"), format!("buyer-{u}@example.com"));
+    let party = s_t.rpc().create("party.party", vec![json!({"name": format!("Buyer {u}"), "code": code, "contact_mechanisms": [["create", [{"type": "email", "value": mail}]]]})], &none()).await.unwrap()[0];
+    let earlier = order(&format!("R0-{u}"), json!({"code": code}), &[(&sku, "1", "10")], "0", "0");
+    s_t.write(Stream::Orders, vec![new(earlier)]).await.unwrap()[0].result.as_ref().unwrap();
+    let registered = |n: &str| order(&format!("{n}-{u}"), json!({"email": mail.to_uppercase(), "guest": false}), &[(&sku, "1", "10")], "0", "0");
+
+    // not opted in: the B2C party
+    let out = s_t.write(Stream::Orders, vec![new(registered("R1"))]).await.unwrap();
+    assert_eq!(sale(&s_t, &out[0].result.as_ref().unwrap().target_id).await["party."]["name"], "Web sales (B2C)");
+
+    let t = tryton(json!({"order_state": "draft", "customers": {"by_email": true}}));
+    let out = t.write(Stream::Orders, vec![new(registered("R2"))]).await.unwrap();
+    let id: i64 = out[0].result.as_ref().unwrap().target_id.parse().unwrap();
+    let sl = s.read_one("sale.sale", id, &["party", "description"]).await;
+    assert_eq!(sl["party"].as_i64(), Some(party));
+    assert_eq!(sl["description"], format!("Web order R2-{u}; customer {code} (matched by e-mail)"));
 }
 
 #[tokio::test]

@@ -110,9 +110,18 @@ pub struct CustomerMatching {
     /// Match `customer.code` against `party.party.code` first.
     #[serde(default = "yes")]
     pub by_code: bool,
-    /// Then match `customer.email` against the parties' e-mail contact mechanisms.
-    #[serde(default = "yes")]
+    /// Then match `customer.email` against the e-mail contact mechanisms of parties that are customers
+    /// (see `customer_category`). Opt-in: an e-mail typed at checkout proves nothing.
+    #[serde(default)]
     pub by_email: bool,
+    /// Match guests' e-mails too (`customer.guest` true or unknown); by default only registered shop
+    /// accounts (`guest = false`), whose e-mail the shop verified, are matched by e-mail.
+    #[serde(default)]
+    pub match_guests: bool,
+    /// A party is a customer (may be matched by e-mail) when it is in this `party.category` (name).
+    /// Default: when it has a sale that is not cancelled.
+    #[serde(default)]
+    pub customer_category: Option<String>,
     /// Create a party for an unmatched buyer who gave an e-mail (else the order goes to `b2c_party`).
     #[serde(default)]
     pub create_customers: bool,
@@ -120,7 +129,7 @@ pub struct CustomerMatching {
 
 impl Default for CustomerMatching {
     fn default() -> Self {
-        CustomerMatching { by_code: true, by_email: true, create_customers: false }
+        CustomerMatching { by_code: true, by_email: false, match_guests: false, customer_category: None, create_customers: false }
     }
 }
 

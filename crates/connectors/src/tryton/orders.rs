@@ -356,7 +356,10 @@ impl Tryton {
         WriteOutcome::failed(p.key, e.to_record_failure(None))
     }
 
-    /// Parties by code and by e-mail for every buyer of the batch, with their addresses.
+    /// Parties by code and by e-mail for every buyer of the batch. E-mail matching is opt-in
+    /// (`customers.by_email`), for registered shop accounts only unless `customers.match_guests`, and only
+    /// against parties that are customers ([`Self::customer_parties`]); an e-mail shared by several
+    /// customers matches none.
     async fn match_parties(&self, orders: &[(String, Order)]) -> Result<Parties, ConnectorError> {
         let none = Map::new();
         let mut parties = Parties::default();
@@ -368,8 +371,8 @@ impl Tryton {
                 }
             }
         }
-        let emails: Vec<String> = orders.iter().filter_map(|(_, o)| o.customer.email.as_ref()).map(|e| e.to_lowercase()).collect();
-        if self.opts.customers.by_email && !emails.is_empty() {
+        let emails: Vec<String> = orders.iter().filter(|(_, o)| email_matchable(&o.customer, &self.opts.customers)).filter_map(|(_, o)| o.customer.email.as_ref()).map(|e| e.to_lowercase()).collect();
+        if !emails.is_empty() {
             // e-mail addresses compare case-insensitively: `ilike` with the wildcards escaped
             let mut any: Vec<Value> = vec![json!("OR")];
             any.extend(emails.iter().map(|e| json!(["value", "ilike", e.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")])));
@@ -377,13 +380,46 @@ impl Tryton {
                 .rpc
                 .search_read("party.contact_mechanism", json!([["type", "=", "email"], any]), 0, None, json!([["id", "ASC"]]), &["value", "party"], &none)
                 .await?;
-            for r in rows {
-                if let (Some(v), Some(p)) = (as_text(r.get("value")), r.get("party").and_then(Value::as_i64)) {
-                    parties.by_email.entry(v.to_lowercase()).or_insert(p);
+            let found: Vec<(String, i64)> = rows.iter().filter_map(|r| Some((as_text(r.get("value"))?.to_lowercase(), r.get("party").and_then(Value::as_i64)?))).collect();
+            let ids: Vec<i64> = found.iter().map(|(_, p)| *p).collect::<HashSet<_>>().into_iter().collect();
+            let customers = self.customer_parties(&ids).await?;
+            let mut per_email: HashMap<String, HashSet<i64>> = HashMap::new();
+            for (email, party) in found {
+                if customers.contains_key(&party) {
+                    per_email.entry(email).or_default().insert(party);
                 }
             }
+            for (email, set) in per_email {
+                if let [party] = set.into_iter().collect::<Vec<_>>()[..] {
+                    parties.by_email.insert(email, party);
+                }
+            }
+            parties.codes = customers;
         }
         Ok(parties)
+    }
+
+    /// Which of these parties are customers, with their codes: in `customers.customer_category` when it
+    /// is set, else those with a sale that is not cancelled. Tryton 8.2 has no customer/supplier flag (one
+    /// party can be both); history is what shows a party buys from the business.
+    async fn customer_parties(&self, ids: &[i64]) -> Result<HashMap<i64, Option<String>>, ConnectorError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let none = Map::new();
+        let customers: Vec<i64> = match &self.opts.customers.customer_category {
+            Some(category) => self.rpc.search("party.party", json!([["id", "in", ids], ["categories.name", "=", category]]), 0, None, Value::Null, &none).await?,
+            None => self
+                .rpc
+                .search_read("sale.sale", json!([["party", "in", ids], ["state", "!=", "cancelled"]]), 0, None, Value::Null, &["party"], &Self::all_records())
+                .await?
+                .iter()
+                .filter_map(|r| r.get("party").and_then(Value::as_i64))
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect(),
+        };
+        Ok(self.rpc.read("party.party", &customers, &["code"], &none).await?.into_iter().filter_map(|r| Some((r.get("id")?.as_i64()?, as_text(r.get("code"))))).collect())
     }
 
     /// Addresses of a party, for matching the order's.
@@ -412,9 +448,15 @@ impl Tryton {
 
         // the party: code, then e-mail, then created (if allowed), else the B2C party
         let c = &o.customer;
-        let matched = c.code.as_ref().and_then(|code| parties.by_code.get(code)).or_else(|| c.email.as_ref().and_then(|e| parties.by_email.get(&e.to_lowercase()))).copied();
-        let party = match matched {
-            Some(p) => p,
+        let by_code = c.code.as_ref().and_then(|code| parties.by_code.get(code).map(|p| (*p, format!("customer {code} (matched by code)"))));
+        let by_email = || {
+            let p = *parties.by_email.get(&c.email.as_ref()?.to_lowercase())?;
+            let code = parties.codes.get(&p).cloned().flatten().unwrap_or_else(|| format!("party id {p}"));
+            Some((p, format!("customer {code} (matched by e-mail)")))
+        };
+        let matched = by_code.or_else(by_email);
+        let party = match &matched {
+            Some((p, _)) => *p,
             None if self.opts.customers.create_customers && (c.email.is_some() || c.code.is_some()) => self.create_party(o).await.map_err(rpc_fail("customer"))?,
             None => setup.b2c_party,
         };
@@ -462,6 +504,10 @@ impl Tryton {
         }
         if let Some(r) = &o.customer_reference {
             vals["description"] = json!(format!("Web order {} (customer ref. {r})", o.number));
+        }
+        // which existing customer the order was booked to, and why, stays on the sale for a person to check
+        if let Some((_, how)) = &matched {
+            vals["description"] = json!(format!("{}; {how}", vals["description"].as_str().unwrap_or_default()));
         }
         Ok((vals, expected))
     }
@@ -614,6 +660,8 @@ impl Tryton {
 struct Parties {
     by_code: HashMap<String, i64>,
     by_email: HashMap<String, i64>,
+    /// customer party id → its code (for the parties e-mails matched)
+    codes: HashMap<i64, Option<String>>,
     /// party id → its addresses and customer payment term, read once per batch
     known: HashMap<i64, PartyInfo>,
 }
@@ -621,6 +669,12 @@ struct Parties {
 struct PartyInfo {
     addresses: Vec<Map<String, Value>>,
     payment_term: Option<i64>,
+}
+
+/// Whether this buyer may be matched to an existing party by e-mail: opted in, and a registered shop
+/// account (the shop verified the address) unless guests are allowed too.
+fn email_matchable(c: &ferry_model::OrderCustomer, m: &super::CustomerMatching) -> bool {
+    m.by_email && c.email.is_some() && (c.guest == Some(false) || m.match_guests)
 }
 
 /// A sale line of `product` with its customer taxes.
@@ -647,6 +701,20 @@ fn number(d: Decimal) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_registered_buyers_are_matched_by_email_and_only_when_asked() {
+        let buyer = |guest: Option<bool>| ferry_model::OrderCustomer { email: Some("jo@example.com".into()), guest, ..Default::default() };
+        let default = super::super::CustomerMatching::default();
+        assert!(!email_matchable(&buyer(Some(false)), &default), "opt-in");
+        let on = super::super::CustomerMatching { by_email: true, ..Default::default() };
+        assert!(email_matchable(&buyer(Some(false)), &on));
+        assert!(!email_matchable(&buyer(Some(true)), &on), "a guest's e-mail is unverified");
+        assert!(!email_matchable(&buyer(None), &on), "unknown counts as a guest");
+        let guests = super::super::CustomerMatching { by_email: true, match_guests: true, ..Default::default() };
+        assert!(email_matchable(&buyer(Some(true)), &guests) && email_matchable(&buyer(None), &guests));
+        assert!(!email_matchable(&ferry_model::OrderCustomer { guest: Some(false), ..Default::default() }, &on), "no e-mail, nothing to match");
+    }
 
     #[test]
     fn quantities_are_exact_json_numbers() {
