@@ -591,6 +591,47 @@ async fn generated_orders_agree_with_the_shop_to_the_cent() {
     eprintln!("{differences} of 40 orders keep a tax difference Tryton's per-document rounding cannot avoid (noted and warned)");
 }
 
+/// `sale_date` is the order's date on the business's clock: the connection's `timezone`, or the config's
+/// `[defaults] timezone` handed over in the build context. 23:30 and 00:30 in Sydney on a normal winter day
+/// (AEST, +10) and on the night daylight saving ends (5 April 2026, 03:00 AEDT → 02:00 AEST).
+#[tokio::test]
+async fn sale_dates_are_the_businesss_local_dates() {
+    let u = uniq();
+    let reader = tryton(json!({}));
+    let sku = format!("TZ-{u}");
+    Setup(&reader).product(&sku, "Clock", "10", "5", &[], &[""]).await;
+    let at = |n: &str, placed: &str| {
+        let Record::Order(mut o) = order(&format!("{n}-{u}"), json!({}), &[(&sku, "1", "10")], "0", "0") else { unreachable!() };
+        o.placed_at = placed.parse().unwrap();
+        new(Record::Order(o))
+    };
+    let cases = [
+        ("TZ1", "2026-06-15T13:30:00Z", "2026-06-15"), // 23:30 AEST: the UTC date too
+        ("TZ2", "2026-06-15T14:30:00Z", "2026-06-16"), // 00:30 AEST: the UTC date would be a day early
+        ("TZ3", "2026-04-04T12:30:00Z", "2026-04-04"), // 23:30 AEDT, the last evening of daylight saving
+        ("TZ4", "2026-04-04T13:30:00Z", "2026-04-05"), // 00:30 AEDT on the day it ends
+        ("TZ5", "2026-04-05T13:30:00Z", "2026-04-05"), // 23:30 AEST that day
+    ];
+    let mut ctx = ferry_engine::BuildContext::new("erp", ".");
+    ctx.timezone = Some("Australia/Sydney".into());
+    let opts = json!({"url": format!("http://127.0.0.1:{}", support::PORT), "database": "tryton", "username": "admin", "password": support::PASSWORD, "order_state": "draft"});
+    let by_default = ferry_connectors::registry().build("tryton", &opts, &ctx).unwrap();
+    let out = by_default.write(Stream::Orders, cases.iter().map(|(n, placed, _)| at(n, placed)).collect()).await.unwrap();
+    for (n, _, local) in cases {
+        let id: i64 = out.iter().find(|o| o.key == format!("{n}-{u}")).unwrap().result.as_ref().unwrap().target_id.parse().unwrap();
+        let sl = Setup(&reader).read_one("sale.sale", id, &["sale_date"]).await;
+        let date = &sl["sale_date"];
+        assert_eq!(format!("{}-{:02}-{:02}", date["year"], date["month"].as_i64().unwrap(), date["day"].as_i64().unwrap()), local, "{n}");
+    }
+    // the connection's own option wins over the default: UTC here
+    let mut own = opts.clone();
+    own["timezone"] = json!("UTC");
+    let utc = ferry_connectors::registry().build("tryton", &own, &ctx).unwrap();
+    let out = utc.write(Stream::Orders, vec![at("TZ6", "2026-06-15T14:30:00Z")]).await.unwrap();
+    let id: i64 = out[0].result.as_ref().unwrap().target_id.parse().unwrap();
+    assert_eq!(Setup(&reader).read_one("sale.sale", id, &["sale_date"]).await["sale_date"]["day"], 15);
+}
+
 #[tokio::test]
 async fn a_done_shipment_is_read_back_with_its_order_number_carrier_and_tracking() {
     let u = uniq();
@@ -658,7 +699,7 @@ async fn check_reports_the_setup() {
 fn the_factory_is_registered_and_reads_typed_options() {
     let registry = ferry_connectors::registry();
     assert!(registry.names().contains(&"tryton"));
-    let ctx = ferry_engine::BuildContext { connection: "erp".into(), base_dir: ".".into() };
+    let ctx = ferry_engine::BuildContext::new("erp", ".");
     let err = match registry.build("tryton", &json!({"url": "http://x", "database": "d", "password": "p", "order_state": "shipped"}), &ctx) {
         Err(e) => e,
         Ok(_) => panic!("a bad order_state must be refused"),

@@ -270,15 +270,22 @@ pub trait Connector: Send + Sync {
     }
 }
 
-/// Where a connector is being built: the config file's folder (relative paths resolve against it) and
-/// the connection's name (for messages and secrets from the environment).
+/// Where a connector is being built: the config file's folder (relative paths resolve against it),
+/// the connection's name (for messages and secrets from the environment) and the business's time zone.
 #[derive(Clone, Debug)]
 pub struct BuildContext {
     pub connection: String,
     pub base_dir: PathBuf,
+    /// `[defaults] timezone` (IANA name): the business's wall clock, for connectors that turn instants into
+    /// dates (a sale's date). A connection's own `timezone` option overrides it.
+    pub timezone: Option<String>,
 }
 
 impl BuildContext {
+    pub fn new(connection: impl Into<String>, base_dir: impl Into<PathBuf>) -> Self {
+        BuildContext { connection: connection.into(), base_dir: base_dir.into(), timezone: None }
+    }
+
     pub fn resolve(&self, path: &str) -> PathBuf {
         let p = PathBuf::from(path);
         if p.is_absolute() { p } else { self.base_dir.join(p) }

@@ -27,6 +27,10 @@ pub struct Options {
     /// Warehouses whose stock is read (default: `[warehouse]`).
     #[serde(default)]
     pub stock_warehouses: Vec<String>,
+    /// The business's time zone (IANA, e.g. `Australia/Sydney`): the date of a sale placed at 23:30 local,
+    /// and the day price lists are read for. Default: `[defaults] timezone`, else UTC.
+    #[serde(default)]
+    pub timezone: Option<String>,
     /// Name of the `web.shop` orders are attached to (default: the shop selling from `warehouse`).
     #[serde(default)]
     pub web_shop: Option<String>,

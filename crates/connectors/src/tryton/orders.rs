@@ -491,7 +491,7 @@ impl Tryton {
             "web_id": o.number,
             "reference": o.number,
             "description": format!("Web order {}", o.number),
-            "sale_date": rpc::date(o.placed_at.date_naive()),
+            "sale_date": rpc::date(super::dates::local_date(o.placed_at, self.tz)),
             "currency": currency,
             "warehouse": setup.warehouse,
             "lines": [["create", lines]],
