@@ -105,7 +105,8 @@ fn round_taxes(amounts: &mut [Decimal], digits: u32) {
 pub fn predict(lines: &[SaleLine], rounding: TaxRounding, digits: u32) -> Amounts {
     let untaxed: Decimal = lines.iter().map(|l| round(l.quantity * l.unit_price, digits)).sum();
     // group key: the line's taxes and the sign of its base, in order of first appearance
-    let mut groups: Vec<((Vec<i64>, bool), Vec<&SaleLine>)> = Vec::new();
+    type Group<'a> = ((Vec<i64>, bool), Vec<&'a SaleLine>);
+    let mut groups: Vec<Group> = Vec::new();
     for l in lines {
         let mut ids: Vec<i64> = l.taxes.iter().map(|t| t.id).collect();
         ids.sort_unstable();
