@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 fn build(kind: &str, base: &Path, options: Value) -> Arc<dyn Connector> {
-    registry().build(kind, &options, &BuildContext { connection: format!("test-{kind}"), base_dir: base.to_path_buf() }).unwrap()
+    registry().build(kind, &options, &BuildContext::new(format!("test-{kind}"), base)).unwrap()
 }
 
 /// Reads a stream and parses every record; returns the valid records and the positions of the bad ones.

@@ -337,12 +337,16 @@ async fn orders_become_sales_in_each_configured_state_with_freight_discount_and_
 #[tokio::test]
 async fn buyers_are_matched_by_email_created_or_booked_to_the_b2c_party() {
     let u = uniq();
-    let t = tryton(json!({"order_state": "draft", "customers": {"create_customers": true}}));
+    let t = tryton(json!({"order_state": "draft", "customers": {"by_email": true, "create_customers": true}}));
     let s = Setup(&t);
     let sku = format!("BUY-{u}");
     s.product(&sku, "Buyable", "10", "5", &[], &[""]).await;
-    let known = t.rpc().create("party.party", vec![json!({"name": format!("Mail {u}"), "code": format!("MAIL-{u}"), "contact_mechanisms": [["create", [{"type": "email", "value": format!("known-{u}@example.com")}]]]})], &none()).await.unwrap()[0];
-    let by_mail = order(&format!("M-{u}"), json!({"email": format!("Known-{u}@example.com")}), &[(&sku, "1", "10")], "0", "0");
+    let code = format!("MAIL-{u}");
+    let known = t.rpc().create("party.party", vec![json!({"name": format!("Mail {u}"), "code": code, "contact_mechanisms": [["create", [{"type": "email", "value": format!("known-{u}@example.com")}]]]})], &none()).await.unwrap()[0];
+    // it becomes a customer by buying (matched by its code)
+    let first = order(&format!("K-{u}"), json!({"code": code}), &[(&sku, "1", "10")], "0", "0");
+    t.write(Stream::Orders, vec![new(first)]).await.unwrap()[0].result.as_ref().unwrap();
+    let by_mail = order(&format!("M-{u}"), json!({"email": format!("Known-{u}@example.com"), "guest": false}), &[(&sku, "1", "10")], "0", "0");
     let created = order(&format!("C-{u}"), json!({"email": format!("new-{u}@example.com"), "first_name": "New", "last_name": "Buyer"}), &[(&sku, "1", "10")], "0", "0");
     let anonymous = order(&format!("A-{u}"), json!({}), &[(&sku, "1", "10")], "0", "0");
     let out = t.write(Stream::Orders, vec![new(by_mail), new(created), new(anonymous)]).await.unwrap();
@@ -353,10 +357,64 @@ async fn buyers_are_matched_by_email_created_or_booked_to_the_b2c_party() {
     assert_ne!(new_party["party"].as_i64(), Some(known));
     assert_eq!(sale(&t, &id(&format!("A-{u}"))).await["party."]["name"], "Web sales (B2C)");
     // a second order with the same addresses reuses them instead of adding duplicates
-    let again = order(&format!("M2-{u}"), json!({"email": format!("known-{u}@example.com")}), &[(&sku, "1", "10")], "0", "0");
+    let again = order(&format!("M2-{u}"), json!({"email": format!("known-{u}@example.com"), "guest": false}), &[(&sku, "1", "10")], "0", "0");
     t.write(Stream::Orders, vec![new(again)]).await.unwrap()[0].result.as_ref().unwrap();
     let addresses = t.rpc().search("party.address", json!([["party", "=", known]]), 0, None, Value::Null, &none()).await.unwrap();
     assert_eq!(addresses.len(), 2, "billing + delivery address, each created once");
+}
+
+/// A party with an e-mail that never bought anything (a supplier): no web order is booked to it by that
+/// e-mail, whoever typed it; and a guest is never matched by e-mail unless `match_guests`.
+#[tokio::test]
+async fn a_guest_with_a_suppliers_email_is_not_matched() {
+    let u = uniq();
+    let t = tryton(json!({"order_state": "draft"}));
+    let s = Setup(&t);
+    let sku = format!("SUP-{u}");
+    s.product(&sku, "Supplied", "10", "5", &[], &[""]).await;
+    let mail = format!("accounts-{u}@supplier.example");
+    let supplier = t.rpc().create("party.party", vec![json!({"name": format!("Supplier {u}"), "contact_mechanisms": [["create", [{"type": "email", "value": mail}]]]})], &none()).await.unwrap()[0];
+    let guest = |n: &str, g: Value| order(&format!("{n}-{u}"), json!({"email": mail, "guest": g}), &[(&sku, "1", "10")], "0", "0");
+    // the default (no e-mail matching), opted in (guest: unverified), even with guests allowed (not a customer)
+    for (n, options, g) in [
+        ("S1", json!({}), json!(true)),
+        ("S2", json!({"by_email": true}), json!(true)),
+        ("S3", json!({"by_email": true, "match_guests": true}), json!(true)),
+        ("S4", json!({"by_email": true}), json!(false)),
+    ] {
+        let t = tryton(json!({"order_state": "draft", "customers": options}));
+        let out = t.write(Stream::Orders, vec![new(guest(n, g))]).await.unwrap();
+        let sl = sale(&t, &out[0].result.as_ref().unwrap_or_else(|f| panic!("{n}: {f:?}")).target_id).await;
+        assert_ne!(sl["party"].as_i64(), Some(supplier), "{n}: booked to the supplier");
+        assert_eq!(sl["party."]["name"], "Web sales (B2C)", "{n}");
+    }
+}
+
+/// A registered shop customer (verified e-mail) whose e-mail belongs to one Tryton customer is booked to
+/// it when e-mail matching is on, and the sale says which customer and why.
+#[tokio::test]
+async fn a_registered_customer_is_matched_by_email_when_opted_in_and_its_code_recorded() {
+    let u = uniq();
+    let s_t = tryton(json!({"order_state": "draft"}));
+    let s = Setup(&s_t);
+    let sku = format!("REG-{u}");
+    s.product(&sku, "Registered", "10", "5", &[], &[""]).await;
+    let (code, mail) = (format!("REG-{u}"), format!("buyer-{u}@example.com"));
+    let party = s_t.rpc().create("party.party", vec![json!({"name": format!("Buyer {u}"), "code": code, "contact_mechanisms": [["create", [{"type": "email", "value": mail}]]]})], &none()).await.unwrap()[0];
+    let earlier = order(&format!("R0-{u}"), json!({"code": code}), &[(&sku, "1", "10")], "0", "0");
+    s_t.write(Stream::Orders, vec![new(earlier)]).await.unwrap()[0].result.as_ref().unwrap();
+    let registered = |n: &str| order(&format!("{n}-{u}"), json!({"email": mail.to_uppercase(), "guest": false}), &[(&sku, "1", "10")], "0", "0");
+
+    // not opted in: the B2C party
+    let out = s_t.write(Stream::Orders, vec![new(registered("R1"))]).await.unwrap();
+    assert_eq!(sale(&s_t, &out[0].result.as_ref().unwrap().target_id).await["party."]["name"], "Web sales (B2C)");
+
+    let t = tryton(json!({"order_state": "draft", "customers": {"by_email": true}}));
+    let out = t.write(Stream::Orders, vec![new(registered("R2"))]).await.unwrap();
+    let id: i64 = out[0].result.as_ref().unwrap().target_id.parse().unwrap();
+    let sl = s.read_one("sale.sale", id, &["party", "description"]).await;
+    assert_eq!(sl["party"].as_i64(), Some(party));
+    assert_eq!(sl["description"], format!("Web order R2-{u}; customer {code} (matched by e-mail)"));
 }
 
 #[tokio::test]
@@ -431,15 +489,148 @@ async fn a_tax_mismatch_fails_the_order_or_leaves_a_note() {
     let out = strict.write(Stream::Orders, vec![mismatched(format!("X1-{u}"))]).await.unwrap();
     let f = out[0].result.clone().unwrap_err();
     assert_eq!(f.field.as_deref(), Some("totals.tax"));
-    assert!(f.message.contains("5") && f.message.contains("deleted"), "{}", f.message);
+    // predicted before anything is created: nothing to delete
+    assert!(f.message.contains("tax 5") && f.message.contains("no sale created"), "{}", f.message);
     assert!(strict.find_by_key(Stream::Orders, &[format!("X1-{u}")]).await.unwrap().is_empty(), "no sale left behind");
 
     let lenient = tryton(json!({"order_state": "quotation", "on_tax_mismatch": "note"}));
     let out = lenient.write(Stream::Orders, vec![mismatched(format!("X2-{u}"))]).await.unwrap();
-    let id = out[0].result.clone().unwrap().target_id;
+    let written = out[0].result.clone().unwrap();
+    let id = written.target_id;
     let notes = lenient.rpc().search_read("ir.note", json!([["resource", "=", format!("sale.sale,{id}")]]), 0, None, Value::Null, &["message"], &none()).await.unwrap();
     assert_eq!(notes.len(), 1);
     assert!(notes[0]["message"].as_str().unwrap().contains("tax"), "{notes:?}");
+    // accepted, but never silently: a warning for the run, and Tryton's total is what the shop charged
+    assert!(written.warning.as_deref().is_some_and(|w| w.contains(&format!("X2-{u}")) && w.contains("difference 5")), "{:?}", written.warning);
+    let sl = sale(&lenient, &id).await;
+    assert_eq!((amount(&sl["tax_amount"]), amount(&sl["total_amount"])), (d("5"), d("50")));
+}
+
+/// A generated shop order rounded the way Vendure rounds: tax per line (after an order-wide coupon spread
+/// over the lines by their totals), half up, in whole cents. `lines`: (sku, quantity, unit cents, line
+/// discount cents); GST 10 % on lines and freight.
+fn shop_order(number: &str, lines: &[(String, i64, i64, i64)], shipping: Option<i64>, coupon: i64, inclusive: bool) -> Record {
+    let half_up = |num: i64, den: i64| (2 * num + den) / (2 * den);
+    let tax_of = |amount: i64| if inclusive { amount - half_up(amount * 100, 110) } else { half_up(amount * 10, 100) };
+    let c = |x: i64| rust_decimal::Decimal::new(x, 2).to_string();
+    let totals: Vec<i64> = lines.iter().map(|(_, q, u, disc)| q * u - disc).collect();
+    let subtotal: i64 = totals.iter().sum();
+    let (mut left, mut tax, mut ls) = (coupon, 0, vec![]);
+    for (i, ((sku, q, u, _), total)) in lines.iter().zip(&totals).enumerate() {
+        let share = if i + 1 == lines.len() { left } else { half_up(coupon * total, subtotal).min(left) };
+        left -= share;
+        let line_tax = tax_of(total - share);
+        tax += line_tax;
+        ls.push(json!({"sku": sku, "quantity": q.to_string(), "unit_price": c(*u), "discount": c(q * u - total), "total": c(*total),
+            "taxes": [{"name": "GST", "rate": "0.1", "amount": c(line_tax)}]}));
+    }
+    let ship = shipping.unwrap_or(0);
+    tax += tax_of(ship);
+    let total = subtotal + ship - coupon + if inclusive { 0 } else { tax };
+    let mut o = json!({
+        "number": number, "placed_at": Utc::now(), "currency": "AUD", "prices_include_tax": inclusive, "lines": ls,
+        "totals": {"subtotal": c(subtotal), "shipping": c(ship), "discount": c(coupon), "tax": c(tax), "total": c(total)},
+    });
+    if shipping.is_some() {
+        o["shipping"] = json!([{"method": "Standard", "amount": c(ship), "taxes": [{"name": "GST", "amount": c(tax_of(ship))}]}]);
+    }
+    if coupon > 0 {
+        o["discounts"] = json!([{"kind": "coupon", "code": "SAVE", "amount": c(coupon)}]);
+    }
+    Record::parse(Stream::Orders, o, "generated").unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// 40 generated orders (several lines, odd cent prices and quantities, line discounts, coupons, freight
+/// with GST, tax-inclusive and exclusive) through the connector into live Tryton, rounding tax the way it
+/// is set up (per document): Tryton's total is the shop's for every order, and its tax is the shop's or the
+/// difference is noted on the sale and reported as a warning. Tryton's amounts are exactly the ones the
+/// connector predicted (otherwise the warning would say "Tryton computes tax … and total …").
+#[tokio::test]
+async fn generated_orders_agree_with_the_shop_to_the_cent() {
+    use rand::{Rng, SeedableRng};
+    let u = uniq();
+    let t = tryton(json!({"order_state": "quotation", "on_tax_mismatch": "note"}));
+    let s = Setup(&t);
+    let skus: Vec<String> = (0..3).map(|i| format!("CENT{i}-{u}")).collect();
+    for sku in &skus {
+        s.product(sku, "Cent", "10", "5", &[], &[""]).await;
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20261202);
+    let mut orders = Vec::new();
+    for n in 0..40 {
+        let lines: Vec<(String, i64, i64, i64)> = (0..rng.random_range(1..=4))
+            .map(|_| {
+                let (q, unit) = (rng.random_range(1..=7i64), rng.random_range(1..=20_000i64));
+                let disc = if rng.random_bool(0.25) { rng.random_range(1..=(q * unit / 4).max(1)) } else { 0 };
+                (skus[rng.random_range(0..3)].clone(), q, unit, disc)
+            })
+            .collect();
+        let subtotal: i64 = lines.iter().map(|(_, q, u, d)| q * u - d).sum();
+        let shipping = rng.random_bool(0.7).then(|| rng.random_range(0..=3_000));
+        let coupon = if rng.random_bool(0.3) { rng.random_range(1..=(subtotal / 3).max(1)) } else { 0 };
+        orders.push(shop_order(&format!("GEN{n}-{u}"), &lines, shipping, coupon, rng.random_bool(0.5)));
+    }
+    let mut differences = 0;
+    for batch in orders.chunks(10) {
+        let out = t.write(Stream::Orders, batch.iter().cloned().map(new).collect()).await.unwrap();
+        for rec in batch {
+            let Record::Order(o) = rec else { unreachable!() };
+            let written = out.iter().find(|x| x.key == o.number).unwrap().result.clone().unwrap_or_else(|f| panic!("{}: {f:?}", o.number));
+            let sl = sale(&t, &written.target_id).await;
+            assert_eq!(amount(&sl["total_amount"]), o.totals.total, "{}: Tryton's total", o.number);
+            if amount(&sl["tax_amount"]) != o.totals.tax {
+                differences += 1;
+                let w = written.warning.as_deref().unwrap_or_else(|| panic!("{}: tax {} ≠ {} without a warning", o.number, amount(&sl["tax_amount"]), o.totals.tax));
+                assert!(w.contains("rounding per document") && !w.contains("and total"), "{w}");
+                let notes = t.rpc().search_read("ir.note", json!([["resource", "=", format!("sale.sale,{}", written.target_id)]]), 0, None, Value::Null, &["message"], &none()).await.unwrap();
+                assert_eq!(notes.len(), 1, "{}: the difference is noted on the sale", o.number);
+            } else {
+                assert!(written.warning.is_none(), "{}: {:?}", o.number, written.warning);
+            }
+        }
+    }
+    eprintln!("{differences} of 40 orders keep a tax difference Tryton's per-document rounding cannot avoid (noted and warned)");
+}
+
+/// `sale_date` is the order's date on the business's clock: the connection's `timezone`, or the config's
+/// `[defaults] timezone` handed over in the build context. 23:30 and 00:30 in Sydney on a normal winter day
+/// (AEST, +10) and on the night daylight saving ends (5 April 2026, 03:00 AEDT → 02:00 AEST).
+#[tokio::test]
+async fn sale_dates_are_the_businesss_local_dates() {
+    let u = uniq();
+    let reader = tryton(json!({}));
+    let sku = format!("TZ-{u}");
+    Setup(&reader).product(&sku, "Clock", "10", "5", &[], &[""]).await;
+    let at = |n: &str, placed: &str| {
+        let Record::Order(mut o) = order(&format!("{n}-{u}"), json!({}), &[(&sku, "1", "10")], "0", "0") else { unreachable!() };
+        o.placed_at = placed.parse().unwrap();
+        new(Record::Order(o))
+    };
+    let cases = [
+        ("TZ1", "2026-06-15T13:30:00Z", "2026-06-15"), // 23:30 AEST: the UTC date too
+        ("TZ2", "2026-06-15T14:30:00Z", "2026-06-16"), // 00:30 AEST: the UTC date would be a day early
+        ("TZ3", "2026-04-04T12:30:00Z", "2026-04-04"), // 23:30 AEDT, the last evening of daylight saving
+        ("TZ4", "2026-04-04T13:30:00Z", "2026-04-05"), // 00:30 AEDT on the day it ends
+        ("TZ5", "2026-04-05T13:30:00Z", "2026-04-05"), // 23:30 AEST that day
+    ];
+    let mut ctx = ferry_engine::BuildContext::new("erp", ".");
+    ctx.timezone = Some("Australia/Sydney".into());
+    let opts = json!({"url": format!("http://127.0.0.1:{}", support::PORT), "database": "tryton", "username": "admin", "password": support::PASSWORD, "order_state": "draft"});
+    let by_default = ferry_connectors::registry().build("tryton", &opts, &ctx).unwrap();
+    let out = by_default.write(Stream::Orders, cases.iter().map(|(n, placed, _)| at(n, placed)).collect()).await.unwrap();
+    for (n, _, local) in cases {
+        let id: i64 = out.iter().find(|o| o.key == format!("{n}-{u}")).unwrap().result.as_ref().unwrap().target_id.parse().unwrap();
+        let sl = Setup(&reader).read_one("sale.sale", id, &["sale_date"]).await;
+        let date = &sl["sale_date"];
+        assert_eq!(format!("{}-{:02}-{:02}", date["year"], date["month"].as_i64().unwrap(), date["day"].as_i64().unwrap()), local, "{n}");
+    }
+    // the connection's own option wins over the default: UTC here
+    let mut own = opts.clone();
+    own["timezone"] = json!("UTC");
+    let utc = ferry_connectors::registry().build("tryton", &own, &ctx).unwrap();
+    let out = utc.write(Stream::Orders, vec![at("TZ6", "2026-06-15T14:30:00Z")]).await.unwrap();
+    let id: i64 = out[0].result.as_ref().unwrap().target_id.parse().unwrap();
+    assert_eq!(Setup(&reader).read_one("sale.sale", id, &["sale_date"]).await["sale_date"]["day"], 15);
 }
 
 #[tokio::test]
@@ -509,7 +700,7 @@ async fn check_reports_the_setup() {
 fn the_factory_is_registered_and_reads_typed_options() {
     let registry = ferry_connectors::registry();
     assert!(registry.names().contains(&"tryton"));
-    let ctx = ferry_engine::BuildContext { connection: "erp".into(), base_dir: ".".into() };
+    let ctx = ferry_engine::BuildContext::new("erp", ".");
     let err = match registry.build("tryton", &json!({"url": "http://x", "database": "d", "password": "p", "order_state": "shipped"}), &ctx) {
         Err(e) => e,
         Ok(_) => panic!("a bad order_state must be refused"),

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Settings every connection and flow inherits unless it sets its own.
+    #[serde(default)]
+    pub defaults: Defaults,
     #[serde(default)]
     pub state: StateConfig,
     #[serde(default)]
@@ -23,6 +26,16 @@ pub struct Config {
     /// The folder of the config file: relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
+}
+
+/// `[defaults]`: what every connection and flow of this config (one business, one workspace) shares.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// The business's time zone (IANA, e.g. `Australia/Sydney`): the day a sale belongs to, the day price
+    /// validity is judged on, and the wall clock of flow schedules (`schedule_timezone` defaults to it).
+    /// Default UTC.
+    pub timezone: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -107,10 +120,21 @@ impl Config {
         let mut config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
         config.base_dir = if base_dir.as_os_str().is_empty() { PathBuf::from(".") } else { base_dir };
         config.validate()?;
+        // a flow's schedule runs on the business's clock unless it names another
+        if let Some(tz) = &config.defaults.timezone {
+            for flow in config.flows.values_mut() {
+                flow.schedule_timezone.get_or_insert_with(|| tz.clone());
+            }
+        }
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), String> {
+        if let Some(tz) = &self.defaults.timezone
+            && tz.parse::<chrono_tz::Tz>().is_err()
+        {
+            return Err(format!("defaults.timezone: {tz:?} is not an IANA time zone (e.g. Australia/Sydney, Europe/Berlin, UTC)"));
+        }
         for (name, flow) in &self.flows {
             for (role, conn) in [("source", &flow.source), ("target", &flow.target)] {
                 if !self.connections.contains_key(conn) {
@@ -272,6 +296,39 @@ mod tests {
         assert_eq!(c.connections["erp"].kind, "csv");
         assert_eq!(toml_to_json(&c.connections["erp"].options)["delimiter"], ";");
         assert_eq!(c.state_path(), PathBuf::from("/etc/ferry/ferry-state.db"));
+    }
+
+    #[test]
+    fn the_business_time_zone_is_every_schedules_default() {
+        let text = |tz: &str| {
+            format!(
+                r#"
+                [defaults]
+                timezone = "{tz}"
+                [connections.a]
+                type = "csv"
+                [flows.nightly]
+                source = "a"
+                target = "a"
+                stream = "products"
+                schedule = "0 30 2 * * *"
+                [flows.berlin]
+                source = "a"
+                target = "a"
+                stream = "stock"
+                schedule_timezone = "Europe/Berlin"
+                "#
+            )
+        };
+        let c = Config::parse(&text("Australia/Sydney"), PathBuf::from(".")).unwrap();
+        assert_eq!(c.defaults.timezone.as_deref(), Some("Australia/Sydney"));
+        assert_eq!(c.flow("nightly").unwrap().schedule_timezone.as_deref(), Some("Australia/Sydney"));
+        assert_eq!(c.flow("berlin").unwrap().schedule_timezone.as_deref(), Some("Europe/Berlin"), "a flow's own wins");
+        let err = Config::parse(&text("Sydney"), PathBuf::from(".")).unwrap_err();
+        assert!(err.contains("defaults.timezone") && err.contains("IANA"), "{err}");
+        // without [defaults], schedules stay on their own (UTC) default
+        let plain = Config::parse("[connections.a]\ntype = \"csv\"\n[flows.f]\nsource = \"a\"\ntarget = \"a\"\nstream = \"stock\"\n", PathBuf::from(".")).unwrap();
+        assert_eq!(plain.flow("f").unwrap().schedule_timezone, None);
     }
 
     #[test]

@@ -183,6 +183,13 @@ impl WriteOutcome {
     pub fn warned(key: impl Into<String>, target_id: impl Into<String>, action: WriteAction, warning: impl Into<String>) -> Self {
         WriteOutcome { key: key.into(), result: Ok(Written { target_id: target_id.into(), action, warning: Some(warning.into()) }) }
     }
+    /// This outcome, when written, with a warning attached.
+    pub fn with_warning(mut self, warning: Option<String>) -> Self {
+        if let Ok(w) = &mut self.result {
+            w.warning = warning;
+        }
+        self
+    }
     pub fn failed(key: impl Into<String>, failure: RecordFailure) -> Self {
         WriteOutcome { key: key.into(), result: Err(failure) }
     }
@@ -288,15 +295,22 @@ pub trait Connector: Send + Sync {
     }
 }
 
-/// Where a connector is being built: the config file's folder (relative paths resolve against it) and
-/// the connection's name (for messages and secrets from the environment).
+/// Where a connector is being built: the config file's folder (relative paths resolve against it),
+/// the connection's name (for messages and secrets from the environment) and the business's time zone.
 #[derive(Clone, Debug)]
 pub struct BuildContext {
     pub connection: String,
     pub base_dir: PathBuf,
+    /// `[defaults] timezone` (IANA name): the business's wall clock, for connectors that turn instants into
+    /// dates (a sale's date). A connection's own `timezone` option overrides it.
+    pub timezone: Option<String>,
 }
 
 impl BuildContext {
+    pub fn new(connection: impl Into<String>, base_dir: impl Into<PathBuf>) -> Self {
+        BuildContext { connection: connection.into(), base_dir: base_dir.into(), timezone: None }
+    }
+
     pub fn resolve(&self, path: &str) -> PathBuf {
         let p = PathBuf::from(path);
         if p.is_absolute() { p } else { self.base_dir.join(p) }

@@ -43,7 +43,7 @@ impl Workspace {
         let conf = self.config.connections.get(name).ok_or_else(|| {
             ConnectorError::config(format!("connection {name}"), "is not defined in the config's [connections]")
         })?;
-        let ctx = BuildContext { connection: name.to_owned(), base_dir: self.config.base_dir.clone() };
+        let ctx = BuildContext { connection: name.to_owned(), base_dir: self.config.base_dir.clone(), timezone: self.config.defaults.timezone.clone() };
         let connector = self.registry.build(&conf.kind, &toml_to_json(&conf.options), &ctx)?;
         built.insert(name.to_owned(), connector.clone());
         Ok(connector)

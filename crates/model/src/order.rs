@@ -164,6 +164,10 @@ pub struct RefundLine {
 pub struct OrderCustomer {
     /// Account code in the business system, when the buyer is a known (B2B) customer.
     pub code: Option<String>,
+    /// `true`: bought as a guest, the e-mail address unverified; `false`: a registered shop account. Absent
+    /// when the shop does not say, and then treated like a guest (an ERP never matches the buyer to an
+    /// existing customer by that e-mail unless configured to).
+    pub guest: Option<bool>,
     pub email: Option<String>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,

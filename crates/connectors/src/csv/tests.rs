@@ -8,7 +8,7 @@ use std::path::Path;
 fn build(dir: &Path, options: Value) -> Arc<dyn Connector> {
     let mut options = options;
     options["path"] = json!(dir.to_str().unwrap());
-    CsvFactory.build(&options, &BuildContext { connection: "erp".into(), base_dir: dir.to_path_buf() }).unwrap()
+    CsvFactory.build(&options, &BuildContext::new("erp", dir)).unwrap()
 }
 
 async fn read_all(c: &dyn Connector, stream: Stream) -> Vec<ReadItem> {
@@ -137,7 +137,7 @@ async fn colliding_paths_and_missing_files_are_configuration_errors() {
 #[test]
 fn bad_options_name_the_option() {
     let dir = tempfile::tempdir().unwrap();
-    let ctx = BuildContext { connection: "erp".into(), base_dir: dir.path().to_path_buf() };
+    let ctx = BuildContext::new("erp", dir.path());
     for (options, needle) in [
         (json!({"path": ".", "delimiter": ";;"}), "option delimiter"),
         (json!({"path": ".", "files": {"produce": "x.csv"}}), "files.produce"),

@@ -14,7 +14,9 @@
 //! pages by id inside the window `[since − overlap, run start)` and checkpoints after every page
 //! (`{"since", "until", "after_id"}`); the last checkpoint is `{"since": run start}`.
 
+mod amounts;
 mod customers;
+mod dates;
 mod options;
 mod orders;
 mod prices;
@@ -24,7 +26,7 @@ mod sale_state;
 mod shipments;
 mod stock;
 
-pub use options::{CustomerMatching, LoyaltyHandling, OnTaxMismatch, Options, OrderState, StockStatusRules};
+pub use options::{CustomerMatching, LoyaltyHandling, OnTaxMismatch, Options, OrderState, StockStatusRules, TaxRoundingOption};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -55,7 +57,10 @@ impl ConnectorFactory for TrytonFactory {
     }
 
     fn build(&self, options: &Value, ctx: &BuildContext) -> Result<Arc<dyn Connector>, ConnectorError> {
-        let opts: Options = parse_options(options, ctx)?;
+        let mut opts: Options = parse_options(options, ctx)?;
+        if opts.timezone.is_none() {
+            opts.timezone = ctx.timezone.clone(); // `[defaults] timezone`
+        }
         Ok(Arc::new(Tryton::new(opts, &ctx.connection)?))
     }
 }
@@ -63,6 +68,8 @@ impl ConnectorFactory for TrytonFactory {
 /// A connection to one Tryton database.
 pub struct Tryton {
     opts: Options,
+    /// The business's time zone: sale dates and the day prices are read for.
+    tz: chrono_tz::Tz,
     rpc: Rpc,
     base: OnceCell<Base>,
     order_setup: OnceCell<orders::OrderSetup>,
@@ -95,8 +102,9 @@ impl Tryton {
         if opts.page_size == 0 || opts.batch_size == 0 {
             return Err(ConnectorError::config(format!("connection {connection}"), "page_size and batch_size must be at least 1"));
         }
+        let tz = dates::parse_timezone(opts.timezone.as_deref()).map_err(|e| ConnectorError::config(format!("connection {connection}"), e))?;
         let rpc = Rpc::new(&opts.url, &opts.database, &opts.username, &password, Duration::from_secs(opts.timeout_seconds))?;
-        Ok(Tryton { opts, rpc, base: OnceCell::new(), order_setup: OnceCell::new(), price_list_users: Default::default() })
+        Ok(Tryton { opts, tz, rpc, base: OnceCell::new(), order_setup: OnceCell::new(), price_list_users: Default::default() })
     }
 
     /// The JSON-RPC client (tests and the benchmark use it to set up data and measure time in Tryton).

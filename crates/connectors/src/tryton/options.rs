@@ -27,6 +27,10 @@ pub struct Options {
     /// Warehouses whose stock is read (default: `[warehouse]`).
     #[serde(default)]
     pub stock_warehouses: Vec<String>,
+    /// The business's time zone (IANA, e.g. `Australia/Sydney`): the date of a sale placed at 23:30 local,
+    /// and the day price lists are read for. Default: `[defaults] timezone`, else UTC.
+    #[serde(default)]
+    pub timezone: Option<String>,
     /// Name of the `web.shop` orders are attached to (default: the shop selling from `warehouse`).
     #[serde(default)]
     pub web_shop: Option<String>,
@@ -51,11 +55,26 @@ pub struct Options {
     /// What to do with loyalty points and loyalty discounts.
     #[serde(default)]
     pub loyalty: LoyaltyHandling,
-    /// Largest accepted difference between Tryton's computed tax and the order's `totals.tax`.
+    /// Largest difference between Tryton's computed tax and the order's `totals.tax` accepted whatever
+    /// `on_tax_mismatch` says (always with a note on the sale and a run warning, never silently).
     #[serde(default = "default_tax_tolerance")]
     pub tax_tolerance: Decimal,
+    /// What to do when Tryton's tax differs from the shop's by more than `tax_tolerance`.
     #[serde(default)]
     pub on_tax_mismatch: OnTaxMismatch,
+    /// Largest accepted difference between Tryton's `total_amount` and the order's `totals.total` after the
+    /// sale is written (the connector plans a rounding line so there is none; this catches what it could
+    /// not predict, such as non-percentage taxes). Default 0.
+    #[serde(default)]
+    pub total_tolerance: Decimal,
+    /// Tryton's tax rounding (`account.configuration.tax_rounding`): `detect` reads and follows it;
+    /// `line` or `document` set it (for the whole company) when it differs.
+    #[serde(default)]
+    pub tax_rounding: TaxRoundingOption,
+    /// Product code of the tax-free line that makes Tryton's total the shop's when a tax difference is
+    /// accepted (default: `discount_product`).
+    #[serde(default)]
+    pub adjustment_product: Option<String>,
     /// Stock status thresholds and how end-of-line / discontinued are derived.
     #[serde(default)]
     pub stock_status: StockStatusRules,
@@ -95,9 +114,18 @@ pub struct CustomerMatching {
     /// Match `customer.code` against `party.party.code` first.
     #[serde(default = "yes")]
     pub by_code: bool,
-    /// Then match `customer.email` against the parties' e-mail contact mechanisms.
-    #[serde(default = "yes")]
+    /// Then match `customer.email` against the e-mail contact mechanisms of parties that are customers
+    /// (see `customer_category`). Opt-in: an e-mail typed at checkout proves nothing.
+    #[serde(default)]
     pub by_email: bool,
+    /// Match guests' e-mails too (`customer.guest` true or unknown); by default only registered shop
+    /// accounts (`guest = false`), whose e-mail the shop verified, are matched by e-mail.
+    #[serde(default)]
+    pub match_guests: bool,
+    /// A party is a customer (may be matched by e-mail) when it is in this `party.category` (name).
+    /// Default: when it has a sale that is not cancelled.
+    #[serde(default)]
+    pub customer_category: Option<String>,
     /// Create a party for an unmatched buyer who gave an e-mail (else the order goes to `b2c_party`).
     #[serde(default)]
     pub create_customers: bool,
@@ -105,7 +133,7 @@ pub struct CustomerMatching {
 
 impl Default for CustomerMatching {
     fn default() -> Self {
-        CustomerMatching { by_code: true, by_email: true, create_customers: false }
+        CustomerMatching { by_code: true, by_email: false, match_guests: false, customer_category: None, create_customers: false }
     }
 }
 
@@ -128,6 +156,18 @@ pub enum OnTaxMismatch {
     Fail,
     /// Keep the sale and attach a note saying by how much the tax differs.
     Note,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaxRoundingOption {
+    /// Follow Tryton's setting (read once per connection).
+    #[default]
+    Detect,
+    /// Make Tryton round tax per line, as shops (Vendure) do: taxes then agree line by line.
+    Line,
+    /// Make Tryton round tax once per sale.
+    Document,
 }
 
 #[derive(Clone, Debug, Deserialize, JsonSchema)]

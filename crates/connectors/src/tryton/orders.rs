@@ -12,12 +12,13 @@
 //! (after a crash or a lost answer) are resumed from the state they are in, and orders cancelled or
 //! edited after import are applied to their sale where its state allows (sale_state.rs).
 
+use super::amounts::{self, Part, Tax, TaxRounding};
 use super::rpc::{self, RpcError, as_decimal, as_text, dec, dotted};
 use super::sale_state::{SALE_FIELDS, SaleState, content_changes, describe_changes};
-use super::{OnTaxMismatch, Tryton};
+use super::{OnTaxMismatch, TaxRoundingOption, Tryton};
 use ferry_engine::{ConnectorError, RecordFailure, WriteAction, WriteOutcome, WriteRecord};
 use ferry_model::{Address, DiscountKind, Order, OrderStatus, Record};
-use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -31,6 +32,10 @@ pub(crate) struct OrderSetup {
     pub freight: ProductInfo,
     pub discount: ProductInfo,
     pub loyalty: ProductInfo,
+    /// Tax-free line making Tryton's total the shop's when a tax difference is accepted.
+    pub adjustment: ProductInfo,
+    /// Tryton's `account.configuration.tax_rounding` (after applying the `tax_rounding` option).
+    pub rounding: TaxRounding,
     pub payment_term: Option<i64>,
     pub countries: HashMap<String, i64>,
     pub currencies: HashMap<String, i64>,
@@ -41,8 +46,8 @@ pub(crate) struct ProductInfo {
     pub id: i64,
     pub unit: i64,
     pub taxes: Vec<i64>,
-    /// Sum of the percentage taxes (to turn a tax-inclusive price into Tryton's net unit price).
-    pub rate: Decimal,
+    /// The percentage taxes among `taxes`, for predicting Tryton's tax (amounts.rs).
+    pub tax_rates: Vec<Tax>,
 }
 
 /// One order on its way into Tryton.
@@ -50,6 +55,18 @@ struct Pending {
     key: String,
     order: Order,
     vals: Value,
+    expected: Expected,
+}
+
+/// What Tryton should report for a sale once created, and the accepted difference to note on it.
+#[derive(Clone, Debug)]
+struct Expected {
+    /// Tryton's `tax_amount` as predicted (the shop's tax, or it plus an accepted difference).
+    tax: Decimal,
+    /// The shop's total: Tryton's `total_amount` must be it (within `total_tolerance`).
+    total: Decimal,
+    /// An accepted difference: noted on the sale and reported as the outcome's warning.
+    note: Option<String>,
 }
 
 /// An order whose sale Tryton has (from the cross-reference, or found by its web id).
@@ -82,6 +99,8 @@ struct Advance {
     moved: WriteAction,
     /// Tryton had this sale as the order's before this call (never deleted when a step fails).
     imported: bool,
+    /// The amounts plan of a sale written in this call (none for a sale found as it was).
+    expected: Option<Expected>,
 }
 
 /// What a batch's known sales need.
@@ -125,6 +144,9 @@ impl Tryton {
         if let Some(l) = &self.opts.loyalty.product {
             codes.push(l.clone());
         }
+        if let Some(a) = &self.opts.adjustment_product {
+            codes.push(a.clone());
+        }
         let infos = self.product_infos(&codes).await?;
         let get = |option: &str, code: &str| {
             infos.get(code).cloned().ok_or_else(|| ConnectorError::config(&endpoint, format!("{option}: no salable product with code {code:?}")))
@@ -135,6 +157,11 @@ impl Tryton {
             Some(code) => get("loyalty.product", code)?,
             None => discount.clone(),
         };
+        let adjustment = match &self.opts.adjustment_product {
+            Some(code) => get("adjustment_product", code)?,
+            None => discount.clone(),
+        };
+        let rounding = self.tax_rounding().await?;
         let payment_term = match &self.opts.payment_term {
             Some(name) => Some(
                 *self
@@ -151,7 +178,29 @@ impl Tryton {
         };
         let countries = pairs(self.rpc.search_read("country.country", json!([]), 0, None, Value::Null, &["code"], &none).await?);
         let currencies = pairs(self.rpc.search_read("currency.currency", json!([]), 0, None, Value::Null, &["code"], &none).await?);
-        Ok(OrderSetup { web_shop, b2c_party, warehouse, freight, discount, loyalty, payment_term, countries, currencies })
+        Ok(OrderSetup { web_shop, b2c_party, warehouse, freight, discount, loyalty, adjustment, rounding, payment_term, countries, currencies })
+    }
+
+    /// Tryton's tax rounding (`account.configuration` 1, company-dependent), set first when the
+    /// `tax_rounding` option asks for `line` or `document` and Tryton has the other.
+    async fn tax_rounding(&self) -> Result<TaxRounding, ConnectorError> {
+        let none = Map::new();
+        let read = |rows: Vec<Map<String, Value>>| match rows.first().and_then(|r| r.get("tax_rounding")).and_then(Value::as_str) {
+            Some("line") => Ok(TaxRounding::Line),
+            Some("document") | None => Ok(TaxRounding::Document),
+            Some(other) => Err(ConnectorError::config(self.endpoint(), format!("account.configuration.tax_rounding is {other:?}: Ferry knows document and line"))),
+        };
+        let current = read(self.rpc.read("account.configuration", &[1], &["tax_rounding"], &none).await?)?;
+        let wanted = match self.opts.tax_rounding {
+            TaxRoundingOption::Detect => return Ok(current),
+            TaxRoundingOption::Line => TaxRounding::Line,
+            TaxRoundingOption::Document => TaxRounding::Document,
+        };
+        if wanted != current {
+            self.rpc.write("account.configuration", &[1], json!({"tax_rounding": wanted.as_str()}), &none).await?;
+            tracing::info!(endpoint = %self.endpoint(), rounding = wanted.as_str(), "set Tryton's tax rounding (option tax_rounding)");
+        }
+        Ok(wanted)
     }
 
     /// Product code → id, sale unit, customer taxes and their rate; codes Tryton does not know are absent.
@@ -159,14 +208,15 @@ impl Tryton {
         let none = Map::new();
         let rows = self.rpc.search_read("product.product", json!([["code", "in", codes]]), 0, None, Value::Null, PRODUCT_FIELDS, &none).await?;
         let tax_ids: Vec<i64> = rows.iter().flat_map(|r| super::id_list(dotted(r, "account_category.customer_taxes_used"))).collect::<HashSet<_>>().into_iter().collect();
-        let rates: HashMap<i64, Decimal> = self
+        let rates: HashMap<i64, Tax> = self
             .rpc
-            .read("account.tax", &tax_ids, &["type", "rate"], &none)
+            .read("account.tax", &tax_ids, &["type", "rate", "sequence"], &none)
             .await?
             .into_iter()
+            .filter(|t| t.get("type").and_then(Value::as_str) == Some("percentage"))
             .filter_map(|t| {
-                let rate = if t.get("type").and_then(Value::as_str) == Some("percentage") { t.get("rate").and_then(as_decimal)? } else { Decimal::ZERO };
-                Some((t.get("id")?.as_i64()?, rate))
+                let id = t.get("id")?.as_i64()?;
+                Some((id, Tax { id, rate: t.get("rate").and_then(as_decimal)?, sequence: t.get("sequence").and_then(Value::as_i64) }))
             })
             .collect();
         let mut out = HashMap::new();
@@ -177,8 +227,8 @@ impl Tryton {
             }
             let unit = r.get("sale_uom").and_then(Value::as_i64).or_else(|| r.get("default_uom").and_then(Value::as_i64)).unwrap_or_default();
             let taxes = super::id_list(dotted(&r, "account_category.customer_taxes_used"));
-            let rate = taxes.iter().filter_map(|t| rates.get(t)).sum();
-            out.insert(code, ProductInfo { id, unit, taxes, rate });
+            let tax_rates = taxes.iter().filter_map(|t| rates.get(t).cloned()).collect();
+            out.insert(code, ProductInfo { id, unit, taxes, tax_rates });
         }
         Ok(out)
     }
@@ -237,14 +287,14 @@ impl Tryton {
             let mut pending = Vec::new();
             for (key, order) in new_orders {
                 match self.prepare(&key, &order, &setup, &products, &mut parties).await {
-                    Ok(vals) => pending.push(Pending { key, order, vals }),
+                    Ok((vals, expected)) => pending.push(Pending { key, order, vals, expected }),
                     Err(f) => outcomes.push(WriteOutcome::failed(key, f)),
                 }
             }
             self.create_sales(pending, &mut plan, &mut outcomes).await?;
             for e in rewrites {
                 match self.prepare(&e.key, &e.order, &setup, &products, &mut parties).await {
-                    Ok(vals) => self.rewrite_sale(e, vals, &mut plan, &mut outcomes).await?,
+                    Ok((vals, expected)) => self.rewrite_sale(e, vals, expected, &mut plan, &mut outcomes).await?,
                     Err(f) => outcomes.push(WriteOutcome::failed(e.key, f)),
                 }
             }
@@ -306,7 +356,7 @@ impl Tryton {
             // Found after an interrupted write (no `previous`), or known with no change to the sale: carried on
             // to the configured state if it is behind (checked again if still in draft).
             let done = if e.previous.is_none() { WriteAction::Resumed } else { WriteAction::Unchanged };
-            plan.advance.push(Advance { key: e.key, order: e.order, id: e.id, state, done, moved: WriteAction::Resumed, imported: e.previous.is_some() });
+            plan.advance.push(Advance { key: e.key, order: e.order, id: e.id, state, done, moved: WriteAction::Resumed, imported: e.previous.is_some(), expected: None });
         }
         Ok(())
     }
@@ -362,7 +412,7 @@ impl Tryton {
                             Some(id) => {
                                 let rows = self.rpc.read("sale.sale", &[id], SALE_FIELDS, &Self::all_records()).await?;
                                 let state = rows.first().and_then(SaleState::parse).unwrap_or(SaleState::Draft);
-                                plan.advance.push(Advance { key: p.key, order: p.order, id, state, done: WriteAction::Resumed, moved: WriteAction::Resumed, imported: false });
+                                plan.advance.push(Advance { key: p.key, order: p.order, id, state, done: WriteAction::Resumed, moved: WriteAction::Resumed, imported: false, expected: None });
                             }
                             None => outcomes.push(WriteOutcome::failed(p.key, e.to_record_failure(None))),
                         },
@@ -372,14 +422,14 @@ impl Tryton {
             }
         };
         for (p, id) in created {
-            plan.advance.push(Advance { key: p.key, order: p.order, id, state: SaleState::Draft, done: WriteAction::Created, moved: WriteAction::Created, imported: false });
+            plan.advance.push(Advance { key: p.key, order: p.order, id, state: SaleState::Draft, done: WriteAction::Created, moved: WriteAction::Created, imported: false, expected: Some(p.expected) });
         }
         Ok(())
     }
 
     /// Rewrites an editable sale with the order's new values (back to draft first), then lets it be moved
     /// on again.
-    async fn rewrite_sale(&self, r: Rewrite, mut vals: Value, plan: &mut Plan, outcomes: &mut Vec<WriteOutcome>) -> Result<(), ConnectorError> {
+    async fn rewrite_sale(&self, r: Rewrite, mut vals: Value, expected: Expected, plan: &mut Plan, outcomes: &mut Vec<WriteOutcome>) -> Result<(), ConnectorError> {
         if r.state != SaleState::Draft {
             match self.rpc.button("sale.sale", "draft", &[r.id], &Map::new()).await {
                 Ok(_) => {}
@@ -399,7 +449,7 @@ impl Tryton {
             map.remove("web_id");
         }
         match self.rpc.write("sale.sale", &[r.id], vals, &Map::new()).await {
-            Ok(()) => plan.advance.push(Advance { key: r.key, order: r.order, id: r.id, state: SaleState::Draft, done: WriteAction::Updated, moved: WriteAction::Updated, imported: true }),
+            Ok(()) => plan.advance.push(Advance { key: r.key, order: r.order, id: r.id, state: SaleState::Draft, done: WriteAction::Updated, moved: WriteAction::Updated, imported: true, expected: Some(expected) }),
             Err(e) if e.is_transient() => return Err(e.to_connector_error()),
             Err(e) => outcomes.push(WriteOutcome::failed(r.key, e.to_record_failure(None))),
         }
@@ -476,13 +526,18 @@ impl Tryton {
         Ok(())
     }
 
-    /// Tryton's tax for the sales in draft against the orders'. Per sale: `Err` = the order fails (policy
-    /// `fail`), `Ok(Some(warning))` = accepted with a note on the sale (policy `note`), `Ok(None)` = agrees.
+    /// Tryton's amounts for the sales in draft against what they must be. A sale Ferry just wrote has its
+    /// plan (amounts.rs): Tryton's tax must be the planned one and its total the shop's. A sale found in
+    /// draft after an interruption is held to the order: the shop's total, and the shop's tax unless an
+    /// earlier attempt accepted and noted a difference. Per sale: `Err` = the order fails (policy `fail`),
+    /// `Ok(Some(warning))` = accepted with a note on the sale (policy `note`, or an accepted plan),
+    /// `Ok(None)` = agrees.
     async fn check_amounts(&self, items: &[Advance], drafts: &[i64]) -> Result<HashMap<i64, Result<Option<String>, RecordFailure>>, ConnectorError> {
         let mut out = HashMap::new();
         if drafts.is_empty() {
             return Ok(out);
         }
+        let rounding = self.order_setup().await?.rounding;
         let amounts = super::by_id(self.rpc.read("sale.sale", drafts, &["tax_amount", "untaxed_amount", "total_amount"], &Map::new()).await?);
         // Notes from an earlier attempt on a resumed sale are not added twice.
         let resources: Vec<String> = drafts.iter().map(|id| format!("sale.sale,{id}")).collect();
@@ -496,23 +551,37 @@ impl Tryton {
         let mut notes: Vec<Value> = Vec::new();
         for a in items.iter().filter(|a| drafts.contains(&a.id)) {
             let resource = format!("sale.sale,{}", a.id);
-            let tax = amounts.get(&a.id).and_then(|r| r.get("tax_amount")).and_then(as_decimal).unwrap_or_default();
-            let diff = tax - a.order.totals.tax;
-            let mut verdict = Ok(None);
-            if diff.abs() > self.opts.tax_tolerance {
-                let msg = format!("Tryton computes tax {tax} but the order says {} (difference {diff}, tolerance {})", a.order.totals.tax, self.opts.tax_tolerance);
+            let get = |f: &str| amounts.get(&a.id).and_then(|r| r.get(f)).and_then(as_decimal).unwrap_or_default();
+            let (tax, total) = (get("tax_amount"), get("total_amount"));
+            let (want_tax, want_total, planned_note) = match &a.expected {
+                Some(e) => (e.tax, e.total, e.note.clone()),
+                None => (a.order.totals.tax, a.order.totals.total, None),
+            };
+            let total_off = (total - want_total).abs() > self.opts.total_tolerance;
+            // a resumed sale whose difference an earlier attempt accepted (and noted) keeps it
+            let tax_off = tax != want_tax && !(a.expected.is_none() && noted.contains(&resource) && (tax - want_tax).abs() <= self.opts.tax_tolerance);
+            let mut verdict = Ok(planned_note.clone());
+            if tax_off || total_off {
+                let msg = format!(
+                    "Tryton computes tax {tax} and total {total} but the shop charged tax {} and total {} (tax_rounding {}, total_tolerance {})",
+                    a.order.totals.tax,
+                    a.order.totals.total,
+                    rounding.as_str(),
+                    self.opts.total_tolerance
+                );
                 verdict = match self.opts.on_tax_mismatch {
                     OnTaxMismatch::Fail => {
+                        let field = if tax_off { "totals.tax" } else { "totals.total" };
                         let tail = if a.imported { format!("; sale.sale {} left in draft", a.id) } else { format!("; sale.sale {} deleted again", a.id) };
-                        Err(RecordFailure::permanent(Some("totals.tax".into()), format!("{msg}{tail}")))
+                        Err(RecordFailure::permanent(Some(field.into()), format!("{msg}{tail}")))
                     }
-                    OnTaxMismatch::Note => {
-                        if !noted.contains(&resource) {
-                            notes.push(json!({"resource": resource, "message": format!("Ferry: {msg}.")}));
-                        }
-                        Ok(Some(format!("{msg}; accepted with a note on sale.sale {}", a.id)))
-                    }
+                    OnTaxMismatch::Note => Ok(Some([planned_note, Some(msg)].into_iter().flatten().collect::<Vec<_>>().join("; "))),
                 };
+            }
+            if let Ok(Some(note)) = &verdict
+                && !noted.contains(&resource)
+            {
+                notes.push(json!({"resource": resource, "message": format!("Ferry: {note}.")}));
             }
             if verdict.is_ok()
                 && !a.imported
@@ -524,7 +593,7 @@ impl Tryton {
                 notes.push(json!({"resource": resource,
                     "message": format!("Ferry: loyalty: {} points used, {} points earned (shop order {}).", l.points_used.normalize(), l.points_earned.normalize(), a.order.number)}));
             }
-            out.insert(a.id, verdict);
+            out.insert(a.id, verdict.map(|w| w.map(|w| format!("order {}: {w}", a.order.number))));
         }
         if !notes.is_empty() {
             self.rpc.create("ir.note", notes, &Map::new()).await?;
@@ -532,7 +601,10 @@ impl Tryton {
         Ok(out)
     }
 
-    /// Parties by code and by e-mail for every buyer of the batch, with their addresses.
+    /// Parties by code and by e-mail for every buyer of the batch. E-mail matching is opt-in
+    /// (`customers.by_email`), for registered shop accounts only unless `customers.match_guests`, and only
+    /// against parties that are customers ([`Self::customer_parties`]); an e-mail shared by several
+    /// customers matches none.
     async fn match_parties(&self, orders: &[(String, Order)]) -> Result<Parties, ConnectorError> {
         let none = Map::new();
         let mut parties = Parties::default();
@@ -544,8 +616,8 @@ impl Tryton {
                 }
             }
         }
-        let emails: Vec<String> = orders.iter().filter_map(|(_, o)| o.customer.email.as_ref()).map(|e| e.to_lowercase()).collect();
-        if self.opts.customers.by_email && !emails.is_empty() {
+        let emails: Vec<String> = orders.iter().filter(|(_, o)| email_matchable(&o.customer, &self.opts.customers)).filter_map(|(_, o)| o.customer.email.as_ref()).map(|e| e.to_lowercase()).collect();
+        if !emails.is_empty() {
             // e-mail addresses compare case-insensitively: `ilike` with the wildcards escaped
             let mut any: Vec<Value> = vec![json!("OR")];
             any.extend(emails.iter().map(|e| json!(["value", "ilike", e.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")])));
@@ -553,13 +625,46 @@ impl Tryton {
                 .rpc
                 .search_read("party.contact_mechanism", json!([["type", "=", "email"], any]), 0, None, json!([["id", "ASC"]]), &["value", "party"], &none)
                 .await?;
-            for r in rows {
-                if let (Some(v), Some(p)) = (as_text(r.get("value")), r.get("party").and_then(Value::as_i64)) {
-                    parties.by_email.entry(v.to_lowercase()).or_insert(p);
+            let found: Vec<(String, i64)> = rows.iter().filter_map(|r| Some((as_text(r.get("value"))?.to_lowercase(), r.get("party").and_then(Value::as_i64)?))).collect();
+            let ids: Vec<i64> = found.iter().map(|(_, p)| *p).collect::<HashSet<_>>().into_iter().collect();
+            let customers = self.customer_parties(&ids).await?;
+            let mut per_email: HashMap<String, HashSet<i64>> = HashMap::new();
+            for (email, party) in found {
+                if customers.contains_key(&party) {
+                    per_email.entry(email).or_default().insert(party);
                 }
             }
+            for (email, set) in per_email {
+                if let [party] = set.into_iter().collect::<Vec<_>>()[..] {
+                    parties.by_email.insert(email, party);
+                }
+            }
+            parties.codes = customers;
         }
         Ok(parties)
+    }
+
+    /// Which of these parties are customers, with their codes: in `customers.customer_category` when it
+    /// is set, else those with a sale that is not cancelled. Tryton 8.2 has no customer/supplier flag (one
+    /// party can be both); history is what shows a party buys from the business.
+    async fn customer_parties(&self, ids: &[i64]) -> Result<HashMap<i64, Option<String>>, ConnectorError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let none = Map::new();
+        let customers: Vec<i64> = match &self.opts.customers.customer_category {
+            Some(category) => self.rpc.search("party.party", json!([["id", "in", ids], ["categories.name", "=", category]]), 0, None, Value::Null, &none).await?,
+            None => self
+                .rpc
+                .search_read("sale.sale", json!([["party", "in", ids], ["state", "!=", "cancelled"]]), 0, None, Value::Null, &["party"], &Self::all_records())
+                .await?
+                .iter()
+                .filter_map(|r| r.get("party").and_then(Value::as_i64))
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect(),
+        };
+        Ok(self.rpc.read("party.party", &customers, &["code"], &none).await?.into_iter().filter_map(|r| Some((r.get("id")?.as_i64()?, as_text(r.get("code"))))).collect())
     }
 
     /// Addresses of a party, for matching the order's.
@@ -569,48 +674,34 @@ impl Tryton {
             .await
     }
 
-    /// The sale's values, or why this order cannot become one.
-    async fn prepare(&self, key: &str, o: &Order, setup: &OrderSetup, products: &HashMap<String, ProductInfo>, parties: &mut Parties) -> Result<Value, RecordFailure> {
+    /// The sale's values and the amounts Tryton must then report, or why this order cannot become one.
+    async fn prepare(&self, key: &str, o: &Order, setup: &OrderSetup, products: &HashMap<String, ProductInfo>, parties: &mut Parties) -> Result<(Value, Expected), RecordFailure> {
         let rpc_fail = |field: &str| {
             let field = field.to_owned();
             move |e: RpcError| e.to_record_failure(Some(field))
         };
         // lines first: an unknown SKU must fail before anything (a party, an address) is created
-        let mut lines = Vec::new();
+        let mut line_products = Vec::with_capacity(o.lines.len());
         for (i, l) in o.lines.iter().enumerate() {
             let Some(p) = products.get(&l.sku) else {
                 return Err(RecordFailure::permanent(Some(format!("lines[{i}].sku")), format!("order {key}: no salable product with code {:?} in Tryton", l.sku)));
             };
-            let unit_price = net(l.unit_price, o.prices_include_tax, p.rate);
-            lines.push(line(p, l.quantity, unit_price, l.name.as_deref()));
-            if !l.discount.is_zero() {
-                let d = &setup.discount;
-                let amount = net(l.discount, o.prices_include_tax, p.rate);
-                let mut v = line(d, Decimal::ONE, -amount, Some(&format!("Discount on {}", l.sku)));
-                v["taxes"] = json!([["add", p.taxes]]); // the discounted line's taxes
-                lines.push(v);
-            }
+            line_products.push(p);
         }
-        for s in &o.shipping {
-            let f = &setup.freight;
-            let desc = match &s.carrier {
-                Some(c) => format!("{} ({c})", s.method),
-                None => s.method.clone(),
-            };
-            lines.push(line(f, Decimal::ONE, net(s.amount, o.prices_include_tax, f.rate), Some(&desc)));
-        }
-        for d in &o.discounts {
-            let product = if d.kind == DiscountKind::Loyalty { &setup.loyalty } else { &setup.discount };
-            let desc = [Some(format!("{:?}", d.kind).to_lowercase()), d.code.clone(), d.description.clone()].into_iter().flatten().collect::<Vec<_>>().join(" ");
-            lines.push(line(product, Decimal::ONE, -net(d.amount, o.prices_include_tax, product.rate), Some(&desc)));
-        }
+        let (lines, expected) = self.sale_lines(o, setup, &line_products)?;
         let currency = *setup.currencies.get(o.currency.code()).ok_or_else(|| RecordFailure::permanent(Some("currency".into()), format!("currency {} is not set up in Tryton", o.currency)))?;
 
         // the party: code, then e-mail, then created (if allowed), else the B2C party
         let c = &o.customer;
-        let matched = c.code.as_ref().and_then(|code| parties.by_code.get(code)).or_else(|| c.email.as_ref().and_then(|e| parties.by_email.get(&e.to_lowercase()))).copied();
-        let party = match matched {
-            Some(p) => p,
+        let by_code = c.code.as_ref().and_then(|code| parties.by_code.get(code).map(|p| (*p, format!("customer {code} (matched by code)"))));
+        let by_email = || {
+            let p = *parties.by_email.get(&c.email.as_ref()?.to_lowercase())?;
+            let code = parties.codes.get(&p).cloned().flatten().unwrap_or_else(|| format!("party id {p}"));
+            Some((p, format!("customer {code} (matched by e-mail)")))
+        };
+        let matched = by_code.or_else(by_email);
+        let party = match &matched {
+            Some((p, _)) => *p,
             None if self.opts.customers.create_customers && (c.email.is_some() || c.code.is_some()) => self.create_party(o).await.map_err(rpc_fail("customer"))?,
             None => setup.b2c_party,
         };
@@ -645,7 +736,7 @@ impl Tryton {
             "web_id": o.number,
             "reference": o.number,
             "description": format!("Web order {}", o.number),
-            "sale_date": rpc::date(o.placed_at.date_naive()),
+            "sale_date": rpc::date(super::dates::local_date(o.placed_at, self.tz)),
             "currency": currency,
             "warehouse": setup.warehouse,
             "lines": [["create", lines]],
@@ -659,7 +750,72 @@ impl Tryton {
         if let Some(r) = &o.customer_reference {
             vals["description"] = json!(format!("Web order {} (customer ref. {r})", o.number));
         }
-        Ok(vals)
+        // which existing customer the order was booked to, and why, stays on the sale for a person to check
+        if let Some((_, how)) = &matched {
+            vals["description"] = json!(format!("{}; {how}", vals["description"].as_str().unwrap_or_default()));
+        }
+        Ok((vals, expected))
+    }
+
+    /// The sale lines, priced so Tryton's amounts agree with the shop's (amounts.rs), and what Tryton
+    /// must report for them; a tax difference beyond `tax_tolerance` under `on_tax_mismatch = fail` fails
+    /// the order before anything is created.
+    fn sale_lines(&self, o: &Order, setup: &OrderSetup, line_products: &[&ProductInfo]) -> Result<(Vec<Value>, Expected), RecordFailure> {
+        let discount_product = |k: DiscountKind| if k == DiscountKind::Loyalty { &setup.loyalty } else { &setup.discount };
+        let line_taxes: Vec<Vec<Tax>> = line_products.iter().map(|p| p.tax_rates.clone()).collect();
+        let discount_taxes: Vec<Vec<Tax>> = o.discounts.iter().map(|d| discount_product(d.kind).tax_rates.clone()).collect();
+        let wanted = amounts::wanted_lines(o, &line_taxes, &setup.freight.tax_rates, &discount_taxes);
+        let plan = amounts::plan(&wanted.iter().map(|(_, w)| w.clone()).collect::<Vec<_>>(), o.totals.tax, o.totals.total, setup.rounding, o.currency.minor_units());
+        let mut lines = Vec::with_capacity(wanted.len() + 1);
+        for ((part, w), unit_price) in wanted.iter().zip(&plan.unit_prices) {
+            lines.push(match *part {
+                Part::Line(i) => line(line_products[i], w.quantity, *unit_price, o.lines[i].name.as_deref()),
+                Part::LineDiscount(i) => {
+                    let mut v = line(&setup.discount, w.quantity, *unit_price, Some(&format!("Discount on {}", o.lines[i].sku)));
+                    v["taxes"] = json!([["add", line_products[i].taxes]]); // the discounted line's taxes
+                    v
+                }
+                Part::Shipping(i) => {
+                    let s = &o.shipping[i];
+                    let desc = match &s.carrier {
+                        Some(c) => format!("{} ({c})", s.method),
+                        None => s.method.clone(),
+                    };
+                    line(&setup.freight, w.quantity, *unit_price, Some(&desc))
+                }
+                Part::Discount(i) => {
+                    let d = &o.discounts[i];
+                    let desc = [Some(format!("{:?}", d.kind).to_lowercase()), d.code.clone(), d.description.clone()].into_iter().flatten().collect::<Vec<_>>().join(" ");
+                    line(discount_product(d.kind), w.quantity, *unit_price, Some(&desc))
+                }
+            });
+        }
+        let diff = plan.tax_difference;
+        let mut note = None;
+        if !diff.is_zero() {
+            let msg = format!(
+                "Tryton computes tax {} (rounding per {}) but the shop charged {} (difference {diff})",
+                plan.amounts.tax,
+                setup.rounding.as_str(),
+                o.totals.tax
+            );
+            if diff.abs() > self.opts.tax_tolerance && self.opts.on_tax_mismatch == OnTaxMismatch::Fail {
+                let hint = if setup.rounding == TaxRounding::Document { "; tax_rounding = \"line\" makes Tryton round per line as shops do" } else { "" };
+                return Err(RecordFailure::permanent(Some("totals.tax".into()), format!("{msg}, more than tax_tolerance {}; no sale created{hint}", self.opts.tax_tolerance)));
+            }
+            note = Some(msg);
+        }
+        if !plan.adjustment.is_zero() {
+            let mut v = line(&setup.adjustment, Decimal::ONE, plan.adjustment, Some(&format!("Rounding to the shop's total of order {}", o.number)));
+            v.as_object_mut().expect("a line is an object").remove("taxes"); // tax-free
+            lines.push(v);
+            let msg = format!("a tax-free line of {} makes the sale's total the shop's {}", plan.adjustment, o.totals.total);
+            note = Some(match note {
+                Some(n) => format!("{n}; {msg}"),
+                None => msg,
+            });
+        }
+        Ok((lines, Expected { tax: plan.amounts.tax, total: o.totals.total, note }))
     }
 
     async fn party_payment_term(&self, party: i64) -> Result<Option<i64>, RpcError> {
@@ -749,6 +905,8 @@ impl Tryton {
 struct Parties {
     by_code: HashMap<String, i64>,
     by_email: HashMap<String, i64>,
+    /// customer party id → its code (for the parties e-mails matched)
+    codes: HashMap<i64, Option<String>>,
     /// party id → its addresses and customer payment term, read once per batch
     known: HashMap<i64, PartyInfo>,
 }
@@ -756,6 +914,12 @@ struct Parties {
 struct PartyInfo {
     addresses: Vec<Map<String, Value>>,
     payment_term: Option<i64>,
+}
+
+/// Whether this buyer may be matched to an existing party by e-mail: opted in, and a registered shop
+/// account (the shop verified the address) unless guests are allowed too.
+fn email_matchable(c: &ferry_model::OrderCustomer, m: &super::CustomerMatching) -> bool {
+    m.by_email && c.email.is_some() && (c.guest == Some(false) || m.match_guests)
 }
 
 /// A sale line of `product` with its customer taxes.
@@ -774,12 +938,6 @@ fn line(p: &ProductInfo, quantity: Decimal, unit_price: Decimal, description: Op
     v
 }
 
-/// Tryton's unit price excludes tax: a tax-inclusive amount is divided by (1 + rate), to 4 places
-/// (Tryton's price digits).
-fn net(amount: Decimal, includes_tax: bool, rate: Decimal) -> Decimal {
-    if includes_tax { (amount / (Decimal::ONE + rate)).round_dp_with_strategy(4, RoundingStrategy::MidpointAwayFromZero) } else { amount }
-}
-
 /// A quantity for a Float field: an exact JSON number (serde_json keeps the digits).
 fn number(d: Decimal) -> Value {
     Value::from_str(&d.normalize().to_string()).unwrap_or(json!(0))
@@ -790,11 +948,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tax_inclusive_prices_become_net_to_four_places() {
-        let d = |s: &str| Decimal::from_str(s).unwrap();
-        assert_eq!(net(d("11.00"), true, d("0.10")), d("10"));
-        assert_eq!(net(d("19.99"), true, d("0.10")), d("18.1727"));
-        assert_eq!(net(d("19.99"), false, d("0.10")), d("19.99"));
+    fn only_registered_buyers_are_matched_by_email_and_only_when_asked() {
+        let buyer = |guest: Option<bool>| ferry_model::OrderCustomer { email: Some("jo@example.com".into()), guest, ..Default::default() };
+        let default = super::super::CustomerMatching::default();
+        assert!(!email_matchable(&buyer(Some(false)), &default), "opt-in");
+        let on = super::super::CustomerMatching { by_email: true, ..Default::default() };
+        assert!(email_matchable(&buyer(Some(false)), &on));
+        assert!(!email_matchable(&buyer(Some(true)), &on), "a guest's e-mail is unverified");
+        assert!(!email_matchable(&buyer(None), &on), "unknown counts as a guest");
+        let guests = super::super::CustomerMatching { by_email: true, match_guests: true, ..Default::default() };
+        assert!(email_matchable(&buyer(Some(true)), &guests) && email_matchable(&buyer(None), &guests));
+        assert!(!email_matchable(&ferry_model::OrderCustomer { guest: Some(false), ..Default::default() }, &on), "no e-mail, nothing to match");
     }
 
     #[test]

@@ -71,6 +71,9 @@ impl Tryton {
                 let mut ctx = Map::new();
                 ctx.insert("price_list".into(), json!(list.id));
                 ctx.insert("quantity".into(), json!(qty.to_string().parse::<f64>().unwrap_or(0.0)));
+                // the price in effect today on the business's calendar (price lists with validity dates,
+                // module product_price_list_dates, judge them on the context's `date`)
+                ctx.insert("date".into(), rpc::date(super::dates::local_date(Utc::now(), self.tz)));
                 let pids: Vec<i64> = pids.iter().copied().collect();
                 for row in self.rpc.read("product.product", &pids, &["sale_price_uom"], &ctx).await? {
                     let pid = row.get("id").and_then(Value::as_i64).unwrap_or_default();

@@ -18,7 +18,7 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 const ORDER_FIELDS: &str = "id code state orderPlacedAt updatedAt currencyCode couponCodes
-  customer { id emailAddress firstName lastName phoneNumber customFields { ferryCode taxId company } }
+  customer { id emailAddress firstName lastName phoneNumber user { id } customFields { ferryCode taxId company } }
   shippingAddress { fullName company streetLine1 streetLine2 city province postalCode countryCode phoneNumber }
   billingAddress { fullName company streetLine1 streetLine2 city province postalCode countryCode phoneNumber }
   lines { id quantity productVariant { sku name } unitPrice unitPriceWithTax discountedLinePrice discountedLinePriceWithTax
@@ -231,6 +231,8 @@ fn canonical(o: &Value, pit: bool) -> Result<Value, Bad> {
         "status": status(o["state"].as_str().unwrap_or_default()),
         "customer": {
             "code": cust.pointer("/customFields/ferryCode"),
+            // a guest checkout creates a customer without a user account (and an unverified e-mail)
+            "guest": cust.is_object().then(|| cust["user"].is_null()),
             "email": cust["emailAddress"],
             "first_name": cust["firstName"],
             "last_name": cust["lastName"],
@@ -347,6 +349,20 @@ mod tests {
         let sum: Decimal = split.iter().map(|t| t["amount"].as_str().unwrap().parse::<Decimal>().unwrap()).sum();
         assert_eq!(sum, Decimal::new(1001, 2));
         assert_eq!(split[0]["rate"], "0.1");
+    }
+
+    #[test]
+    fn a_customer_without_a_user_account_is_a_guest() {
+        let order = |user: Value| {
+            json!({"id": "1", "code": "G1", "state": "PaymentSettled", "orderPlacedAt": "2026-04-04T13:30:00Z", "currencyCode": "AUD",
+                "customer": {"id": "9", "emailAddress": "jo@example.com", "user": user},
+                "lines": [{"quantity": 1, "productVariant": {"sku": "S"}, "unitPrice": 1000, "unitPriceWithTax": 1100,
+                    "discountedLinePrice": 1000, "discountedLinePriceWithTax": 1100, "proratedLinePrice": 1000, "proratedLinePriceWithTax": 1100,
+                    "taxLines": [{"description": "GST", "taxRate": 10}]}],
+                "shippingLines": [], "subTotal": 1000, "subTotalWithTax": 1100, "total": 1000, "totalWithTax": 1100})
+        };
+        assert_eq!(canonical(&order(Value::Null), false).unwrap()["customer"]["guest"], true);
+        assert_eq!(canonical(&order(json!({"id": "3"})), false).unwrap()["customer"]["guest"], false);
     }
 
     #[test]
