@@ -7,6 +7,7 @@
 //! - `options.rs`: the connection's options;
 //! - `products.rs`, `prices.rs`, `stock.rs`, `customers.rs`, `shipments.rs`: one stream read each;
 //! - `orders.rs`: writing orders as sales, and finding them by order number;
+//! - `refunds.rs`: booking an order's refunds (credit note or return sale), once per shop refund id;
 //! - this file: the factory, the connector, shared look-ups and the paging/checkpoint loop.
 //!
 //! Reads are incremental by `write_date` (Tryton's `last_modified_at`) with an overlap window. A run
@@ -18,11 +19,13 @@ mod options;
 mod orders;
 mod prices;
 mod products;
+mod refunds;
 pub mod rpc;
 mod shipments;
 mod stock;
 
-pub use options::{CustomerMatching, LoyaltyHandling, OnTaxMismatch, Options, OrderState, StockStatusRules};
+pub use options::{CustomerMatching, LoyaltyHandling, OnTaxMismatch, Options, OrderState, RefundBooking, StockStatusRules};
+pub use refunds::BookedRefunds;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
