@@ -8,6 +8,10 @@
 //! subTotal, shipping = discountedPrice, tax = totalWithTax − total, total = totalWithTax. Every order is
 //! validated with `Record::parse` (totals reconcile to the cent); one that does not translate becomes a
 //! `ReadItem::Invalid` naming the order code and field.
+//!
+//! The order's lifecycle comes along (docs/connectors/vendure.md, *Order lifecycle*): `cancelled_at` from
+//! the history, `refunds` from the payments' refunds (not failed) in the order's tax mode, and units that
+//! a modification refunded stay on the lines (the refund accounts for them).
 
 use super::{Vendure, money};
 use ferry_engine::{ConnectorError, ReadItem, ReadRequest, SourceRecord};
