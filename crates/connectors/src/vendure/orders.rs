@@ -710,6 +710,88 @@ mod tests {
         assert_eq!(o.lines.len(), 1);
     }
 
+    /// Vendure's tax on a net amount (minor units, 10 %), rounded as `Math.round`.
+    fn gst(net: i64) -> i64 {
+        (net * 10 + 50).div_euclid(100)
+    }
+
+    /// The refunded fixture re-priced: A at `pa` × `qa` (of which `r` refunded through a modification),
+    /// B at `pb` × 1, shipping 9.95 (+1.00) refunded or not, plus `goodwill` — as Vendure 3.7 reports it.
+    fn vendure_order(pa: i64, qa: i64, r: i64, pb: i64, ship_back: bool, goodwill: i64) -> Value {
+        let mut o: Value = serde_json::from_str(REFUNDED).unwrap();
+        let now = qa - r;
+        let line = |l: &mut Value, unit: i64, qty: i64| {
+            let (gross_unit, net, gross) = (unit + gst(unit), unit * qty, unit * qty + gst(unit * qty));
+            for (k, v) in [("unitPrice", unit), ("discountedUnitPrice", unit), ("proratedUnitPrice", unit)] {
+                l[k] = json!(v);
+            }
+            for (k, v) in [("unitPriceWithTax", gross_unit), ("discountedUnitPriceWithTax", gross_unit), ("proratedUnitPriceWithTax", gross_unit)] {
+                l[k] = json!(v);
+            }
+            for k in ["discountedLinePrice", "proratedLinePrice"] {
+                l[k] = json!(net);
+            }
+            for k in ["discountedLinePriceWithTax", "proratedLinePriceWithTax"] {
+                l[k] = json!(gross);
+            }
+            l["quantity"] = json!(qty);
+            (net, gross)
+        };
+        let (na, ga) = line(&mut o["lines"][0], pa, now);
+        o["lines"][0]["orderPlacedQuantity"] = json!(qa);
+        let (nb, gb) = line(&mut o["lines"][1], pb, 1);
+        o["subTotal"] = json!(na + nb);
+        o["subTotalWithTax"] = json!(ga + gb);
+        o["total"] = json!(na + nb + 995);
+        o["totalWithTax"] = json!(ga + gb + 1095);
+        let paid = pa * qa + gst(pa * qa) + gb + 1095;
+        o["payments"][0]["amount"] = json!(paid);
+        let refund_total = r * (pa + gst(pa)) + if ship_back { 1095 } else { 0 } + goodwill;
+        if refund_total == 0 {
+            o["payments"][0]["refunds"] = json!([]);
+            o["modifications"] = json!([]);
+        } else {
+            let refund = &mut o["payments"][0]["refunds"][0];
+            refund["total"] = json!(refund_total);
+            refund["lines"] = if r > 0 { json!([{"orderLineId": "13", "quantity": r}]) } else { json!([]) };
+            o["modifications"][0]["lines"] = if r > 0 { json!([{"orderLineId": "13", "quantity": -r}]) } else { json!([]) };
+        }
+        o
+    }
+
+    proptest::proptest! {
+        /// Whatever is refunded, the order reads as it was paid, and the refund adds up to what was given
+        /// back with the GST its units and shipping carried.
+        #[test]
+        fn refunds_read_exactly_and_the_order_stays_as_paid(pa in 1i64..200_000, qa in 1i64..6, r_share in 0u32..=100, pb in 1i64..50_000, ship_back: bool, goodwill in 0i64..2_000) {
+            let r = qa * i64::from(r_share) / 100;
+            let raw = vendure_order(pa, qa, r, pb, ship_back, goodwill);
+            let o = order_of(&raw, false);
+            let c = Currency::parse("AUD").unwrap();
+            let paid = c.from_minor(pa * qa + gst(pa * qa) + pb + gst(pb) + 1095);
+            proptest::prop_assert_eq!(o.totals.total, paid);
+            proptest::prop_assert_eq!(o.lines[0].quantity, Decimal::from(qa));
+            let refund_total = r * (pa + gst(pa)) + if ship_back { 1095 } else { 0 } + goodwill;
+            if refund_total == 0 {
+                proptest::prop_assert!(o.refunds.is_empty());
+                proptest::prop_assert_eq!(o.status, ferry_model::OrderStatus::Confirmed);
+            } else {
+                let f = &o.refunds[0];
+                proptest::prop_assert_eq!(f.total, c.from_minor(refund_total));
+                let lines: Decimal = f.lines.iter().map(|l| l.amount).sum();
+                let line_tax: Decimal = f.lines.iter().map(|l| l.tax).sum();
+                proptest::prop_assert_eq!(lines + f.shipping + f.adjustment + f.tax, f.total);
+                proptest::prop_assert_eq!(line_tax, c.from_minor(r * gst(pa)));
+                proptest::prop_assert_eq!(f.tax, line_tax + f.shipping_tax);
+                if ship_back && goodwill == 0 {
+                    proptest::prop_assert_eq!((f.shipping, f.shipping_tax), (Decimal::new(995, 2), Decimal::ONE));
+                }
+                let status = if f.total >= paid { ferry_model::OrderStatus::Refunded } else { ferry_model::OrderStatus::PartiallyRefunded };
+                proptest::prop_assert_eq!(o.status, status);
+            }
+        }
+    }
+
     #[test]
     fn an_order_without_placement_is_invalid_and_named() {
         let o = json!({"code": "ABC", "currencyCode": "AUD", "lines": []});
