@@ -410,6 +410,43 @@ mod tests {
         assert_eq!(expected_adjustment(&refund("70.00", "6.67"), &[three]), d("-3.34"));
     }
 
+    fn order(prices_include_tax: bool, refunds: serde_json::Value) -> Order {
+        let (unit, total, tax) = if prices_include_tax { ("36.66", "73.32", "6.67") } else { ("33.33", "66.66", "6.67") };
+        let o = json!({"number": "W-1", "placed_at": "2026-12-02T10:00:00Z", "currency": "AUD", "prices_include_tax": prices_include_tax,
+            "lines": [{"sku": "A", "quantity": "2", "unit_price": unit, "total": total, "taxes": [{"name": "GST", "amount": tax}]}],
+            "totals": {"subtotal": total, "tax": tax, "total": if prices_include_tax { "73.32" } else { "73.33" }},
+            "refunds": refunds});
+        match ferry_model::Record::parse(ferry_model::Stream::Orders, o, "test").unwrap_or_else(|e| panic!("{e}")) {
+            ferry_model::Record::Order(o) => o,
+            _ => unreachable!(),
+        }
+    }
+
+    fn connector() -> Tryton {
+        let opts = serde_json::from_value(json!({"url": "http://127.0.0.1:9", "database": "t", "password": "p"})).unwrap();
+        Tryton::new(opts, "test").unwrap()
+    }
+
+    #[test]
+    fn refund_lines_book_net_unit_prices_in_either_tax_mode() {
+        let t = connector();
+        let products: HashMap<String, RefundProduct> = [("A".to_owned(), product()), ("FREIGHT".to_owned(), product())].into();
+        // Prices with tax: 36.66 back for one unit (3.33 GST in it), 10.95 shipping (1.00 GST).
+        let o = order(true, json!([{"id": "1", "lines": [{"sku": "A", "quantity": "1", "amount": "36.66", "tax": "3.33"}],
+            "shipping": "10.95", "shipping_tax": "1.00", "tax": "4.33", "total": "47.61"}]));
+        let b = t.bookings(&o, 0, &o.refunds[0], &products).unwrap();
+        assert_eq!(b.iter().map(|b| (b.quantity, b.unit_price)).collect::<Vec<_>>(), vec![(d("1"), d("33.33")), (d("1"), d("9.95"))]);
+        assert_eq!(expected_adjustment(&o.refunds[0], &b), d("0"));
+        // Prices without tax: the amounts are net already; two units at 66.66 → 33.33 each.
+        let o = order(false, json!([{"id": "1", "lines": [{"sku": "A", "quantity": "2", "amount": "66.66", "tax": "6.67"}], "tax": "6.67", "total": "73.33"}]));
+        let b = t.bookings(&o, 0, &o.refunds[0], &products).unwrap();
+        assert_eq!(b.iter().map(|b| (b.quantity, b.unit_price)).collect::<Vec<_>>(), vec![(d("2"), d("33.33"))]);
+        // A SKU Tryton does not know fails on its field.
+        let o = order(false, json!([{"id": "1", "lines": [{"sku": "A", "quantity": "1", "amount": "33.33", "tax": "3.33"}], "tax": "3.33", "total": "36.66"}]));
+        let err = t.bookings(&o, 0, &o.refunds[0], &HashMap::new()).err().unwrap();
+        assert_eq!(err.field.as_deref(), Some("refunds[0].lines[0].sku"));
+    }
+
     #[test]
     fn the_reference_names_order_and_refund() {
         assert_eq!(refund_reference("WEB-1001", "7"), "WEB-1001/7");
