@@ -286,3 +286,28 @@ async fn an_order_edited_after_tryton_began_processing_is_parked_with_the_change
 fn tryton_support_ids(v: &Value) -> Vec<i64> {
     v.as_array().map(|a| a.iter().filter_map(Value::as_i64).collect()).unwrap_or_default()
 }
+
+#[tokio::test]
+async fn a_partial_refund_becomes_one_credit_note_with_its_gst_even_when_synced_twice() {
+    let rig = Rig::new("confirmed").await;
+    rig.write_orders(&[rig.order(1, "2", "confirmed")]);
+    let ws = rig.workspace().await;
+    rig.sync(&ws).await;
+    let mut refunded = rig.order(1, "2", "partially_refunded");
+    refunded["refunds"] = json!([{"id": "R1", "reason": "one arrived broken", "lines": [{"sku": rig.sku, "quantity": "1", "amount": "10", "tax": "1"}], "tax": "1", "total": "11"}]);
+    rig.write_orders(&[refunded]);
+    let report = rig.sync(&ws).await;
+    assert_eq!((report.counts.updated, report.counts.failed), (1, 0), "{report:#?}");
+
+    // Ferry loses its state and syncs the order again: the sale is found, the credit note too.
+    std::fs::remove_file(rig.dir.path().join("state.db")).unwrap();
+    let fresh = rig.workspace().await;
+    let again = rig.sync(&fresh).await;
+    assert_eq!((again.counts.resumed, again.counts.failed), (1, 0), "{again:#?}");
+
+    let reference = format!("{}/R1", rig.number(1));
+    let notes = rig.erp.rpc().search_read("account.invoice", json!([["reference", "=", reference], ["type", "=", "out"]]), 0, None, Value::Null, &["total_amount", "tax_amount"], &none()).await.unwrap();
+    assert_eq!(notes.len(), 1, "one credit note for refund R1: {notes:?}");
+    let amount = |f: &str| ferry_connectors::tryton::rpc::as_decimal(&notes[0][f]).unwrap();
+    assert_eq!((amount("total_amount"), amount("tax_amount")), (d("-11"), d("-1")));
+}

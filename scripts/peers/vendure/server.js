@@ -6,7 +6,9 @@
 // - custom fields the Ferry connector writes (see docs/connectors/vendure.md for the mapping);
 // - FerryWebhookPlugin: EventBus events -> signed HTTP POST to WEBHOOK_URL
 //   (X-Ferry-Signature: sha256=<hex HMAC-SHA256(raw body, WEBHOOK_SECRET)>, X-Ferry-Timestamp: unix s);
-// - the promotion action `ferry_variant_fixed_price` used for group / customer prices.
+//   order state, refund and modification events name the order to re-read;
+// - the promotion action `ferry_variant_fixed_price` used for group / customer prices;
+// - the test payment handler settles refunds at once (Vendure's dummy leaves them Pending).
 const path = require('path');
 const http = require('http');
 const https = require('https');
@@ -16,6 +18,7 @@ const {
   VendurePlugin, PluginCommonModule, EventBus, OrderStateTransitionEvent,
   ProductVariantEvent, ProductEvent, StockMovementEvent, CustomerEvent, CustomerGroupChangeEvent,
   PromotionItemAction, defaultPromotionActions, LanguageCode, FulfillmentHandler, manualFulfillmentHandler,
+  PaymentMethodHandler, RefundEvent, RefundStateTransitionEvent, OrderEvent,
 } = require('@vendure/core');
 
 // ---- webhooks ---------------------------------------------------------------------------------
@@ -48,6 +51,15 @@ class FerryWebhookPlugin {
     };
     this.eventBus.ofType(OrderStateTransitionEvent).subscribe(e =>
       send('order.state', { id: e.order.id, code: e.order.code, from: e.fromState, to: e.toState }));
+    // Refunds and order modifications do not move the order's updatedAt in Vendure 3.7, so an incremental
+    // read cannot see them: these events name the order for a re-read.
+    this.eventBus.ofType(RefundEvent).subscribe(e =>
+      send('order.refund', { id: e.order.id, code: e.order.code, refundId: e.refund.id, state: e.refund.state }));
+    this.eventBus.ofType(RefundStateTransitionEvent).subscribe(e =>
+      send('order.refund', { id: e.order.id, code: e.order.code, refundId: e.refund.id, from: e.fromState, to: e.toState }));
+    this.eventBus.ofType(OrderEvent).subscribe(e => {
+      if (e.type === 'updated') send('order.updated', { id: e.order.id, code: e.order.code });
+    });
     this.eventBus.ofType(ProductVariantEvent).subscribe(e =>
       send('variant.' + e.type, { ids: e.entity.map(v => v.id), skus: e.entity.map(v => v.sku) }));
     this.eventBus.ofType(ProductEvent).subscribe(e =>
@@ -105,6 +117,25 @@ const ferryFulfillmentHandler = new FulfillmentHandler({
   }),
 });
 
+// ---- payments ---------------------------------------------------------------------------------
+// Vendure's dummy handler (code `dummy-payment-handler`, which up.sh's `test-pay` method names) with
+// refunds: the dummy has no createRefund, so its refunds stay Pending until settled by hand. A provider
+// that refunds at once settles them, as this one does.
+const testPaymentHandler = new PaymentMethodHandler({
+  code: dummyPaymentHandler.code,
+  description: dummyPaymentHandler.description,
+  args: dummyPaymentHandler.args,
+  // the dummy's own functions (its methods of the same name take Vendure's raw argument list)
+  createPayment: dummyPaymentHandler.createPaymentFn,
+  settlePayment: dummyPaymentHandler.settlePaymentFn,
+  cancelPayment: dummyPaymentHandler.cancelPaymentFn,
+  createRefund: (ctx, input, amount, order, payment) => ({
+    state: 'Settled',
+    transactionId: 'refund-' + payment.id + '-' + Date.now().toString(36),
+    metadata: { amount },
+  }),
+});
+
 // ---- server -----------------------------------------------------------------------------------
 const port = +(process.env.PORT || 3000);
 const t0 = Date.now();
@@ -126,7 +157,7 @@ bootstrap({
     ? { type: 'postgres', url: process.env.DATABASE_URL, synchronize: true, logging: false }
     : { type: 'sqljs', synchronize: true, autoSave: true, logging: false,
         location: process.env.DB_FILE || path.join(__dirname, 'vendure.sqlite') },
-  paymentOptions: { paymentMethodHandlers: [dummyPaymentHandler] },
+  paymentOptions: { paymentMethodHandlers: [testPaymentHandler] },
   shippingOptions: { fulfillmentHandlers: [manualFulfillmentHandler, ferryFulfillmentHandler] },
   promotionOptions: { promotionActions: [...defaultPromotionActions, ferryVariantFixedPrice] },
   customFields: {

@@ -8,6 +8,7 @@
 //! - `products.rs`, `prices.rs`, `stock.rs`, `customers.rs`, `shipments.rs`: one stream read each;
 //! - `orders.rs`: writing orders as sales, and finding them by order number;
 //! - `sale_state.rs`: where a sale stands and how an order's create → quote → confirm is resumed;
+//! - `refunds.rs`: booking an order's refunds (credit note or return sale), once per shop refund id;
 //! - this file: the factory, the connector, shared look-ups and the paging/checkpoint loop.
 //!
 //! Reads are incremental by `write_date` (Tryton's `last_modified_at`) with an overlap window. A run
@@ -21,12 +22,14 @@ mod options;
 mod orders;
 mod prices;
 mod products;
+mod refunds;
 pub mod rpc;
 mod sale_state;
 mod shipments;
 mod stock;
 
-pub use options::{CustomerMatching, LoyaltyHandling, OnTaxMismatch, Options, OrderState, StockStatusRules, TaxRoundingOption};
+pub use options::{CustomerMatching, LoyaltyHandling, OnTaxMismatch, Options, OrderState, RefundBooking, StockStatusRules, TaxRoundingOption};
+pub use refunds::BookedRefunds;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

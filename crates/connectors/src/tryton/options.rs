@@ -55,6 +55,10 @@ pub struct Options {
     /// What to do with loyalty points and loyalty discounts.
     #[serde(default)]
     pub loyalty: LoyaltyHandling,
+    /// How refunds of an imported order are booked (once per shop refund id): a credit note (default),
+    /// a return sale, or not at all.
+    #[serde(default)]
+    pub refunds: RefundBooking,
     /// Largest difference between Tryton's computed tax and the order's `totals.tax` accepted whatever
     /// `on_tax_mismatch` says (always with a note on the sale and a run warning, never silently).
     #[serde(default = "default_tax_tolerance")]
@@ -146,6 +150,20 @@ pub struct LoyaltyHandling {
     /// Write points used/earned as a note on the sale.
     #[serde(default = "yes")]
     pub note: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundBooking {
+    /// An `account.invoice` of type out for the sale's party with negative lines (GST on its lines),
+    /// `reference` = `<order number>/<refund id>`, left in draft for the accountant to post.
+    #[default]
+    CreditNote,
+    /// A sale with negative quantities (`web_id` = `<order number>/<refund id>`), moved to `order_state`:
+    /// Tryton then expects the goods back (return shipment) and credits them.
+    ReturnSale,
+    /// Refunds are not booked (the order's other changes still are).
+    Ignore,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]

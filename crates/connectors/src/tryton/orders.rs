@@ -109,6 +109,8 @@ struct Plan {
     cancel: Vec<(Existing, SaleState)>,
     rewrite: Vec<Rewrite>,
     advance: Vec<Advance>,
+    /// Imported orders with refunds to book: (key, order, sale id).
+    refunds: Vec<(String, Order, i64)>,
 }
 
 // taxes live on the accounting category (account_product): `account_category.customer_taxes_used`
@@ -302,7 +304,31 @@ impl Tryton {
 
         // --- every sale in play: amounts checked while in draft, then on to the configured state
         self.advance(plan.advance, &mut outcomes).await?;
+        self.book_new_refunds(plan.refunds, &mut outcomes).await;
         Ok(outcomes)
+    }
+
+    /// Refunds of imported orders, once their sale is where it should be: booked once per shop refund id
+    /// (refunds.rs). The order's outcome says so: `updated` when something was booked, the failure when
+    /// booking failed (the sale itself stays as it is).
+    async fn book_new_refunds(&self, refunds: Vec<(String, Order, i64)>, outcomes: &mut [WriteOutcome]) {
+        for (key, order, sale) in refunds {
+            let Some(outcome) = outcomes.iter_mut().find(|o| o.key == key && o.result.is_ok()) else { continue };
+            match self.book_refunds(&order, sale).await {
+                Ok(booked) => {
+                    if let Ok(w) = &mut outcome.result {
+                        if booked.booked > 0 && matches!(w.action, WriteAction::Unchanged) {
+                            w.action = WriteAction::Updated;
+                        }
+                        if !booked.warnings.is_empty() {
+                            let all = [w.warning.take()].into_iter().flatten().chain(booked.warnings).collect::<Vec<_>>().join("; ");
+                            w.warning = Some(all);
+                        }
+                    }
+                }
+                Err(f) => outcome.result = Err(f),
+            }
+        }
     }
 
     /// Reads the known sales' states and sorts each order: cancel, rewrite, resume, or fail with what a
@@ -352,6 +378,15 @@ impl Tryton {
                     outcomes.push(WriteOutcome::failed(e.key, RecordFailure::permanent(changes.first().map(|c| c.path.clone()), msg)));
                 }
                 continue;
+            }
+            // Refunds not seen before (or a sale found without what it had) are booked once the sale is at its
+            // end state; a sale cancelled in Tryton was never invoiced, so it needs no credit note.
+            let refunds_changed = match &e.previous {
+                Some(previous) => previous.get("refunds") != serde_json::to_value(&e.order.refunds).ok().filter(|r| r.as_array().is_some_and(|a| !a.is_empty())).as_ref(),
+                None => !e.order.refunds.is_empty(),
+            };
+            if refunds_changed && !e.order.refunds.is_empty() && state != SaleState::Cancelled {
+                plan.refunds.push((e.key.clone(), e.order.clone(), e.id));
             }
             // Found after an interrupted write (no `previous`), or known with no change to the sale: carried on
             // to the configured state if it is behind (checked again if still in draft).
