@@ -383,6 +383,7 @@ async fn shop_order_reads_back_reconciled_and_a_shipment_goes_back_as_shipped() 
     let ReadItem::Record(src) = &items[0] else { panic!("{:?}", items[0]) };
     let Record::Order(o) = Record::parse(Stream::Orders, src.data.clone(), &src.position).unwrap() else { unreachable!() };
     check_order(&o, &number, &skus, &code, &email, &coupon);
+    assert_eq!(o.customer.guest, Some(false), "a registered customer (logged in at checkout)");
 
     // Incremental read from a checkpoint: the order is there, followed by a checkpoint.
     let items = read_all(&v, ReadRequest { stream: Some(Stream::Orders), checkpoint: Some(json!({"updated_at": since.to_rfc3339()})), keys: None }).await;
@@ -545,6 +546,9 @@ async fn an_order_changed_during_a_paged_read_does_not_make_the_read_skip_anothe
     while let Some(item) = items.next().await {
         let ReadItem::Record(r) = item.unwrap() else { continue };
         let number = r.data["number"].as_str().unwrap().to_owned();
+        if ours.contains(&number) {
+            assert_eq!(r.data["customer"]["guest"], true, "{number} was a guest checkout");
+        }
         if numbers.is_empty() {
             // The first order read changes now (as a shop does when an order is paid, shipped, noted).
             let data = admin.ok("query($c:String!){ orders(options:{filter:{code:{eq:$c}}}){ items { id } } }", json!({"c": number})).await;
