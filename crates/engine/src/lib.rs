@@ -18,7 +18,7 @@ pub mod workspace;
 
 pub use config::{Config, FlowConfig, OnMissing};
 pub use connector::{
-    BuildContext, CheckReport, Connector, ConnectorError, ConnectorFactory, Description, ErrorKind, ReadItem, ReadMode,
+    BuildContext, CheckReport, Compaction, Connector, ConnectorError, ConnectorFactory, Description, ErrorKind, ReadItem, ReadMode,
     ReadRequest, RecordFailure, Registry, RetireMode, SourceRecord, StreamCapability, WriteAction, WriteMode, WriteOutcome,
     WriteRecord, Written, parse_options,
 };
