@@ -11,6 +11,7 @@ pub mod connector;
 pub mod diff;
 pub mod hash;
 pub mod mapping;
+pub mod retention;
 pub mod run;
 pub mod schedule;
 pub mod store;
