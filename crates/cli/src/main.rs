@@ -104,6 +104,13 @@ enum Command {
     },
     /// Where a record went: source key or target id → flows, target ids, last sync.
     Xref { key: String },
+    /// Forget old runs, finished jobs and pushed records, and compact JSONL targets, as `[retention]`
+    /// says (`ferry serve` does it by itself once a day).
+    Prune {
+        /// Count what would go; remove and rewrite nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Connector types in this build, with their streams and options.
     Describe { connector: Option<String> },
     /// The JSON Schema of the canonical model.
@@ -195,6 +202,11 @@ fn one_workspace(config: &Config, path: &Path) -> Result<()> {
 }
 
 async fn open(config_path: &Path) -> Result<Workspace> {
+    Ok(open_with_store(config_path).await?.0)
+}
+
+/// The workspace and its state store (for the store's parts a `Workspace` does not expose).
+async fn open_with_store(config_path: &Path) -> Result<(Workspace, std::sync::Arc<ferry_engine::SqliteStore>)> {
     let mut config = Config::load(config_path).with_context(|| {
         if config_path.exists() { String::new() } else { "run `ferry init` to write an example config".into() }
     })?;
@@ -203,7 +215,7 @@ async fn open(config_path: &Path) -> Result<Workspace> {
     ferry_server::take_webhook_secrets(&mut config);
     let store = std::sync::Arc::new(ferry_engine::SqliteStore::open(&config.state_path()).await?);
     let registry = ferry_connectors::registry_with_store(store.clone());
-    Ok(Workspace::with_store(config, registry, store))
+    Ok((Workspace::with_store(config, registry, store.clone()), store))
 }
 
 /// The config file commands act on: `--config` itself, or with `--workspace NAME` the file that
@@ -399,6 +411,12 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
             }
+        }
+        Command::Prune { dry_run } => {
+            let (ws, store) = open_with_store(&cli.config).await?;
+            let report = ferry_engine::retention::prune(&ws, store.as_ref(), chrono::Utc::now(), &ferry_engine::retention::holder(), dry_run).await?;
+            output::prune(&report, cli.json)?;
+            Ok(if report.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Xref { key } => {
             let ws = open(&cli.config).await?;

@@ -203,3 +203,28 @@ pub fn describe(registry: &Registry, name: Option<&str>, json: bool) -> Result<(
     }
     Ok(())
 }
+
+/// What `ferry prune` removed (or would).
+pub fn prune(report: &ferry_engine::retention::PruneReport, json: bool) -> Result<()> {
+    if json {
+        out!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(());
+    }
+    let verb = if report.dry_run { "would remove" } else { "removed" };
+    out!("{verb} {} run(s) with {} run record(s), {} finished job(s), {} pushed record(s)", report.runs, report.run_records, report.jobs, report.pushed_records);
+    for c in &report.compacted {
+        let verb = match (report.dry_run, c.compaction.lines_after < c.compaction.lines_before) {
+            (_, false) => "nothing to compact in",
+            (true, true) => "would compact",
+            (false, true) => "compacted",
+        };
+        out!("{verb} {} ({} {}): {} → {} lines", c.compaction.target, c.connection, c.stream, c.compaction.lines_before, c.compaction.lines_after);
+    }
+    for s in &report.skipped {
+        out!("skipped {s}");
+    }
+    for e in &report.errors {
+        out!("error: {e}");
+    }
+    Ok(())
+}

@@ -272,3 +272,41 @@ batch_size = 50
     let lines = support::assert_each_order_line_once(&dir.path().join("erp/orders.csv"));
     assert_eq!(lines, 2 * N, "every line of every order arrived exactly once");
 }
+
+#[test]
+fn prune_forgets_old_runs_and_compacts_the_jsonl_shop_and_a_dry_run_changes_nothing() {
+    let (dir, config) = quickstart();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[retention]\nruns_keep = 1\n");
+    std::fs::write(&config, text).unwrap();
+    assert_eq!(json_report(&config, &["sync", "products"]).1, 0);
+    replace_in(&dir.path().join("erp/products.csv"), ";49,95;", ";52,50;");
+    assert_eq!(json_report(&config, &["sync", "products"]).1, 0);
+    let shop = dir.path().join("shop/products.jsonl");
+    let before = std::fs::read_to_string(&shop).unwrap();
+    let products = before.lines().count() - 1; // one product was written twice
+
+    let (dry, code) = json_report(&config, &["prune", "--dry-run"]);
+    assert_eq!(code, 0, "{dry}");
+    assert_eq!((dry["dry_run"].as_bool(), dry["runs"].as_u64()), (Some(true), Some(1)), "{dry}");
+    let compacted = dry["compacted"].as_array().unwrap();
+    assert_eq!(compacted.len(), 1, "only the products file exists: {dry}");
+    assert_eq!((compacted[0]["lines_before"].as_u64(), compacted[0]["lines_after"].as_u64()), (Some(products as u64 + 1), Some(products as u64)));
+    assert_eq!(std::fs::read_to_string(&shop).unwrap(), before, "a dry run rewrites nothing");
+    let (status, _) = json_report(&config, &["status", "products"]);
+    assert_eq!(status[0]["runs"].as_array().unwrap().len(), 2, "a dry run removes nothing");
+
+    let out = run(&config, &["prune"]);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("removed 1 run(s)"), "{}", stdout(&out));
+    assert!(stdout(&out).contains(&format!("{} → {products} lines", products + 1)), "{}", stdout(&out));
+    let after = std::fs::read_to_string(&shop).unwrap();
+    assert_eq!(after.lines().count(), products);
+    assert_eq!(after.matches("\"SPD-1001\"").count(), 1);
+    assert!(after.contains("\"52.5\""), "the latest price stays");
+    let (status, _) = json_report(&config, &["status", "products"]);
+    assert_eq!(status[0]["runs"].as_array().unwrap().len(), 1, "the newest run stays");
+    // the compacted shop is still the flow's target: nothing to write, nothing duplicated
+    let (again, code) = json_report(&config, &["sync", "products"]);
+    assert_eq!((code, counts(&again).0 + counts(&again).1), (0, 0), "{again}");
+}

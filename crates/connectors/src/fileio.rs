@@ -59,6 +59,25 @@ pub(crate) fn truncate_torn_tail(file: &mut File) -> io::Result<u64> {
 
 /// Opens `path` for appending after repairing a torn tail. Returns the file (positioned at its end) and
 /// whether it is empty (new, or held only a torn line), so callers know to write a header.
+/// Whether `file` is still the file at `path` (it was not replaced by a rename). Not knowable off Unix:
+/// assumed so.
+#[cfg(feature = "jsonl")]
+pub(crate) fn same_file(file: &File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), std::fs::metadata(path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, path);
+        true
+    }
+}
+
 pub(crate) fn open_for_append(path: &Path) -> io::Result<(File, bool)> {
     let existed = path.exists();
     let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;

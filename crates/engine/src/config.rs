@@ -20,6 +20,9 @@ pub struct Config {
     pub connections: BTreeMap<String, ConnectionConfig>,
     #[serde(default)]
     pub flows: BTreeMap<String, FlowConfig>,
+    /// What `ferry prune` (and `ferry serve`, once per interval) removes: see [`crate::retention`].
+    #[serde(default)]
+    pub retention: crate::retention::RetentionConfig,
     /// Settings of `ferry serve` (listen address, workspaces…), read by the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<toml::Table>,

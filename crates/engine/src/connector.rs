@@ -293,6 +293,23 @@ pub trait Connector: Send + Sync {
         let _ = items;
         Err(ConnectorError::config(self.describe().name, format!("cannot {mode:?} records of {stream}")))
     }
+
+    /// Rewrites an append-only target of `stream` keeping only its current state (retention's compaction,
+    /// e.g. the latest line per key of a JSONL file), atomically. `None` when this connector keeps no
+    /// history to compact; with `dry_run`, counts without rewriting.
+    async fn compact(&self, stream: Stream, dry_run: bool) -> Result<Option<Compaction>, ConnectorError> {
+        let _ = (stream, dry_run);
+        Ok(None)
+    }
+}
+
+/// What a compaction did (or, in a dry run, would do).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Compaction {
+    /// The file (or other store) compacted.
+    pub target: String,
+    pub lines_before: u64,
+    pub lines_after: u64,
 }
 
 /// Where a connector is being built: the config file's folder (relative paths resolve against it),

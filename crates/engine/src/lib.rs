@@ -12,6 +12,7 @@ pub mod create_once;
 pub mod diff;
 pub mod hash;
 pub mod mapping;
+pub mod retention;
 pub mod run;
 pub mod schedule;
 pub mod store;
@@ -20,7 +21,7 @@ pub mod workspace;
 pub use config::{Config, FlowConfig, OnMissing};
 pub use create_once::OrderPolicy;
 pub use connector::{
-    BuildContext, CheckReport, Connector, ConnectorError, ConnectorFactory, Description, ErrorKind, ReadItem, ReadMode,
+    BuildContext, CheckReport, Compaction, Connector, ConnectorError, ConnectorFactory, Description, ErrorKind, ReadItem, ReadMode,
     ReadRequest, RecordFailure, Registry, RetireMode, SourceRecord, StreamCapability, WriteAction, WriteMode, WriteOutcome,
     WriteRecord, Written, parse_options,
 };

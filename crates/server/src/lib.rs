@@ -13,6 +13,7 @@ pub mod auth;
 pub mod error;
 pub mod metrics;
 pub mod records;
+pub mod retention;
 pub mod scheduler;
 pub mod webhook;
 pub mod worker;
@@ -336,6 +337,7 @@ pub async fn serve_all(server: Arc<Server>, listener: tokio::net::TcpListener, s
             tasks.push(tokio::spawn(worker::run(state.clone(), i, stop_rx.clone())));
         }
         tasks.push(tokio::spawn(scheduler::run(state.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(retention::run(state.clone(), stop_rx.clone())));
     }
     let addr = listener.local_addr()?;
     let names: Vec<&str> = server.workspaces.keys().map(String::as_str).collect();

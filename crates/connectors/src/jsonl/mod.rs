@@ -17,7 +17,7 @@ pub use store::materialize;
 use crate::fileio::{self, Emitter, io_error, run_blocking};
 use async_trait::async_trait;
 use ferry_engine::{
-    BuildContext, CheckReport, Connector, ConnectorError, ConnectorFactory, Description, ReadItem, ReadMode, ReadRequest,
+    BuildContext, CheckReport, Compaction, Connector, ConnectorError, ConnectorFactory, Description, ReadItem, ReadMode, ReadRequest,
     RecordFailure, RetireMode, SourceRecord, StreamCapability, WriteAction, WriteMode, WriteOutcome, WriteRecord,
 };
 use ferry_engine::connector::parse_options;
@@ -125,6 +125,13 @@ impl Sink {
     }
 
     fn open(&mut self, create_folder: bool) -> Result<&mut BufWriter<File>, ConnectorError> {
+        // Another process (`ferry prune` beside `ferry serve`) may have compacted the file: appending to
+        // the handle of the replaced file would lose the records. Reopen (and rescan keys) when so.
+        if let Some(w) = &self.writer
+            && !fileio::same_file(w.get_ref(), &self.path)
+        {
+            self.reset();
+        }
         if self.writer.is_none() {
             let folder = self.path.parent().expect("a stream file always lives in a folder");
             if !folder.is_dir() {
@@ -366,5 +373,25 @@ impl Connector for JsonlConnector {
         let mut sink = self.sink(stream).lock_owned().await;
         let (fsync, create) = (self.fsync, self.create);
         run_blocking(&self.file(stream), move || sink.retire(items, mode, fsync, create)).await
+    }
+
+    /// Keeps the latest line per key (see [`store::compact`]); writers of this connection wait, and the
+    /// appender reopens the new file afterwards.
+    async fn compact(&self, stream: Stream, dry_run: bool) -> Result<Option<Compaction>, ConnectorError> {
+        let mut sink = self.sink(stream).lock_owned().await;
+        let path = self.file(stream);
+        run_blocking(&self.file(stream), move || {
+            if !path.is_file() {
+                return Ok(None);
+            }
+            sink.commit(true)?;
+            let result = store::compact(&path, stream, dry_run).map_err(|e| io_error(&path, "compact", &e));
+            if !dry_run {
+                sink.reset();
+            }
+            let counts = result?;
+            Ok(Some(Compaction { target: path.display().to_string(), lines_before: counts.lines_before, lines_after: counts.lines_after }))
+        })
+        .await
     }
 }

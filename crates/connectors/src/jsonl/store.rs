@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
-use std::io::{self, BufReader};
+use std::io::{self, BufReader, Write};
 use std::path::Path;
 
 /// The marker field of tombstone lines.
@@ -244,6 +244,70 @@ pub(crate) fn emit_winners(
         }
     }
     Ok(())
+}
+
+/// Lines of a file before and after [`compact`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Compacted {
+    pub(crate) lines_before: u64,
+    pub(crate) lines_after: u64,
+}
+
+/// Rewrites the file to its current state: the winning line of every key verbatim (followed by a fresh
+/// deactivation tombstone where one applies), unusable lines verbatim (a person should still see them);
+/// superseded versions, deleted keys and blank lines go. The new file is written beside the old one,
+/// fsynced and renamed over it, so a crash leaves one whole file or the other. Nothing is rewritten
+/// when nothing would go, or with `dry_run`.
+pub(crate) fn compact(path: &Path, stream: Stream, dry_run: bool) -> io::Result<Compacted> {
+    let mut bad_lines = HashSet::new();
+    let entries = scan(path, stream, None, &mut |bad| {
+        bad_lines.insert(bad.line);
+        true
+    })?;
+    // line → the key to re-tombstone after it (deactivated winners), or None
+    let mut keep: BTreeMap<u64, Option<Box<str>>> = bad_lines.into_iter().map(|n| (n, None)).collect();
+    for (key, e) in entries {
+        if e.line > 0 && e.state != State::Deleted {
+            keep.insert(e.line, (e.state == State::Deactivated).then_some(key));
+        }
+    }
+    let lines_after = keep.len() as u64 + keep.values().filter(|k| k.is_some()).count() as u64;
+    let mut lines_before = 0;
+    let mut lines = open_lines(path)?;
+    while lines.next_line()?.is_some() {
+        lines_before += 1;
+    }
+    let counts = Compacted { lines_before, lines_after };
+    if dry_run || lines_after >= lines_before {
+        return Ok(counts);
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("stream.jsonl");
+    let temp = path.with_file_name(format!(".{name}.compacting-{}", std::process::id()));
+    let written = (|| {
+        let mut out = io::BufWriter::with_capacity(READ_BUFFER, File::create(&temp)?);
+        let mut lines = open_lines(path)?;
+        while let Some((n, bytes)) = lines.next_line()? {
+            let Some(tombstone) = keep.get(&n) else { continue };
+            out.write_all(bytes)?;
+            out.write_all(b"\n")?;
+            if let Some(key) = tombstone {
+                let quoted = serde_json::to_string(key).map_err(io::Error::from)?;
+                writeln!(out, "{{\"{MARKER}\":\"{DEACTIVATED}\",\"key\":{quoted}}}")?;
+            }
+        }
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)?;
+        // the rename itself is durable once the folder is
+        if let Some(folder) = path.parent().filter(|f| !f.as_os_str().is_empty()) {
+            File::open(folder)?.sync_all()?;
+        }
+        Ok(())
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written.map(|()| counts)
 }
 
 /// The file's current state: the last version of every key, tombstones applied (deactivated products and

@@ -221,3 +221,61 @@ fn keys_from_raw_json_match_the_model() {
         assert_eq!(record_key(stream, &record.to_value()).as_deref(), Some(record.key().as_str()));
     }
 }
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).unwrap().lines().map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn compaction_keeps_the_current_state_in_fewer_lines_and_a_dry_run_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = connector(dir.path());
+    for round in 0..3 {
+        c.write(Stream::Products, vec![product("A", &format!("A v{round}")), product("B", "B"), product("C", "C")]).await.unwrap();
+    }
+    c.retire(Stream::Products, vec![("B".into(), "B".into())], RetireMode::Delete).await.unwrap();
+    c.retire(Stream::Products, vec![("C".into(), "C".into())], RetireMode::Deactivate).await.unwrap();
+    let path = c.file(Stream::Products);
+    // a line someone appended by hand stays visible
+    std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"not json\n\n").unwrap();
+    let state = materialize(&path, Stream::Products).unwrap();
+    let before = lines(&path);
+    assert_eq!(before.len(), 13);
+
+    let dry = c.compact(Stream::Products, true).await.unwrap().unwrap();
+    assert_eq!((dry.lines_before, dry.lines_after), (13, 4));
+    assert_eq!(lines(&path), before, "a dry run rewrites nothing");
+
+    let done = c.compact(Stream::Products, false).await.unwrap().unwrap();
+    assert_eq!(done, dry);
+    let after = lines(&path);
+    assert_eq!(after.len(), 4, "{after:#?}");
+    assert!(after[0].contains("\"A v2\""), "latest version of A: {after:#?}");
+    assert!(after.iter().any(|l| l == "not json"));
+    assert!(!after.iter().any(|l| l.contains("\"B\"")), "B was deleted: {after:#?}");
+    assert_eq!(materialize(&path, Stream::Products).unwrap(), state, "same state, fewer lines");
+    // C is still served deactivated, and nothing is left to compact
+    let served = records(&read_all(&c, Stream::Products, Some(vec!["C".into()])).await);
+    assert_eq!(served[0].1["status"], "discontinued");
+    let again = c.compact(Stream::Products, false).await.unwrap().unwrap();
+    assert_eq!((again.lines_before, again.lines_after), (4, 4));
+    assert!(c.compact(Stream::Stock, false).await.unwrap().is_none(), "no file, nothing to compact");
+}
+
+#[tokio::test]
+async fn writes_after_a_compaction_land_in_the_new_file_even_from_another_connector() {
+    let dir = tempfile::tempdir().unwrap();
+    // two connections on one folder, as `ferry serve` and a `ferry prune` beside it
+    let serve = connector(dir.path());
+    let prune = connector(dir.path());
+    serve.write(Stream::Products, vec![product("A", "A1")]).await.unwrap();
+    serve.write(Stream::Products, vec![product("A", "A2")]).await.unwrap();
+    let compacted = prune.compact(Stream::Products, false).await.unwrap().unwrap();
+    assert_eq!((compacted.lines_before, compacted.lines_after), (2, 1));
+    // serve's appender still holds the replaced file: the write must reach the new one
+    serve.write(Stream::Products, vec![product("B", "B1")]).await.unwrap();
+    prune.write(Stream::Products, vec![product("C", "C1")]).await.unwrap();
+    let state = materialize(&serve.file(Stream::Products), Stream::Products).unwrap();
+    assert_eq!(state.keys().map(String::as_str).collect::<Vec<_>>(), ["A", "B", "C"]);
+    assert_eq!(state["A"]["name"], "A2");
+}

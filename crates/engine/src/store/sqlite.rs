@@ -10,6 +10,7 @@ use std::str::FromStr;
 
 mod jobs;
 mod records;
+mod retention;
 
 pub struct SqliteStore {
     pool: SqlitePool,
