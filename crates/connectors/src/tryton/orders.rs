@@ -208,7 +208,10 @@ impl Tryton {
             Err(_) => {
                 for p in pending {
                     match self.rpc.create("sale.sale", vec![p.vals.clone()], &Map::new()).await {
-                        Ok(ids) => created.push((p, ids[0])),
+                        Ok(ids) => match created_id(&ids, self.rpc.endpoint(), "sale.sale") {
+                            Ok(id) => created.push((p, id)),
+                            Err(e) => outcomes.push(WriteOutcome::failed(p.key, e.to_record_failure(None))),
+                        },
                         Err(e) => outcomes.push(self.create_failure(p, e, &setup).await),
                     }
                 }
@@ -223,7 +226,8 @@ impl Tryton {
         let mut drop_ids = Vec::new();
         for (p, id) in created {
             let tax = amounts.get(&id).and_then(|r| r.get("tax_amount")).and_then(as_decimal).unwrap_or_default();
-            let diff = tax - p.order.totals.tax;
+            // Checked: both amounts come from outside; a difference out of range is a mismatch.
+            let diff = tax.checked_sub(p.order.totals.tax).unwrap_or(Decimal::MAX);
             if diff.abs() > self.opts.tax_tolerance {
                 let msg = format!("Tryton computes tax {tax} but the order says {} (difference {diff}, tolerance {})", p.order.totals.tax, self.opts.tax_tolerance);
                 match self.opts.on_tax_mismatch {
@@ -348,28 +352,28 @@ impl Tryton {
             let Some(p) = products.get(&l.sku) else {
                 return Err(RecordFailure::permanent(Some(format!("lines[{i}].sku")), format!("order {key}: no salable product with code {:?} in Tryton", l.sku)));
             };
-            let unit_price = net(l.unit_price, o.prices_include_tax, p.rate);
+            let unit_price = net(l.unit_price, o.prices_include_tax, p.rate, &format!("lines[{i}].unit_price"))?;
             lines.push(line(p, l.quantity, unit_price, l.name.as_deref()));
             if !l.discount.is_zero() {
                 let d = &setup.discount;
-                let amount = net(l.discount, o.prices_include_tax, p.rate);
+                let amount = net(l.discount, o.prices_include_tax, p.rate, &format!("lines[{i}].discount"))?;
                 let mut v = line(d, Decimal::ONE, -amount, Some(&format!("Discount on {}", l.sku)));
                 v["taxes"] = json!([["add", p.taxes]]); // the discounted line's taxes
                 lines.push(v);
             }
         }
-        for s in &o.shipping {
+        for (i, s) in o.shipping.iter().enumerate() {
             let f = &setup.freight;
             let desc = match &s.carrier {
                 Some(c) => format!("{} ({c})", s.method),
                 None => s.method.clone(),
             };
-            lines.push(line(f, Decimal::ONE, net(s.amount, o.prices_include_tax, f.rate), Some(&desc)));
+            lines.push(line(f, Decimal::ONE, net(s.amount, o.prices_include_tax, f.rate, &format!("shipping[{i}].amount"))?, Some(&desc)));
         }
-        for d in &o.discounts {
+        for (i, d) in o.discounts.iter().enumerate() {
             let product = if d.kind == DiscountKind::Loyalty { &setup.loyalty } else { &setup.discount };
             let desc = [Some(format!("{:?}", d.kind).to_lowercase()), d.code.clone(), d.description.clone()].into_iter().flatten().collect::<Vec<_>>().join(" ");
-            lines.push(line(product, Decimal::ONE, -net(d.amount, o.prices_include_tax, product.rate), Some(&desc)));
+            lines.push(line(product, Decimal::ONE, -net(d.amount, o.prices_include_tax, product.rate, &format!("discounts[{i}].amount"))?, Some(&desc)));
         }
         let currency = *setup.currencies.get(o.currency.code()).ok_or_else(|| RecordFailure::permanent(Some("currency".into()), format!("currency {} is not set up in Tryton", o.currency)))?;
 
@@ -454,7 +458,7 @@ impl Tryton {
         let mut attempt = 0;
         loop {
             match self.rpc.create("party.party", vec![vals.clone()], &Map::new()).await {
-                Ok(ids) => return Ok(ids[0]),
+                Ok(ids) => return created_id(&ids, self.rpc.endpoint(), "party.party"),
                 Err(e) if c.code.is_none() && attempt < 3 && e.message.contains("must be unique") => attempt += 1,
                 Err(e) => return Err(e),
             }
@@ -503,12 +507,13 @@ impl Tryton {
         let ids = self.rpc.create("party.address", vec![vals.clone()], &Map::new()).await.map_err(|e| e.to_record_failure(Some(field.into())))?;
         // remember it as read back, so the next order of the batch with this address reuses it
         let mut row = vals.as_object().cloned().unwrap_or_default();
-        row.insert("id".into(), json!(ids[0]));
+        let id = created_id(&ids, self.rpc.endpoint(), "party.address").map_err(|e| e.to_record_failure(Some(field.into())))?;
+        row.insert("id".into(), json!(id));
         if let Some(c) = &a.country {
             row.insert("country.".into(), json!({"code": c}));
         }
         existing.push(row);
-        Ok(ids[0])
+        Ok(id)
     }
 }
 
@@ -542,9 +547,27 @@ fn line(p: &ProductInfo, quantity: Decimal, unit_price: Decimal, description: Op
 }
 
 /// Tryton's unit price excludes tax: a tax-inclusive amount is divided by (1 + rate), to 4 places
-/// (Tryton's price digits).
-fn net(amount: Decimal, includes_tax: bool, rate: Decimal) -> Decimal {
-    if includes_tax { (amount / (Decimal::ONE + rate)).round_dp_with_strategy(4, RoundingStrategy::MidpointAwayFromZero) } else { amount }
+/// (Tryton's price digits). The amount comes from the order and the rate from Tryton: a result out of
+/// `Decimal`'s range (or a -100 % rate) fails the order, naming `field`, instead of panicking.
+fn net(amount: Decimal, includes_tax: bool, rate: Decimal, field: &str) -> Result<Decimal, RecordFailure> {
+    if !includes_tax {
+        return Ok(amount);
+    }
+    Decimal::ONE
+        .checked_add(rate)
+        .and_then(|divisor| amount.checked_div(divisor))
+        .map(|n| n.round_dp_with_strategy(4, RoundingStrategy::MidpointAwayFromZero))
+        .ok_or_else(|| RecordFailure::permanent(Some(field.into()), format!("{amount} without tax at rate {rate} is out of range")))
+}
+
+/// The one id a `create` of one record answers; an empty answer is an error, not a panic.
+fn created_id(ids: &[i64], endpoint: &str, model: &str) -> Result<i64, RpcError> {
+    ids.first().copied().ok_or_else(|| RpcError {
+        kind: rpc::RpcErrorKind::Server,
+        endpoint: endpoint.to_owned(),
+        call: format!("model.{model}.create"),
+        message: "answered no id for the record created".into(),
+    })
 }
 
 /// A quantity for a Float field: an exact JSON number (serde_json keeps the digits).
@@ -559,9 +582,22 @@ mod tests {
     #[test]
     fn tax_inclusive_prices_become_net_to_four_places() {
         let d = |s: &str| Decimal::from_str(s).unwrap();
-        assert_eq!(net(d("11.00"), true, d("0.10")), d("10"));
-        assert_eq!(net(d("19.99"), true, d("0.10")), d("18.1727"));
-        assert_eq!(net(d("19.99"), false, d("0.10")), d("19.99"));
+        assert_eq!(net(d("11.00"), true, d("0.10"), "f").unwrap(), d("10"));
+        assert_eq!(net(d("19.99"), true, d("0.10"), "f").unwrap(), d("18.1727"));
+        assert_eq!(net(d("19.99"), false, d("0.10"), "f").unwrap(), d("19.99"));
+    }
+
+    /// Amounts from the order, rates and ids from Tryton: out of range or missing is an error, not a panic.
+    #[test]
+    fn out_of_range_amounts_and_empty_create_answers_are_errors() {
+        let d = |s: &str| Decimal::from_str(s).unwrap();
+        let f = net(Decimal::MAX, true, d("-0.5"), "lines[0].unit_price").unwrap_err();
+        assert_eq!(f.field.as_deref(), Some("lines[0].unit_price"));
+        assert!(net(d("10"), true, d("-1"), "shipping[0].amount").is_err(), "a -100 % rate would divide by zero");
+        assert!(net(d("10"), true, Decimal::MAX, "f").is_err());
+        let e = created_id(&[], "http://tryton", "sale.sale").unwrap_err();
+        assert!(e.message.contains("no id") && e.call == "model.sale.sale.create", "{e:?}");
+        assert_eq!(created_id(&[7], "http://tryton", "sale.sale").unwrap(), 7);
     }
 
     #[test]

@@ -382,7 +382,8 @@ pub fn as_datetime(v: &Value) -> Option<DateTime<Utc>> {
     let g = |k: &str| m.get(k).and_then(Value::as_u64).unwrap_or(0) as u32;
     Utc.with_ymd_and_hms(g("year") as i32, g("month"), g("day"), g("hour"), g("minute"), g("second"))
         .single()
-        .map(|t| t + chrono::Duration::microseconds(i64::from(g("microsecond"))))
+        // checked: a date at the end of chrono's range plus the microseconds would overflow
+        .and_then(|t| t.checked_add_signed(chrono::Duration::microseconds(i64::from(g("microsecond")))))
 }
 
 pub fn as_date(v: &Value) -> Option<NaiveDate> {
@@ -440,6 +441,14 @@ pub fn dotted<'a>(row: &'a Map<String, Value>, path: &str) -> Option<&'a Value> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A datetime at the end of chrono's range plus its microseconds used to overflow (a panic).
+    #[test]
+    fn datetimes_at_the_limit_are_none_not_a_panic() {
+        let v = json!({"__class__": "datetime", "year": 262142, "month": 12, "day": 31, "hour": 23, "minute": 59, "second": 59, "microsecond": u32::MAX});
+        assert_eq!(as_datetime(&v), None);
+        assert_eq!(as_datetime(&json!({"__class__": "datetime", "year": u64::MAX})), None);
+    }
 
     #[test]
     fn base64_matches_the_standard_alphabet_and_padding() {

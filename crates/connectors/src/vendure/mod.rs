@@ -170,6 +170,9 @@ impl Channel {
     /// gross with `rate` when the flags differ (rounded to the cent, commercial rounding); otherwise the
     /// amount must already be exact in minor units (no silent rounding of 19.995).
     pub fn to_minor(&self, price: &Price, rate: Decimal, field: &str) -> Result<i64, RecordFailure> {
+        let out_of_range = |amount: Decimal, rate: Decimal| {
+            RecordFailure::permanent(Some(format!("{field}.amount")), format!("{amount} at tax rate {rate} is out of range"))
+        };
         if price.currency != self.currency {
             return Err(RecordFailure::permanent(
                 Some(format!("{field}.currency")),
@@ -186,8 +189,8 @@ impl Channel {
                 }
                 price.amount
             }
-            (true, false) => price.net(rate),
-            (false, true) => price.gross(rate),
+            (true, false) => price.net(rate).ok_or_else(|| out_of_range(price.amount, rate))?,
+            (false, true) => price.gross(rate).ok_or_else(|| out_of_range(price.amount, rate))?,
             _ => unreachable!(),
         };
         self.currency
