@@ -19,6 +19,11 @@ pub struct Faults {
     pub transient_calls: u32,
     /// Write calls fail as a whole (permanent) once this many records were stored: "endpoint died mid-batch".
     pub die_after: Option<usize>,
+    /// Keys whose write makes the connector panic (after storing the records before it in the batch):
+    /// a connector bug that must not stop the flow.
+    pub panic_on: HashSet<String>,
+    /// Keys the target refuses to retire (permanently).
+    pub refuse_retire: HashSet<String>,
 }
 
 pub struct Memory {
@@ -33,6 +38,8 @@ pub struct Memory {
     pub retired: Mutex<Vec<(String, RetireMode)>>,
     /// Emit a checkpoint (the index) after every N source records, for incremental reads.
     pub checkpoint_every: usize,
+    /// The keys each read asked for (`ReadRequest::keys`).
+    pub requested_keys: Mutex<Vec<Option<Vec<String>>>>,
 }
 
 impl Memory {
@@ -48,6 +55,7 @@ impl Memory {
             faults: Mutex::new(Faults::default()),
             retired: Mutex::new(Vec::new()),
             checkpoint_every: 2,
+            requested_keys: Mutex::new(Vec::new()),
         }
     }
     pub fn writes(&self) -> usize {
@@ -79,6 +87,7 @@ impl Connector for Memory {
     }
 
     fn read(&self, request: ReadRequest) -> BoxStream<'_, Result<ReadItem, ConnectorError>> {
+        self.requested_keys.lock().unwrap().push(request.keys.clone());
         let records = self.source.lock().unwrap().clone();
         let start = request.checkpoint.and_then(|c| c.as_u64()).unwrap_or(0) as usize;
         let every = self.checkpoint_every;
@@ -103,6 +112,12 @@ impl Connector for Memory {
         let mut target = self.target.lock().unwrap();
         let mut outcomes = Vec::new();
         for w in batch {
+            if faults.panic_on.contains(&w.key) {
+                // Locks released first, as a panicking connector's would be: the test checks the engine.
+                drop(target);
+                drop(faults);
+                panic!("connector bug on {}", w.key);
+            }
             if let Some(limit) = faults.die_after
                 && *self.records_written.lock().unwrap() >= limit
             {
@@ -132,9 +147,14 @@ impl Connector for Memory {
 
     async fn retire(&self, _stream: Stream, items: Vec<(String, String)>, mode: RetireMode) -> Result<Vec<WriteOutcome>, ConnectorError> {
         let mut retired = self.retired.lock().unwrap();
+        let faults = self.faults.lock().unwrap();
+        let refuse = &faults.refuse_retire;
         Ok(items
             .into_iter()
             .map(|(key, id)| {
+                if refuse.contains(&key) {
+                    return WriteOutcome::failed(key, RecordFailure::permanent(None, "record is referenced by open orders"));
+                }
                 retired.push((key.clone(), mode));
                 WriteOutcome::ok(key, id, WriteAction::Retired)
             })
