@@ -158,30 +158,8 @@ impl Rpc {
         }
     }
 
-    /// Tryton's error shapes: `["UserError", [message, description, domain]]`, `["UserWarning", [name,
-    /// message, description]]`, `["AccessError", [...]]`, `["ConcurrencyException", msg]`, or a traceback string.
     fn fault(&self, call: &str, error: &Value) -> RpcError {
-        let (kind_name, detail) = match error {
-            Value::Array(a) => (a.first().and_then(Value::as_str).unwrap_or("Error").to_owned(), a.get(1).cloned().unwrap_or(Value::Null)),
-            Value::String(s) => (s.lines().last().unwrap_or(s).to_owned(), Value::Null),
-            other => ("Error".to_owned(), other.clone()),
-        };
-        let texts: Vec<String> = match &detail {
-            Value::Array(parts) => parts.iter().filter_map(|p| p.as_str()).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
-            Value::String(s) => vec![s.clone()],
-            _ => vec![],
-        };
-        let kind = match kind_name.as_str() {
-            "UserError" | "UserWarning" | "AccessError" | "DomainValidationError" | "RequiredValidationError"
-            | "SizeValidationError" | "SelectionValidationError" | "ForeignKeyError" | "SQLConstraintError"
-            | "ConcurrencyException" => RpcErrorKind::User,
-            k if k.contains("DatabaseOperationalError") || k.contains("database is locked") => RpcErrorKind::Transient,
-            _ => RpcErrorKind::Server,
-        };
-        // a Python exception that is not one of Tryton's named errors arrives as its bare text
-        let named = kind_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        let kind_name = if named { kind_name } else { format!("server exception {kind_name}") };
-        let message = if texts.is_empty() { kind_name.clone() } else { format!("{kind_name}: {}", texts.join(" — ")) };
+        let (kind, message) = classify_fault(error);
         self.err(kind, call, message)
     }
 
@@ -282,6 +260,34 @@ impl Rpc {
     pub async fn button(&self, model: &str, method: &str, ids: &[i64], extra: &Map<String, Value>) -> Result<Value, RpcError> {
         self.call(model, method, vec![json!(ids)], extra).await
     }
+}
+
+/// Tryton's error shapes: `["UserError", [message, description, domain]]`, `["UserWarning", [name,
+/// message, description]]`, `["AccessError", [...]]`, `["ConcurrencyException", msg]`, or a traceback
+/// string → the kind of error and its message (public for the fuzz targets in `fuzz/`).
+pub fn classify_fault(error: &Value) -> (RpcErrorKind, String) {
+    let (kind_name, detail) = match error {
+        Value::Array(a) => (a.first().and_then(Value::as_str).unwrap_or("Error").to_owned(), a.get(1).cloned().unwrap_or(Value::Null)),
+        Value::String(s) => (s.lines().last().unwrap_or(s).to_owned(), Value::Null),
+        other => ("Error".to_owned(), other.clone()),
+    };
+    let texts: Vec<String> = match &detail {
+        Value::Array(parts) => parts.iter().filter_map(|p| p.as_str()).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        Value::String(s) => vec![s.clone()],
+        _ => vec![],
+    };
+    let kind = match kind_name.as_str() {
+        "UserError" | "UserWarning" | "AccessError" | "DomainValidationError" | "RequiredValidationError"
+        | "SizeValidationError" | "SelectionValidationError" | "ForeignKeyError" | "SQLConstraintError"
+        | "ConcurrencyException" => RpcErrorKind::User,
+        k if k.contains("DatabaseOperationalError") || k.contains("database is locked") => RpcErrorKind::Transient,
+        _ => RpcErrorKind::Server,
+    };
+    // a Python exception that is not one of Tryton's named errors arrives as its bare text
+    let named = kind_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let kind_name = if named { kind_name } else { format!("server exception {kind_name}") };
+    let message = if texts.is_empty() { kind_name.clone() } else { format!("{kind_name}: {}", texts.join(" — ")) };
+    (kind, message)
 }
 
 fn transport_message(e: &reqwest::Error) -> String {

@@ -14,6 +14,9 @@ mod products;
 mod shipments;
 mod stock;
 
+/// Vendure's order answer → canonical order (public for the fuzz targets in `fuzz/`).
+pub use orders::translate as translate_order;
+
 use async_trait::async_trait;
 use ferry_engine::{
     BuildContext, CheckReport, Connector, ConnectorError, ConnectorFactory, Description, ReadItem, ReadMode, ReadRequest,

@@ -127,7 +127,7 @@ pub(crate) fn read(v: &Vendure, request: ReadRequest) -> BoxStream<'_, Result<Re
 }
 
 /// One Vendure order → a canonical order record, or `Invalid` naming the order and field.
-pub(crate) fn translate(o: &Value, prices_include_tax: bool) -> ReadItem {
+pub fn translate(o: &Value, prices_include_tax: bool) -> ReadItem {
     let code = o["code"].as_str().unwrap_or("?").to_owned();
     let position = format!("vendure order {code}");
     let invalid = |field: &str, message: String| ReadItem::Invalid {
