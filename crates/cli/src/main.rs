@@ -79,12 +79,17 @@ enum Command {
         /// Show what would be written, field by field; write nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Only these records (source keys), e.g. one SKU or one order number.
+        /// Only these records, by canonical key (after the flow's mapping: the SKU, customer code or
+        /// order number the record has in Ferry's model), e.g. one SKU or one order number.
         #[arg(long = "key")]
         keys: Vec<String>,
         /// Retire records missing from the source even beyond the flow's max_retire_share.
         #[arg(long)]
         force_retire: bool,
+        /// Let a complete read that found no records at all (an empty or header-only export) retire the
+        /// records synced before; without it such a run stops with an error naming the source.
+        #[arg(long)]
+        allow_empty_source: bool,
         /// Trigger the flow on a running `ferry serve` (its queue runs it) instead of running it here.
         #[arg(long, env = "FERRY_SERVER", requires = "flow")]
         server: Option<String>,
@@ -346,7 +351,7 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             })
             .await
         }
-        Command::Sync { flow, all, full, dry_run, keys, force_retire, .. } => {
+        Command::Sync { flow, all, full, dry_run, keys, force_retire, allow_empty_source, .. } => {
             let ws = open(&cli.config).await?;
             let flows: Vec<String> = match (flow, all) {
                 (Some(f), _) => vec![f],
@@ -361,6 +366,7 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
                 dry_run,
                 keys: (!keys.is_empty()).then_some(keys),
                 force_retire,
+                allow_empty_source,
                 holder: holder_id(),
                 ..Default::default()
             };
@@ -381,6 +387,8 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
         }
         Command::Status { flow } => {
             let ws = open(&cli.config).await?;
+            // A run whose process died (kill -9) shows as interrupted, not as running forever.
+            ferry_engine::lease::interrupt_stale_runs(ws.store(), flow.as_deref()).await?;
             output::status(&ws, flow.as_deref(), cli.json).await?;
             Ok(ExitCode::SUCCESS)
         }

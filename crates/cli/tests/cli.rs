@@ -310,3 +310,67 @@ fn prune_forgets_old_runs_and_compacts_the_jsonl_shop_and_a_dry_run_changes_noth
     let (again, code) = json_report(&config, &["sync", "products"]);
     assert_eq!((code, counts(&again).0 + counts(&again).1), (0, 0), "{again}");
 }
+
+/// `--key` names the canonical key (after the mapping). The defect: the quickstart's mapping renames
+/// `ItemCode` to `sku`, and `ferry sync products --key SPD-1001` wrote all 21 products.
+#[test]
+fn key_selects_the_canonical_key_the_mapping_makes_for_dry_runs_too() {
+    let (dir, config) = quickstart();
+    let (dry, code) = json_report(&config, &["sync", "products", "--key", "SPD-1001", "--dry-run"]);
+    assert_eq!(code, 0, "{dry}");
+    let planned: Vec<&str> = dry["planned"].as_array().unwrap().iter().map(|p| p["key"].as_str().unwrap()).collect();
+    assert_eq!(planned, ["SPD-1001"], "{dry}");
+    let (report, code) = json_report(&config, &["sync", "products", "--key", "SPD-1001"]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(counts(&report), (1, 0, 0, 0), "{report}");
+    let shop = ferry_connectors::jsonl::materialize(&dir.path().join("shop/products.jsonl"), Stream::Products).unwrap();
+    assert_eq!(shop.keys().collect::<Vec<_>>(), ["SPD-1001"]);
+}
+
+/// The defect: a header-only customers export deleted all 10 customers with `on_missing = "delete"` and
+/// exit code 0. Now the run stops (exit 1) naming the file, and retires nothing.
+#[test]
+fn a_header_only_export_retires_nothing_and_exits_1_naming_the_file() {
+    let (dir, config) = quickstart();
+    replace_in(&config, "[flows.customers]\nsource = \"erp\"", "[flows.customers]\non_missing = \"delete\"\nsource = \"erp\"");
+    let (first, code) = json_report(&config, &["sync", "customers"]);
+    assert_eq!(code, 0, "{first}");
+    let synced = counts(&first).0;
+    assert!(synced >= 2, "{first}");
+    let export = dir.path().join("erp/customers.csv");
+    let header = std::fs::read_to_string(&export).unwrap().lines().next().unwrap().to_owned();
+    std::fs::write(&export, format!("{header}\n")).unwrap();
+
+    let (report, code) = json_report(&config, &["sync", "customers"]);
+    assert_eq!(code, 1, "{report}");
+    let aborted = report["aborted"].as_str().unwrap();
+    assert!(aborted.contains("customers.csv") && aborted.contains("--allow-empty-source"), "{aborted}");
+    assert_eq!(report["counts"]["retired"], 0);
+    let shop = ferry_connectors::jsonl::materialize(&dir.path().join("shop/customers.jsonl"), Stream::Customers).unwrap();
+    assert_eq!(shop.len() as u64, synced, "every customer is still in the shop");
+
+    // Allowed explicitly (and past the share, which an empty export always exceeds): retired.
+    let (report, code) = json_report(&config, &["sync", "customers", "--allow-empty-source", "--force-retire"]);
+    assert_eq!((code, report["counts"]["retired"].as_u64()), (0, Some(synced)), "{report}");
+}
+
+/// A run killed with -9 does not stay "running": `ferry status` shows it interrupted.
+#[test]
+fn a_killed_run_shows_as_interrupted_in_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = big_catalogue(dir.path(), 40_000);
+    let mut killed = 0;
+    for delay_ms in [300, 600, 1000] {
+        killed += kill_during(&config, &["sync", "products"], Duration::from_millis(delay_ms)) as u32;
+    }
+    assert!(killed > 0, "at least one kill landed mid-run");
+    let (status, code) = json_report(&config, &["status"]);
+    assert_eq!(code, 0);
+    let runs = status[0]["runs"].as_array().unwrap();
+    assert!(runs.iter().all(|r| r["status"] != "running"), "{status}");
+    let interrupted: Vec<_> = runs.iter().filter(|r| r["status"] == "interrupted").collect();
+    assert!(!interrupted.is_empty(), "{status}");
+    assert!(interrupted[0]["error"].as_str().unwrap().contains("no longer exists"), "{status}");
+    let text = stdout(&run(&config, &["status"]));
+    assert!(text.contains("interrupted"), "{text}");
+}

@@ -105,21 +105,34 @@ fn sync_parent(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads complete lines (terminated by `'\n'`) with their 1-based line numbers, reusing one buffer.
-/// A last line without `'\n'` is a write still in progress or torn by a crash: it is skipped, with a
-/// warning.
+/// What a last line without `'\n'` is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(feature = "jsonl"), allow(dead_code))] // used by jsonl only
+pub(crate) enum LastLine {
+    /// Reading a file as a source: the last line is a record whether or not a newline ends it (exports
+    /// and editors often leave it off). Dropping it would lose the record, and in a snapshot read with
+    /// `on_missing` retire it.
+    Record,
+    /// Reading a file Ferry appends to for its own state (what the target holds): a line without `'\n'`
+    /// is an append cut short by a crash, which the next append cuts off (`open_for_append`), so it must
+    /// not count as written. Skipped with a warning.
+    Torn,
+}
+
+/// Reads lines with their 1-based line numbers, reusing one buffer; the last line per [`LastLine`].
 #[cfg_attr(not(feature = "jsonl"), allow(dead_code))] // used by jsonl only
 pub(crate) struct Lines<R> {
     reader: R,
     buf: Vec<u8>,
     line: u64,
     name: String,
+    last_line: LastLine,
 }
 
 #[cfg_attr(not(feature = "jsonl"), allow(dead_code))] // used by jsonl only
 impl<R: BufRead> Lines<R> {
-    pub(crate) fn new(reader: R, name: impl Into<String>) -> Self {
-        Lines { reader, buf: Vec::with_capacity(4096), line: 0, name: name.into() }
+    pub(crate) fn new(reader: R, name: impl Into<String>, last_line: LastLine) -> Self {
+        Lines { reader, buf: Vec::with_capacity(4096), line: 0, name: name.into(), last_line }
     }
 
     /// The next complete line without its terminator (`\n` or `\r\n`), or `None` at the end.
@@ -130,11 +143,13 @@ impl<R: BufRead> Lines<R> {
             return Ok(None);
         }
         self.line += 1;
-        if self.buf.last() != Some(&b'\n') {
+        let mut end = self.buf.len();
+        if self.buf.last() == Some(&b'\n') {
+            end -= 1;
+        } else if self.last_line == LastLine::Torn {
             tracing::warn!(file = %self.name, line = self.line, bytes = n, "skipping a last line without newline (torn or still being written)");
             return Ok(None);
         }
-        let mut end = self.buf.len() - 1;
         if end > 0 && self.buf[end - 1] == b'\r' {
             end -= 1;
         }
@@ -275,9 +290,14 @@ mod tests {
     }
 
     #[test]
-    fn lines_skip_a_final_line_without_newline() {
-        let data: &[u8] = b"one\r\ntwo\nthr";
-        let mut lines = Lines::new(data, "mem");
+    fn a_final_line_without_newline_is_a_line_of_an_input_and_torn_in_an_append_log() {
+        let data: &[u8] = b"one\r\ntwo\nthree\r";
+        let mut lines = Lines::new(data, "mem", LastLine::Record);
+        assert_eq!(lines.next_line().unwrap(), Some((1, &b"one"[..])));
+        assert_eq!(lines.next_line().unwrap(), Some((2, &b"two"[..])));
+        assert_eq!(lines.next_line().unwrap(), Some((3, &b"three"[..])));
+        assert_eq!(lines.next_line().unwrap(), None);
+        let mut lines = Lines::new(data, "mem", LastLine::Torn);
         assert_eq!(lines.next_line().unwrap(), Some((1, &b"one"[..])));
         assert_eq!(lines.next_line().unwrap(), Some((2, &b"two"[..])));
         assert_eq!(lines.next_line().unwrap(), None);

@@ -288,6 +288,13 @@ pub trait Connector: Send + Sync {
         Vec::new()
     }
 
+    /// Where this connection reads `stream` from, for messages (a file's path); `None` when there is no
+    /// single place to name (the engine then names the connection).
+    fn location(&self, stream: Stream) -> Option<String> {
+        let _ = stream;
+        None
+    }
+
     /// Takes records away that disappeared from the source (`(key, target_id)` pairs).
     async fn retire(&self, stream: Stream, items: Vec<(String, String)>, mode: RetireMode) -> Result<Vec<WriteOutcome>, ConnectorError> {
         let _ = items;

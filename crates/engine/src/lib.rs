@@ -11,11 +11,15 @@ pub mod connector;
 pub mod create_once;
 pub mod diff;
 pub mod hash;
+pub mod isolate;
+pub mod lease;
 pub mod mapping;
 pub mod retention;
+pub mod retire_guard;
 pub mod run;
 pub mod schedule;
 pub mod store;
+pub mod targeted;
 pub mod workspace;
 
 pub use config::{Config, FlowConfig, OnMissing};

@@ -20,6 +20,10 @@ use crate::connector::*;
 use crate::create_once;
 use crate::diff::{FieldChange, diff};
 use crate::hash::{digest128, fingerprint, hex128};
+use crate::isolate;
+use crate::lease;
+use crate::retire_guard;
+use crate::targeted::KeySelection;
 use crate::mapping::Mapping;
 use crate::store::{BatchCommit, Counts, NewFailure, RunRecord, Stage, StateStore, Synced, XrefEntry};
 use ferry_model::{Record, Stream, key_hint};
@@ -49,13 +53,17 @@ pub struct RunOptions {
     pub full: bool,
     /// Compute and report what would be written; write nothing, commit nothing.
     pub dry_run: bool,
-    /// Only these source keys (targeted sync, e.g. from a webhook).
+    /// Only these canonical keys, as records have them after mapping (targeted sync, e.g. `--key` or a
+    /// webhook; see `targeted`).
     pub keys: Option<Vec<String>>,
     pub replay: Replay,
     /// Retire even when more than `max_retire_share` of the records would go.
     pub force_retire: bool,
     /// Who runs (host:pid), for the flow lease.
     pub holder: String,
+    /// Let a complete read that found no records at all retire what Ferry synced before (an empty or
+    /// header-only export otherwise stops the run: see `reconcile_missing`).
+    pub allow_empty_source: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -225,6 +233,13 @@ struct Runner<'a> {
     listed_writes: usize,
     /// The batch written to the target last, committed while the next one is written.
     unsaved: Option<BatchCommit>,
+    /// A targeted run's keys (canonical, after mapping).
+    selection: Option<KeySelection>,
+    /// Records of a targeted run that failed before their key was known, left alone (not parked).
+    unattributed_failures: u64,
+    /// Items the source's read produced (records and invalid rows; replays not counted): an empty
+    /// complete read never retires anything by itself.
+    source_items: u64,
 }
 
 pub async fn run_flow(flow: &Flow, store: &dyn StateStore, options: &RunOptions, progress: &dyn Progress) -> Result<RunReport, RunError> {
@@ -275,14 +290,21 @@ pub async fn run_flow(flow: &Flow, store: &dyn StateStore, options: &RunOptions,
         in_flight: None,
         listed_writes: 0,
         unsaved: None,
+        selection: options.keys.as_deref().map(|keys| KeySelection::new(keys, &flow.config.mapping, stream)),
+        unattributed_failures: 0,
+        source_items: 0,
     };
 
     if !options.dry_run {
-        take_lease(store, &flow.name, &options.holder).await?;
+        lease::take_lease(store, &flow.name, &options.holder).await?;
         runner.run_id = store.begin_run(&flow.name, mode).await?;
         runner.report.run_id = Some(runner.run_id);
     }
-    let mut outcome = runner.run(read_mode, &target_cap).await;
+    let mut outcome = if options.dry_run {
+        runner.run(read_mode, &target_cap).await
+    } else {
+        lease::renewing(store, &flow.name, &options.holder, runner.run(read_mode, &target_cap)).await
+    };
     // A run that stopped early still commits the batch it had written.
     if let Err(e) = runner.save().await {
         outcome = outcome.and(Err(e));
@@ -302,28 +324,6 @@ pub async fn run_flow(flow: &Flow, store: &dyn StateStore, options: &RunOptions,
         store.unlock_flow(&flow.name, &options.holder).await?;
     }
     Ok(runner.report)
-}
-
-/// Takes the flow's lease. A lease left by a process of this host that no longer exists (killed with -9)
-/// is taken over at once instead of waiting for it to expire.
-async fn take_lease(store: &dyn StateStore, flow: &str, holder: &str) -> Result<(), RunError> {
-    let lease = chrono::Duration::minutes(10);
-    match store.lock_flow(flow, holder, lease).await {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let Some(other) = store.lock_holder(flow).await? else { return store.lock_flow(flow, holder, lease).await.map_err(Into::into) };
-            let (my_host, _) = holder.rsplit_once(':').unwrap_or((holder, ""));
-            let dead = other.rsplit_once(':').is_some_and(|(host, pid)| {
-                host == my_host && pid.parse::<u32>().is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
-            });
-            if !dead {
-                return Err(e.into());
-            }
-            tracing::warn!(flow, previous = %other, "taking over the lease of a process that no longer runs");
-            store.unlock_flow(flow, &other).await?;
-            store.lock_flow(flow, holder, lease).await.map_err(Into::into)
-        }
-    }
 }
 
 impl Runner<'_> {
@@ -347,14 +347,23 @@ impl Runner<'_> {
             .filter(|f| self.options.keys.as_ref().is_none_or(|k| k.contains(&f.key)))
             .collect();
         let mut batch = Batch::new();
+        let mut retires = Vec::new();
         for f in replays {
+            if f.stage == Stage::Retire.as_str() {
+                // A retirement is replayed by retiring again, not by writing its payload. A normal run leaves
+                // it to its complete read, which finds the record missing again (behind the retire guards).
+                if self.options.replay != Replay::Due {
+                    retires.push(f);
+                }
+                continue;
+            }
             let position = f.position.clone().unwrap_or_else(|| f.key.clone());
             self.add(&mut batch, SourceRecord { position, data: f.source }).await?;
         }
         self.submit(&mut batch, None).await?;
         self.drain().await?;
         if self.options.replay != Replay::Due {
-            return Ok(());
+            return self.replay_retires(retires, target_cap).await;
         }
 
         // 2. Read the source from the checkpoint.
@@ -367,19 +376,30 @@ impl Runner<'_> {
         if complete {
             self.source_index = Some(Arc::new(self.load_source_index().await?));
         }
-        let request = ReadRequest { stream: Some(self.stream), checkpoint, keys: self.options.keys.clone() };
+        let request = ReadRequest { stream: Some(self.stream), checkpoint, keys: self.selection.as_ref().and_then(KeySelection::source_keys) };
         let mut items = self.flow.source.read(request);
         while let Some(item) = items.next().await {
             match item {
-                Ok(ReadItem::Record(record)) => self.add(&mut batch, record).await?,
+                Ok(ReadItem::Record(record)) => {
+                    self.source_items += 1;
+                    self.add(&mut batch, record).await?
+                }
                 Ok(ReadItem::Checkpoint(cp)) => {
                     // Records so far get committed or parked with this checkpoint: it never skips any.
                     self.submit(&mut batch, Some(cp)).await?;
                 }
                 Ok(ReadItem::Invalid { position, key, raw, field, message }) => {
+                    self.source_items += 1;
                     self.report.counts.read += 1;
                     batch.commit.counts.read += 1;
+                    let unattributed = key.is_none();
                     let key = key.unwrap_or_else(|| position.clone());
+                    if !self.selected(&key) {
+                        self.unattributed_failures += u64::from(unattributed);
+                        self.report.counts.skipped += 1;
+                        batch.commit.counts.skipped += 1;
+                        continue;
+                    }
                     self.mark_seen(&key);
                     self.park(&mut batch.commit, key, Some(position), Stage::Read, Some(field), message, false, raw);
                     self.submit_if_full(&mut batch).await?;
@@ -396,12 +416,24 @@ impl Runner<'_> {
         drop(items);
         self.submit(&mut batch, None).await?;
         self.drain().await?;
+        if self.unattributed_failures > 0 {
+            self.report.warnings.push(format!(
+                "{} record(s) failed before their key was known and were left alone (not parked): they may or may not be \
+                 the selected key(s); a run without --key parks them with the reason",
+                self.unattributed_failures
+            ));
+        }
 
         // 3. Records that disappeared from a complete read.
         if complete {
             self.reconcile_missing(target_cap).await?;
         }
         Ok(())
+    }
+
+    /// Whether a record with this canonical key is part of the run (every record, unless targeted).
+    fn selected(&self, key: &str) -> bool {
+        self.selection.as_ref().is_none_or(|s| s.selects(key))
     }
 
     fn mark_seen(&mut self, key: &str) {
@@ -479,9 +511,21 @@ impl Runner<'_> {
     /// Records what `transform` made of one record: a record ready to compare, or a parked failure.
     fn take(&mut self, commit: &mut BatchCommit, transformed: Transformed) -> Option<Pending> {
         match transformed {
+            Transformed::Ready(p) if !self.selected(&p.key) => {
+                self.report.counts.skipped += 1;
+                commit.counts.skipped += 1;
+                None
+            }
             Transformed::Ready(p) => {
                 self.mark_seen(&p.key);
                 Some(*p)
+            }
+            // Another record's failure is not this run's business; one without a key might be the selected one.
+            Transformed::Failed { key, position, .. } if !self.selected(&key) => {
+                self.unattributed_failures += u64::from(key == position);
+                self.report.counts.skipped += 1;
+                commit.counts.skipped += 1;
+                None
             }
             Transformed::Skipped => {
                 self.report.counts.skipped += 1;
@@ -808,21 +852,24 @@ impl Runner<'_> {
     /// path) and rebuilt from the canonical JSON kept in `sent` only when a retry needs it again.
     /// Create-once streams, a lost answer: the retry first asks the target for the records sent without a
     /// target id (the lost call may have created them) and resumes those instead of creating them again.
+    ///
+    /// A panic in the connector's `write` does not end the run: the batch is written again one record at
+    /// a time, and the record that panics is parked with the panic's message (`isolate`).
     async fn write_with_retry(&self, records: Vec<WriteRecord>, sent: &HashMap<String, Written_>) -> Result<Vec<WriteOutcome>, String> {
         let ids: Vec<Resend> = records.iter().map(|w| (w.key.clone(), w.target_id.clone(), w.previous.clone())).collect();
         let mut batch = Some(records);
         let stream = self.stream;
         let target = self.flow.target.clone();
         let create_once = self.write_mode == WriteMode::CreateOnce;
-        let ids = &ids;
-        with_retry(&format!("write {stream}"), || {
+        let ids_ref = &ids;
+        let written = with_retry(&format!("write {stream}"), || {
             let first = batch.take();
             let target = target.clone();
             async move {
                 let records = match first {
                     Some(records) => records,
                     None => {
-                        let mut records = rebuild(stream, ids, sent)?;
+                        let mut records = rebuild(stream, ids_ref, sent)?;
                         if create_once {
                             let found = create_once::find_existing(&target, stream, &records).await?;
                             create_once::adopt(&mut records, &found);
@@ -830,17 +877,31 @@ impl Runner<'_> {
                         records
                     }
                 };
-                target.write(stream, records).await
+                isolate::write_catching(target.as_ref(), stream, records).await
             }
         })
-        .await
+        .await?;
+        match written {
+            Ok(outcomes) => Ok(outcomes),
+            Err(panic) => {
+                let records = rebuild(stream, &ids, sent).map_err(|e| e.to_string())?;
+                let name = &self.flow.config.target;
+                with_retry(&format!("write {stream} one by one"), || {
+                    isolate::write_one_by_one(target.as_ref(), name, stream, self.write_mode, records.clone(), &panic)
+                })
+                .await
+            }
+        }
     }
 
-    /// After a complete read: records in the cross-reference that the source no longer has.
+    /// After a complete read: records in the cross-reference that the source no longer has. Guarded twice
+    /// (`retire_guard`): a read that found nothing retires nothing unless `allow_empty_source`, and no run
+    /// retires more than `max_retire_share` of the live records, however few there are.
     async fn reconcile_missing(&mut self, target_cap: &StreamCapability) -> Result<(), String> {
         let flow = self.flow.name.clone();
         let mut missing = Vec::new();
         let mut total = 0u64;
+        let mut already_retired = 0u64;
         let mut candidates = Vec::new();
         let mut after = String::new();
         loop {
@@ -854,8 +915,10 @@ impl Runner<'_> {
         for keys in candidates.chunks(10_000) {
             let entries = self.store.lookup(&flow, keys).await.map_err(|e| e.to_string())?;
             for key in keys {
-                if let Some(entry) = entries.get(key).filter(|e| e.hash != RETIRED_HASH) {
-                    missing.push((key.clone(), entry.target_id.clone()));
+                match entries.get(key) {
+                    Some(e) if e.hash == RETIRED_HASH => already_retired += 1,
+                    Some(e) => missing.push((key.clone(), e.target_id.clone())),
+                    None => {}
                 }
             }
         }
@@ -873,15 +936,35 @@ impl Runner<'_> {
             OnMissing::Deactivate => RetireMode::Deactivate,
             OnMissing::Delete => RetireMode::Delete,
         };
-        let share = self.flow.config.max_retire_share.unwrap_or(0.5);
-        if !self.options.force_retire && missing.len() > 10 && missing.len() as f64 > share * total as f64 {
-            self.report.warnings.push(format!(
-                "{} of {total} records are missing from the source: more than {:.0} %, so none were retired (a truncated \
-                 export?). Re-run with --force-retire if this is intended.",
-                missing.len(),
-                share * 100.0
-            ));
-            return Ok(());
+        let guard = retire_guard::RetireGuard {
+            share: self.flow.config.max_retire_share.unwrap_or(retire_guard::DEFAULT_SHARE),
+            force: self.options.force_retire,
+            allow_empty_source: self.options.allow_empty_source,
+        };
+        let live = total - already_retired;
+        match guard.check(self.source_items, missing.len() as u64, live) {
+            retire_guard::Verdict::Retire => {}
+            retire_guard::Verdict::EmptySource => {
+                let source = &self.flow.config.source;
+                let place = self.flow.source.location(self.stream).map(|l| format!(" ({l})")).unwrap_or_default();
+                return Err(format!(
+                    "source {source}{place} has no {} records at all (empty, or a header only): refusing to retire the {} \
+                     record(s) synced from it before (on_missing = {:?}). If the source really is empty now, run again with \
+                     --allow-empty-source.",
+                    self.stream,
+                    missing.len(),
+                    self.flow.config.on_missing
+                ));
+            }
+            retire_guard::Verdict::TooMany { limit } => {
+                self.report.warnings.push(format!(
+                    "{} of {live} records are missing from the source: more than max_retire_share = {share} allows ({limit}), so \
+                     none were retired (a truncated export?). Run again with --force-retire if this is intended.",
+                    missing.len(),
+                    share = guard.share,
+                ));
+                return Ok(());
+            }
         }
         if !target_cap.retire.contains(&mode) {
             self.report.warnings.push(format!(
@@ -892,7 +975,14 @@ impl Runner<'_> {
             ));
             return Ok(());
         }
-        for chunk in missing.chunks(self.batch_size) {
+        self.retire(missing, mode).await
+    }
+
+    /// Retires `(key, target id)` pairs in batches and commits each batch. A record the target refuses is
+    /// parked at the retire stage with its target id and mode, and `ferry failures retry` retires it again.
+    async fn retire(&mut self, items: Vec<(String, String)>, mode: RetireMode) -> Result<(), String> {
+        let flow = self.flow.name.clone();
+        for chunk in items.chunks(self.batch_size) {
             if self.options.dry_run {
                 for (key, _) in chunk {
                     self.report.counts.retired += 1;
@@ -906,6 +996,7 @@ impl Runner<'_> {
             let target = self.flow.target.clone();
             let stream = self.stream;
             let items = chunk.to_vec();
+            let target_ids: HashMap<String, String> = chunk.iter().cloned().collect();
             let outcomes = with_retry(&format!("retire {stream}"), || target.retire(stream, items.clone(), mode)).await?;
             let mut commit = BatchCommit::default();
             for o in outcomes {
@@ -913,6 +1004,7 @@ impl Runner<'_> {
                     Ok(w) => {
                         commit.counts.retired += 1;
                         self.report.counts.retired += 1;
+                        self.resolve(&mut commit, &o.key);
                         commit.outcomes.push(RunRecord { key: o.key.clone(), outcome: "retired", target_id: Some(w.target_id.clone()), field: None, message: None });
                         if mode == RetireMode::Delete {
                             commit.forgotten.push(o.key);
@@ -927,13 +1019,51 @@ impl Runner<'_> {
                         }
                     }
                     Err(f) => {
-                        self.park(&mut commit, o.key, None, Stage::Retire, f.field, f.message, f.retryable, serde_json::Value::Null);
+                        let payload = retire_guard::retire_payload(&o.key, target_ids.get(&o.key).map(String::as_str), mode);
+                        self.park(&mut commit, o.key, None, Stage::Retire, f.field, f.message, f.retryable, payload);
                     }
                 }
             }
             self.store.commit_batch(&flow, self.run_id, commit).await.map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+
+    /// Replays parked retire failures (`ferry failures retry`): each record still in the cross-reference
+    /// and not retired is retired again, with the flow's current policy; the others need nothing more.
+    async fn replay_retires(&mut self, failures: Vec<crate::store::Failure>, target_cap: &StreamCapability) -> Result<(), String> {
+        if failures.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = failures.iter().map(|f| f.key.clone()).collect();
+        let entries = self.store.lookup(&self.flow.name, &keys).await.map_err(|e| e.to_string())?;
+        let mut settled = BatchCommit::default();
+        let mut to_retire = Vec::new();
+        for key in keys {
+            match entries.get(&key) {
+                Some(e) if e.hash != RETIRED_HASH => to_retire.push((key, e.target_id.clone())),
+                // Deleted or deactivated since, or written back: nothing left to retire.
+                _ => self.resolve(&mut settled, &key),
+            }
+        }
+        if !self.options.dry_run && !settled.is_empty() {
+            self.store.commit_batch(&self.flow.name, self.run_id, settled).await.map_err(|e| e.to_string())?;
+        }
+        let mode = match self.flow.config.on_missing {
+            OnMissing::Ignore => {
+                self.report.warnings.push(format!(
+                    "{} parked retirement(s) not retried: on_missing is now \"ignore\" (drop them with `ferry failures drop`)",
+                    to_retire.len()
+                ));
+                return Ok(());
+            }
+            OnMissing::Deactivate => RetireMode::Deactivate,
+            OnMissing::Delete => RetireMode::Delete,
+        };
+        if !target_cap.retire.contains(&mode) {
+            return Err(format!("target {} cannot {mode:?} {}", self.flow.config.target, self.stream));
+        }
+        self.retire(to_retire, mode).await
     }
 }
 
@@ -952,26 +1082,40 @@ fn transform(mapping: &Mapping, stream: Stream, mapping_id: &[u8; 32], raw: Raw)
         (Some(hash), Some(json)) => (hash, json),
         _ => with_source_fingerprint(mapping_id, &data, |hash, json| (hash, String::from_utf8_lossy(json).into_owned())),
     };
-    let mapped = match mapping.apply(data) {
-        Ok(Some(v)) => v,
-        Ok(None) => return Transformed::Skipped,
-        Err(e) => {
+    // A panic in the mapping or the model parks this record alone (see `isolate`).
+    let panicked = |stage: Stage, message: String, source: &str, position: String| {
+        let data = source_value(source);
+        let key = key_hint(stream, &data).unwrap_or_else(|| position.clone());
+        let message = format!("Ferry panicked while {}ing this record: {message}", if stage == Stage::Map { "mapp" } else { "validat" });
+        Transformed::Failed { key, position, stage, field: None, message, data }
+    };
+    let mapped = match isolate::catch(|| mapping.apply(data)) {
+        Ok(Ok(Some(v))) => v,
+        Ok(Ok(None)) => return Transformed::Skipped,
+        Ok(Err(e)) => {
             let data = source_value(&source);
             let key = key_hint(stream, &data).unwrap_or_else(|| position.clone());
             let field = (!e.field.is_empty()).then_some(e.field.clone());
             return Transformed::Failed { key, position, stage: Stage::Map, field, message: e.to_string(), data };
         }
+        Err(panic) => return panicked(Stage::Map, panic, &source, position),
     };
-    match Record::parse(stream, mapped, &position) {
-        Ok(mut record) => {
-            let key = record.key();
+    let parsed = isolate::catch(|| {
+        Record::parse(stream, mapped, &position).map(|mut record| {
             let fp = fingerprint(&mut record);
+            (record, fp)
+        })
+    });
+    match parsed {
+        Ok(Ok((record, fp))) => {
+            let key = record.key();
             Transformed::Ready(Box::new(Pending { key, record, hash: fp.hash, canonical: fp.canonical, source_hash, source }))
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             let field = Some(e.field().to_owned()).filter(|f| !f.is_empty());
             Transformed::Failed { key: e.record.clone(), position, stage: Stage::Validate, field, message: e.to_string(), data: source_value(&source) }
         }
+        Err(panic) => panicked(Stage::Validate, panic, &source, position),
     }
 }
 
@@ -1020,7 +1164,9 @@ fn par_map<T: Send, U: Send>(items: Vec<T>, f: impl Fn(T) -> U + Sync) -> Vec<U>
     let f = &f;
     std::thread::scope(|scope| {
         let handles: Vec<_> = parts.into_iter().map(|part| scope.spawn(move || part.into_iter().map(f).collect::<Vec<_>>())).collect();
-        handles.into_iter().flat_map(|h| h.join().expect("preparing a record never panics")).collect()
+        // `f` catches the panics of a record's preparation itself (`transform`); a thread that still
+        // panicked re-raises it here, and the batch's task reports it as the run's error.
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
     })
 }
 

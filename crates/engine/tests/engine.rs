@@ -362,3 +362,198 @@ async fn an_order_changed_after_import_goes_to_the_target_with_what_it_had() {
     let ferry_model::Record::Order(o) = &target["W1"] else { panic!() };
     assert_eq!(o.status, ferry_model::OrderStatus::Cancelled);
 }
+
+fn customer(code: &str) -> serde_json::Value {
+    json!({"code": code, "company": format!("Customer {code}")})
+}
+
+/// Found by hand (issue 10): a quantity at `Decimal::MAX` made order validation panic on the batch's
+/// preparation thread, so the whole flow stopped on every run with "0 failed". Now that order is parked
+/// naming its field and the orders around it are delivered.
+#[tokio::test]
+async fn an_order_whose_amounts_overflow_is_parked_and_the_orders_around_it_are_delivered() {
+    let mut poison = order("WEB-2");
+    poison["lines"][0]["quantity"] = json!("79228162514264337593543950335");
+    let r = rig(Stream::Orders, ReadMode::Snapshot, WriteMode::CreateOnce, vec![order("WEB-1"), poison, order("WEB-3")]).await;
+    let report = r.sync(opts()).await;
+    assert_eq!(report.aborted, None);
+    assert_eq!((report.counts.created, report.counts.failed), (2, 1), "{report:?}");
+    let failure = &report.failures[0];
+    assert_eq!((failure.key.as_str(), failure.field.as_deref()), ("WEB-2", Some("lines[0].total")));
+    assert!(failure.message.contains("out of range"), "{}", failure.message);
+}
+
+/// Defence in depth: a connector that panics on one record (a bug) costs that record only. The batch is
+/// written again one record at a time; the panicking one is parked with the panic's message.
+#[tokio::test]
+async fn a_record_that_makes_the_target_panic_is_parked_alone_and_the_batch_goes_on() {
+    for write_mode in [WriteMode::Upsert, WriteMode::CreateOnce] {
+        let records = if write_mode == WriteMode::Upsert {
+            (1..=5).map(|i| product(&format!("P{i}"), "1")).collect()
+        } else {
+            (1..=5).map(|i| order(&format!("P{i}"))).collect()
+        };
+        let stream = if write_mode == WriteMode::Upsert { Stream::Products } else { Stream::Orders };
+        let r = rig(stream, ReadMode::Snapshot, write_mode, records).await;
+        r.target.faults.lock().unwrap().panic_on.insert("P2".into());
+        let report = r.sync(opts()).await;
+        assert_eq!(report.aborted, None, "{write_mode:?}");
+        // P1 was stored before the panic: rewritten (upsert) or found and not created again (create-once).
+        let c = report.counts;
+        assert_eq!((c.created + c.updated + c.unchanged, c.failed), (4, 1), "{write_mode:?}: {report:?}");
+        assert!(report.failures[0].message.contains("panicked writing this record: connector bug on P2"), "{:?}", report.failures);
+        let target = r.target.target.lock().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(target, ["P1", "P3", "P4", "P5"], "{write_mode:?}");
+        if write_mode == WriteMode::CreateOnce {
+            assert_eq!(r.target.writes(), 4, "no record created twice");
+        }
+    }
+}
+
+/// The defect: a header-only customers export deleted all 10 customers (exit 0), because the share guard
+/// only acted above 10 missing records.
+#[tokio::test]
+async fn an_empty_snapshot_retires_nothing_and_names_the_source_unless_allowed() {
+    let mut r = rig(Stream::Customers, ReadMode::Snapshot, WriteMode::Upsert, (0..10).map(|i| customer(&format!("C{i}"))).collect()).await;
+    r.flow.config.on_missing = OnMissing::Delete;
+    r.sync(opts()).await;
+    r.source.source.lock().unwrap().clear();
+    for options in [opts(), RunOptions { force_retire: true, ..opts() }, RunOptions { dry_run: true, ..opts() }] {
+        let report = r.sync(options).await;
+        let aborted = report.aborted.expect("an empty source stops the run");
+        assert!(aborted.contains("source src") && aborted.contains("--allow-empty-source"), "{aborted}");
+        assert_eq!(report.counts.retired, 0);
+    }
+    assert!(r.target.retired.lock().unwrap().is_empty());
+    let report = r.sync(RunOptions { allow_empty_source: true, force_retire: true, ..opts() }).await;
+    assert_eq!((report.aborted, report.counts.retired), (None, 10));
+}
+
+#[tokio::test]
+async fn the_retire_share_holds_for_a_handful_of_records() {
+    let mut r = rig(Stream::Customers, ReadMode::Snapshot, WriteMode::Upsert, (0..4).map(|i| customer(&format!("C{i}"))).collect()).await;
+    r.flow.config.on_missing = OnMissing::Delete;
+    r.sync(opts()).await;
+    r.source.source.lock().unwrap().truncate(1);
+    let report = r.sync(opts()).await;
+    assert_eq!(report.counts.retired, 0, "3 of 4 is more than half");
+    assert!(report.warnings[0].contains("max_retire_share = 0.5 allows (2)"), "{:?}", report.warnings);
+    r.source.source.lock().unwrap().push(customer("C1"));
+    let report = r.sync(opts()).await;
+    assert_eq!(report.counts.retired, 2, "2 of 4 is half: allowed");
+}
+
+/// A retirement the target refuses is parked with what retiring it again needs, and `failures retry`
+/// retires it (it used to be parked with a null payload and fail validation when replayed).
+#[tokio::test]
+async fn a_refused_retirement_is_retried_by_failures_retry() {
+    let mut r = rig(Stream::Customers, ReadMode::Snapshot, WriteMode::Upsert, (0..4).map(|i| customer(&format!("C{i}"))).collect()).await;
+    r.flow.config.on_missing = OnMissing::Deactivate;
+    r.sync(opts()).await;
+    r.target.faults.lock().unwrap().refuse_retire.insert("C3".into());
+    r.source.source.lock().unwrap().truncate(3);
+    let report = r.sync(opts()).await;
+    assert_eq!(report.counts.failed, 1);
+    let parked = r.store.failures(Some("f"), None).await.unwrap();
+    assert_eq!((parked[0].key.as_str(), parked[0].stage.as_str()), ("C3", "retire"));
+    assert_eq!(parked[0].source["retire"]["target_id"], "id-C3");
+
+    r.target.faults.lock().unwrap().refuse_retire.clear();
+    let report = r.sync(RunOptions { replay: Replay::AllOnly, ..opts() }).await;
+    assert_eq!((report.counts.retired, report.counts.failed), (1, 0), "{report:?}");
+    assert_eq!(r.target.retired.lock().unwrap().as_slice(), [("C3".to_owned(), ferry_engine::RetireMode::Deactivate)]);
+    assert!(r.store.failures(Some("f"), None).await.unwrap().is_empty());
+}
+
+/// `--key` names canonical keys, after mapping. The defect: with the key renamed by the mapping, the
+/// source was asked for the key (which it does not know) and every record was written.
+#[tokio::test]
+async fn key_selects_canonical_keys_after_a_mapping_that_renames_the_key() {
+    let raw = |code: &str, own: &str| json!({"ItemCode": code, "sku": own, "name": format!("Spade {code}")});
+    let mut r = rig(Stream::Products, ReadMode::Snapshot, WriteMode::Upsert, (1..=21).map(|i| raw(&format!("SPD-{}", 1000 + i), &format!("internal-{i}"))).collect()).await;
+    r.flow.config.mapping = toml::from_str("rename = { ItemCode = \"sku\" }\ndrop = [\"sku\"]").unwrap();
+    r.flow.mapping = Mapping::compile(&r.flow.config.mapping, Stream::Products).unwrap();
+    let keys = Some(vec!["SPD-1001".to_owned()]);
+
+    let dry = r.sync(RunOptions { keys: keys.clone(), dry_run: true, ..opts() }).await;
+    assert_eq!(dry.planned.iter().map(|p| p.key.as_str()).collect::<Vec<_>>(), ["SPD-1001"]);
+    let report = r.sync(RunOptions { keys: keys.clone(), ..opts() }).await;
+    assert_eq!((report.counts.created, report.counts.failed), (1, 0), "{report:?}");
+    assert_eq!(r.target.target.lock().unwrap().keys().collect::<Vec<_>>(), ["SPD-1001"]);
+    assert_eq!(r.source.requested_keys.lock().unwrap().last().unwrap(), &None, "the source's own key differs: it reads all");
+
+    // A mapping that leaves the key alone lets the source filter.
+    let plain = rig(Stream::Products, ReadMode::Snapshot, WriteMode::Upsert, vec![product("A", "1"), product("B", "1")]).await;
+    let report = plain.sync(RunOptions { keys: Some(vec!["B".into()]), ..opts() }).await;
+    assert_eq!(report.counts.created, 1);
+    assert_eq!(plain.source.requested_keys.lock().unwrap().last().unwrap(), &Some(vec!["B".to_owned()]));
+}
+
+/// A run whose process was killed (-9) stays `running` no longer than its lease: the next run of the flow
+/// marks it interrupted, and so does anyone listing runs once the lease has expired.
+#[tokio::test]
+async fn runs_of_a_killed_process_are_marked_interrupted() {
+    let r = rig(Stream::Products, ReadMode::Snapshot, WriteMode::Upsert, vec![product("A", "1")]).await;
+    let host = ferry_engine::holder_id().rsplit_once(':').unwrap().0.to_owned();
+    let dead = format!("{host}:2147483647");
+    r.store.lock_flow("f", &dead, chrono::Duration::minutes(10)).await.unwrap();
+    let killed = r.store.begin_run("f", "incremental").await.unwrap();
+
+    // A live run of another host with a valid lease is left alone...
+    let other = rig(Stream::Products, ReadMode::Snapshot, WriteMode::Upsert, vec![]).await;
+    other.store.lock_flow("g", "elsewhere:1", chrono::Duration::minutes(10)).await.unwrap();
+    let live = other.store.begin_run("g", "incremental").await.unwrap();
+    assert_eq!(ferry_engine::lease::interrupt_stale_runs(&other.store, None).await.unwrap(), 0);
+    // ...until its lease expires without renewal.
+    other.store.unlock_flow("g", "elsewhere:1").await.unwrap();
+    other.store.lock_flow("g", "elsewhere:1", chrono::Duration::seconds(-1)).await.unwrap();
+    assert_eq!(ferry_engine::lease::interrupt_stale_runs(&other.store, None).await.unwrap(), 1);
+    let run = other.store.runs(Some("g"), 1).await.unwrap().remove(0);
+    assert_eq!((run.id, run.status.as_str()), (live, "interrupted"));
+    assert!(run.error.as_deref().unwrap().contains("expired"), "{:?}", run.error);
+
+    // The dead process's run: interrupted as soon as anyone looks, and by the next run.
+    let report = r.sync(opts()).await;
+    assert_eq!(report.counts.created, 1);
+    let runs = r.store.runs(Some("f"), 10).await.unwrap();
+    let old = runs.iter().find(|x| x.id == killed).unwrap();
+    assert_eq!(old.status, "interrupted");
+    assert!(old.error.as_deref().unwrap().contains(&dead), "{:?}", old.error);
+    assert!(runs.iter().all(|x| x.status != "running"));
+}
+
+mod retire_share {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
+        /// Whatever the catalogue's size, the share and how much of it a snapshot lost, one run never
+        /// retires more than `max_retire_share` of the live records (and an empty snapshot none).
+        #[test]
+        fn a_snapshot_read_never_retires_more_than_the_share(
+            size in 1usize..40,
+            kept in 0usize..40,
+            share_pct in 0u32..=100,
+            delete in any::<bool>(),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let records: Vec<_> = (0..size).map(|i| customer(&format!("C{i:02}"))).collect();
+                let mut r = rig(Stream::Customers, ReadMode::Snapshot, WriteMode::Upsert, records).await;
+                r.flow.config.on_missing = if delete { OnMissing::Delete } else { OnMissing::Deactivate };
+                r.flow.config.max_retire_share = Some(f64::from(share_pct) / 100.0);
+                r.sync(opts()).await;
+                r.source.source.lock().unwrap().truncate(kept.min(size));
+                let report = r.sync(opts()).await;
+                let limit = (f64::from(share_pct) / 100.0 * size as f64).floor() as u64;
+                prop_assert!(report.counts.retired <= limit, "retired {} of {size} with share {share_pct} %", report.counts.retired);
+                prop_assert_eq!(r.target.retired.lock().unwrap().len() as u64, report.counts.retired);
+                if kept == 0 {
+                    prop_assert_eq!(report.counts.retired, 0);
+                }
+                Ok(())
+            })?;
+        }
+    }
+}

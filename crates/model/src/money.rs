@@ -53,9 +53,10 @@ impl Currency {
         Decimal::new(minor, self.minor_units())
     }
 
-    /// Converts an amount to integer minor units, rounding first.
+    /// Converts an amount to integer minor units, rounding first; `None` when it does not fit an `i64`
+    /// (amounts come from outside: an overflow must be an error, never a panic).
     pub fn to_minor(&self, amount: Decimal) -> Option<i64> {
-        let scaled = self.round(amount) * Decimal::from(10i64.pow(self.minor_units()));
+        let scaled = self.round(amount).checked_mul(Decimal::from(10i64.pow(self.minor_units())))?;
         i64::try_from(scaled.trunc()).ok()
     }
 }
@@ -114,21 +115,23 @@ pub struct Price {
 }
 
 impl Price {
-    /// The amount without tax at `rate` (0.10 for 10 % GST), rounded to the currency.
-    pub fn net(&self, rate: Decimal) -> Decimal {
+    /// The amount without tax at `rate` (0.10 for 10 % GST), rounded to the currency; `None` when the
+    /// result leaves `Decimal`'s range or the rate is -100 % (the rate comes from another system).
+    pub fn net(&self, rate: Decimal) -> Option<Decimal> {
         if self.tax_inclusive {
-            self.currency.round(self.amount / (Decimal::ONE + rate))
+            Some(self.currency.round(self.amount.checked_div(Decimal::ONE.checked_add(rate)?)?))
         } else {
-            self.amount
+            Some(self.amount)
         }
     }
 
-    /// The amount with tax at `rate`, rounded to the currency.
-    pub fn gross(&self, rate: Decimal) -> Decimal {
+    /// The amount with tax at `rate`, rounded to the currency; `None` when the result leaves `Decimal`'s
+    /// range.
+    pub fn gross(&self, rate: Decimal) -> Option<Decimal> {
         if self.tax_inclusive {
-            self.amount
+            Some(self.amount)
         } else {
-            self.currency.round(self.amount * (Decimal::ONE + rate))
+            Some(self.currency.round(self.amount.checked_mul(Decimal::ONE.checked_add(rate)?)?))
         }
     }
 }
@@ -162,9 +165,22 @@ mod tests {
     #[test]
     fn net_and_gross() {
         let p = Price { amount: Decimal::new(1100, 2), currency: aud(), tax_inclusive: true };
-        assert_eq!(p.net(Decimal::new(10, 2)), Decimal::new(1000, 2));
+        assert_eq!(p.net(Decimal::new(10, 2)), Some(Decimal::new(1000, 2)));
         let p = Price { amount: Decimal::new(6300, 2), currency: aud(), tax_inclusive: false };
-        assert_eq!(p.gross(Decimal::new(10, 2)), Decimal::new(6930, 2));
+        assert_eq!(p.gross(Decimal::new(10, 2)), Some(Decimal::new(6930, 2)));
+    }
+
+    /// Amounts and rates come from files and other systems: the extremes are `None`, never a panic.
+    #[test]
+    fn conversions_at_the_limits_are_none_not_panics() {
+        assert_eq!(aud().to_minor(Decimal::MAX), None);
+        assert_eq!(aud().to_minor(Decimal::MIN), None);
+        let p = Price { amount: Decimal::MAX, currency: aud(), tax_inclusive: false };
+        assert_eq!(p.gross(Decimal::new(10, 2)), None);
+        assert_eq!(p.gross(Decimal::MAX), None);
+        let p = Price { amount: Decimal::new(1100, 2), currency: aud(), tax_inclusive: true };
+        assert_eq!(p.net(-Decimal::ONE), None, "a -100 % rate divides by zero");
+        assert_eq!(p.net(Decimal::MAX), None);
     }
 
     proptest! {
@@ -199,8 +215,8 @@ mod tests {
             let c = aud();
             let rate = Decimal::new(rate_pct, 2);
             let net = Price { amount: c.from_minor(minor), currency: c, tax_inclusive: false };
-            let gross = Price { amount: net.gross(rate), currency: c, tax_inclusive: true };
-            prop_assert!((gross.net(rate) - net.amount).abs() <= Decimal::new(1, 2));
+            let gross = Price { amount: net.gross(rate).unwrap(), currency: c, tax_inclusive: true };
+            prop_assert!((gross.net(rate).unwrap() - net.amount).abs() <= Decimal::new(1, 2));
         }
     }
 }

@@ -394,39 +394,44 @@ impl Order {
     /// Checks that the totals agree with the parts, to the currency's minor unit:
     /// lines → subtotal, shipping lines → shipping, discounts → discount, tax lines → tax (when given),
     /// and subtotal + shipping − discount (+ tax when prices exclude it) = total.
+    ///
+    /// All arithmetic is checked: the amounts come from outside, and a sum or product beyond `Decimal`'s
+    /// range (about 7.9 × 10²⁸) is an error naming the field, never a panic.
     pub fn reconcile(&self) -> Vec<FieldError> {
         let c = self.currency;
         let mut errors = Vec::new();
-        let mut check = |field: String, expected: Decimal, actual: Decimal, how: &str| {
+        let mut check = |field: String, expected: Option<Decimal>, actual: Decimal, how: &str| {
+            let Some(expected) = expected else {
+                errors.push(FieldError::new(field, format!("cannot be checked: {how} is out of range (the amounts are too large)")));
+                return;
+            };
             if c.round(expected) != c.round(actual) {
-                errors.push(FieldError::new(
-                    field,
-                    format!("is {} but {how} gives {} (off by {})", c.round(actual), c.round(expected), c.round(actual - expected)),
-                ));
+                let off = actual.checked_sub(expected).map(|d| format!(" (off by {})", c.round(d))).unwrap_or_default();
+                errors.push(FieldError::new(field, format!("is {} but {how} gives {}{off}", c.round(actual), c.round(expected))));
             }
         };
         for (i, l) in self.lines.iter().enumerate() {
-            check(format!("lines[{i}].total"), l.quantity * l.unit_price - l.discount, l.total, "quantity × unit_price − discount");
+            let expected = l.quantity.checked_mul(l.unit_price).and_then(|gross| gross.checked_sub(l.discount));
+            check(format!("lines[{i}].total"), expected, l.total, "quantity × unit_price − discount");
         }
-        let subtotal: Decimal = self.lines.iter().map(|l| l.total).sum();
-        check("totals.subtotal".into(), subtotal, self.totals.subtotal, "the sum of line totals");
-        let shipping: Decimal = self.shipping.iter().map(|s| s.amount).sum();
-        check("totals.shipping".into(), shipping, self.totals.shipping, "the sum of shipping lines");
-        let discount: Decimal = self.discounts.iter().map(|d| d.amount).sum();
-        check("totals.discount".into(), discount, self.totals.discount, "the sum of discounts");
+        check("totals.subtotal".into(), checked_sum(self.lines.iter().map(|l| l.total)), self.totals.subtotal, "the sum of line totals");
+        check("totals.shipping".into(), checked_sum(self.shipping.iter().map(|s| s.amount)), self.totals.shipping, "the sum of shipping lines");
+        check("totals.discount".into(), checked_sum(self.discounts.iter().map(|d| d.amount)), self.totals.discount, "the sum of discounts");
         let has_tax_lines = self.lines.iter().any(|l| !l.taxes.is_empty()) || self.shipping.iter().any(|s| !s.taxes.is_empty());
         if has_tax_lines {
-            let tax: Decimal = self.lines.iter().flat_map(|l| &l.taxes).chain(self.shipping.iter().flat_map(|s| &s.taxes)).map(|t| t.amount).sum();
+            let tax = checked_sum(self.lines.iter().flat_map(|l| &l.taxes).chain(self.shipping.iter().flat_map(|s| &s.taxes)).map(|t| t.amount));
             check("totals.tax".into(), tax, self.totals.tax, "the sum of tax lines");
         }
         let t = &self.totals;
-        let expected_total = if self.prices_include_tax {
-            t.subtotal + t.shipping - t.discount
-        } else {
-            t.subtotal + t.shipping - t.discount + t.tax
-        };
+        let before_tax = t.subtotal.checked_add(t.shipping).and_then(|s| s.checked_sub(t.discount));
+        let expected_total = if self.prices_include_tax { before_tax } else { before_tax.and_then(|s| s.checked_add(t.tax)) };
         let how = if self.prices_include_tax { "subtotal + shipping − discount" } else { "subtotal + shipping − discount + tax" };
         check("totals.total".into(), expected_total, t.total, how);
         errors
     }
+}
+
+/// The sum of `amounts`, or `None` when it leaves `Decimal`'s range.
+fn checked_sum(amounts: impl IntoIterator<Item = Decimal>) -> Option<Decimal> {
+    amounts.into_iter().try_fold(Decimal::ZERO, Decimal::checked_add)
 }

@@ -138,3 +138,27 @@ fn key_hints_from_raw_json_match_record_keys() {
         assert_eq!(key_hint(stream, &v), Some(record.key()));
     }
 }
+
+/// Found by hand, kept as a regression test: a quantity at `Decimal::MAX` made `Order::reconcile` panic on
+/// the multiplication, which stopped the whole flow on every run. Now it is a validation error naming the
+/// record and the line.
+#[test]
+fn an_order_whose_amounts_overflow_is_a_validation_error_not_a_panic() {
+    let mut v = order_json();
+    v["lines"][0]["quantity"] = json!("79228162514264337593543950335");
+    let err = Record::parse(Stream::Orders, v, "line 1").unwrap_err();
+    assert_eq!(err.record, "WEB-1001");
+    assert_eq!(err.field(), "lines[0].total");
+    assert!(err.to_string().contains("out of range"), "{err}");
+
+    // Sums overflow too: two line totals near the limit.
+    let mut v = order_json();
+    for line in v["lines"].as_array_mut().unwrap() {
+        line["quantity"] = json!("1");
+        line["unit_price"] = json!("50000000000000000000000000000");
+        line["discount"] = json!("0");
+        line["total"] = json!("50000000000000000000000000000");
+    }
+    let err = Record::parse(Stream::Orders, v, "line 1").unwrap_err();
+    assert!(err.errors.iter().any(|e| e.field == "totals.subtotal" && e.message.contains("out of range")), "{err}");
+}

@@ -61,6 +61,19 @@ impl From<ferry_engine::store::StoreError> for ApiError {
     }
 }
 
+/// Answers a panic in a handler with the API's error shape and status 500, and keeps the server up
+/// (tower-http's catch-panic layer: without it the connection was dropped with no answer at all). The
+/// panic's message is logged, not sent: it may quote data of another request.
+pub fn catch_panic_layer() -> tower_http::catch_panic::CatchPanicLayer<fn(Box<dyn std::any::Any + Send + 'static>) -> Response> {
+    tower_http::catch_panic::CatchPanicLayer::custom(panic_response as fn(Box<dyn std::any::Any + Send + 'static>) -> Response)
+}
+
+fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = ferry_engine::isolate::panic_message(payload.as_ref());
+    tracing::error!(panic = %message, "a request handler panicked; answered 500");
+    ApiError::internal("the server hit an internal error handling this request (it is logged); the request may be retried").into_response()
+}
+
 /// Every error code the API answers with (documented in openapi.json; a test keeps the two in step).
 pub const CODES: &[&str] = &[
     "unauthorized",

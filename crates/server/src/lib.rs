@@ -319,6 +319,7 @@ pub fn router_for(server: Arc<Server>) -> Router {
         .route("/api/v1/records/{stream}", post(records::push).get(records::pull))
         .fallback(|| async { ApiError::not_found("no such endpoint; see /api/docs") })
         .layer(DefaultBodyLimit::max(32 * 1024 * 1024))
+        .layer(error::catch_panic_layer())
         .with_state(server)
 }
 
@@ -338,6 +339,7 @@ pub async fn serve_all(server: Arc<Server>, listener: tokio::net::TcpListener, s
         }
         tasks.push(tokio::spawn(scheduler::run(state.clone(), stop_rx.clone())));
         tasks.push(tokio::spawn(retention::run(state.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(mark_interrupted_runs(state.clone(), stop_rx.clone())));
     }
     let addr = listener.local_addr()?;
     let names: Vec<&str> = server.workspaces.keys().map(String::as_str).collect();
@@ -359,6 +361,23 @@ pub async fn serve_all(server: Arc<Server>, listener: tokio::net::TcpListener, s
     }
     http.await??;
     Ok(())
+}
+
+/// At start and every minute: runs left `running` by a process that died (kill -9) are marked
+/// `interrupted` once their lease expired or their process is gone (`ferry_engine::lease`).
+async fn mark_interrupted_runs(state: Arc<AppState>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = ferry_engine::lease::interrupt_stale_runs(state.store.as_ref(), None).await {
+            tracing::warn!(error = %e, "could not check for interrupted runs");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            break;
+        }
+    }
 }
 
 /// Resolves on SIGTERM or ctrl-c.

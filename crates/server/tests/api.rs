@@ -519,3 +519,38 @@ async fn a_burst_of_webhooks_for_one_flow_is_carried_by_one_run_and_each_job_kee
     assert_eq!((targeted.counts.read, targeted.counts.created), (3, 3), "B-2 twice is read once");
     assert_eq!(runs.len(), 2);
 }
+
+/// The defect: an order whose quantity × price overflows a decimal, pushed through the records API,
+/// made validation panic and the connection was dropped with no answer. It is now an invalid record
+/// naming its field, and the server keeps answering.
+#[tokio::test]
+async fn an_order_whose_amounts_overflow_is_an_invalid_record_not_a_dropped_connection() {
+    let r = rig().await;
+    let order = json!({"number": "WEB-9", "placed_at": "2026-11-20T10:00:00Z", "currency": "AUD", "prices_include_tax": true,
+        "lines": [{"sku": "A", "quantity": "79228162514264337593543950335", "unit_price": "2", "total": "2"}],
+        "totals": {"subtotal": "2", "total": "2"}});
+    let (status, body) = call(&r.state, "POST", "/api/v1/records/orders?collection=in", Some(&r.write), Some(json!([order]))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let outcome = &body["records"][0];
+    assert_eq!((outcome["key"].as_str(), outcome["status"].as_str()), (Some("WEB-9"), Some("invalid")), "{body}");
+    assert_eq!(outcome["errors"][0]["field"], "lines[0].total", "{body}");
+    let (status, _) = call(&r.state, "GET", "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// Defence in depth: whatever panic is left in a handler is answered with the API's error shape and
+/// status 500 (the layer `router` installs), and the server answers the next request.
+#[tokio::test]
+async fn a_panicking_handler_is_answered_with_the_error_shape_and_status_500() {
+    let app = axum::Router::new()
+        .route("/boom", axum::routing::get(|| async { if std::hint::black_box(true) { panic!("a bug in a handler") } }))
+        .route("/fine", axum::routing::get(|| async { "fine" }))
+        .layer(ferry_server::error::catch_panic_layer());
+    let resp = app.clone().oneshot(Request::builder().uri("/boom").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["error"]["code"], "internal", "{body}");
+    assert!(!body["error"]["message"].as_str().unwrap().contains("a bug"), "the panic's text is logged, not sent: {body}");
+    let resp = app.oneshot(Request::builder().uri("/fine").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}

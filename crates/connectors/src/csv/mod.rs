@@ -10,6 +10,9 @@
 //!   canonical column → header to write.
 //! - `text_columns`: headers (or field paths) never converted, e.g. codes that look like `1,5`.
 //! - `fsync`: fsync after every written batch, default true.
+//! - `escape_formulas`: written text (names, addresses, notes, SKUs, order numbers…) starting with `=`,
+//!   `+`, `-`, `@`, tab or CR gets a leading `'`, so a spreadsheet or an ERP importer built on one shows
+//!   it instead of running it as a formula. Default true.
 //!
 //! Read values stay text (a header path names the field, empty cells are left out); turning text into
 //! typed fields is the flow mapping's job.
@@ -63,6 +66,8 @@ struct Options {
     text_columns: Vec<String>,
     #[serde(default = "yes")]
     fsync: bool,
+    #[serde(default = "yes")]
+    escape_formulas: bool,
 }
 
 fn default_delimiter() -> String {
@@ -120,6 +125,7 @@ impl ConnectorFactory for CsvFactory {
             columns,
             text_columns: o.text_columns.into_iter().collect(),
             fsync: o.fsync,
+            escape_formulas: o.escape_formulas,
         };
         Ok(Arc::new(CsvConnector::new(settings)))
     }
@@ -133,6 +139,8 @@ struct Settings {
     columns: HashMap<Stream, HashMap<String, String>>,
     text_columns: HashSet<String>,
     fsync: bool,
+    /// Prefix written text that starts like a spreadsheet formula with `'`.
+    escape_formulas: bool,
 }
 
 impl Settings {
@@ -151,7 +159,7 @@ impl CsvConnector {
     fn new(settings: Settings) -> Self {
         let no_renames = HashMap::new();
         let renames = settings.columns.get(&Stream::Orders).unwrap_or(&no_renames);
-        let format = OrderFormat::new(settings.delimiter, settings.decimal_comma, renames);
+        let format = OrderFormat::new(settings.delimiter, settings.decimal_comma, renames, settings.escape_formulas);
         let path = settings.folder.join(settings.file_name(Stream::Orders));
         CsvConnector { orders: Arc::new(Mutex::new(OrdersSink::new(path, format))), settings: Arc::new(settings) }
     }
@@ -193,7 +201,9 @@ impl Connector for CsvConnector {
                     "columns": {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": {"type": "string"}},
                                 "description": "stream → {header → field path}; for orders: {column → header}"},
                     "text_columns": {"type": "array", "items": {"type": "string"}, "description": "Headers never converted from decimal comma"},
-                    "fsync": {"type": "boolean", "default": true}
+                    "fsync": {"type": "boolean", "default": true},
+                    "escape_formulas": {"type": "boolean", "default": true,
+                                        "description": "Prefix written text starting with = + - @ tab or CR with ' (spreadsheet formula injection)"}
                 }
             }),
             streams,
@@ -220,6 +230,10 @@ impl Connector for CsvConnector {
             Ok(CheckReport { ok: true, details })
         })
         .await
+    }
+
+    fn location(&self, stream: Stream) -> Option<String> {
+        Some(self.settings.folder.join(self.settings.file_name(stream)).display().to_string())
     }
 
     fn read(&self, request: ReadRequest) -> BoxStream<'_, Result<ReadItem, ConnectorError>> {

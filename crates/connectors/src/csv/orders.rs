@@ -50,12 +50,39 @@ pub(crate) struct OrderFormat {
     pub(crate) decimal_comma: bool,
     /// Header per column (renamed or canonical), in [`ORDER_COLUMNS`] order.
     pub(crate) headers: Vec<String>,
+    /// Prefix text that a spreadsheet would run as a formula with `'` (option `escape_formulas`).
+    pub(crate) escape_formulas: bool,
+}
+
+/// First characters that make a spreadsheet (and many ERP importers built on one) read a cell as a
+/// formula: `=`, `+`, `-`, `@`, tab and carriage return (OWASP's list for CSV injection).
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// `text` made safe to open in a spreadsheet: a value starting like a formula gets a leading `'`, which
+/// spreadsheets show as text and do not evaluate. Only shop-entered text is escaped; numbers and dates
+/// Ferry formats itself (a negative discount is `-5.00`) are left as they are.
+pub(crate) fn escape_formula(text: String) -> String {
+    if text.starts_with(FORMULA_STARTS) { format!("'{text}") } else { text }
+}
+
+/// The value an escaped cell was written from (for reading order numbers back from the file).
+pub(crate) fn unescape_formula(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(FORMULA_STARTS) => rest,
+        _ => cell,
+    }
 }
 
 impl OrderFormat {
-    pub(crate) fn new(delimiter: u8, decimal_comma: bool, renames: &HashMap<String, String>) -> Self {
+    pub(crate) fn new(delimiter: u8, decimal_comma: bool, renames: &HashMap<String, String>, escape_formulas: bool) -> Self {
         let headers = ORDER_COLUMNS.iter().map(|c| renames.get(*c).cloned().unwrap_or_else(|| (*c).to_owned())).collect();
-        OrderFormat { delimiter, decimal_comma, headers }
+        OrderFormat { delimiter, decimal_comma, headers, escape_formulas }
+    }
+
+    /// Shop-entered text as one line, escaped against formula injection when configured.
+    fn text(&self, s: &str) -> String {
+        let line = one_line(s);
+        if self.escape_formulas { escape_formula(line) } else { line }
     }
 
     fn number(&self, text: String) -> String {
@@ -77,10 +104,11 @@ impl OrderFormat {
         self.number(d.to_string())
     }
 
-    /// The rows of one order, in [`ORDER_COLUMNS`] order.
-    pub(crate) fn rows(&self, o: &Order) -> Vec<Vec<String>> {
+    /// The rows of one order, in [`ORDER_COLUMNS`] order; fails naming the field when a line's tax does
+    /// not add up within `Decimal`'s range.
+    pub(crate) fn rows(&self, o: &Order) -> Result<Vec<Vec<String>>, RecordFailure> {
         let c = o.currency;
-        let opt = |s: &Option<String>| s.as_deref().map(one_line).unwrap_or_default();
+        let opt = |s: &Option<String>| s.as_deref().map(|s| self.text(s)).unwrap_or_default();
         let name = [&o.customer.first_name, &o.customer.last_name]
             .into_iter()
             .filter_map(|s| s.as_deref())
@@ -94,19 +122,21 @@ impl OrderFormat {
             .iter()
             .enumerate()
             .map(|(i, line)| {
-                let line_tax: Decimal = line.taxes.iter().map(|t| t.amount).sum();
-                vec![
-                    one_line(&o.number),
+                let line_tax = line.taxes.iter().try_fold(Decimal::ZERO, |sum, t| sum.checked_add(t.amount)).ok_or_else(|| {
+                    RecordFailure::permanent(Some(format!("lines[{i}].taxes")), "the line's taxes add up beyond the range of a decimal")
+                })?;
+                Ok(vec![
+                    self.text(&o.number),
                     o.placed_at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
                     status.clone(),
                     opt(&o.customer.code),
                     opt(&o.customer.email),
-                    one_line(&name),
+                    self.text(&name),
                     opt(&company),
                     c.code().to_owned(),
                     o.prices_include_tax.to_string(),
                     (i + 1).to_string(),
-                    one_line(&line.sku),
+                    self.text(&line.sku),
                     opt(&line.name),
                     self.quantity(line.quantity),
                     self.money(line.unit_price, c),
@@ -117,14 +147,14 @@ impl OrderFormat {
                     self.money(o.totals.discount, c),
                     self.money(o.totals.tax, c),
                     self.money(o.totals.total, c),
-                    one_line(&o.coupons.join("|")),
+                    self.text(&o.coupons.join("|")),
                     opt(&ship.name),
-                    one_line(&ship.street.join(", ")),
+                    self.text(&ship.street.join(", ")),
                     opt(&ship.city),
                     opt(&ship.postcode),
                     opt(&ship.country),
                     opt(&o.notes),
-                ]
+                ])
             })
             .collect()
     }
@@ -241,6 +271,7 @@ impl OrdersSink {
             if let Some(cell) = record.get(column) {
                 let key = String::from_utf8_lossy(cell);
                 let key = key.trim();
+                let key = if self.format.escape_formulas { unescape_formula(key) } else { key };
                 if !key.is_empty() {
                     keys.insert(Box::from(key));
                 }
@@ -294,7 +325,13 @@ impl OrdersSink {
                 outcomes.push(WriteOutcome::ok(wr.key, number, WriteAction::Unchanged));
                 continue;
             }
-            rows.extend(self.format.rows(order));
+            match self.format.rows(order) {
+                Ok(order_rows) => rows.extend(order_rows),
+                Err(failure) => {
+                    outcomes.push(WriteOutcome::failed(wr.key, failure));
+                    continue;
+                }
+            }
             keys.insert(number.as_str().into());
             outcomes.push(WriteOutcome::ok(wr.key, number, WriteAction::Created));
         }

@@ -256,3 +256,52 @@ async fn a_targeted_read_filters_rows_that_name_their_key() {
     let request = ReadRequest { stream: Some(Stream::Stock), keys: Some(vec!["A@SYD".into()]), ..Default::default() };
     assert_eq!(c.read(request).collect::<Vec<_>>().await.len(), 3);
 }
+
+/// Shop-entered text reaches an ERP's CSV import: a name starting with `=` must not run as a formula
+/// when the file is opened in a spreadsheet. Ferry's own numbers stay numbers; the escape is reversible
+/// for order numbers, so an escaped order is still found (never imported twice).
+#[tokio::test]
+async fn text_that_starts_like_a_formula_is_escaped_and_the_order_is_still_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = build(dir.path(), json!({}));
+    let mut w = order("=WEB-1", "@SUM(A1:A9)");
+    let Record::Order(o) = &mut w.record else { unreachable!() };
+    o.customer.first_name = Some("=HYPERLINK(\"http://evil\",\"Jo\")".into());
+    o.customer.last_name = None;
+    o.lines[0].sku = "-SPADE".into();
+    o.shipping_address.as_mut().unwrap().city = Some("+61 Ballarat".into());
+    o.lines[1].discount = rust_decimal::Decimal::new(-5, 1);
+    c.write(Stream::Orders, vec![w.clone()]).await.unwrap();
+    let text = std::fs::read_to_string(dir.path().join("orders.csv")).unwrap();
+    let row: Vec<String> = csv::Reader::from_reader(text.as_bytes()).records().next().unwrap().unwrap().iter().map(str::to_owned).collect();
+    let col = |name: &str| row[ORDER_COLUMNS.iter().position(|c| *c == name).unwrap()].clone();
+    assert_eq!(col("order_number"), "'=WEB-1");
+    assert_eq!(col("customer_name"), "'=HYPERLINK(\"http://evil\",\"Jo\")");
+    assert_eq!(col("sku"), "'-SPADE");
+    assert_eq!(col("ship_to_city"), "'+61 Ballarat");
+    assert_eq!(col("notes"), "'@SUM(A1:A9)");
+    assert_eq!(col("line_total"), "50.00", "numbers are not escaped");
+
+    // Reopened (a new connector scans the file): the escaped order number is found, not written again.
+    let again = build(dir.path(), json!({}));
+    assert_eq!(again.find_by_key(Stream::Orders, &["=WEB-1".into()]).await.unwrap().get("=WEB-1").map(String::as_str), Some("=WEB-1"));
+    let out = again.write(Stream::Orders, vec![w.clone()]).await.unwrap();
+    assert_eq!(out[0].result.as_ref().unwrap().action, WriteAction::Unchanged);
+
+    // Off by option, for an importer that wants the raw text.
+    let raw_dir = tempfile::tempdir().unwrap();
+    let raw = build(raw_dir.path(), json!({"escape_formulas": false}));
+    raw.write(Stream::Orders, vec![w]).await.unwrap();
+    let text = std::fs::read_to_string(raw_dir.path().join("orders.csv")).unwrap();
+    assert!(text.lines().nth(1).unwrap().starts_with("=WEB-1,"), "{text}");
+}
+
+/// An export whose last line has no newline: its last row is a record like the others.
+#[tokio::test]
+async fn a_last_row_without_newline_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("products.csv"), "sku,name\nA,Spade\nB,Rake").unwrap();
+    let c = build(dir.path(), json!({}));
+    let rows = data(&read_all(c.as_ref(), Stream::Products).await);
+    assert_eq!(rows, [json!({"sku": "A", "name": "Spade"}), json!({"sku": "B", "name": "Rake"})]);
+}

@@ -278,7 +278,8 @@ fn read_file(path: &Path, stream: Stream, only: Option<HashSet<String>>, em: &mu
         return Err(ConnectorError::config(path.display().to_string(), "file not found"));
     }
     let mut stopped = false;
-    let entries = store::scan(path, stream, only.as_ref(), &mut |bad| {
+    // As a source, a last line without newline is a record (exports often end that way).
+    let entries = store::scan(path, stream, only.as_ref(), crate::fileio::LastLine::Record, &mut |bad| {
         stopped = !em.emit(Ok(invalid(&label, bad)));
         !stopped
     })
@@ -344,6 +345,10 @@ impl Connector for JsonlConnector {
             })
         })
         .await
+    }
+
+    fn location(&self, stream: Stream) -> Option<String> {
+        Some(file_path(&self.folder, stream).display().to_string())
     }
 
     fn read(&self, request: ReadRequest) -> BoxStream<'_, Result<ReadItem, ConnectorError>> {

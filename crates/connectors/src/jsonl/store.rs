@@ -3,7 +3,7 @@
 //! of keys, never with the number of lines: pass one maps each key to its winning line, pass two emits
 //! those lines.
 
-use crate::fileio::Lines;
+use crate::fileio::{LastLine, Lines};
 use crate::rawkey::{key_from, record_key};
 use ferry_model::Stream;
 use serde::Deserialize;
@@ -134,21 +134,23 @@ fn classify(stream: Stream, bytes: &[u8]) -> Line {
     }
 }
 
-fn open_lines(path: &Path) -> io::Result<Lines<BufReader<File>>> {
+fn open_lines(path: &Path, last_line: LastLine) -> io::Result<Lines<BufReader<File>>> {
     let file = File::open(path)?;
-    Ok(Lines::new(BufReader::with_capacity(READ_BUFFER, file), path.display().to_string()))
+    Ok(Lines::new(BufReader::with_capacity(READ_BUFFER, file), path.display().to_string(), last_line))
 }
 
 /// Pass one: key → its last version and state. With `only`, other keys are not even kept. Unusable lines
-/// go to `bad`; it returns `false` to stop early (the reader went away).
+/// go to `bad`; it returns `false` to stop early (the reader went away). `last_line`: whether a last line
+/// without newline is read (a source file) or is a torn append (the target's own state).
 pub(crate) fn scan(
     path: &Path,
     stream: Stream,
     only: Option<&HashSet<String>>,
+    last_line: LastLine,
     bad: &mut dyn FnMut(BadLine) -> bool,
 ) -> io::Result<HashMap<Box<str>, Entry>> {
     let mut entries: HashMap<Box<str>, Entry> = HashMap::new();
-    let mut lines = open_lines(path)?;
+    let mut lines = open_lines(path, last_line)?;
     let wanted = |key: &str| only.is_none_or(|o| o.contains(key));
     while let Some((n, bytes)) = lines.next_line()? {
         match classify(stream, bytes) {
@@ -193,7 +195,7 @@ pub(crate) fn live_keys(path: &Path, stream: Stream) -> io::Result<HashSet<Box<s
     if !path.exists() {
         return Ok(HashSet::new());
     }
-    let entries = scan(path, stream, None, &mut |_| true)?;
+    let entries = scan(path, stream, None, LastLine::Torn, &mut |_| true)?;
     Ok(entries.into_iter().filter(|(_, e)| e.line > 0 && e.state != State::Deleted).map(|(k, _)| k).collect())
 }
 
@@ -217,7 +219,8 @@ pub(crate) fn emit_winners(
     emit: &mut dyn FnMut(u64, Result<Value, BadLine>) -> bool,
 ) -> io::Result<()> {
     let mut next = winners.iter().peekable();
-    let mut lines = open_lines(path)?;
+    // The winners come from `scan`: a last line without newline is only among them if scan read it.
+    let mut lines = open_lines(path, LastLine::Record)?;
     while let Some(&&(want, deactivated)) = next.peek() {
         let Some((n, bytes)) = lines.next_line()? else { break };
         if n != want {
@@ -260,7 +263,7 @@ pub(crate) struct Compacted {
 /// when nothing would go, or with `dry_run`.
 pub(crate) fn compact(path: &Path, stream: Stream, dry_run: bool) -> io::Result<Compacted> {
     let mut bad_lines = HashSet::new();
-    let entries = scan(path, stream, None, &mut |bad| {
+    let entries = scan(path, stream, None, LastLine::Torn, &mut |bad| {
         bad_lines.insert(bad.line);
         true
     })?;
@@ -273,7 +276,7 @@ pub(crate) fn compact(path: &Path, stream: Stream, dry_run: bool) -> io::Result<
     }
     let lines_after = keep.len() as u64 + keep.values().filter(|k| k.is_some()).count() as u64;
     let mut lines_before = 0;
-    let mut lines = open_lines(path)?;
+    let mut lines = open_lines(path, LastLine::Torn)?;
     while lines.next_line()?.is_some() {
         lines_before += 1;
     }
@@ -285,7 +288,7 @@ pub(crate) fn compact(path: &Path, stream: Stream, dry_run: bool) -> io::Result<
     let temp = path.with_file_name(format!(".{name}.compacting-{}", std::process::id()));
     let written = (|| {
         let mut out = io::BufWriter::with_capacity(READ_BUFFER, File::create(&temp)?);
-        let mut lines = open_lines(path)?;
+        let mut lines = open_lines(path, LastLine::Torn)?;
         while let Some((n, bytes)) = lines.next_line()? {
             let Some(tombstone) = keep.get(&n) else { continue };
             out.write_all(bytes)?;
@@ -312,8 +315,11 @@ pub(crate) fn compact(path: &Path, stream: Stream, dry_run: bool) -> io::Result<
 
 /// The file's current state: the last version of every key, tombstones applied (deactivated products and
 /// customers are served inactive). Lines that are not records are ignored.
+/// The file's current state as its writer left it: the last version of every key, tombstones applied
+/// (deactivated products and customers are served inactive). Lines that are not records, and a torn last
+/// line, are ignored.
 pub fn materialize(file: &Path, stream: Stream) -> io::Result<BTreeMap<String, Value>> {
-    let entries = scan(file, stream, None, &mut |_| true)?;
+    let entries = scan(file, stream, None, LastLine::Torn, &mut |_| true)?;
     let winners = winners(entries);
     let mut state = BTreeMap::new();
     emit_winners(file, stream, &winners, &mut |_, item| {

@@ -122,7 +122,7 @@ async fn lines_that_are_not_records_are_reported_and_reading_carries_on() {
 }
 
 #[tokio::test]
-async fn a_torn_last_line_is_skipped_by_readers_and_cut_before_appending() {
+async fn a_torn_last_line_is_reported_by_readers_and_cut_before_appending() {
     let dir = tempfile::tempdir().unwrap();
     let c = connector(dir.path());
     c.write(Stream::Products, vec![product("A", "a")]).await.unwrap();
@@ -132,11 +132,13 @@ async fn a_torn_last_line_is_skipped_by_readers_and_cut_before_appending() {
     bytes.extend_from_slice(b"{\"sku\":\"B\",\"na");
     std::fs::write(&path, &bytes).unwrap();
 
-    // A fresh connection (a restarted Ferry) reads around it...
+    // A fresh connection (a restarted Ferry) reads the complete record and reports the torn one...
     let c = connector(dir.path());
-    let got = records(&read_all(&c, Stream::Products, None).await);
+    let items = read_all(&c, Stream::Products, None).await;
+    let got = records(&items);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].1["sku"], "A");
+    assert!(matches!(&items[0], ReadItem::Invalid { position, .. } if position == "products.jsonl line 2"), "{items:?}");
     // ...and cuts it off before appending, so the next record starts on a line of its own.
     c.write(Stream::Products, vec![product("B", "b")]).await.unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
@@ -278,4 +280,31 @@ async fn writes_after_a_compaction_land_in_the_new_file_even_from_another_connec
     let state = materialize(&serve.file(Stream::Products), Stream::Products).unwrap();
     assert_eq!(state.keys().map(String::as_str).collect::<Vec<_>>(), ["A", "B", "C"]);
     assert_eq!(state["A"]["name"], "A2");
+}
+
+/// The defect: a JSONL input whose last line had no newline lost that record (and a snapshot read with
+/// `on_missing` would then retire it). As a source, the last line is a record; as the target's own state
+/// (what `find_by_key` sees) an unterminated line is still a torn append, cut off by the next write.
+#[tokio::test]
+async fn a_last_line_without_newline_is_a_record_when_read_and_a_torn_append_when_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = connector(dir.path());
+    std::fs::write(c.file(Stream::Products), "{\"sku\":\"A\",\"name\":\"Spade\"}\n{\"sku\":\"B\",\"name\":\"Rake\"}").unwrap();
+    let read = records(&read_all(&c, Stream::Products, None).await);
+    assert_eq!(read.iter().map(|(_, v)| v["sku"].as_str().unwrap()).collect::<Vec<_>>(), ["A", "B"]);
+    assert_eq!(read[1].0, "products.jsonl line 2");
+
+    // A torn line (cut mid-record) is reported, not silently dropped.
+    std::fs::write(c.file(Stream::Products), "{\"sku\":\"A\",\"name\":\"Spade\"}\n{\"sku\":\"B\",\"na").unwrap();
+    let items = read_all(&c, Stream::Products, None).await;
+    assert!(items.iter().any(|i| matches!(i, ReadItem::Invalid { position, .. } if position == "products.jsonl line 2")), "{items:?}");
+
+    // The orders this connector wrote: an unterminated last line is not an order the file holds.
+    std::fs::write(c.file(Stream::Orders), "").unwrap();
+    let line = serde_json::to_string(&order("WEB-1").record).unwrap();
+    std::fs::write(c.file(Stream::Orders), line).unwrap();
+    let fresh = connector(dir.path());
+    assert!(fresh.find_by_key(Stream::Orders, &["WEB-1".into()]).await.unwrap().is_empty());
+    fresh.write(Stream::Orders, vec![order("WEB-1")]).await.unwrap();
+    assert_eq!(std::fs::read_to_string(fresh.file(Stream::Orders)).unwrap().lines().count(), 1);
 }

@@ -878,7 +878,7 @@ impl Tryton {
         let mut attempt = 0;
         loop {
             match self.rpc.create("party.party", vec![vals.clone()], &Map::new()).await {
-                Ok(ids) => return Ok(ids[0]),
+                Ok(ids) => return created_id(&ids, self.rpc.endpoint(), "party.party"),
                 Err(e) if c.code.is_none() && attempt < 3 && e.message.contains("must be unique") => attempt += 1,
                 Err(e) => return Err(e),
             }
@@ -927,12 +927,13 @@ impl Tryton {
         let ids = self.rpc.create("party.address", vec![vals.clone()], &Map::new()).await.map_err(|e| e.to_record_failure(Some(field.into())))?;
         // remember it as read back, so the next order of the batch with this address reuses it
         let mut row = vals.as_object().cloned().unwrap_or_default();
-        row.insert("id".into(), json!(ids[0]));
+        let id = created_id(&ids, self.rpc.endpoint(), "party.address").map_err(|e| e.to_record_failure(Some(field.into())))?;
+        row.insert("id".into(), json!(id));
         if let Some(c) = &a.country {
             row.insert("country.".into(), json!({"code": c}));
         }
         existing.push(row);
-        Ok(ids[0])
+        Ok(id)
     }
 }
 
@@ -973,6 +974,11 @@ fn line(p: &ProductInfo, quantity: Decimal, unit_price: Decimal, description: Op
     v
 }
 
+/// The one id a `create` of one record answers; an empty answer is an error, not a panic.
+fn created_id(ids: &[i64], endpoint: &str, model: &str) -> Result<i64, RpcError> {
+    ids.first().copied().ok_or_else(|| RpcError::new(rpc::RpcErrorKind::Server, endpoint, &format!("model.{model}.create"), "answered no id for the record created"))
+}
+
 /// A quantity for a Float field: an exact JSON number (serde_json keeps the digits).
 fn number(d: Decimal) -> Value {
     Value::from_str(&d.normalize().to_string()).unwrap_or(json!(0))
@@ -994,6 +1000,14 @@ mod tests {
         let guests = super::super::CustomerMatching { by_email: true, match_guests: true, ..Default::default() };
         assert!(email_matchable(&buyer(Some(true)), &guests) && email_matchable(&buyer(None), &guests));
         assert!(!email_matchable(&ferry_model::OrderCustomer { guest: Some(false), ..Default::default() }, &on), "no e-mail, nothing to match");
+    }
+
+    /// Ids from Tryton: a missing one is an error, not a panic.
+    #[test]
+    fn an_empty_create_answer_is_an_error() {
+        let e = created_id(&[], "http://tryton", "sale.sale").unwrap_err();
+        assert!(e.message.contains("no id") && e.call == "model.sale.sale.create", "{e:?}");
+        assert_eq!(created_id(&[7], "http://tryton", "sale.sale").unwrap(), 7);
     }
 
     #[test]

@@ -45,6 +45,11 @@ pub enum RpcErrorKind {
 }
 
 impl RpcError {
+    /// An error Ferry finds in an answer (not one Tryton reported), e.g. a `create` that answered no id.
+    pub fn new(kind: RpcErrorKind, endpoint: &str, call: &str, message: impl Into<String>) -> RpcError {
+        RpcError { kind, endpoint: endpoint.to_owned(), call: call.to_owned(), message: message.into(), retry_after: None, cause: TransientCause::Unknown }
+    }
+
     pub fn is_transient(&self) -> bool {
         self.kind == RpcErrorKind::Transient
     }
@@ -207,30 +212,8 @@ impl Rpc {
         }
     }
 
-    /// Tryton's error shapes: `["UserError", [message, description, domain]]`, `["UserWarning", [name,
-    /// message, description]]`, `["AccessError", [...]]`, `["ConcurrencyException", msg]`, or a traceback string.
     fn fault(&self, call: &str, error: &Value) -> RpcError {
-        let (kind_name, detail) = match error {
-            Value::Array(a) => (a.first().and_then(Value::as_str).unwrap_or("Error").to_owned(), a.get(1).cloned().unwrap_or(Value::Null)),
-            Value::String(s) => (s.lines().last().unwrap_or(s).to_owned(), Value::Null),
-            other => ("Error".to_owned(), other.clone()),
-        };
-        let texts: Vec<String> = match &detail {
-            Value::Array(parts) => parts.iter().filter_map(|p| p.as_str()).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
-            Value::String(s) => vec![s.clone()],
-            _ => vec![],
-        };
-        let kind = match kind_name.as_str() {
-            "UserError" | "UserWarning" | "AccessError" | "DomainValidationError" | "RequiredValidationError"
-            | "SizeValidationError" | "SelectionValidationError" | "ForeignKeyError" | "SQLConstraintError"
-            | "ConcurrencyException" => RpcErrorKind::User,
-            k if k.contains("DatabaseOperationalError") || k.contains("database is locked") => RpcErrorKind::Transient,
-            _ => RpcErrorKind::Server,
-        };
-        // a Python exception that is not one of Tryton's named errors arrives as its bare text
-        let named = kind_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        let kind_name = if named { kind_name } else { format!("server exception {kind_name}") };
-        let message = if texts.is_empty() { kind_name.clone() } else { format!("{kind_name}: {}", texts.join(" — ")) };
+        let (kind, message) = classify_fault(error);
         self.err(kind, call, message)
     }
 
@@ -345,6 +328,34 @@ fn idempotency_of(call: &str) -> Idempotency {
     }
 }
 
+/// Tryton's error shapes: `["UserError", [message, description, domain]]`, `["UserWarning", [name,
+/// message, description]]`, `["AccessError", [...]]`, `["ConcurrencyException", msg]`, or a traceback
+/// string → the kind of error and its message (public for the fuzz targets in `fuzz/`).
+pub fn classify_fault(error: &Value) -> (RpcErrorKind, String) {
+    let (kind_name, detail) = match error {
+        Value::Array(a) => (a.first().and_then(Value::as_str).unwrap_or("Error").to_owned(), a.get(1).cloned().unwrap_or(Value::Null)),
+        Value::String(s) => (s.lines().last().unwrap_or(s).to_owned(), Value::Null),
+        other => ("Error".to_owned(), other.clone()),
+    };
+    let texts: Vec<String> = match &detail {
+        Value::Array(parts) => parts.iter().filter_map(|p| p.as_str()).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        Value::String(s) => vec![s.clone()],
+        _ => vec![],
+    };
+    let kind = match kind_name.as_str() {
+        "UserError" | "UserWarning" | "AccessError" | "DomainValidationError" | "RequiredValidationError"
+        | "SizeValidationError" | "SelectionValidationError" | "ForeignKeyError" | "SQLConstraintError"
+        | "ConcurrencyException" => RpcErrorKind::User,
+        k if k.contains("DatabaseOperationalError") || k.contains("database is locked") => RpcErrorKind::Transient,
+        _ => RpcErrorKind::Server,
+    };
+    // a Python exception that is not one of Tryton's named errors arrives as its bare text
+    let named = kind_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let kind_name = if named { kind_name } else { format!("server exception {kind_name}") };
+    let message = if texts.is_empty() { kind_name.clone() } else { format!("{kind_name}: {}", texts.join(" — ")) };
+    (kind, message)
+}
+
 fn transport_message(e: &reqwest::Error) -> String {
     let what = if e.is_timeout() {
         "timed out"
@@ -443,7 +454,8 @@ pub fn as_datetime(v: &Value) -> Option<DateTime<Utc>> {
     let g = |k: &str| m.get(k).and_then(Value::as_u64).unwrap_or(0) as u32;
     Utc.with_ymd_and_hms(g("year") as i32, g("month"), g("day"), g("hour"), g("minute"), g("second"))
         .single()
-        .map(|t| t + chrono::Duration::microseconds(i64::from(g("microsecond"))))
+        // checked: a date at the end of chrono's range plus the microseconds would overflow
+        .and_then(|t| t.checked_add_signed(chrono::Duration::microseconds(i64::from(g("microsecond")))))
 }
 
 pub fn as_date(v: &Value) -> Option<NaiveDate> {
@@ -501,6 +513,14 @@ pub fn dotted<'a>(row: &'a Map<String, Value>, path: &str) -> Option<&'a Value> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A datetime at the end of chrono's range plus its microseconds used to overflow (a panic).
+    #[test]
+    fn datetimes_at_the_limit_are_none_not_a_panic() {
+        let v = json!({"__class__": "datetime", "year": 262142, "month": 12, "day": 31, "hour": 23, "minute": 59, "second": 59, "microsecond": u32::MAX});
+        assert_eq!(as_datetime(&v), None);
+        assert_eq!(as_datetime(&json!({"__class__": "datetime", "year": u64::MAX})), None);
+    }
 
     #[test]
     fn base64_matches_the_standard_alphabet_and_padding() {

@@ -345,7 +345,8 @@ fn operation(query: &str) -> String {
     field.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').next().unwrap_or("?").to_owned()
 }
 
-fn parse_errors(body: &Value) -> Vec<GqlError> {
+/// The `errors` of a GraphQL answer (public for the fuzz targets in `fuzz/`).
+pub fn parse_errors(body: &Value) -> Vec<GqlError> {
     body.get("errors")
         .and_then(Value::as_array)
         .map(|errs| {

@@ -14,6 +14,9 @@ mod products;
 mod shipments;
 mod stock;
 
+/// Vendure's order answer → canonical order (public for the fuzz targets in `fuzz/`).
+pub use orders::translate as translate_order;
+
 use async_trait::async_trait;
 use ferry_engine::{
     BuildContext, CheckReport, Connector, ConnectorError, ConnectorFactory, Description, ReadItem, ReadMode, ReadRequest,
@@ -170,6 +173,9 @@ impl Channel {
     /// gross with `rate` when the flags differ (rounded to the cent, commercial rounding); otherwise the
     /// amount must already be exact in minor units (no silent rounding of 19.995).
     pub fn to_minor(&self, price: &Price, rate: Decimal, field: &str) -> Result<i64, RecordFailure> {
+        let out_of_range = |amount: Decimal, rate: Decimal| {
+            RecordFailure::permanent(Some(format!("{field}.amount")), format!("{amount} at tax rate {rate} is out of range"))
+        };
         if price.currency != self.currency {
             return Err(RecordFailure::permanent(
                 Some(format!("{field}.currency")),
@@ -186,8 +192,8 @@ impl Channel {
                 }
                 price.amount
             }
-            (true, false) => price.net(rate),
-            (false, true) => price.gross(rate),
+            (true, false) => price.net(rate).ok_or_else(|| out_of_range(price.amount, rate))?,
+            (false, true) => price.gross(rate).ok_or_else(|| out_of_range(price.amount, rate))?,
             _ => unreachable!(),
         };
         self.currency

@@ -137,7 +137,7 @@ pub(crate) fn read(v: &Vendure, request: ReadRequest) -> BoxStream<'_, Result<Re
 }
 
 /// One Vendure order → a canonical order record, or `Invalid` naming the order and field.
-pub(crate) fn translate(o: &Value, prices_include_tax: bool) -> ReadItem {
+pub fn translate(o: &Value, prices_include_tax: bool) -> ReadItem {
     let code = o["code"].as_str().unwrap_or("?").to_owned();
     let position = format!("vendure order {code}");
     let invalid = |field: &str, message: String| ReadItem::Invalid {
@@ -197,12 +197,14 @@ fn canonical(o: &Value, pit: bool) -> Result<Value, Bad> {
         extra_prorated += extra * unit_prorated;
         extra_tax += tax - charged;
         line_sum += total;
+        // Checked: quantity and price are whatever Vendure answered; out of range fails this order only.
+        let discount = qty.checked_mul(unit).map(|gross| gross - total).ok_or_else(|| (f("quantity"), format!("{qty} × {unit} is out of range")))?;
         lines.push(json!({
             "sku": sku,
             "name": l.pointer("/productVariant/name"),
             "quantity": qty.to_string(),
             "unit_price": unit.to_string(),
-            "discount": (qty * unit - total).to_string(),
+            "discount": discount.to_string(),
             "taxes": split_tax(c, tax, l["taxLines"].as_array().cloned().unwrap_or_default()),
             "total": total.to_string(),
         }));
@@ -501,15 +503,21 @@ fn split_tax(c: Currency, tax: Decimal, tax_lines: Vec<Value>) -> Vec<Value> {
     if rates.is_empty() {
         return if tax.is_zero() { vec![] } else { vec![json!({"name": "tax", "amount": tax.to_string()})] };
     }
-    let sum: Decimal = rates.iter().map(|(_, r)| *r).sum();
+    // Checked: the rates are whatever Vendure answered; a share out of range leaves the rest to the last line.
+    let sum = rates.iter().try_fold(Decimal::ZERO, |acc, (_, r)| acc.checked_add(*r)).unwrap_or_default();
     let mut left = tax;
     let n = rates.len();
     rates
         .into_iter()
         .enumerate()
         .map(|(i, (name, rate))| {
-            let amount = if i + 1 == n || sum.is_zero() { left } else { c.round(tax * rate / sum) };
-            left -= amount;
+            let share = tax.checked_mul(rate).and_then(|t| t.checked_div(sum)).map(|a| c.round(a));
+            let amount = match share {
+                Some(a) if i + 1 < n && !sum.is_zero() => a,
+                _ => left,
+            };
+            // An absurd share cannot panic here; the tax lines then fail to add up and validation names them.
+            left = left.checked_sub(amount).unwrap_or_default();
             json!({"name": name, "rate": rate.normalize().to_string(), "amount": amount.to_string()})
         })
         .collect()
@@ -806,6 +814,24 @@ mod tests {
         };
         assert_eq!(canonical(&order(Value::Null), false).unwrap()["customer"]["guest"], true);
         assert_eq!(canonical(&order(json!({"id": "3"})), false).unwrap()["customer"]["guest"], false);
+    }
+
+    /// Vendure's answer is outside data: amounts whose product leaves `Decimal`'s range, or absurd tax
+    /// rates, fail that order (naming the field), never panic.
+    #[test]
+    fn amounts_out_of_range_are_invalid_not_a_panic() {
+        let line = json!({"productVariant": {"sku": "S"}, "quantity": i64::MAX, "unitPrice": i64::MAX, "discountedLinePrice": 0,
+                          "proratedLinePriceWithTax": 0, "proratedLinePrice": 0});
+        let o = json!({"code": "BIG", "currencyCode": "AUD", "orderPlacedAt": "2026-11-20T10:00:00Z", "lines": [line],
+                       "subTotal": 0, "totalWithTax": 0, "total": 0});
+        match translate(&o, false) {
+            ReadItem::Invalid { field, message, .. } => assert_eq!(field, "lines[0].quantity", "{message}"),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+        let c = Currency::parse("AUD").unwrap();
+        let absurd = vec![json!({"taxRate": 7.9e27}), json!({"taxRate": -7.9e27}), json!({"taxRate": 1})];
+        let split = split_tax(c, Decimal::new(i64::MAX, 2), absurd);
+        assert_eq!(split.len(), 3);
     }
 
     #[test]

@@ -198,7 +198,11 @@ pub trait StateStore: Send + Sync {
     /// Who holds the flow's lease, if anyone.
     async fn lock_holder(&self, flow: &str) -> StoreResult<Option<String>>;
 
+    /// Starts a run row (`running`), recording the flow's lease holder as the run's holder.
     async fn begin_run(&self, flow: &str, mode: &str) -> StoreResult<i64>;
+    /// Marks `running` runs as `interrupted` when their flow's lease is gone, expired, held by another
+    /// holder, or held by a process `holder_gone` says no longer exists; returns how many.
+    async fn interrupt_stale_runs(&self, flow: Option<&str>, holder_gone: &(dyn for<'h> Fn(&'h str) -> bool + Send + Sync)) -> StoreResult<u64>;
     async fn finish_run(&self, run_id: i64, status: &str, error: Option<&str>) -> StoreResult<()>;
     async fn runs(&self, flow: Option<&str>, limit: i64) -> StoreResult<Vec<RunRow>>;
     async fn run_records(&self, run_id: i64) -> StoreResult<Vec<RunRecord>>;

@@ -110,7 +110,10 @@ impl StateStore for SqliteStore {
     }
 
     async fn begin_run(&self, flow: &str, mode: &str) -> StoreResult<i64> {
-        let id = sqlx::query("INSERT INTO runs (flow, mode, started_at, status) VALUES (?1, ?2, ?3, 'running')")
+        let id = sqlx::query(
+            "INSERT INTO runs (flow, mode, started_at, status, holder)
+             VALUES (?1, ?2, ?3, 'running', (SELECT holder FROM flow_locks WHERE flow = ?1))",
+        )
             .bind(flow)
             .bind(mode)
             .bind(now())
@@ -119,6 +122,48 @@ impl StateStore for SqliteStore {
             .map_err(|e| self.err("begin run", e))?
             .last_insert_rowid();
         Ok(id)
+    }
+
+    async fn interrupt_stale_runs(&self, flow: Option<&str>, holder_gone: &(dyn for<'h> Fn(&'h str) -> bool + Send + Sync)) -> StoreResult<u64> {
+        let rows = sqlx::query(
+            "SELECT r.id, r.holder, l.holder, l.expires_at FROM runs r LEFT JOIN flow_locks l ON l.flow = r.flow
+             WHERE r.status = 'running' AND (?1 IS NULL OR r.flow = ?1)",
+        )
+        .bind(flow)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err("list running runs", e))?;
+        let now_t = now();
+        let mut interrupted = 0;
+        for r in rows {
+            let (id, run_holder, lock_holder, expires): (i64, Option<String>, Option<String>, Option<String>) = (r.get(0), r.get(1), r.get(2), r.get(3));
+            let why = match (&lock_holder, &expires) {
+                (None, _) | (_, None) => Some("its flow's lease was released without the run finishing".to_owned()),
+                (Some(lock), Some(until)) => {
+                    if until.as_str() < now_t.as_str() {
+                        Some(format!("its lease (held by {lock}) expired at {until}"))
+                    } else if run_holder.as_ref().is_some_and(|h| h != lock) {
+                        Some(format!("its flow's lease passed to {lock}"))
+                    } else if holder_gone(lock) {
+                        Some(format!("its process {lock} no longer exists"))
+                    } else {
+                        None
+                    }
+                }
+            };
+            let Some(why) = why else { continue };
+            let holder = run_holder.as_deref().unwrap_or("an unknown process");
+            let message = format!("interrupted: the run of {holder} stopped without finishing (killed?); {why}");
+            interrupted += sqlx::query("UPDATE runs SET status = 'interrupted', finished_at = ?2, error = ?3 WHERE id = ?1 AND status = 'running'")
+                .bind(id)
+                .bind(&now_t)
+                .bind(message)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| self.err("mark run interrupted", e))?
+                .rows_affected();
+        }
+        Ok(interrupted)
     }
 
     async fn finish_run(&self, run_id: i64, status: &str, error: Option<&str>) -> StoreResult<()> {

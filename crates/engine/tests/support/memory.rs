@@ -25,6 +25,11 @@ pub struct Faults {
     /// The next N write calls do their work and then lose the answer (a connection dropped after the
     /// endpoint answered).
     pub lose_answers: u32,
+    /// Keys whose write makes the connector panic (after storing the records before it in the batch):
+    /// a connector bug that must not stop the flow.
+    pub panic_on: HashSet<String>,
+    /// Keys the target refuses to retire (permanently).
+    pub refuse_retire: HashSet<String>,
 }
 
 pub struct Memory {
@@ -43,6 +48,8 @@ pub struct Memory {
     pub previous_seen: Mutex<HashMap<String, serde_json::Value>>,
     /// Emit a checkpoint (the index) after every N source records, for incremental reads.
     pub checkpoint_every: usize,
+    /// The keys each read asked for (`ReadRequest::keys`).
+    pub requested_keys: Mutex<Vec<Option<Vec<String>>>>,
 }
 
 impl Memory {
@@ -60,6 +67,7 @@ impl Memory {
             unfinished: Mutex::new(HashSet::new()),
             previous_seen: Mutex::new(HashMap::new()),
             checkpoint_every: 2,
+            requested_keys: Mutex::new(Vec::new()),
         }
     }
     pub fn writes(&self) -> usize {
@@ -91,6 +99,7 @@ impl Connector for Memory {
     }
 
     fn read(&self, request: ReadRequest) -> BoxStream<'_, Result<ReadItem, ConnectorError>> {
+        self.requested_keys.lock().unwrap().push(request.keys.clone());
         let records = self.source.lock().unwrap().clone();
         let start = request.checkpoint.and_then(|c| c.as_u64()).unwrap_or(0) as usize;
         let every = self.checkpoint_every;
@@ -115,6 +124,12 @@ impl Connector for Memory {
         let mut target = self.target.lock().unwrap();
         let mut outcomes = Vec::new();
         for w in batch {
+            if faults.panic_on.contains(&w.key) {
+                // Locks released first, as a panicking connector's would be: the test checks the engine.
+                drop(target);
+                drop(faults);
+                panic!("connector bug on {}", w.key);
+            }
             if let Some(limit) = faults.die_after
                 && *self.records_written.lock().unwrap() >= limit
             {
@@ -168,9 +183,14 @@ impl Connector for Memory {
 
     async fn retire(&self, _stream: Stream, items: Vec<(String, String)>, mode: RetireMode) -> Result<Vec<WriteOutcome>, ConnectorError> {
         let mut retired = self.retired.lock().unwrap();
+        let faults = self.faults.lock().unwrap();
+        let refuse = &faults.refuse_retire;
         Ok(items
             .into_iter()
             .map(|(key, id)| {
+                if refuse.contains(&key) {
+                    return WriteOutcome::failed(key, RecordFailure::permanent(None, "record is referenced by open orders"));
+                }
                 retired.push((key.clone(), mode));
                 WriteOutcome::ok(key, id, WriteAction::Retired)
             })

@@ -1,0 +1,84 @@
+//! Targeted runs (`ferry sync FLOW --key K`, webhooks): the keys are **canonical** keys, the ones a
+//! record has after the flow's mapping (`sku`, `code`, `number`, `sku@location`, `list/sku/min_qty`).
+//!
+//! The source is asked for those keys only when the mapping leaves the key fields exactly as the source
+//! has them; when the mapping renames, computes, sets, defaults or drops a key field, the source's own
+//! key is something else, so the whole source is read and records are selected after mapping. Either
+//! way, only selected records are compared and written (dry runs too), and a record that fails before its
+//! key is known (an unreadable row, a mapping error on a raw ERP row) is left alone rather than parked,
+//! with a warning saying how many.
+
+use crate::mapping::MappingConfig;
+use ferry_model::Stream;
+use std::collections::HashSet;
+
+#[derive(Clone, Debug)]
+pub struct KeySelection {
+    keys: HashSet<String>,
+    /// The source can filter by these keys itself.
+    push_down: bool,
+}
+
+impl KeySelection {
+    pub fn new(keys: &[String], mapping: &MappingConfig, stream: Stream) -> Self {
+        KeySelection { keys: keys.iter().cloned().collect(), push_down: !mapping_touches_key(mapping, stream) }
+    }
+
+    /// The keys to hand the source (`ReadRequest::keys`), or `None` to read it all.
+    pub fn source_keys(&self) -> Option<Vec<String>> {
+        self.push_down.then(|| {
+            let mut keys: Vec<String> = self.keys.iter().cloned().collect();
+            keys.sort();
+            keys
+        })
+    }
+
+    pub fn selects(&self, key: &str) -> bool {
+        self.keys.contains(key)
+    }
+}
+
+/// Whether the mapping can make a record's canonical key differ from the key fields the source record
+/// carries (so a source filtering by key would filter by the wrong value).
+pub fn mapping_touches_key(mapping: &MappingConfig, stream: Stream) -> bool {
+    let key_fields = stream.key_fields();
+    let is_key = |path: &str| {
+        let top = path.split(['.', '[']).next().unwrap_or(path);
+        key_fields.contains(&top)
+    };
+    mapping.rename.iter().any(|(from, to)| is_key(from) || is_key(to))
+        || mapping.compute.keys().any(|p| is_key(p))
+        || mapping.defaults.keys().any(|p| is_key(p))
+        || mapping.set.keys().any(|p| is_key(p))
+        || mapping.drop.iter().any(|f| is_key(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping(toml: &str) -> MappingConfig {
+        toml::from_str(toml).unwrap()
+    }
+
+    #[test]
+    fn keys_go_to_the_source_only_when_the_mapping_leaves_key_fields_alone() {
+        let keys = ["SPD-1001".to_owned()];
+        let untouched = mapping("rename = { Description = \"name\" }\nset = { \"price.currency\" = \"AUD\" }");
+        assert_eq!(KeySelection::new(&keys, &untouched, Stream::Products).source_keys(), Some(keys.to_vec()));
+        for touching in [
+            "rename = { ItemCode = \"sku\" }",
+            "rename = { sku = \"custom_sku\" }",
+            "compute = { sku = '.Code | ascii_upcase' }",
+            "defaults = { sku = \"X\" }",
+            "drop = [\"sku\"]",
+        ] {
+            assert_eq!(KeySelection::new(&keys, &mapping(touching), Stream::Products).source_keys(), None, "{touching}");
+        }
+        // Stock keys are `sku@location`: a mapped location changes the key too.
+        assert!(mapping_touches_key(&mapping("set = { location = \"main\" }"), Stream::Stock));
+        assert!(!mapping_touches_key(&mapping("set = { location = \"main\" }"), Stream::Products));
+        let selection = KeySelection::new(&keys, &untouched, Stream::Products);
+        assert!(selection.selects("SPD-1001") && !selection.selects("SPD-1002"));
+    }
+}
