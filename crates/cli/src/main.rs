@@ -22,6 +22,7 @@ mod bench;
 mod bench_serve;
 mod output;
 mod remote;
+mod secrets;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -123,6 +124,11 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Connection secrets, encrypted in the state store under the master key (FERRY_MASTER_KEY_FILE).
+    Secrets {
+        #[command(subcommand)]
+        action: secrets::SecretsAction,
+    },
 }
 
 #[derive(Subcommand)]
@@ -194,15 +200,17 @@ fn one_workspace(config: &Config, path: &Path) -> Result<()> {
     Ok(())
 }
 
-async fn open(config_path: &Path) -> Result<Workspace> {
+async fn open(config_path: &Path, workspace: Option<&str>) -> Result<Workspace> {
     let mut config = Config::load(config_path).with_context(|| {
         if config_path.exists() { String::new() } else { "run `ferry init` to write an example config".into() }
     })?;
     one_workspace(&config, config_path)?;
-    // `webhook_secret` belongs to `ferry serve`, not to connectors; `api` connections live on the store.
-    ferry_server::take_webhook_secrets(&mut config);
     let store = std::sync::Arc::new(ferry_engine::SqliteStore::open(&config.state_path()).await?);
     let registry = ferry_connectors::registry_with_store(store.clone());
+    // `{ secret = "NAME" }` options and the workspace's env variables, as `ferry serve` resolves them.
+    ferry_server::prepare_config(&mut config, workspace, &store, &registry).await?;
+    // `webhook_secret` belongs to `ferry serve`, not to connectors; `api` connections live on the store.
+    ferry_server::take_webhook_secrets(&mut config, workspace);
     Ok(Workspace::with_store(config, registry, store))
 }
 
@@ -302,8 +310,9 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Secrets { action } => secrets::run(&cli.config, action, cli.json).await,
         Command::Check { connection } => {
-            let ws = open(&cli.config).await?;
+            let ws = open(&cli.config, cli.workspace.as_deref()).await?;
             let names: Vec<String> = match connection {
                 Some(c) => vec![c],
                 None => ws.config.connections.keys().cloned().collect(),
@@ -335,7 +344,7 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             .await
         }
         Command::Sync { flow, all, full, dry_run, keys, force_retire, .. } => {
-            let ws = open(&cli.config).await?;
+            let ws = open(&cli.config, cli.workspace.as_deref()).await?;
             let flows: Vec<String> = match (flow, all) {
                 (Some(f), _) => vec![f],
                 (None, true) => ws.config.flows.iter().filter(|(_, f)| f.enabled).map(|(n, _)| n.clone()).collect(),
@@ -368,12 +377,12 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             Ok(worst)
         }
         Command::Status { flow } => {
-            let ws = open(&cli.config).await?;
+            let ws = open(&cli.config, cli.workspace.as_deref()).await?;
             output::status(&ws, flow.as_deref(), cli.json).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Failures { action } => {
-            let ws = open(&cli.config).await?;
+            let ws = open(&cli.config, cli.workspace.as_deref()).await?;
             match action {
                 FailuresAction::List { flow } => {
                     let failures = ws.store().failures(flow.as_deref(), None).await?;
@@ -401,7 +410,7 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Xref { key } => {
-            let ws = open(&cli.config).await?;
+            let ws = open(&cli.config, cli.workspace.as_deref()).await?;
             let rows = ws.store().xref_find(&key).await?;
             if rows.is_empty() {
                 bail!("{key:?} is not a source key or target id of any flow");

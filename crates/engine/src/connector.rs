@@ -280,6 +280,12 @@ pub trait ConnectorFactory: Send + Sync {
     fn name(&self) -> &'static str;
     fn summary(&self) -> &'static str;
     fn build(&self, options: &serde_json::Value, ctx: &BuildContext) -> Result<Arc<dyn Connector>, ConnectorError>;
+    /// Secret options this connector can also read from an environment variable named by another option,
+    /// as `(option, env_option)` pairs, e.g. `("password", "password_env")`. A server of several
+    /// workspaces points `env_option` at the workspace's own variable (see [`crate::secrets::resolve`]).
+    fn env_secrets(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
 }
 
 /// All connector types this binary was built with.

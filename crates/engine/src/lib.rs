@@ -13,6 +13,7 @@ pub mod hash;
 pub mod mapping;
 pub mod run;
 pub mod schedule;
+pub mod secrets;
 pub mod store;
 pub mod workspace;
 

@@ -25,8 +25,8 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready when every workspace's state store answers. (Unauthenticated: it says nothing about a
-/// workspace but its queue counts.)
+/// Ready when every workspace's state store answers. Unauthenticated, so it names nothing: no
+/// workspace, flow or connection, only the status and the queue counts of all workspaces together.
 pub async fn readyz(State(server): S) -> Result<Json<Value>, ApiError> {
     let mut total = ferry_engine::store::jobs::QueueDepth::default();
     for state in server.workspaces.values() {
@@ -39,11 +39,16 @@ pub async fn readyz(State(server): S) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"status": "ready", "queue": total})))
 }
 
-/// Prometheus metrics of every workspace (labelled `workspace` when serving several): for the operator's
-/// scraper, like /readyz, so not behind a workspace's key.
-pub async fn metrics(State(server): S) -> Result<impl IntoResponse, ApiError> {
+/// Prometheus metrics. They name flows and connections, so they need a key: the operator's
+/// `FERRY_METRICS_TOKEN` gets every workspace (labelled `workspace` when serving several), a workspace's
+/// API key (any scope) gets that workspace's alone.
+pub async fn metrics(State(server): S, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+    let shown: Vec<Arc<AppState>> = match crate::auth::metrics_viewer(&server, &headers).await? {
+        crate::auth::MetricsViewer::Operator => server.workspaces.values().cloned().collect(),
+        crate::auth::MetricsViewer::Workspace(state) => vec![state],
+    };
     let mut parts = Vec::new();
-    for state in server.workspaces.values() {
+    for state in &shown {
         let depth = state.store.queue_depth(state.clock.now()).await?;
         parts.push((server.multi.then_some(state.name.as_str()), &state.metrics, depth));
     }
@@ -167,6 +172,9 @@ pub async fn runs(State(server): S, headers: HeaderMap, Query(q): Query<RunsQuer
 
 pub async fn run_records(State(server): S, headers: HeaderMap, Path(id): Path<i64>) -> ApiResult {
     let (state, _) = require(&server, &headers, Scope::Read).await?;
+    if !state.store.run_exists(id).await? {
+        return Err(ApiError::not_found(format!("no run {id}")).field("id"));
+    }
     let records = state.store.run_records(id).await?;
     Ok(Json(json!({"run": id, "records": records})))
 }
@@ -215,6 +223,7 @@ async fn check_one(state: &AppState, name: &str) -> Value {
         return json!({"name": name, "ok": false});
     };
     let mut secrets = ferry_engine::config::secret_values(&conf.options);
+    secrets.extend(state.resolved_secrets.iter().cloned());
     if let Some(s) = state.secrets.get(name) {
         secrets.push(s.expose().to_owned());
     }

@@ -8,6 +8,7 @@
 pub mod jobs;
 pub mod keys;
 pub mod records;
+pub mod secrets;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -18,6 +19,7 @@ use std::collections::HashMap;
 pub use jobs::JobQueue;
 pub use keys::KeyStore;
 pub use records::RecordStore;
+pub use secrets::{DeliveryLog, SecretStore};
 pub use sqlite::SqliteStore;
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -10,6 +10,7 @@ use std::str::FromStr;
 
 mod jobs;
 mod records;
+mod secrets;
 
 pub struct SqliteStore {
     pool: SqlitePool,
