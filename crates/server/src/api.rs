@@ -134,6 +134,14 @@ pub async fn trigger(State(server): S, headers: HeaderMap, Path(flow): Path<Stri
     Ok((StatusCode::ACCEPTED, Json(json!({"job": job}))))
 }
 
+/// `limit` of a listing: 1..=1000 (the OpenAPI document's range), 50 when absent.
+fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit.unwrap_or(50) {
+        n @ 1..=1000 => Ok(n),
+        n => Err(ApiError::invalid(format!("limit {n}: between 1 and 1000")).field("limit")),
+    }
+}
+
 #[derive(Deserialize)]
 pub struct JobsQuery {
     flow: Option<String>,
@@ -148,7 +156,7 @@ pub async fn jobs(State(server): S, headers: HeaderMap, Query(q): Query<JobsQuer
         .as_deref()
         .map(|s| JobStatus::parse(s).ok_or_else(|| ApiError::invalid(format!("status {s:?}: one of queued, running, succeeded, failed")).field("status")))
         .transpose()?;
-    let jobs = state.store.jobs(&JobFilter { flow: q.flow, status, limit: q.limit.unwrap_or(50).clamp(1, 1000) }).await?;
+    let jobs = state.store.jobs(&JobFilter { flow: q.flow, status, limit: page_limit(q.limit)? }).await?;
     Ok(Json(json!({"jobs": jobs})))
 }
 
@@ -166,7 +174,7 @@ pub struct RunsQuery {
 
 pub async fn runs(State(server): S, headers: HeaderMap, Query(q): Query<RunsQuery>) -> ApiResult {
     let (state, _) = require(&server, &headers, Scope::Read).await?;
-    let runs = state.store.runs(q.flow.as_deref(), q.limit.unwrap_or(50).clamp(1, 1000)).await?;
+    let runs = state.store.runs(q.flow.as_deref(), page_limit(q.limit)?).await?;
     Ok(Json(json!({"runs": runs})))
 }
 
@@ -224,6 +232,8 @@ async fn check_one(state: &AppState, name: &str) -> Value {
     };
     let mut secrets = ferry_engine::config::secret_values(&conf.options);
     secrets.extend(state.resolved_secrets.iter().cloned());
+    // Longest first, so a secret containing another is replaced whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     if let Some(s) = state.secrets.get(name) {
         secrets.push(s.expose().to_owned());
     }
