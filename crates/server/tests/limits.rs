@@ -291,3 +291,44 @@ async fn a_bad_token_writes_nothing_and_one_workspace_locked_does_not_stop_anoth
     assert!(started.elapsed() < Duration::from_secs(5), "requests waited for another workspace's write lock: {:?}", started.elapsed());
     drop(lock);
 }
+
+#[tokio::test]
+async fn a_repeated_delivery_id_gets_no_second_job_and_a_connection_without_webhooks_says_so() {
+    let (_dir, server, _) = single("").await;
+    let state = server.default_workspace().unwrap().clone();
+    let jobs = || async { state.store.jobs(&JobFilter { limit: 100, ..Default::default() }).await.unwrap().len() };
+    let body = br#"{"skus":["A-1"]}"#;
+    let (status, _, first) = send(&server, signed("/hooks/shop", body, "hook-secret", Some("d-1"))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    let first_job = first["jobs"][0]["job"].as_i64().unwrap();
+    let (status, _, again) = send(&server, signed("/hooks/shop", body, "hook-secret", Some("d-1"))).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again, json!({"jobs": [], "duplicate": true, "delivery": "d-1", "first_jobs": [first_job]}));
+    assert_eq!(jobs().await, 1, "no second job for a repeated delivery");
+    // Another id, or no id at all: each is a delivery of its own.
+    assert_eq!(send(&server, signed("/hooks/shop", body, "hook-secret", Some("d-2"))).await.0, StatusCode::ACCEPTED);
+    assert_eq!(send(&server, signed("/hooks/shop", body, "hook-secret", None)).await.0, StatusCode::ACCEPTED);
+    assert_eq!(jobs().await, 3);
+    // A badly signed repeat is refused before dedup; a malformed id is a 400.
+    let (status, _, body_) = send(&server, signed("/hooks/shop", body, "wrong", Some("d-1"))).await;
+    assert_error_shape(status, &body_, "invalid_signature");
+    let (status, _, body_) = send(&server, signed("/hooks/shop", body, "hook-secret", Some("has space"))).await;
+    assert_error_shape(status, &body_, "invalid_request");
+
+    // `api` connections (like csv and jsonl) have no targeted sync: 202 with a note, nothing enqueued.
+    let (status, _, answer) = send(&server, signed("/hooks/feed", body, "feed-secret", None)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(answer["jobs"], json!([]));
+    assert!(answer["note"].as_str().unwrap().contains("type api which has no targeted sync"), "{answer}");
+    assert_eq!(jobs().await, 3);
+}
+
+#[tokio::test]
+async fn a_delivery_id_is_forgotten_after_the_dedup_window() {
+    let (_dir, server, _) = single("webhook_dedup_window_seconds = 1").await;
+    let body = br#"{"skus":["A-1"]}"#;
+    assert_eq!(send(&server, signed("/hooks/shop", body, "hook-secret", Some("d-9"))).await.0, StatusCode::ACCEPTED);
+    assert_eq!(send(&server, signed("/hooks/shop", body, "hook-secret", Some("d-9"))).await.0, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(send(&server, signed("/hooks/shop", body, "hook-secret", Some("d-9"))).await.0, StatusCode::ACCEPTED, "a new delivery after the window");
+}
