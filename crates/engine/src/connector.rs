@@ -191,8 +191,11 @@ pub enum ErrorKind {
 }
 
 impl ConnectorError {
+    /// Credentials inside URLs are redacted from both parts (a URL with a password must not reach a
+    /// log, the store or an API answer through an error).
     pub fn new(kind: ErrorKind, endpoint: impl Into<String>, message: impl Into<String>) -> Self {
-        ConnectorError { kind, endpoint: endpoint.into(), message: message.into() }
+        let redact = crate::secrets::redact_url_credentials;
+        ConnectorError { kind, endpoint: redact(&endpoint.into()), message: redact(&message.into()) }
     }
     pub fn transient(endpoint: impl Into<String>, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Transient, endpoint, message)

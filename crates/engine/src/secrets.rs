@@ -159,6 +159,32 @@ impl MasterKey {
     }
 }
 
+/// Every URL's credentials in `text` replaced: `http://admin:hunter2@host/x` → `http://***@host/x`.
+/// Applied to every connector error (endpoint and message), so a password written into a URL never
+/// reaches a log line, an error message, a run's stored error, `--json` output or an API answer.
+pub fn redact_url_credentials(text: &str) -> String {
+    if !text.contains("://") {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail.find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>' | '`') || c.is_whitespace()).unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                out.push_str(&tail[at..end]);
+            }
+            None => out.push_str(&tail[..end]),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Secret names: what a config refers to and `ferry secrets` manages.
 pub fn valid_secret_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
@@ -357,6 +383,19 @@ fn canonical_prefix(p: &Path) -> PathBuf {
 mod tests {
     use super::*;
     use crate::store::SqliteStore;
+
+    #[test]
+    fn url_credentials_are_redacted_wherever_they_appear() {
+        assert_eq!(
+            redact_url_credentials("tryton http://admin:hunter2@127.0.0.1:9/x/rpc/: refused (see https://u:p@h.example?q) and ftp://plain/x"),
+            "tryton http://***@127.0.0.1:9/x/rpc/: refused (see https://***@h.example?q) and ftp://plain/x"
+        );
+        assert_eq!(redact_url_credentials("\"http://a:b@c\""), "\"http://***@c\"");
+        assert_eq!(redact_url_credentials("no url: a@b"), "no url: a@b");
+        assert_eq!(redact_url_credentials("x://"), "x://");
+        let e = crate::ConnectorError::transient("tryton http://admin:hunter2@h/", "GET http://admin:hunter2@h/rpc failed");
+        assert!(!format!("{e} {e:?}").contains("hunter2"), "{e}");
+    }
 
     #[test]
     fn sealed_secrets_open_only_under_their_key_and_name() {

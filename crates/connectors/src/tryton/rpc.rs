@@ -118,7 +118,13 @@ impl Rpc {
     }
 
     fn err(&self, kind: RpcErrorKind, call: &str, message: impl Into<String>) -> RpcError {
-        RpcError { kind, endpoint: self.endpoint.clone(), call: call.to_owned(), message: message.into() }
+        // Errors reach logs, the store and the API: never with credentials written into the URL.
+        RpcError {
+            kind,
+            endpoint: ferry_engine::secrets::redact_url_credentials(&self.endpoint),
+            call: call.to_owned(),
+            message: ferry_engine::secrets::redact_url_credentials(&message.into()),
+        }
     }
 
     /// One HTTP round trip. `Ok(Err(status))` for an HTTP 401/403 the caller may want to handle.
@@ -237,7 +243,7 @@ impl Rpc {
             match self.post(&name, &Value::Array(params), Some(&header)).await? {
                 Ok(v) => return Ok(v),
                 Err(401) if attempt == 0 => {
-                    tracing::info!(endpoint = %self.endpoint, call = %name, "session expired; logging in again");
+                    tracing::info!(endpoint = %ferry_engine::secrets::redact_url_credentials(&self.endpoint), call = %name, "session expired; logging in again");
                     continue;
                 }
                 Err(status) => return Err(self.err(RpcErrorKind::Auth, &name, format!("HTTP {status}: not allowed"))),
