@@ -5,7 +5,8 @@
 // What it adds to a stock Vendure:
 // - custom fields the Ferry connector writes (see docs/connectors/vendure.md for the mapping);
 // - FerryWebhookPlugin: EventBus events -> signed HTTP POST to WEBHOOK_URL
-//   (X-Ferry-Signature: sha256=<hex HMAC-SHA256(raw body, WEBHOOK_SECRET)>, X-Ferry-Timestamp: unix s);
+//   (X-Ferry-Signature: sha256=<hex HMAC-SHA256(raw body, WEBHOOK_SECRET)>, X-Ferry-Timestamp: unix s,
+//   X-Ferry-Delivery: a UUID per event);
 // - the promotion action `ferry_variant_fixed_price` used for group / customer prices.
 const path = require('path');
 const http = require('http');
@@ -31,6 +32,7 @@ class FerryWebhookPlugin {
     const client = u.protocol === 'https:' ? https : http;
     const send = (type, body) => {
       const data = JSON.stringify({ type, at: new Date().toISOString(), ...body });
+      const delivery = crypto.randomUUID();
       const signature = 'sha256=' + crypto.createHmac('sha256', secret).update(data).digest('hex');
       const req = client.request({
         hostname: u.hostname, port: u.port, path: u.pathname + u.search, method: 'POST',
@@ -38,6 +40,9 @@ class FerryWebhookPlugin {
           'content-type': 'application/json', 'content-length': Buffer.byteLength(data),
           'x-ferry-signature': signature, 'x-ferry-timestamp': String(Math.floor(Date.now() / 1000)),
           'x-ferry-event': type,
+          // One id per event: a delivery repeated by a retrying proxy or queue is acknowledged by Ferry
+          // without a second job (within [server] webhook_dedup_window_seconds).
+          'x-ferry-delivery': delivery,
         },
         timeout: 5000,
       });
