@@ -208,7 +208,9 @@ async fn open(config_path: &Path, workspace: Option<&str>) -> Result<Workspace> 
     let store = std::sync::Arc::new(ferry_engine::SqliteStore::open(&config.state_path()).await?);
     let registry = ferry_connectors::registry_with_store(store.clone());
     // `{ secret = "NAME" }` options and the workspace's env variables, as `ferry serve` resolves them.
-    ferry_server::prepare_config(&mut config, workspace, &store, &registry).await?;
+    for warning in ferry_server::prepare_config(&mut config, workspace, &store, &registry).await?.warnings {
+        eprintln!("warning: {warning}");
+    }
     // `webhook_secret` belongs to `ferry serve`, not to connectors; `api` connections live on the store.
     ferry_server::take_webhook_secrets(&mut config, workspace);
     Ok(Workspace::with_store(config, registry, store))

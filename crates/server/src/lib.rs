@@ -194,21 +194,18 @@ pub fn secret_env_name(workspace: Option<&str>, connection: &str) -> String {
 /// Makes a config ready to build connectors from: resolves `{ secret = "NAME" }` options from `store`
 /// (under the master key of `FERRY_MASTER_KEY` / `FERRY_MASTER_KEY_FILE`) and secret options from the
 /// workspace's environment variables. `workspace` is `Some` in a server of several workspaces (and for
-/// `ferry --workspace NAME`). Returns the secret values now in the options, to scrub from messages.
+/// `ferry --workspace NAME`). Returns what was resolved: the secret values now in the options (to scrub
+/// from messages) and warnings for people (plain-text secrets in the config).
 pub async fn prepare_config(
     config: &mut Config,
     workspace: Option<&str>,
     store: &SqliteStore,
     registry: &ferry_engine::Registry,
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<ferry_engine::secrets::Resolved> {
     let key = ferry_engine::secrets::MasterKey::from_env()?;
     let env_options = |kind: &str| registry.get(kind).map(|f| f.env_secrets()).unwrap_or(&[]);
     let scope = ferry_engine::secrets::SecretScope { workspace, env_options: &env_options };
-    let resolved = ferry_engine::secrets::resolve(config, store, key.as_ref(), &scope).await?;
-    for w in &resolved.warnings {
-        tracing::warn!(workspace = workspace.unwrap_or(DEFAULT_WORKSPACE), "{w}");
-    }
-    Ok(resolved.values.iter().map(|v| v.to_string()).collect())
+    Ok(ferry_engine::secrets::resolve(config, store, key.as_ref(), &scope).await?)
 }
 
 /// Everything the handlers, scheduler and workers share.
@@ -268,8 +265,11 @@ impl AppState {
         let store = Arc::new(SqliteStore::open(&config.state_path()).await?);
         let mut registry = ferry_connectors::registry_with_store(store.clone());
         extra(&mut registry);
-        let resolved_secrets =
-            prepare_config(&mut config, env_workspace.as_deref(), &store, &registry).await.map_err(|e| anyhow::anyhow!("workspace {name}: {e}"))?;
+        let resolved = prepare_config(&mut config, env_workspace.as_deref(), &store, &registry).await.map_err(|e| anyhow::anyhow!("workspace {name}: {e}"))?;
+        for w in &resolved.warnings {
+            tracing::warn!(workspace = name, "{w}");
+        }
+        let resolved_secrets = resolved.values.iter().map(|v| v.to_string()).collect();
         let secrets = take_webhook_secrets(&mut config, env_workspace.as_deref());
         let mut schedules = BTreeMap::new();
         for (name, flow) in &config.flows {
