@@ -118,8 +118,10 @@ impl ServerSettings {
     /// `max_concurrent_requests`, `webhook_dedup_window_seconds`, `allow_paths_outside_workspace`;
     /// and env `FERRY_METRICS_TOKEN`.
     pub fn from_config(config: &Config) -> Result<ServerSettings, String> {
-        let mut s = ServerSettings::default();
-        s.metrics_token = std::env::var(METRICS_TOKEN_ENV).ok().filter(|t| !t.trim().is_empty()).map(Secret);
+        let mut s = ServerSettings {
+            metrics_token: std::env::var(METRICS_TOKEN_ENV).ok().filter(|t| !t.trim().is_empty()).map(Secret),
+            ..ServerSettings::default()
+        };
         let Some(table) = &config.server else { return Ok(s) };
         for (k, v) in table {
             let bad = || format!("[server] {k}: unexpected value {v}");
