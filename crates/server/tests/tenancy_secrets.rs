@@ -106,3 +106,81 @@ async fn a_workspaces_file_connectors_stay_in_its_folder_unless_the_operator_all
     write(dir.path(), "acme/ferry.toml", "[state]\npath = \"s.db\"\n[connections.erp]\ntype = \"csv\"\npath = \"exports\"\n");
     assert!(Server::open(top(""), Arc::new(SystemClock)).await.is_ok());
 }
+
+/// A connector whose check echoes its password and URL, as a careless one might.
+struct Echo {
+    password: String,
+    url: String,
+}
+
+#[async_trait::async_trait]
+impl ferry_engine::Connector for Echo {
+    fn describe(&self) -> ferry_engine::Description {
+        ferry_engine::Description {
+            name: "echo",
+            summary: "test",
+            config_schema: serde_json::json!({}),
+            streams: vec![],
+            batch_size: 1,
+            webhooks: false,
+        }
+    }
+    async fn check(&self) -> Result<ferry_engine::CheckReport, ferry_engine::ConnectorError> {
+        Ok(ferry_engine::CheckReport { ok: false, details: vec![format!("logged in to {} with {}", self.url, self.password)] })
+    }
+    fn read(&self, _: ferry_engine::ReadRequest) -> futures::stream::BoxStream<'_, Result<ferry_engine::ReadItem, ferry_engine::ConnectorError>> {
+        Box::pin(futures::stream::empty())
+    }
+}
+
+struct EchoFactory;
+impl ferry_engine::ConnectorFactory for EchoFactory {
+    fn name(&self) -> &'static str {
+        "echo"
+    }
+    fn summary(&self) -> &'static str {
+        "test"
+    }
+    fn build(&self, options: &serde_json::Value, _: &ferry_engine::BuildContext) -> Result<Arc<dyn ferry_engine::Connector>, ferry_engine::ConnectorError> {
+        Ok(Arc::new(Echo { password: options["password"].as_str().unwrap_or_default().into(), url: options["url"].as_str().unwrap_or_default().into() }))
+    }
+}
+
+#[tokio::test]
+async fn a_stored_secret_reaches_the_connector_and_never_an_api_answer() {
+    use ferry_engine::secrets::MasterKey;
+    use ferry_engine::store::{KeyStore, SecretStore};
+    let dir = tempfile::tempdir().unwrap();
+    let key = MasterKey::generate();
+    {
+        let store = ferry_engine::SqliteStore::open(&dir.path().join("wsstore/s.db")).await.unwrap();
+        store.put_secret(key.seal("erp-pw", "stored-Pw-4711")).await.unwrap();
+        store.put_secret(key.seal("erp-url", "http://admin:url-Pw-815@erp.invalid/")).await.unwrap();
+    }
+    write(
+        dir.path(),
+        "wsstore/ferry.toml",
+        "[state]\npath = \"s.db\"\n[connections.erp]\ntype = \"echo\"\npassword = { secret = \"erp-pw\" }\nurl = { secret = \"erp-url\" }\n",
+    );
+    // SAFETY: FERRY_MASTER_KEY is read by no other test of this binary.
+    unsafe { std::env::set_var(ferry_engine::secrets::MASTER_KEY_ENV, key.to_hex().as_str()) };
+    let top = Config::parse("[server]\nworkspaces = { wsstore = \"wsstore/ferry.toml\" }\n", dir.path().to_path_buf()).unwrap();
+    let server = Server::open_with(top, Arc::new(SystemClock), |r| {
+        r.register(Box::new(EchoFactory));
+    })
+    .await
+    .unwrap();
+    let state = server.workspace("wsstore").unwrap();
+    let (_, admin) = state.store.create_key("admin", &[ferry_engine::store::keys::Scope::Admin]).await.unwrap();
+    for uri in ["/api/v1/connections", "/api/v1/connections/erp/check"] {
+        let method = if uri.ends_with("check") { "POST" } else { "GET" };
+        let req = Request::builder().method(method).uri(uri).header("authorization", format!("Bearer {admin}")).body(Body::empty()).unwrap();
+        let resp = router_for(server.clone()).oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let text = String::from_utf8(http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes().to_vec()).unwrap();
+        assert!(text.contains("logged in to"), "the connector ran with the resolved options: {text}");
+        for secret in ["stored-Pw-4711", "url-Pw-815"] {
+            assert!(!text.contains(secret), "{uri} showed {secret}: {text}");
+        }
+    }
+}
