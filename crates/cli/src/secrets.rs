@@ -67,6 +67,10 @@ pub async fn run(config_path: &Path, action: SecretsAction, json: bool) -> Resul
         return Ok(ExitCode::SUCCESS);
     }
     let config = Config::load(config_path)?;
+    if config.server.as_ref().is_some_and(|s| s.contains_key("workspaces")) {
+        // Secrets belong to one workspace's store; a server config has none of its own.
+        bail!("{} serves several workspaces: name the one whose secret this is with --workspace", config_path.display());
+    }
     let store = ferry_engine::SqliteStore::open(&config.state_path()).await?;
     match action {
         SecretsAction::Init { .. } => unreachable!("handled above"),

@@ -125,3 +125,25 @@ fn a_plain_text_password_still_works_with_a_warning_that_shows_no_value() {
     assert!(text.contains("warning: connections.erp.password is a plain-text secret"), "shown without FERRY_LOG: {text}");
     assert!(text.contains("cannot connect"), "the plain password was used: {text}");
 }
+
+#[test]
+fn secrets_belong_to_the_workspace_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("ferry.toml"), "[server]\nworkspaces = { acme = \"acme/ferry.toml\", beta = \"beta/ferry.toml\" }\n").unwrap();
+    for ws in ["acme", "beta"] {
+        std::fs::create_dir_all(d.join(ws)).unwrap();
+        std::fs::write(d.join(ws).join("ferry.toml"), "[state]\npath = \"state.db\"\n").unwrap();
+    }
+    let key = d.join("master.key");
+    assert!(run(ferry(d, None), &["secrets", "init", "--key-file", key.to_str().unwrap()], None).0.status.success());
+    let (out, text) = run(ferry(d, Some(&key)), &["secrets", "set", "shop-pw"], Some(STORED));
+    assert!(!out.status.success() && text.contains("--workspace"), "{text}");
+    let (out, text) = run(ferry(d, Some(&key)), &["--workspace", "acme", "secrets", "set", "shop-pw"], Some(STORED));
+    assert!(out.status.success(), "{text}");
+    let list = |ws: &str| {
+        let (out, _) = run(ferry(d, Some(&key)), &["--json", "--workspace", ws, "secrets", "list"], None);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap().as_array().unwrap().len()
+    };
+    assert_eq!((list("acme"), list("beta")), (1, 0), "acme's secret is not beta's");
+}
