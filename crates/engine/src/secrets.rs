@@ -397,6 +397,26 @@ mod tests {
         assert!(!format!("{e} {e:?}").contains("hunter2"), "{e}");
     }
 
+    proptest::proptest! {
+        /// Whatever surrounds it, a URL's password never survives redaction, and text without a URL
+        /// is left alone.
+        #[test]
+        fn no_url_password_survives_redaction(
+            before in "[ -~]{0,20}",
+            user in "[a-z]{1,8}",
+            password in "[A-Za-z0-9!$%&*+,;=~-]{6,16}",
+            host in "[a-z]{1,10}(\\.[a-z]{2,5})?(:[0-9]{2,5})?",
+            after in "(/[ -~]{0,20})?",
+        ) {
+            let text = format!("{before} https://{user}:{password}@{host}{after}");
+            let redacted = redact_url_credentials(&text);
+            proptest::prop_assert!(!redacted.contains(&format!(":{password}@")), "{redacted}");
+            proptest::prop_assert!(redacted.contains(&format!("https://***@{host}")), "{redacted}");
+            let plain = before.replace("://", "");
+            proptest::prop_assert_eq!(redact_url_credentials(&plain), plain.clone());
+        }
+    }
+
     #[test]
     fn sealed_secrets_open_only_under_their_key_and_name() {
         let key = MasterKey::generate();
