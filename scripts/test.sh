@@ -41,6 +41,12 @@ if [ "${FERRY_SKIP_PEERS:-0}" != 1 ]; then
     done
 fi
 
+# The OpenAPI fuzz test (crates/cli/tests/openapi_fuzz.rs) uses the pinned schemathesis from PyPI: install
+# it while the workspace compiles (the test installs it itself when run alone; the install is locked).
+ST_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/schemathesis
+mkdir -p "$ST_DIR"
+scripts/peers/schemathesis/install.sh "$ST_DIR" >"$ST_DIR/install.log" 2>&1 &
+
 echo "[test] building tests"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run "${FEATURES[@]}" --no-run

@@ -22,6 +22,7 @@ mod bench;
 mod bench_serve;
 mod output;
 mod remote;
+mod secrets;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -135,6 +136,11 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Connection secrets, encrypted in the state store under the master key (FERRY_MASTER_KEY_FILE).
+    Secrets {
+        #[command(subcommand)]
+        action: secrets::SecretsAction,
+    },
 }
 
 #[derive(Subcommand)]
@@ -206,20 +212,24 @@ fn one_workspace(config: &Config, path: &Path) -> Result<()> {
     Ok(())
 }
 
-async fn open(config_path: &Path) -> Result<Workspace> {
-    Ok(open_with_store(config_path).await?.0)
+async fn open(config_path: &Path, workspace: Option<&str>) -> Result<Workspace> {
+    Ok(open_with_store(config_path, workspace).await?.0)
 }
 
 /// The workspace and its state store (for the store's parts a `Workspace` does not expose).
-async fn open_with_store(config_path: &Path) -> Result<(Workspace, std::sync::Arc<ferry_engine::SqliteStore>)> {
+async fn open_with_store(config_path: &Path, workspace: Option<&str>) -> Result<(Workspace, std::sync::Arc<ferry_engine::SqliteStore>)> {
     let mut config = Config::load(config_path).with_context(|| {
         if config_path.exists() { String::new() } else { "run `ferry init` to write an example config".into() }
     })?;
     one_workspace(&config, config_path)?;
-    // `webhook_secret` belongs to `ferry serve`, not to connectors; `api` connections live on the store.
-    ferry_server::take_webhook_secrets(&mut config);
     let store = std::sync::Arc::new(ferry_engine::SqliteStore::open(&config.state_path()).await?);
     let registry = ferry_connectors::registry_with_store(store.clone());
+    // `{ secret = "NAME" }` options and the workspace's env variables, as `ferry serve` resolves them.
+    for warning in ferry_server::prepare_config(&mut config, workspace, &store, &registry).await?.warnings {
+        eprintln!("warning: {warning}");
+    }
+    // `webhook_secret` belongs to `ferry serve`, not to connectors; `api` connections live on the store.
+    ferry_server::take_webhook_secrets(&mut config, workspace);
     Ok((Workspace::with_store(config, registry, store.clone()), store))
 }
 
@@ -319,8 +329,9 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Secrets { action } => secrets::run(&cli.config, action, cli.json).await,
         Command::Check { connection } => {
-            let ws = open(&cli.config).await?;
+            let ws = open(&cli.config, cli.workspace.as_deref()).await?;
             let names: Vec<String> = match connection {
                 Some(c) => vec![c],
                 None => ws.config.connections.keys().cloned().collect(),
@@ -352,7 +363,7 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             .await
         }
         Command::Sync { flow, all, full, dry_run, keys, force_retire, allow_empty_source, .. } => {
-            let ws = open(&cli.config).await?;
+            let ws = open(&cli.config, cli.workspace.as_deref()).await?;
             let flows: Vec<String> = match (flow, all) {
                 (Some(f), _) => vec![f],
                 (None, true) => ws.config.flows.iter().filter(|(_, f)| f.enabled).map(|(n, _)| n.clone()).collect(),
@@ -386,14 +397,14 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             Ok(worst)
         }
         Command::Status { flow } => {
-            let ws = open(&cli.config).await?;
+            let ws = open(&cli.config, cli.workspace.as_deref()).await?;
             // A run whose process died (kill -9) shows as interrupted, not as running forever.
             ferry_engine::lease::interrupt_stale_runs(ws.store(), flow.as_deref()).await?;
             output::status(&ws, flow.as_deref(), cli.json).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Failures { action } => {
-            let ws = open(&cli.config).await?;
+            let ws = open(&cli.config, cli.workspace.as_deref()).await?;
             match action {
                 FailuresAction::List { flow } => {
                     let failures = ws.store().failures(flow.as_deref(), None).await?;
@@ -421,13 +432,13 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Prune { dry_run } => {
-            let (ws, store) = open_with_store(&cli.config).await?;
+            let (ws, store) = open_with_store(&cli.config, cli.workspace.as_deref()).await?;
             let report = ferry_engine::retention::prune(&ws, store.as_ref(), chrono::Utc::now(), &ferry_engine::retention::holder(), dry_run).await?;
             output::prune(&report, cli.json)?;
             Ok(if report.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Xref { key } => {
-            let ws = open(&cli.config).await?;
+            let ws = open(&cli.config, cli.workspace.as_deref()).await?;
             let rows = ws.store().xref_find(&key).await?;
             if rows.is_empty() {
                 bail!("{key:?} is not a source key or target id of any flow");

@@ -239,7 +239,7 @@ stream = "orders"
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(sales_with_reference(&tryton, &code).await, vec![sale], "exactly one sale for order {code}");
-    let (_, metrics) = get(&format!("{base}/metrics"), None).await;
+    let (_, metrics) = get(&format!("{base}/metrics"), Some(&token)).await;
     let metric = |name: &str| metrics.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok())).unwrap_or(f64::NAN);
     let (sum, count) = (metric("ferry_webhook_to_target_seconds_sum"), metric("ferry_webhook_to_target_seconds_count"));
     eprintln!(

@@ -222,8 +222,11 @@ pub enum ErrorKind {
 }
 
 impl ConnectorError {
+    /// Credentials inside URLs are redacted from both parts (a URL with a password must not reach a
+    /// log, the store or an API answer through an error).
     pub fn new(kind: ErrorKind, endpoint: impl Into<String>, message: impl Into<String>) -> Self {
-        ConnectorError { kind, endpoint: endpoint.into(), message: message.into(), retry_after: None }
+        let redact = crate::secrets::redact_url_credentials;
+        ConnectorError { kind, endpoint: redact(&endpoint.into()), message: redact(&message.into()), retry_after: None }
     }
     pub fn with_retry_after(mut self, retry_after: Option<std::time::Duration>) -> Self {
         self.retry_after = retry_after;
@@ -346,6 +349,12 @@ pub trait ConnectorFactory: Send + Sync {
     fn name(&self) -> &'static str;
     fn summary(&self) -> &'static str;
     fn build(&self, options: &serde_json::Value, ctx: &BuildContext) -> Result<Arc<dyn Connector>, ConnectorError>;
+    /// Secret options this connector can also read from an environment variable named by another option,
+    /// as `(option, env_option)` pairs, e.g. `("password", "password_env")`. A server of several
+    /// workspaces points `env_option` at the workspace's own variable (see [`crate::secrets::resolve`]).
+    fn env_secrets(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
 }
 
 /// All connector types this binary was built with.

@@ -18,6 +18,7 @@ pub mod retention;
 pub mod retire_guard;
 pub mod run;
 pub mod schedule;
+pub mod secrets;
 pub mod store;
 pub mod targeted;
 pub mod workspace;

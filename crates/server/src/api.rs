@@ -25,8 +25,8 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready when every workspace's state store answers. (Unauthenticated: it says nothing about a
-/// workspace but its queue counts.)
+/// Ready when every workspace's state store answers. Unauthenticated, so it names nothing: no
+/// workspace, flow or connection, only the status and the queue counts of all workspaces together.
 pub async fn readyz(State(server): S) -> Result<Json<Value>, ApiError> {
     let mut total = ferry_engine::store::jobs::QueueDepth::default();
     for state in server.workspaces.values() {
@@ -39,11 +39,16 @@ pub async fn readyz(State(server): S) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"status": "ready", "queue": total})))
 }
 
-/// Prometheus metrics of every workspace (labelled `workspace` when serving several): for the operator's
-/// scraper, like /readyz, so not behind a workspace's key.
-pub async fn metrics(State(server): S) -> Result<impl IntoResponse, ApiError> {
+/// Prometheus metrics. They name flows and connections, so they need a key: the operator's
+/// `FERRY_METRICS_TOKEN` gets every workspace (labelled `workspace` when serving several), a workspace's
+/// API key (any scope) gets that workspace's alone.
+pub async fn metrics(State(server): S, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+    let shown: Vec<Arc<AppState>> = match crate::auth::metrics_viewer(&server, &headers).await? {
+        crate::auth::MetricsViewer::Operator => server.workspaces.values().cloned().collect(),
+        crate::auth::MetricsViewer::Workspace(state) => vec![state],
+    };
     let mut parts = Vec::new();
-    for state in server.workspaces.values() {
+    for state in &shown {
         let depth = state.store.queue_depth(state.clock.now()).await?;
         parts.push((server.multi.then_some(state.name.as_str()), &state.metrics, depth));
     }
@@ -129,6 +134,14 @@ pub async fn trigger(State(server): S, headers: HeaderMap, Path(flow): Path<Stri
     Ok((StatusCode::ACCEPTED, Json(json!({"job": job}))))
 }
 
+/// `limit` of a listing: 1..=1000 (the OpenAPI document's range), 50 when absent.
+fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit.unwrap_or(50) {
+        n @ 1..=1000 => Ok(n),
+        n => Err(ApiError::invalid(format!("limit {n}: between 1 and 1000")).field("limit")),
+    }
+}
+
 #[derive(Deserialize)]
 pub struct JobsQuery {
     flow: Option<String>,
@@ -143,7 +156,7 @@ pub async fn jobs(State(server): S, headers: HeaderMap, Query(q): Query<JobsQuer
         .as_deref()
         .map(|s| JobStatus::parse(s).ok_or_else(|| ApiError::invalid(format!("status {s:?}: one of queued, running, succeeded, failed")).field("status")))
         .transpose()?;
-    let jobs = state.store.jobs(&JobFilter { flow: q.flow, status, limit: q.limit.unwrap_or(50).clamp(1, 1000) }).await?;
+    let jobs = state.store.jobs(&JobFilter { flow: q.flow, status, limit: page_limit(q.limit)? }).await?;
     Ok(Json(json!({"jobs": jobs})))
 }
 
@@ -161,12 +174,15 @@ pub struct RunsQuery {
 
 pub async fn runs(State(server): S, headers: HeaderMap, Query(q): Query<RunsQuery>) -> ApiResult {
     let (state, _) = require(&server, &headers, Scope::Read).await?;
-    let runs = state.store.runs(q.flow.as_deref(), q.limit.unwrap_or(50).clamp(1, 1000)).await?;
+    let runs = state.store.runs(q.flow.as_deref(), page_limit(q.limit)?).await?;
     Ok(Json(json!({"runs": runs})))
 }
 
 pub async fn run_records(State(server): S, headers: HeaderMap, Path(id): Path<i64>) -> ApiResult {
     let (state, _) = require(&server, &headers, Scope::Read).await?;
+    if !state.store.run_exists(id).await? {
+        return Err(ApiError::not_found(format!("no run {id}")).field("id"));
+    }
     let records = state.store.run_records(id).await?;
     Ok(Json(json!({"run": id, "records": records})))
 }
@@ -215,6 +231,9 @@ async fn check_one(state: &AppState, name: &str) -> Value {
         return json!({"name": name, "ok": false});
     };
     let mut secrets = ferry_engine::config::secret_values(&conf.options);
+    secrets.extend(state.resolved_secrets.iter().cloned());
+    // Longest first, so a secret containing another is replaced whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     if let Some(s) = state.secrets.get(name) {
         secrets.push(s.expose().to_owned());
     }

@@ -11,12 +11,7 @@ use std::sync::Arc;
 
 /// The key's workspace and the key, when the key is valid and has `scope`.
 pub async fn require(server: &Server, headers: &HeaderMap, scope: Scope) -> Result<(Arc<AppState>, ApiKey), ApiError> {
-    let token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+    let token = bearer(headers)
         .ok_or_else(|| ApiError::unauthorized("send an API key as `Authorization: Bearer <key>` (create one with `ferry keys create`)"))?;
     // The token itself is never logged; its public id part is, when it has the shape of one.
     let id = token.strip_prefix("fy_").and_then(|t| t.split('_').next()).unwrap_or("?");
@@ -40,4 +35,59 @@ pub async fn require(server: &Server, headers: &HeaderMap, scope: Scope) -> Resu
         return Err(ApiError::forbidden(format!("this key lacks the {} scope", scope.as_str())));
     }
     Ok((state, key))
+}
+
+/// The bearer token of a request, if it sent one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Runs before an API handler reads its body: a request without a known key is answered 401 before a
+/// byte of its body is buffered (the handler checks the scope afterwards).
+pub async fn known_key_first(
+    axum::extract::State(server): axum::extract::State<Arc<Server>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response, ApiError> {
+    require(&server, request.headers(), Scope::Read).await.map(|_| ()).or_else(|e| if e.status == axum::http::StatusCode::FORBIDDEN { Ok(()) } else { Err(e) })?;
+    Ok(next.run(request).await)
+}
+
+/// `/metrics` callers: the operator's `FERRY_METRICS_TOKEN` sees every workspace; a workspace's API key
+/// (any scope) sees that workspace alone. Anyone else sees nothing: metrics name flows and connections.
+pub enum MetricsViewer {
+    Operator,
+    Workspace(Arc<AppState>),
+}
+
+pub async fn metrics_viewer(server: &Server, headers: &HeaderMap) -> Result<MetricsViewer, ApiError> {
+    if let (Some(expected), Some(given)) = (&server.settings.metrics_token, bearer(headers)) {
+        use subtle_eq::ct_eq;
+        if ct_eq(expected.expose().as_bytes(), given.as_bytes()) {
+            return Ok(MetricsViewer::Operator);
+        }
+    }
+    if bearer(headers).is_none() {
+        return Err(ApiError::unauthorized(format!(
+            "metrics name workspaces' flows: send `Authorization: Bearer <{}>` or a workspace's API key",
+            crate::METRICS_TOKEN_ENV
+        )));
+    }
+    let (state, _) = require(server, headers, Scope::Read).await?;
+    Ok(MetricsViewer::Workspace(state))
+}
+
+mod subtle_eq {
+    /// Compares without an early exit, so the time taken tells nothing about where two tokens differ.
+    pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+        use sha2::{Digest, Sha256};
+        // Hashing first makes the lengths equal (and the length of the secret unobservable).
+        let (a, b) = (Sha256::digest(a), Sha256::digest(b));
+        a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
 }

@@ -66,6 +66,20 @@ pub struct ServerSettings {
     /// `[server.workspaces]`: workspace name → its config file (resolved against the server config's
     /// folder). Empty: the config itself is the one workspace, named `default`.
     pub workspaces: BTreeMap<String, PathBuf>,
+    /// Largest webhook body read; a larger one is refused with 413 before more is buffered.
+    pub webhook_max_bytes: usize,
+    /// Largest body of an API request (records pushed in one call).
+    pub api_max_bytes: usize,
+    /// A request taking longer is answered 408 (and its work dropped).
+    pub request_timeout: Duration,
+    /// Requests handled at once; more are refused with 503 at once rather than queued.
+    pub max_concurrent_requests: usize,
+    /// A repeated webhook delivery id within this window gets no second job.
+    pub webhook_dedup_window: Duration,
+    /// Let workspaces' connector paths leave their folder (`[server] allow_paths_outside_workspace`).
+    pub allow_paths_outside_workspace: bool,
+    /// Bearer token for `/metrics` of every workspace (env `FERRY_METRICS_TOKEN`).
+    pub metrics_token: Option<Secret>,
 }
 
 impl Default for ServerSettings {
@@ -77,9 +91,19 @@ impl Default for ServerSettings {
             shutdown_grace: Duration::from_secs(30),
             poll: Duration::from_secs(1),
             workspaces: BTreeMap::new(),
+            webhook_max_bytes: 256 * 1024,
+            api_max_bytes: 32 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            max_concurrent_requests: 256,
+            webhook_dedup_window: Duration::from_secs(24 * 3600),
+            allow_paths_outside_workspace: false,
+            metrics_token: None,
         }
     }
 }
+
+/// Env variable holding the bearer token of `/metrics`.
+pub const METRICS_TOKEN_ENV: &str = "FERRY_METRICS_TOKEN";
 
 /// The workspace a single config file is served as.
 pub const DEFAULT_WORKSPACE: &str = "default";
@@ -91,9 +115,14 @@ pub fn valid_workspace_name(name: &str) -> bool {
 
 impl ServerSettings {
     /// Reads `[server]`: `listen`, `workers`, `lease_seconds`, `shutdown_grace_seconds`, `poll_millis`,
-    /// `workspaces`.
+    /// `workspaces`, `webhook_max_bytes`, `api_max_bytes`, `request_timeout_seconds`,
+    /// `max_concurrent_requests`, `webhook_dedup_window_seconds`, `allow_paths_outside_workspace`;
+    /// and env `FERRY_METRICS_TOKEN`.
     pub fn from_config(config: &Config) -> Result<ServerSettings, String> {
-        let mut s = ServerSettings::default();
+        let mut s = ServerSettings {
+            metrics_token: std::env::var(METRICS_TOKEN_ENV).ok().filter(|t| !t.trim().is_empty()).map(Secret),
+            ..ServerSettings::default()
+        };
         let Some(table) = &config.server else { return Ok(s) };
         for (k, v) in table {
             let bad = || format!("[server] {k}: unexpected value {v}");
@@ -103,6 +132,14 @@ impl ServerSettings {
                 "lease_seconds" => s.lease = Duration::from_secs(v.as_integer().filter(|n| *n >= 5).ok_or_else(bad)? as u64),
                 "shutdown_grace_seconds" => s.shutdown_grace = Duration::from_secs(v.as_integer().filter(|n| *n >= 0).ok_or_else(bad)? as u64),
                 "poll_millis" => s.poll = Duration::from_millis(v.as_integer().filter(|n| *n >= 10).ok_or_else(bad)? as u64),
+                "webhook_max_bytes" => s.webhook_max_bytes = v.as_integer().filter(|n| (1..=16 << 20).contains(n)).ok_or_else(bad)? as usize,
+                "api_max_bytes" => s.api_max_bytes = v.as_integer().filter(|n| (1024..=1 << 30).contains(n)).ok_or_else(bad)? as usize,
+                "request_timeout_seconds" => s.request_timeout = Duration::from_secs(v.as_integer().filter(|n| *n >= 1).ok_or_else(bad)? as u64),
+                "max_concurrent_requests" => s.max_concurrent_requests = v.as_integer().filter(|n| *n >= 1).ok_or_else(bad)? as usize,
+                "webhook_dedup_window_seconds" => {
+                    s.webhook_dedup_window = Duration::from_secs(v.as_integer().filter(|n| *n >= 0).ok_or_else(bad)? as u64)
+                }
+                "allow_paths_outside_workspace" => s.allow_paths_outside_workspace = v.as_bool().ok_or_else(bad)?,
                 "workspaces" => {
                     let t = v.as_table().ok_or_else(|| "[server] workspaces: a table of name = \"path/to/workspace.toml\"".to_string())?;
                     for (name, path) in t {
@@ -116,7 +153,9 @@ impl ServerSettings {
                 }
                 other => {
                     return Err(format!(
-                        "[server] {other}: unknown setting (listen, workers, lease_seconds, shutdown_grace_seconds, poll_millis, workspaces)"
+                        "[server] {other}: unknown setting (listen, workers, lease_seconds, shutdown_grace_seconds, poll_millis, workspaces, \
+                         webhook_max_bytes, api_max_bytes, request_timeout_seconds, max_concurrent_requests, webhook_dedup_window_seconds, \
+                         allow_paths_outside_workspace)"
                     ));
                 }
             }
@@ -126,12 +165,22 @@ impl ServerSettings {
 }
 
 /// Takes `webhook_secret` out of every connection's options (connectors never see it, and a connector
-/// that rejects unknown options keeps working), falling back to env `FERRY_WEBHOOK_SECRET_<CONNECTION>`.
-pub fn take_webhook_secrets(config: &mut Config) -> HashMap<String, Secret> {
+/// that rejects unknown options keeps working), falling back to the environment: in a workspace of a
+/// server of several, `FERRY_WEBHOOK_SECRET_<WORKSPACE>_<CONNECTION>` only (two workspaces' connections
+/// named alike must not share a secret); for a single config, `FERRY_WEBHOOK_SECRET_<CONNECTION>`.
+pub fn take_webhook_secrets(config: &mut Config, workspace: Option<&str>) -> HashMap<String, Secret> {
     let mut secrets = HashMap::new();
     for (name, conn) in config.connections.iter_mut() {
         let from_config = conn.options.remove("webhook_secret").and_then(|v| v.as_str().map(str::to_owned));
-        let from_env = std::env::var(secret_env_name(name)).ok();
+        let from_env = std::env::var(secret_env_name(workspace, name)).ok();
+        if workspace.is_some() && from_config.is_none() && from_env.is_none() && std::env::var(secret_env_name(None, name)).is_ok() {
+            tracing::warn!(
+                connection = %name,
+                ignored = %secret_env_name(None, name),
+                wanted = %secret_env_name(workspace, name),
+                "process-wide webhook secret ignored: with several workspaces each has its own variable"
+            );
+        }
         if let Some(s) = from_config.or(from_env).filter(|s| !s.is_empty()) {
             secrets.insert(name.clone(), Secret(s));
         }
@@ -139,10 +188,27 @@ pub fn take_webhook_secrets(config: &mut Config) -> HashMap<String, Secret> {
     secrets
 }
 
-/// `shop-eu` → `FERRY_WEBHOOK_SECRET_SHOP_EU`.
-pub fn secret_env_name(connection: &str) -> String {
-    let upper: String = connection.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
-    format!("FERRY_WEBHOOK_SECRET_{upper}")
+/// `(Some("acme"), "shop-eu")` → `FERRY_WEBHOOK_SECRET_ACME_SHOP_EU`; `(None, "shop-eu")` →
+/// `FERRY_WEBHOOK_SECRET_SHOP_EU`.
+pub fn secret_env_name(workspace: Option<&str>, connection: &str) -> String {
+    ferry_engine::secrets::secret_env_name("webhook_secret", workspace, connection)
+}
+
+/// Makes a config ready to build connectors from: resolves `{ secret = "NAME" }` options from `store`
+/// (under the master key of `FERRY_MASTER_KEY` / `FERRY_MASTER_KEY_FILE`) and secret options from the
+/// workspace's environment variables. `workspace` is `Some` in a server of several workspaces (and for
+/// `ferry --workspace NAME`). Returns what was resolved: the secret values now in the options (to scrub
+/// from messages) and warnings for people (plain-text secrets in the config).
+pub async fn prepare_config(
+    config: &mut Config,
+    workspace: Option<&str>,
+    store: &SqliteStore,
+    registry: &ferry_engine::Registry,
+) -> anyhow::Result<ferry_engine::secrets::Resolved> {
+    let key = ferry_engine::secrets::MasterKey::from_env()?;
+    let env_options = |kind: &str| registry.get(kind).map(|f| f.env_secrets()).unwrap_or(&[]);
+    let scope = ferry_engine::secrets::SecretScope { workspace, env_options: &env_options };
+    Ok(ferry_engine::secrets::resolve(config, store, key.as_ref(), &scope).await?)
 }
 
 /// Everything the handlers, scheduler and workers share.
@@ -154,6 +220,11 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub settings: ServerSettings,
     pub secrets: HashMap<String, Secret>,
+    /// Secret values resolved into connection options (from the store or the environment): scrubbed
+    /// from anything the API shows.
+    pub resolved_secrets: Vec<String>,
+    /// The name this workspace's environment variables carry (`None` for a single config).
+    pub env_workspace: Option<String>,
     pub metrics: metrics::Metrics,
     /// When a webhook-triggered job was enqueued (job id → arrival), for the latency metric.
     pub webhook_arrivals: Mutex<HashMap<i64, Instant>>,
@@ -189,10 +260,20 @@ impl AppState {
         clock: Arc<dyn Clock>,
         extra: impl FnOnce(&mut ferry_engine::Registry),
     ) -> anyhow::Result<Arc<AppState>> {
-        let secrets = take_webhook_secrets(&mut config);
+        // A workspace of a server of several: its own env variable names, its files in its folder.
+        let env_workspace = (!settings.workspaces.is_empty()).then(|| name.to_owned());
+        if env_workspace.is_some() && !settings.allow_paths_outside_workspace {
+            ferry_engine::secrets::confine_paths(&config).map_err(|e| anyhow::anyhow!("workspace {name}: {e}"))?;
+        }
         let store = Arc::new(SqliteStore::open(&config.state_path()).await?);
         let mut registry = ferry_connectors::registry_with_store(store.clone());
         extra(&mut registry);
+        let resolved = prepare_config(&mut config, env_workspace.as_deref(), &store, &registry).await.map_err(|e| anyhow::anyhow!("workspace {name}: {e}"))?;
+        for w in &resolved.warnings {
+            tracing::warn!(workspace = name, "{w}");
+        }
+        let resolved_secrets = resolved.values.iter().map(|v| v.to_string()).collect();
+        let secrets = take_webhook_secrets(&mut config, env_workspace.as_deref());
         let mut schedules = BTreeMap::new();
         for (name, flow) in &config.flows {
             if let (Some(expr), true) = (&flow.schedule, flow.enabled) {
@@ -210,6 +291,8 @@ impl AppState {
             clock,
             settings,
             secrets,
+            resolved_secrets,
+            env_workspace,
             metrics: metrics::Metrics::default(),
             webhook_arrivals: Mutex::new(HashMap::new()),
             schedules,
@@ -275,6 +358,17 @@ impl Server {
             }
             workspaces.insert(name.clone(), state);
         }
+        // A variable named by two workspaces' configs would hand one tenant's password to the other.
+        let mut env_users: BTreeMap<String, String> = BTreeMap::new();
+        for (name, path) in &settings.workspaces {
+            let ws_config = Config::load(path).map_err(|e| anyhow::anyhow!("workspace {name}: {e}"))?;
+            for (option, var) in ferry_engine::secrets::named_env_vars(&ws_config) {
+                let here = format!("workspace {name} {option}");
+                if let Some(other) = env_users.insert(var.clone(), here.clone()) {
+                    anyhow::bail!("{other} and {here} both read the environment variable {var}: give each workspace its own");
+                }
+            }
+        }
         Ok(Arc::new(Server { workspaces, multi: true, settings }))
     }
 
@@ -293,16 +387,20 @@ pub fn router(state: Arc<AppState>) -> Router {
     router_for(Server::single(state))
 }
 
-/// Every route.
+/// Every route, under the server's limits: a webhook body larger than `webhook_max_bytes` and an API
+/// body larger than `api_max_bytes` are refused with 413 while being read (never buffered past the cap);
+/// API bodies are read only after the key was checked; each request gets `request_timeout` (408 after)
+/// and at most `max_concurrent_requests` run at once (503 beyond); every error answer, whoever produced
+/// it (axum's extractors, the router, the limits), has the one JSON error shape.
 pub fn router_for(server: Arc<Server>) -> Router {
-    Router::new()
-        .route("/healthz", get(api::healthz))
-        .route("/readyz", get(api::readyz))
-        .route("/metrics", get(api::metrics))
-        .route("/api/openapi.json", get(api::openapi))
-        .route("/api/docs", get(api::docs))
+    use axum::error_handling::HandleErrorLayer;
+    use tower::ServiceBuilder;
+    let settings = server.settings.clone();
+    let hooks = Router::new()
         .route("/hooks/{connection}", post(webhook::receive_default))
         .route("/hooks/{workspace}/{connection}", post(webhook::receive))
+        .layer(DefaultBodyLimit::max(settings.webhook_max_bytes));
+    let api = Router::new()
         .route("/api/v1/flows", get(api::flows))
         .route("/api/v1/flows/{flow}", get(api::flow_status))
         .route("/api/v1/flows/{flow}/trigger", post(api::trigger))
@@ -317,10 +415,35 @@ pub fn router_for(server: Arc<Server>) -> Router {
         .route("/api/v1/connections", get(api::connections))
         .route("/api/v1/connections/{name}/check", post(api::check_connection))
         .route("/api/v1/records/{stream}", post(records::push).get(records::pull))
+        .route_layer(axum::middleware::from_fn_with_state(server.clone(), auth::known_key_first))
+        .layer(DefaultBodyLimit::max(settings.api_max_bytes));
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/metrics", get(api::metrics))
+        .route("/api/openapi.json", get(api::openapi))
+        .route("/api/docs", get(api::docs))
+        .merge(hooks)
+        .merge(api)
         .fallback(|| async { ApiError::not_found("no such endpoint; see /api/docs") })
-        .layer(DefaultBodyLimit::max(32 * 1024 * 1024))
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method; see /api/docs")
+        })
+        // A panic in a handler answers 500 in the one error shape (the layers around the router) and the server stays up.
         .layer(error::catch_panic_layer())
         .with_state(server)
+        .layer(
+            ServiceBuilder::new()
+                // Outermost: whatever answered with an error below, the client gets the one shape.
+                .layer(axum::middleware::map_response(error::error_shape))
+                .layer(HandleErrorLayer::new(|e: tower::BoxError| async move { error::limit_error(e) }))
+                .load_shed()
+                // One semaphore for the whole router (a plain concurrency limit would count per route).
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(Arc::new(tokio::sync::Semaphore::new(
+                    settings.max_concurrent_requests,
+                ))))
+                .timeout(settings.request_timeout),
+        )
 }
 
 /// Serves one workspace (see [`serve_all`]).

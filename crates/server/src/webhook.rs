@@ -12,6 +12,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use ferry_engine::store::DeliveryLog;
 use ferry_engine::store::jobs::{JobKind, JobQueue, NewJob};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -44,9 +45,17 @@ pub fn verify(secret: &str, headers: &HeaderMap, body: &[u8], now: chrono::DateT
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "stale_timestamp", "missing X-Ferry-Timestamp header"))?
         .parse()
         .map_err(|_| ApiError::new(StatusCode::UNAUTHORIZED, "stale_timestamp", "X-Ferry-Timestamp must be unix seconds"))?;
-    let age = now.timestamp() - ts;
-    if !(-MAX_AGE_SECONDS..=MAX_AGE_SECONDS).contains(&age) {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "stale_timestamp", format!("timestamp is {age} s from now (limit {MAX_AGE_SECONDS} s)")));
+    // Positive: the timestamp is in the past.
+    let age = now.timestamp().saturating_sub(ts);
+    if age > MAX_AGE_SECONDS {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "stale_timestamp", format!("timestamp is {age} s old (limit {MAX_AGE_SECONDS} s)")));
+    }
+    if age < -MAX_AGE_SECONDS {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "stale_timestamp",
+            format!("timestamp is {} s in the future (limit {MAX_AGE_SECONDS} s; is the sender's clock right?)", age.unsigned_abs()),
+        ));
     }
     Ok(())
 }
@@ -78,6 +87,9 @@ pub async fn receive(
     receive_in(state, connection, headers, body).await
 }
 
+/// Header naming a delivery: a repeat within `[server] webhook_dedup_window_seconds` gets no new job.
+pub const DELIVERY_HEADER: &str = "x-ferry-delivery";
+
 async fn receive_in(state: &AppState, connection: String, headers: HeaderMap, body: Bytes) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let arrived = Instant::now();
     if !state.workspace.config.connections.contains_key(&connection) {
@@ -86,13 +98,14 @@ async fn receive_in(state: &AppState, connection: String, headers: HeaderMap, bo
         tracing::warn!(connection, "webhook for an unknown connection");
         return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_connection", format!("no connection named {connection:?}")));
     }
+    let env = crate::secret_env_name(state.env_workspace.as_deref(), &connection);
     let Some(secret) = state.secrets.get(&connection) else {
         state.metrics.webhook(&connection, "no_secret");
-        tracing::warn!(connection, env = %crate::secret_env_name(&connection), "webhook refused: the connection has no webhook secret");
+        tracing::warn!(connection, env = %env, "webhook refused: the connection has no webhook secret");
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "no_webhook_secret",
-            format!("connection {connection} has no webhook_secret (option or env {})", crate::secret_env_name(&connection)),
+            format!("connection {connection} has no webhook_secret (option or env {env})"),
         ));
     };
     if let Err(e) = verify(secret.expose(), &headers, &body, state.clock.now()) {
@@ -102,9 +115,79 @@ async fn receive_in(state: &AppState, connection: String, headers: HeaderMap, bo
     }
     let payload: serde_json::Value = serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("body is not JSON: {e}")))?;
     let connector = state.workspace.connection(&connection).map_err(|e| ApiError::internal(e.to_string()))?;
-    let signals = connector.webhook_signals(&payload);
-    let mut jobs = Vec::new();
+    let description = connector.describe();
+    if !description.webhooks {
+        // Accepted (the sender did nothing wrong and should not retry) but there is nothing to re-fetch:
+        // this type reads whole files or pushed records, not single records a webhook could name.
+        state.metrics.webhook(&connection, "ignored");
+        tracing::info!(workspace = %state.name, connection, kind = description.name, "webhook to a connection without webhook support; nothing enqueued");
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({
+                "jobs": [],
+                "note": format!(
+                    "connection {connection} is of type {} which has no targeted sync: a webhook starts nothing; its flows run on their schedule or a trigger",
+                    description.name
+                ),
+            })),
+        ));
+    }
     let now = state.clock.now();
+    let delivery = delivery_id(&headers)?;
+    if let Some(id) = &delivery {
+        let window = chrono::Duration::from_std(state.settings.webhook_dedup_window).unwrap_or(chrono::Duration::MAX);
+        let since = now.checked_sub_signed(window).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        state.store.forget_deliveries(since).await?;
+        if !state.store.claim_delivery(&connection, id, now).await? {
+            let first = state.store.seen_delivery(&connection, id, since).await?.unwrap_or_default();
+            state.metrics.webhook(&connection, "duplicate");
+            tracing::info!(workspace = %state.name, connection, delivery = %id, "repeated webhook delivery acknowledged; no new job");
+            return Ok((StatusCode::OK, Json(serde_json::json!({"jobs": [], "duplicate": true, "delivery": id, "first_jobs": first}))));
+        }
+    }
+    let enqueued = enqueue_signals(state, &connection, connector.webhook_signals(&payload), arrived, now).await;
+    let jobs = match enqueued {
+        Ok(jobs) => jobs,
+        Err(e) => {
+            if let Some(id) = &delivery {
+                // The sender will retry: that retry must not be taken for a duplicate.
+                let _ = state.store.release_delivery(&connection, id).await;
+            }
+            return Err(e);
+        }
+    };
+    if let Some(id) = &delivery {
+        let ids: Vec<i64> = jobs.iter().filter_map(|j| j["job"].as_i64()).collect();
+        state.store.set_delivery_jobs(&connection, id, &ids).await?;
+    }
+    state.metrics.webhook(&connection, if jobs.is_empty() { "ignored" } else { "enqueued" });
+    tracing::info!(workspace = %state.name, connection, jobs = jobs.len(), "webhook accepted");
+    if jobs.is_empty() {
+        let note = format!("the event names no record that an enabled flow reads from connection {connection}: nothing enqueued");
+        return Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "jobs": jobs, "note": note }))));
+    }
+    state.wake.notify_waiters();
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "jobs": jobs }))))
+}
+
+/// `X-Ferry-Delivery`, when sent: 1–200 visible ASCII characters.
+fn delivery_id(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get(DELIVERY_HEADER) else { return Ok(None) };
+    let id = v.to_str().map(str::trim).unwrap_or_default();
+    if id.is_empty() || id.len() > 200 || !id.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(ApiError::invalid("X-Ferry-Delivery: 1 to 200 visible ASCII characters").field("X-Ferry-Delivery"));
+    }
+    Ok(Some(id.to_owned()))
+}
+
+async fn enqueue_signals(
+    state: &AppState,
+    connection: &str,
+    signals: Vec<(ferry_model::Stream, Vec<String>)>,
+    arrived: Instant,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    let mut jobs = Vec::new();
     for (stream, keys) in signals {
         if keys.is_empty() {
             continue;
@@ -120,12 +203,7 @@ async fn receive_in(state: &AppState, connection: String, headers: HeaderMap, bo
             jobs.push(serde_json::json!({"job": e.id, "flow": flow, "stream": stream, "keys": keys}));
         }
     }
-    state.metrics.webhook(&connection, if jobs.is_empty() { "ignored" } else { "enqueued" });
-    tracing::info!(workspace = %state.name, connection, jobs = jobs.len(), "webhook accepted");
-    if !jobs.is_empty() {
-        state.wake.notify_waiters();
-    }
-    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "jobs": jobs }))))
+    Ok(jobs)
 }
 
 #[cfg(test)]
@@ -157,5 +235,16 @@ mod tests {
         assert_eq!(code(verify("s3cret", &headers(Some(&good), None), body, now)), "stale_timestamp");
         assert_eq!(code(verify("s3cret", &headers(Some(&good), Some(now.timestamp() - 301)), body, now)), "stale_timestamp");
         assert!(verify("s3cret", &headers(Some(&good), Some(now.timestamp() - 299)), body, now).is_ok());
+    }
+
+    #[test]
+    fn a_stale_timestamp_is_old_and_a_future_one_is_ahead() {
+        let now = chrono::Utc::now();
+        let body = b"{}";
+        let good = sign("k", body);
+        let message = |ts: i64| verify("k", &headers(Some(&good), Some(ts)), body, now).unwrap_err().body.message;
+        assert_eq!(message(now.timestamp() - 600), "timestamp is 600 s old (limit 300 s)");
+        assert!(message(now.timestamp() + 600).starts_with("timestamp is 600 s in the future"), "{}", message(now.timestamp() + 600));
+        assert!(message(i64::MIN).contains("s old"), "no overflow on an absurd timestamp");
     }
 }

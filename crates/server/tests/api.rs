@@ -258,7 +258,9 @@ async fn webhooks_enqueue_a_targeted_sync_only_when_signed() {
     let (_, out) = call(&r.state, "GET", "/api/v1/records/products?collection=out", Some(&r.read), None).await;
     let keys: Vec<&str> = out["records"].as_array().unwrap().iter().map(|r| r["key"].as_str().unwrap()).collect();
     assert_eq!(keys, ["H-2"]);
-    let (_, metrics) = call(&r.state, "GET", "/metrics", None, None).await;
+    let (status, _) = call(&r.state, "GET", "/metrics", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "metrics name flows: not without a key");
+    let (_, metrics) = call(&r.state, "GET", "/metrics", Some(&r.read), None).await;
     let text = metrics.as_str().unwrap();
     assert!(text.contains("ferry_webhook_to_target_seconds_count 1"), "{text}");
     assert!(text.contains("ferry_records_synced_total{flow=\"hooked\"} 1"), "{text}");

@@ -296,7 +296,21 @@ async fn a_key_of_one_workspace_never_reaches_another_workspaces_data() {
     // Unknown keys reach nothing; metrics tell workspaces apart.
     let (status, _) = call(&server, "GET", "/api/v1/flows", Some("fy_0000000000000000_00"), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (_, metrics) = call(&server, "GET", "/metrics", None, None).await;
+    let (status, _) = call(&server, "GET", "/metrics", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "metrics name every workspace's flows: not without a key");
+    // A workspace's key sees its own metrics only.
+    let (_, metrics) = call(&server, "GET", "/metrics", Some(&acme_rw), None).await;
+    let text = metrics.as_str().unwrap();
+    assert!(text.contains("workspace=\"acme\"") && !text.contains("beta"), "{text}");
+    // The operator's metrics token sees all of them.
+    let operator = Arc::new(Server {
+        workspaces: server.workspaces.clone(),
+        multi: true,
+        settings: ferry_server::ServerSettings { metrics_token: Some(ferry_server::Secret::new("ops-token-1")), ..server.settings.clone() },
+    });
+    let (status, _) = call(&operator, "GET", "/metrics", Some("ops-token-2"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (_, metrics) = call(&operator, "GET", "/metrics", Some("ops-token-1"), None).await;
     let text = metrics.as_str().unwrap();
     assert!(text.contains("ferry_records_synced_total{workspace=\"acme\",flow=\"products\"} 2"), "{text}");
     assert!(text.contains("ferry_records_synced_total{workspace=\"beta\",flow=\"products\"} 1"), "{text}");

@@ -5,8 +5,8 @@
 // What it adds to a stock Vendure:
 // - custom fields the Ferry connector writes (see docs/connectors/vendure.md for the mapping);
 // - FerryWebhookPlugin: EventBus events -> signed HTTP POST to WEBHOOK_URL
-//   (X-Ferry-Signature: sha256=<hex HMAC-SHA256(raw body, WEBHOOK_SECRET)>, X-Ferry-Timestamp: unix s);
-//   order state, refund and modification events name the order to re-read;
+//   (X-Ferry-Signature: sha256=<hex HMAC-SHA256(raw body, WEBHOOK_SECRET)>, X-Ferry-Timestamp: unix s,
+//   X-Ferry-Delivery: a UUID per event); order state, refund and modification events name the order to re-read;
 // - the promotion action `ferry_variant_fixed_price` used for group / customer prices;
 // - the test payment handler settles refunds at once (Vendure's dummy leaves them Pending).
 const path = require('path');
@@ -34,6 +34,7 @@ class FerryWebhookPlugin {
     const client = u.protocol === 'https:' ? https : http;
     const send = (type, body) => {
       const data = JSON.stringify({ type, at: new Date().toISOString(), ...body });
+      const delivery = crypto.randomUUID();
       const signature = 'sha256=' + crypto.createHmac('sha256', secret).update(data).digest('hex');
       const req = client.request({
         hostname: u.hostname, port: u.port, path: u.pathname + u.search, method: 'POST',
@@ -41,6 +42,9 @@ class FerryWebhookPlugin {
           'content-type': 'application/json', 'content-length': Buffer.byteLength(data),
           'x-ferry-signature': signature, 'x-ferry-timestamp': String(Math.floor(Date.now() / 1000)),
           'x-ferry-event': type,
+          // One id per event: a delivery repeated by a retrying proxy or queue is acknowledged by Ferry
+          // without a second job (within [server] webhook_dedup_window_seconds).
+          'x-ferry-delivery': delivery,
         },
         timeout: 5000,
       });

@@ -54,6 +54,9 @@ impl ConnectorFactory for TrytonFactory {
     fn name(&self) -> &'static str {
         "tryton"
     }
+    fn env_secrets(&self) -> &'static [(&'static str, &'static str)] {
+        &[("password", "password_env")]
+    }
 
     fn summary(&self) -> &'static str {
         "Tryton ERP over JSON-RPC: products, prices, stock, customers and shipments out; orders in as sales"

@@ -47,7 +47,7 @@ pub enum RpcErrorKind {
 impl RpcError {
     /// An error Ferry finds in an answer (not one Tryton reported), e.g. a `create` that answered no id.
     pub fn new(kind: RpcErrorKind, endpoint: &str, call: &str, message: impl Into<String>) -> RpcError {
-        RpcError { kind, endpoint: endpoint.to_owned(), call: call.to_owned(), message: message.into(), retry_after: None, cause: TransientCause::Unknown }
+        RpcError { kind, endpoint: ferry_engine::secrets::redact_url_credentials(endpoint), call: call.to_owned(), message: message.into(), retry_after: None, cause: TransientCause::Unknown }
     }
 
     pub fn is_transient(&self) -> bool {
@@ -137,7 +137,15 @@ impl Rpc {
     }
 
     fn err(&self, kind: RpcErrorKind, call: &str, message: impl Into<String>) -> RpcError {
-        RpcError { kind, endpoint: self.endpoint.clone(), call: call.to_owned(), message: message.into(), retry_after: None, cause: TransientCause::Unknown }
+        // Errors reach logs, the store and the API: never with credentials written into the URL.
+        RpcError {
+            kind,
+            endpoint: ferry_engine::secrets::redact_url_credentials(&self.endpoint),
+            call: call.to_owned(),
+            message: ferry_engine::secrets::redact_url_credentials(&message.into()),
+            retry_after: None,
+            cause: TransientCause::Unknown,
+        }
     }
 
     /// One call, sent again after a transient failure when that is safe (see [`crate::retry`]):
@@ -149,7 +157,7 @@ impl Rpc {
             match self.post_once(method, params, auth).await {
                 Err(e) if e.is_transient() && self.retry.should_retry(attempt, idempotency, e.cause) => {
                     let delay = self.retry.delay(attempt, e.retry_after);
-                    tracing::warn!(endpoint = %self.endpoint, call = method, attempt, ?delay, error = %e.message, "transient failure; sending the call again");
+                    tracing::warn!(endpoint = %ferry_engine::secrets::redact_url_credentials(&self.endpoint), call = method, attempt, ?delay, error = %e.message, "transient failure; sending the call again");
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
@@ -269,7 +277,7 @@ impl Rpc {
             match self.post(&name, &Value::Array(params), Some(&header)).await? {
                 Ok(v) => return Ok(v),
                 Err(401) if attempt == 0 => {
-                    tracing::info!(endpoint = %self.endpoint, call = %name, "session expired; logging in again");
+                    tracing::info!(endpoint = %ferry_engine::secrets::redact_url_credentials(&self.endpoint), call = %name, "session expired; logging in again");
                     continue;
                 }
                 Err(status) => return Err(self.err(RpcErrorKind::Auth, &name, format!("HTTP {status}: not allowed"))),

@@ -40,6 +40,9 @@ impl ConnectorFactory for VendureFactory {
     fn name(&self) -> &'static str {
         "vendure"
     }
+    fn env_secrets(&self) -> &'static [(&'static str, &'static str)] {
+        &[("password", "password_env")]
+    }
     fn summary(&self) -> &'static str {
         "Vendure 3.x shop (Admin GraphQL API): products, prices, stock, customers out; orders in; shipments back"
     }

@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod keys;
 pub mod records;
 pub mod retention;
+pub mod secrets;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -20,6 +21,7 @@ pub use jobs::JobQueue;
 pub use keys::KeyStore;
 pub use records::RecordStore;
 pub use retention::RetentionStore;
+pub use secrets::{DeliveryLog, SecretStore};
 pub use sqlite::SqliteStore;
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -11,6 +11,7 @@ use std::str::FromStr;
 mod jobs;
 mod records;
 mod retention;
+mod secrets;
 
 pub struct SqliteStore {
     pool: SqlitePool,

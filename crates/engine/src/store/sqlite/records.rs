@@ -18,6 +18,9 @@ fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
 }
 
+/// A key's `last_used_at` is rewritten at most this often.
+const LAST_USED_PRECISION_SECONDS: i64 = 60;
+
 #[async_trait]
 impl RecordStore for SqliteStore {
     async fn put_records(&self, collection: &str, stream: &str, records: Vec<RecordPut>, now: DateTime<Utc>) -> StoreResult<Vec<WriteAction>> {
@@ -152,16 +155,26 @@ impl KeyStore for SqliteStore {
     }
 
     async fn verify_key(&self, token: &str) -> StoreResult<Option<ApiKey>> {
-        let row = sqlx::query(
-            "UPDATE api_keys SET last_used_at = ?2 WHERE hash = ?1 AND revoked_at IS NULL
-             RETURNING id, name, scopes, created_at, last_used_at, revoked_at",
-        )
-        .bind(token_hash(token))
-        .bind(ts(Utc::now()))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| self.err("verify API key", e))?;
-        Ok(row.map(key_row))
+        // A read first: an unknown token (every workspace but one is asked about each request's token, and
+        // anyone can send a bad one) must cost no write and so never wait for or take the write lock.
+        let row = sqlx::query("SELECT id, name, scopes, created_at, last_used_at, revoked_at FROM api_keys WHERE hash = ?1 AND revoked_at IS NULL")
+            .bind(token_hash(token))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err("verify API key", e))?;
+        let Some(key) = row.map(key_row) else { return Ok(None) };
+        // `last_used_at` is for people ("is this key still used?"): minute precision is plenty, and a busy
+        // client then costs one write a minute, not one per request.
+        let now = Utc::now();
+        if key.last_used_at.is_none_or(|at| now - at >= chrono::Duration::seconds(LAST_USED_PRECISION_SECONDS)) {
+            sqlx::query("UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1")
+                .bind(&key.id)
+                .bind(ts(now))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| self.err("record API key use", e))?;
+        }
+        Ok(Some(key))
     }
 
     async fn list_keys(&self) -> StoreResult<Vec<ApiKey>> {
