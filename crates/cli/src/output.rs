@@ -134,6 +134,9 @@ pub async fn status(ws: &Workspace, flow: Option<&str>, json: bool) -> Result<()
                 c.failed,
                 r.error.map(|e| format!(" — {e}")).unwrap_or_default()
             );
+            for w in &r.warnings {
+                out!("        warning: {w}");
+            }
         }
     }
     if json {

@@ -28,7 +28,7 @@ async fn read_and_parse(source: &dyn Connector, stream: Stream) -> (Vec<Record>,
                 Err(e) => bad.push(format!("{}: {e}", r.position)),
             },
             ReadItem::Invalid { position, .. } => bad.push(position),
-            ReadItem::Checkpoint(_) => {}
+            ReadItem::Checkpoint(_) | ReadItem::Warning(_) => {}
         }
     }
     (records, bad)

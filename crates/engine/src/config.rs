@@ -62,6 +62,9 @@ pub struct FlowConfig {
     pub max_retire_share: Option<f64>,
     #[serde(default)]
     pub mapping: MappingConfig,
+    /// A key read twice in one run: warn (the later row wins) or fail (the later row is parked).
+    #[serde(default)]
+    pub on_duplicate: crate::duplicates::OnDuplicate,
     /// Cron expression for `ferry serve` (in `schedule_timezone`).
     pub schedule: Option<String>,
     pub schedule_timezone: Option<String>,

@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod config;
 pub mod connector;
 pub mod diff;
+pub mod duplicates;
 pub mod hash;
 pub mod mapping;
 pub mod run;

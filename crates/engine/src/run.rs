@@ -18,6 +18,7 @@ use crate::backoff::Backoff;
 use crate::config::{FlowConfig, OnMissing};
 use crate::connector::*;
 use crate::diff::{FieldChange, diff};
+use crate::duplicates::{Duplicate, Duplicates, OnDuplicate};
 use crate::hash::{digest128, fingerprint, hex128};
 use crate::mapping::Mapping;
 use crate::store::{BatchCommit, Counts, NewFailure, RunRecord, Stage, StateStore, Synced, XrefEntry};
@@ -82,6 +83,8 @@ pub struct RunReport {
     /// With `dry_run`: the planned writes (first 200), with field-level changes.
     pub planned: Vec<PlannedChange>,
     pub warnings: Vec<String>,
+    /// Keys read more than once in this run (first 50), with both positions.
+    pub duplicates: Vec<Duplicate>,
     /// Set when the run stopped early (endpoint down…); committed work stays committed.
     pub aborted: Option<String>,
 }
@@ -153,6 +156,8 @@ struct Pending {
     source_hash: u128,
     /// The record as the source produced it (JSON text): what a parked failure keeps for replay.
     source: String,
+    /// Where the source had it (`products.csv line 17`).
+    position: String,
 }
 
 /// Records read but not yet prepared, with what the batch commits besides them (read counts, rows
@@ -224,6 +229,10 @@ struct Runner<'a> {
     listed_writes: usize,
     /// The batch written to the target last, committed while the next one is written.
     unsaved: Option<BatchCommit>,
+    /// Where each key was first read in this run (the source read, not replays).
+    duplicates: Duplicates,
+    /// Set once replays are done and the source is being read.
+    reading: bool,
 }
 
 pub async fn run_flow(flow: &Flow, store: &dyn StateStore, options: &RunOptions, progress: &dyn Progress) -> Result<RunReport, RunError> {
@@ -274,6 +283,8 @@ pub async fn run_flow(flow: &Flow, store: &dyn StateStore, options: &RunOptions,
         in_flight: None,
         listed_writes: 0,
         unsaved: None,
+        duplicates: Duplicates::default(),
+        reading: false,
     };
 
     if !options.dry_run {
@@ -290,8 +301,13 @@ pub async fn run_flow(flow: &Flow, store: &dyn StateStore, options: &RunOptions,
         tracing::error!(flow = %flow.name, error = %message, "run aborted");
         runner.report.aborted = Some(message.clone());
     }
+    let listed = runner.report.duplicates.len() as u64;
+    if runner.duplicates.count > listed {
+        runner.report.warnings.push(format!("{} records had a key read before in this run ({listed} listed)", runner.duplicates.count));
+    }
     runner.report.duration = started.elapsed();
     if !options.dry_run {
+        store.set_run_warnings(runner.run_id, &runner.report.warnings).await?;
         let status = match (&runner.report.aborted, runner.report.counts.failed) {
             (Some(_), _) => "aborted",
             (None, 0) => "ok",
@@ -357,6 +373,7 @@ impl Runner<'_> {
         }
 
         // 2. Read the source from the checkpoint.
+        self.reading = true;
         let checkpoint = if self.options.full || self.options.keys.is_some() {
             None
         } else {
@@ -378,10 +395,14 @@ impl Runner<'_> {
                 Ok(ReadItem::Invalid { position, key, raw, field, message }) => {
                     self.report.counts.read += 1;
                     batch.commit.counts.read += 1;
-                    let key = key.unwrap_or_else(|| position.clone());
+                    let key = key.unwrap_or_else(|| unkeyed_failure_key(&position, raw.to_string().as_bytes()));
                     self.mark_seen(&key);
                     self.park(&mut batch.commit, key, Some(position), Stage::Read, Some(field), message, false, raw);
                     self.submit_if_full(&mut batch).await?;
+                }
+                Ok(ReadItem::Warning(message)) => {
+                    tracing::warn!(flow = %self.flow.name, "{message}");
+                    self.report.warnings.push(message);
                 }
                 Err(e) => {
                     // Keep what was read before the error; the checkpoint stays where the last one was.
@@ -540,6 +561,10 @@ impl Runner<'_> {
             let transformed = match item {
                 Prepared_::Known { key_hash, raw } => {
                     if self.seen.insert(key_hash) {
+                        if self.reading {
+                            // The key's first read (a later one is transformed and checked below).
+                            self.duplicates.note(key_hash, &raw.position);
+                        }
                         self.count_unchanged(&mut commit);
                         if let Some(key) = self.open_failures.remove(&key_hash) {
                             commit.resolved.push(key);
@@ -552,6 +577,7 @@ impl Runner<'_> {
                 Prepared_::Transformed(t) => t,
             };
             if let Some(p) = self.take(&mut commit, transformed) {
+                let Some(p) = self.check_duplicate(&mut commit, p) else { continue };
                 match index.get(&p.key) {
                     Some(&i) => {
                         pending[i] = p;
@@ -589,6 +615,37 @@ impl Runner<'_> {
         self.unsaved = written?;
         self.progress.update(&self.report.counts);
         Ok(())
+    }
+
+    /// A key read before in this run at another position is reported; with `on_duplicate = "fail"` this
+    /// later record is parked instead of taken (`None`).
+    fn check_duplicate(&mut self, commit: &mut BatchCommit, p: Pending) -> Option<Pending> {
+        if !self.reading {
+            return Some(p);
+        }
+        let Some(first) = self.duplicates.note(key_hash(&p.key), &p.position) else { return Some(p) };
+        let duplicate = Duplicate { key: p.key.clone(), first, again: p.position.clone() };
+        let policy = self.flow.config.on_duplicate;
+        let message = duplicate.message(policy);
+        tracing::warn!(flow = %self.flow.name, record = %p.key, "{message}");
+        if self.report.duplicates.len() < MAX_LISTED {
+            self.report.warnings.push(message.clone());
+        }
+        if self.report.duplicates.len() < MAX_LISTED {
+            self.report.duplicates.push(duplicate);
+        }
+        match policy {
+            OnDuplicate::Warn => {
+                commit.outcomes.push(RunRecord { key: p.key.clone(), outcome: "duplicate", target_id: None, field: None, message: Some(message) });
+                Some(p)
+            }
+            OnDuplicate::Fail => {
+                // Its own failure key: the first record of this key is written and must not resolve it.
+                let key = format!("{} (duplicate at {})", p.key, p.position);
+                self.park(commit, key, Some(p.position), Stage::Read, None, message, false, source_value(&p.source));
+                None
+            }
+        }
     }
 
     /// Commits the batch written last, if not yet committed.
@@ -905,7 +962,7 @@ fn transform(mapping: &Mapping, stream: Stream, mapping_id: &[u8; 32], raw: Raw)
         Ok(None) => return Transformed::Skipped,
         Err(e) => {
             let data = source_value(&source);
-            let key = key_hint(stream, &data).unwrap_or_else(|| position.clone());
+            let key = key_hint(stream, &data).unwrap_or_else(|| unkeyed_failure_key(&position, source.as_bytes()));
             let field = (!e.field.is_empty()).then_some(e.field.clone());
             return Transformed::Failed { key, position, stage: Stage::Map, field, message: e.to_string(), data };
         }
@@ -914,11 +971,13 @@ fn transform(mapping: &Mapping, stream: Stream, mapping_id: &[u8; 32], raw: Raw)
         Ok(mut record) => {
             let key = record.key();
             let fp = fingerprint(&mut record);
-            Transformed::Ready(Box::new(Pending { key, record, hash: fp.hash, canonical: fp.canonical, source_hash, source }))
+            Transformed::Ready(Box::new(Pending { key, record, hash: fp.hash, canonical: fp.canonical, source_hash, source, position }))
         }
         Err(e) => {
             let field = Some(e.field().to_owned()).filter(|f| !f.is_empty());
-            Transformed::Failed { key: e.record.clone(), position, stage: Stage::Validate, field, message: e.to_string(), data: source_value(&source) }
+            // Without a key, the record is named by its position: that and its content identify the failure.
+            let key = if e.record == position { unkeyed_failure_key(&position, source.as_bytes()) } else { e.record.clone() };
+            Transformed::Failed { key, position, stage: Stage::Validate, field, message: e.to_string(), data: source_value(&source) }
         }
     }
 }
@@ -1019,6 +1078,15 @@ fn with_source_fingerprint<R>(mapping_id: &[u8; 32], data: &serde_json::Value, t
     })
 }
 
+
+/// What identifies a failed record that has no key: its position and a hash of its content. Two bad rows
+/// are never one failure (a miscounted line, or another row moved to that line since, must not merge them
+/// or hand one the other's payload), and the same bad row read again is the same failure (its attempts
+/// grow).
+fn unkeyed_failure_key(position: &str, content: &[u8]) -> String {
+    let digest = blake3::hash(content);
+    format!("{position} #{}", &hex128(digest128(&digest))[..12])
+}
 
 /// 64-bit hash of a key, for the set of keys a complete read has seen (8 bytes a key instead of the key).
 fn key_hash(key: &str) -> u64 {

@@ -110,6 +110,7 @@ pub struct Failure {
 #[derive(Clone, Debug, Serialize)]
 pub struct RunRecord {
     pub key: String,
+    /// created | updated | unchanged | retired | failed | duplicate (a key read again, with both positions).
     pub outcome: &'static str,
     pub target_id: Option<String>,
     pub field: Option<String>,
@@ -180,6 +181,8 @@ pub struct RunRow {
     pub status: String,
     pub counts: Counts,
     pub error: Option<String>,
+    /// What the run warned about (keys read twice, records left in the target, a suspicious header…).
+    pub warnings: Vec<String>,
 }
 
 #[async_trait]
@@ -192,6 +195,8 @@ pub trait StateStore: Send + Sync {
 
     async fn begin_run(&self, flow: &str, mode: &str) -> StoreResult<i64>;
     async fn finish_run(&self, run_id: i64, status: &str, error: Option<&str>) -> StoreResult<()>;
+    /// Keeps a run's warnings with it (shown by `ferry status`).
+    async fn set_run_warnings(&self, run_id: i64, warnings: &[String]) -> StoreResult<()>;
     async fn runs(&self, flow: Option<&str>, limit: i64) -> StoreResult<Vec<RunRow>>;
     async fn run_records(&self, run_id: i64) -> StoreResult<Vec<RunRecord>>;
 
