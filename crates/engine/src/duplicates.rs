@@ -3,7 +3,9 @@
 //! summary, its JSON, its records and `ferry status`. With `on_duplicate = "fail"` the later row is parked
 //! instead (the first one is kept), so a person decides.
 //!
-//! Memory: a run reads up to millions of records, so the first position of every key is kept packed in
+//! Memory: a run reads up to millions of records, and this is also the run's set of keys seen (what a
+//! complete read compares the cross-reference with to find records gone from the source), so each key costs
+//! 16 bytes (its hash and its first position) where the set alone cost 8. The position is packed in
 //! 8 bytes: positions end in a number (`products.csv line 17`, `product.product id 42`), so the text before
 //! it is interned (few distinct prefixes) and the number stored beside its prefix's index. A position of
 //! another shape is kept as its hash: equal positions are still recognised, but its text is lost and the
@@ -51,7 +53,10 @@ const NUMBER_BITS: u32 = 40;
 /// Set on a packed value that is a hash of the position, not (prefix, number).
 const HASHED: u64 = 1 << 63;
 
-/// First positions of the keys read in one run.
+/// Stands for "seen, position not known" (a replayed or failed record).
+const NO_POSITION: u64 = u64::MAX;
+
+/// The keys one run has taken in (by 64-bit key hash), with the position each was first read at.
 #[derive(Default)]
 pub struct Duplicates {
     /// Keys found read twice so far (each further read counts again).
@@ -68,7 +73,7 @@ impl Duplicates {
     pub fn note(&mut self, key_hash: u64, position: &str) -> Option<Option<String>> {
         let packed = self.pack(position);
         match self.first.insert(key_hash, packed) {
-            None => None,
+            None | Some(NO_POSITION) => None,
             Some(earlier) if earlier == packed => None,
             Some(earlier) => {
                 // Keep the first position: a third read names the first, too.
@@ -77,6 +82,21 @@ impl Duplicates {
                 Some(self.unpack(earlier))
             }
         }
+    }
+
+    /// Marks a key seen without a read position (replays, failures); `true` when it was not seen before.
+    pub fn mark(&mut self, key_hash: u64) -> bool {
+        match self.first.entry(key_hash) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(NO_POSITION);
+                true
+            }
+        }
+    }
+
+    pub fn contains(&self, key_hash: u64) -> bool {
+        self.first.contains_key(&key_hash)
     }
 
     fn pack(&mut self, position: &str) -> u64 {
@@ -98,7 +118,7 @@ impl Duplicates {
             _ => {
                 let mut h = DefaultHasher::new();
                 position.hash(&mut h);
-                h.finish() | HASHED
+                (h.finish() | HASHED) & !1 // never NO_POSITION
             }
         }
     }
@@ -124,6 +144,15 @@ mod tests {
         assert_eq!(d.note(1, "products.csv line 7"), Some(Some("products.csv line 2".into())));
         // A third read still names the first.
         assert_eq!(d.note(1, "products.csv line 9"), Some(Some("products.csv line 2".into())));
+    }
+
+    #[test]
+    fn a_key_marked_without_a_position_takes_its_first_read_position() {
+        let mut d = Duplicates::default();
+        assert!(d.mark(1));
+        assert!(!d.mark(1) && d.contains(1) && !d.contains(2));
+        assert_eq!(d.note(1, "products.csv line 5"), None);
+        assert_eq!(d.note(1, "products.csv line 6"), Some(Some("products.csv line 5".into())));
     }
 
     #[test]

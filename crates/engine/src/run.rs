@@ -215,8 +215,9 @@ struct Runner<'a> {
     run_id: i64,
     /// Keys with a parked failure (by key hash): resolved when the key is written or found unchanged.
     open_failures: HashMap<u64, String>,
-    /// Key hashes of every record this run has taken in.
-    seen: HashSet<u64>,
+    /// Key hashes of every record this run has taken in, with where the source read each first (keys read
+    /// twice are reported).
+    seen: Duplicates,
     report: RunReport,
     /// Identifies the flow's mapping and model version: the same raw record under the same mapping always
     /// maps to the same canonical record, so an unchanged source hash means an unchanged record.
@@ -229,8 +230,6 @@ struct Runner<'a> {
     listed_writes: usize,
     /// The batch written to the target last, committed while the next one is written.
     unsaved: Option<BatchCommit>,
-    /// Where each key was first read in this run (the source read, not replays).
-    duplicates: Duplicates,
     /// Set once replays are done and the source is being read.
     reading: bool,
 }
@@ -276,14 +275,13 @@ pub async fn run_flow(flow: &Flow, store: &dyn StateStore, options: &RunOptions,
         batch_size: flow.config.batch_size.unwrap_or(target_desc.batch_size).max(1),
         run_id: 0,
         open_failures: HashMap::new(),
-        seen: HashSet::new(),
+        seen: Duplicates::default(),
         report: RunReport { flow: flow.name.clone(), dry_run: options.dry_run, ..Default::default() },
         mapping_id: mapping_id(&flow.config),
         source_index: None,
         in_flight: None,
         listed_writes: 0,
         unsaved: None,
-        duplicates: Duplicates::default(),
         reading: false,
     };
 
@@ -302,8 +300,8 @@ pub async fn run_flow(flow: &Flow, store: &dyn StateStore, options: &RunOptions,
         runner.report.aborted = Some(message.clone());
     }
     let listed = runner.report.duplicates.len() as u64;
-    if runner.duplicates.count > listed {
-        runner.report.warnings.push(format!("{} records had a key read before in this run ({listed} listed)", runner.duplicates.count));
+    if runner.seen.count > listed {
+        runner.report.warnings.push(format!("{} records had a key read before in this run ({listed} listed)", runner.seen.count));
     }
     runner.report.duration = started.elapsed();
     if !options.dry_run {
@@ -425,7 +423,7 @@ impl Runner<'_> {
     }
 
     fn mark_seen(&mut self, key: &str) {
-        self.seen.insert(key_hash(key));
+        self.seen.mark(key_hash(key));
     }
 
     /// The open failure of `key`, if any, is resolved by this batch.
@@ -560,10 +558,12 @@ impl Runner<'_> {
         for item in items {
             let transformed = match item {
                 Prepared_::Known { key_hash, raw } => {
-                    if self.seen.insert(key_hash) {
+                    if !self.seen.contains(key_hash) {
                         if self.reading {
                             // The key's first read (a later one is transformed and checked below).
-                            self.duplicates.note(key_hash, &raw.position);
+                            self.seen.note(key_hash, &raw.position);
+                        } else {
+                            self.seen.mark(key_hash);
                         }
                         self.count_unchanged(&mut commit);
                         if let Some(key) = self.open_failures.remove(&key_hash) {
@@ -623,7 +623,7 @@ impl Runner<'_> {
         if !self.reading {
             return Some(p);
         }
-        let Some(first) = self.duplicates.note(key_hash(&p.key), &p.position) else { return Some(p) };
+        let Some(first) = self.seen.note(key_hash(&p.key), &p.position) else { return Some(p) };
         let duplicate = Duplicate { key: p.key.clone(), first, again: p.position.clone() };
         let policy = self.flow.config.on_duplicate;
         let message = duplicate.message(policy);
@@ -853,7 +853,7 @@ impl Runner<'_> {
             let Some(last) = page.iter().max() else { break };
             after = last.clone();
             total += page.len() as u64;
-            candidates.extend(page.into_iter().filter(|key| !self.seen.contains(&key_hash(key))));
+            candidates.extend(page.into_iter().filter(|key| !self.seen.contains(key_hash(key))));
         }
         // Only the keys not seen need their target id (and whether they were retired already).
         for keys in candidates.chunks(10_000) {
