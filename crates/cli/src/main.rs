@@ -43,7 +43,7 @@ struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value = "text", env = "FERRY_LOG_FORMAT")]
     log_format: LogFormat,
-    /// Print results as JSON.
+    /// Print results as JSON (every command that prints results; `bench-serve` prints its table only).
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -320,7 +320,7 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             output::schedule(&flow, &schedule, f.enabled, &firings, cli.json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench(args) => bench::run(args).await,
+        Command::Bench(args) => bench::run(args, cli.json).await,
         Command::BenchServe(args) => bench_serve::run(args).await,
         Command::Serve { listen } => {
             let config = Config::load(&cli.config)?;

@@ -369,6 +369,8 @@ fn describe_lists_every_type_and_json_means_json() {
     let (check, code) = json_report(&config, &["check"]);
     assert_eq!((code, check["ok"].as_bool()), (0, Some(true)), "{check}");
     assert_eq!(check["connections"][0]["connection"], "erp");
+    let (bench, code) = json_report(&config, &["bench", "--records", "50"]);
+    assert_eq!((code, bench["phases"][1]["read"].as_u64()), (0, Some(50)), "{bench}");
 }
 
 #[test]
