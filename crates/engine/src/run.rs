@@ -526,6 +526,8 @@ impl Runner<'_> {
         retryable: bool,
         source: serde_json::Value,
     ) {
+        // A failure carries its field whenever its message names one (a connector quoting serde).
+        let field = field.filter(|f| !f.is_empty()).or_else(|| ferry_model::named_field(&message).map(str::to_owned));
         tracing::warn!(flow = %self.flow.name, record = %key, stage = stage.as_str(), field = field.as_deref().unwrap_or(""), %message, "record failed");
         self.report.counts.failed += 1;
         commit.counts.failed += 1;

@@ -111,6 +111,11 @@ async fn the_target_refusing_one_record_parks_it_and_the_batch_goes_on() {
     let parked = r.store.failures(Some("f"), None).await.unwrap();
     assert_eq!((parked[0].key.as_str(), parked[0].stage.as_str(), parked[0].field.as_deref()), ("P1", "write", Some("name")));
 
+    // A target naming the field only in its message: the failure carries it anyway.
+    r.target.faults.lock().unwrap().refuse.insert("P1".into(), String::new());
+    let report = r.sync(RunOptions { replay: Replay::AllOnly, ..opts() }).await;
+    assert_eq!(report.failures[0].field.as_deref(), Some("name"), "{:?}", report.failures);
+
     // Replay after the target was fixed.
     r.target.faults.lock().unwrap().refuse.clear();
     let report = r.sync(RunOptions { replay: Replay::AllOnly, ..opts() }).await;

@@ -229,11 +229,12 @@ fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, 
     })
 }
 
-/// The field serde names in "missing field `x`" / "unknown field `x`, expected …" / "duplicate field `x`".
-fn named_field(message: &str) -> Option<&str> {
+/// The field serde names in "missing field `x`" / "unknown field `x`, expected …" / "duplicate field `x`",
+/// anywhere in `message` (a connector's or endpoint's message may quote serde's).
+pub fn named_field(message: &str) -> Option<&str> {
     ["missing field `", "unknown field `", "duplicate field `"]
         .iter()
-        .find_map(|prefix| message.strip_prefix(prefix))
+        .find_map(|prefix| message.find(prefix).map(|at| &message[at + prefix.len()..]))
         .and_then(|rest| rest.split_once('`'))
         .map(|(name, _)| name)
         .filter(|name| !name.is_empty())
