@@ -233,6 +233,23 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Opens the flow's source stream the way a sync does and takes its first item: the file or endpoint a
+/// sync would read answers, and a source warning (a CSV header split by the wrong delimiter) fails it.
+async fn check_flow_source(ws: &Workspace, name: &str) -> Result<ferry_engine::CheckReport, ferry_engine::ConnectorError> {
+    use ferry_engine::{CheckReport, ReadItem, ReadRequest};
+    use futures::StreamExt;
+    let flow = ws.flow(name).map_err(|e| ferry_engine::ConnectorError::config(format!("flow {name}"), e.to_string()))?;
+    let stream = flow.config.stream;
+    let what = format!("reads {stream} from {}", flow.config.source);
+    let mut items = flow.source.read(ReadRequest { stream: Some(stream), checkpoint: None, keys: None });
+    Ok(match items.next().await {
+        None => CheckReport { ok: true, details: vec![format!("{what}: no records yet")] },
+        Some(Ok(ReadItem::Warning(w))) => CheckReport { ok: false, details: vec![format!("{what}: {w}")] },
+        Some(Ok(_)) => CheckReport { ok: true, details: vec![format!("{what}: readable")] },
+        Some(Err(e)) => CheckReport { ok: false, details: vec![format!("{what}: {e}")] },
+    })
+}
+
 /// A server config listing workspaces has no state of its own: a command must name a workspace.
 fn one_workspace(config: &Config, path: &Path) -> Result<()> {
     if let Some(ws) = config.server.as_ref().and_then(|s| s.get("workspaces")).and_then(|w| w.as_table()) {
@@ -384,12 +401,19 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
                 None => ws.config.connections.keys().cloned().collect(),
             };
             let mut results = Vec::new();
-            for name in names {
-                let result = match ws.connection(&name) {
+            for name in &names {
+                let result = match ws.connection(name) {
                     Ok(c) => c.check().await,
                     Err(e) => Err(e),
                 };
-                results.push((name, result));
+                results.push((name.clone(), result));
+            }
+            // A connection can be fine while a flow's stream on it is not (its file missing or unreadable):
+            // each enabled flow reading from a checked connection opens its stream as a sync would.
+            for (flow, f) in &ws.config.flows {
+                if f.enabled && names.contains(&f.source) {
+                    results.push((format!("flow {flow}"), check_flow_source(&ws, flow).await));
+                }
             }
             let ok = output::check(&results, cli.json)?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(exit::FAILED) })

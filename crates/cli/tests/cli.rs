@@ -458,3 +458,26 @@ fn stock_without_a_status_is_published_with_the_one_its_quantities_imply() {
         ["temporarily_out", "temporarily_out", "in_stock", "low", "temporarily_out"]
     );
 }
+
+#[test]
+fn check_fails_when_a_flow_could_not_read_its_stream() {
+    // The folder is fine; the flow's file is not there: `check` said ok, then `sync` failed.
+    let (dir, config) = small_setup(&[("stock.csv", "sku,on_hand\nA,1\n")], &[("products", "products", ""), ("stock", "stock", "")], "");
+    let (report, code) = json_report(&config, &["check"]);
+    assert_eq!(code, 1, "{report}");
+    let by_name = |n: &str| report["connections"].as_array().unwrap().iter().find(|c| c["connection"] == n).cloned().unwrap();
+    assert_eq!(by_name("erp")["ok"], true, "a missing file is a flow's problem, not the folder's");
+    let products = by_name("flow products");
+    assert_eq!(products["ok"], false);
+    assert!(products["details"][0].as_str().unwrap().contains("products.csv: cannot open"), "{products}");
+    assert_eq!(by_name("flow stock")["details"][0], "reads stock from erp: readable");
+    // The sync says why once: in its summary, not again in a log line.
+    let out = run(&config, &["sync", "products"]);
+    assert_eq!(out.status.code(), Some(1));
+    let both = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(both.matches("No such file or directory").count(), 1, "{both}");
+    // Once the file is there, both the check and the sync pass.
+    std::fs::write(dir.path().join("erp/products.csv"), "sku,name\nA,a\n").unwrap();
+    assert_eq!(run(&config, &["check"]).status.code(), Some(0));
+    assert_eq!(run(&config, &["sync", "products"]).status.code(), Some(0));
+}

@@ -296,7 +296,8 @@ pub async fn run_flow(flow: &Flow, store: &dyn StateStore, options: &RunOptions,
         outcome = outcome.and(Err(e));
     }
     if let Err(message) = &outcome {
-        tracing::error!(flow = %flow.name, error = %message, "run aborted");
+        // Warn, not error: the report carries it to whoever prints (CLI) or logs (serve's worker) it, once.
+        tracing::warn!(flow = %flow.name, error = %message, "run aborted");
         runner.report.aborted = Some(message.clone());
     }
     let listed = runner.report.duplicates.len() as u64;
