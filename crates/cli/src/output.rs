@@ -161,8 +161,12 @@ pub async fn status(ws: &Workspace, flow: Option<&str>, json: bool) -> Result<()
                 c.failed,
                 r.error.map(|e| format!(" — {e}")).unwrap_or_default()
             );
-            for w in &r.warnings {
+            const SHOWN: usize = 5;
+            for w in r.warnings.iter().take(SHOWN) {
                 out!("        warning: {w}");
+            }
+            if r.warnings.len() > SHOWN {
+                out!("        … and {} more warning(s) (`ferry status --json`)", r.warnings.len() - SHOWN);
             }
         }
     }
