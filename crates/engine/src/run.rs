@@ -1059,6 +1059,7 @@ fn rebuild(stream: Stream, ids: &[(String, Option<String>)], sent: &HashMap<Stri
 fn mapping_id(config: &FlowConfig) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    h.update(&ferry_model::CANONICAL_REVISION.to_le_bytes());
     h.update(config.stream.as_str().as_bytes());
     h.update(serde_json::to_string(&config.mapping).unwrap_or_default().as_bytes());
     *h.finalize().as_bytes()

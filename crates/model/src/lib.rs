@@ -34,6 +34,11 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
+/// Changes whenever parsing turns the same input into a different canonical record (2: stock without a
+/// status gets a derived one). The engine recognises unchanged raw records without parsing them again;
+/// this makes it parse everything once more after such a change, so the new meaning reaches the target.
+pub const CANONICAL_REVISION: u32 = 2;
+
 /// The kinds of record Ferry syncs. A connector reads and writes streams of one kind each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
