@@ -70,7 +70,7 @@ fn peak_rss_mb() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-pub async fn run(args: BenchArgs) -> Result<ExitCode> {
+pub async fn run(args: BenchArgs, json: bool) -> Result<ExitCode> {
     let temp;
     let dir = match &args.dir {
         Some(d) => {
@@ -113,6 +113,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
     let ws = Workspace::open(config, ferry_connectors::registry()).await?;
     let options = RunOptions { holder: holder_id(), ..Default::default() };
     let mut rows = Vec::new();
+    let mut phases = Vec::new();
     for phase in ["full sync (all new)", "re-sync, nothing changed"] {
         let t = Instant::now();
         let cpu = cpu_seconds();
@@ -121,6 +122,8 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
         let cpu = cpu_seconds() - cpu;
         anyhow::ensure!(report.counts.failed == 0 && report.aborted.is_none(), "bench run failed: {:?}", report.failures.first());
         let written = report.counts.created + report.counts.updated;
+        phases.push(serde_json::json!({"phase": phase, "read": report.counts.read, "written": written, "seconds": secs,
+            "cpu_seconds": cpu, "records_per_second": report.counts.read as f64 / secs, "peak_rss_mb": peak_rss_mb()}));
         rows.push(format!(
             "| {phase} | {} | {} | {:.2} s | {:.2} s | {:.0} records/s | {:.0} MB |",
             report.counts.read,
@@ -130,6 +133,10 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
             report.counts.read as f64 / secs,
             peak_rss_mb()
         ));
+    }
+    if json {
+        out!("{}", serde_json::to_string_pretty(&serde_json::json!({"records": args.records, "phases": phases}))?);
+        return Ok(ExitCode::SUCCESS);
     }
     out!("| phase | read | written | time | CPU time (all threads) | throughput | peak RSS so far |");
     out!("|---|---|---|---|---|---|---|");

@@ -44,7 +44,7 @@ struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value = "text", env = "FERRY_LOG_FORMAT")]
     log_format: LogFormat,
-    /// Print results as JSON.
+    /// Print results as JSON (every command that prints results; `bench-serve` prints its table only).
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -119,6 +119,17 @@ enum Command {
     },
     /// Connector types in this build, with their streams and options.
     Describe { connector: Option<String> },
+    /// When a flow's schedule fires next, in its time zone and in UTC.
+    Schedule {
+        flow: String,
+        /// Start after this time: RFC 3339 (2026-04-05T00:00:00Z) or a local date-time in the schedule's
+        /// zone (2026-04-05T00:00, 2026-04-05). Default: now.
+        #[arg(long)]
+        from: Option<String>,
+        /// How many firings.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        count: u16,
+    },
     /// The JSON Schema of the canonical model.
     Schema,
     /// Measure sync speed and memory on generated data (CSV → JSONL).
@@ -176,28 +187,85 @@ enum FailuresAction {
     },
 }
 
+/// Exit codes (README "Exit codes"): distinct, so scripts can tell a typo from a bad record.
+mod exit {
+    /// Some records failed (listed, parked for replay); the rest were synced.
+    pub const RECORDS_FAILED: u8 = 2;
+    /// The run could not complete (endpoint down, bad config, nothing to do with `sync --all`).
+    pub const FAILED: u8 = 1;
+    /// The command line was wrong (sysexits EX_USAGE; clap's own code, 2, would read as "records failed").
+    pub const USAGE: u8 = 64;
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // --help and --version are answers, not errors.
+            return if e.use_stderr() { ExitCode::from(exit::USAGE) } else { ExitCode::SUCCESS };
+        }
+    };
     init_logging(cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            eprintln!("error: {}", causes(&e));
+            ExitCode::from(exit::FAILED)
         }
     }
+}
+
+/// An error and its causes on one line, each said once: errors that already quote their source
+/// (`cannot read config x: No such file…`) are not followed by it again, and empty contexts are left out.
+fn causes(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+/// Colour only for a person at a terminal, and never with `NO_COLOR` set (https://no-color.org).
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 fn init_logging(format: LogFormat) {
     // Failed records are listed in each run's summary and kept by `ferry failures`; FERRY_LOG=warn logs
     // each one as it happens too (and FERRY_LOG=info every run's progress).
     let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG").unwrap_or_else(|_| "error".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour_on_stderr());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// Opens the flow's source stream the way a sync does and takes its first item: the file or endpoint a
+/// sync would read answers, and a source warning (a CSV header split by the wrong delimiter) fails it.
+async fn check_flow_source(ws: &Workspace, name: &str) -> Result<ferry_engine::CheckReport, ferry_engine::ConnectorError> {
+    use ferry_engine::{CheckReport, ReadItem, ReadRequest};
+    use futures::StreamExt;
+    let flow = ws.flow(name).map_err(|e| ferry_engine::ConnectorError::config(format!("flow {name}"), e.to_string()))?;
+    let stream = flow.config.stream;
+    let what = format!("reads {stream} from {}", flow.config.source);
+    let mut items = flow.source.read(ReadRequest { stream: Some(stream), checkpoint: None, keys: None });
+    Ok(match items.next().await {
+        None => CheckReport { ok: true, details: vec![format!("{what}: no records yet")] },
+        Some(Ok(ReadItem::Warning(w))) => CheckReport { ok: false, details: vec![format!("{what}: {w}")] },
+        Some(Ok(_)) => CheckReport { ok: true, details: vec![format!("{what}: readable")] },
+        Some(Err(e)) => CheckReport { ok: false, details: vec![format!("{what}: {e}")] },
+    })
 }
 
 /// A server config listing workspaces has no state of its own: a command must name a workspace.
@@ -218,9 +286,11 @@ async fn open(config_path: &Path, workspace: Option<&str>) -> Result<Workspace> 
 
 /// The workspace and its state store (for the store's parts a `Workspace` does not expose).
 async fn open_with_store(config_path: &Path, workspace: Option<&str>) -> Result<(Workspace, std::sync::Arc<ferry_engine::SqliteStore>)> {
-    let mut config = Config::load(config_path).with_context(|| {
-        if config_path.exists() { String::new() } else { "run `ferry init` to write an example config".into() }
-    })?;
+    let mut config = match Config::load(config_path) {
+        Ok(config) => config,
+        Err(e) if !config_path.exists() => bail!("{e} (run `ferry init` to write an example config)"),
+        Err(e) => return Err(e.into()),
+    };
     one_workspace(&config, config_path)?;
     let store = std::sync::Arc::new(ferry_engine::SqliteStore::open(&config.state_path()).await?);
     let registry = ferry_connectors::registry_with_store(store.clone());
@@ -265,7 +335,11 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             }
             std::fs::write(&path, include_str!("../../../examples/quickstart/ferry.toml"))
                 .with_context(|| format!("writing {}", path.display()))?;
-            out!("wrote {}: edit the connections and mappings, then `ferry check` and `ferry sync --all`", path.display());
+            if cli.json {
+                out!("{}", serde_json::json!({"written": path}));
+            } else {
+                out!("wrote {}: edit the connections and mappings, then `ferry check` and `ferry sync --all`", path.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Schema => {
@@ -273,10 +347,24 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Describe { connector } => {
-            output::describe(&ferry_connectors::registry(), connector.as_deref(), cli.json)?;
+            output::describe(&ferry_connectors::types(), connector.as_deref(), cli.json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench(args) => bench::run(args).await,
+        Command::Schedule { flow, from, count } => {
+            let config = Config::load(&cli.config)?;
+            one_workspace(&config, &cli.config)?;
+            let f = config.flow(&flow).map_err(anyhow::Error::msg)?;
+            let Some(expr) = &f.schedule else { bail!("flow {flow} has no schedule (set `schedule` in [flows.{flow}])") };
+            let schedule = ferry_engine::schedule::CronSchedule::parse(expr, f.schedule_timezone.as_deref()).map_err(anyhow::Error::msg)?;
+            let from = match from {
+                Some(t) => schedule.parse_instant(&t).map_err(|e| anyhow::anyhow!("--from: {e}"))?,
+                None => chrono::Utc::now(),
+            };
+            let firings: Vec<_> = schedule.upcoming(from, count.into()).into_iter().map(|t| schedule.firing(t)).collect();
+            output::schedule(&flow, &schedule, f.enabled, &firings, cli.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) => bench::run(args, cli.json).await,
         Command::BenchServe(args) => bench_serve::run(args).await,
         Command::Serve { listen } => {
             let config = Config::load(&cli.config)?;
@@ -324,7 +412,11 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
                     if !store.revoke_key(&id).await? {
                         bail!("no active key {id} (see `ferry keys list`)");
                     }
-                    out!("revoked key {id}");
+                    if cli.json {
+                        out!("{}", serde_json::json!({"revoked": id}));
+                    } else {
+                        out!("revoked key {id}");
+                    }
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -336,15 +428,23 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
                 Some(c) => vec![c],
                 None => ws.config.connections.keys().cloned().collect(),
             };
-            let mut ok = true;
-            for name in names {
-                let result = match ws.connection(&name) {
+            let mut results = Vec::new();
+            for name in &names {
+                let result = match ws.connection(name) {
                     Ok(c) => c.check().await,
                     Err(e) => Err(e),
                 };
-                ok &= output::check(&name, &result);
+                results.push((name.clone(), result));
             }
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            // A connection can be fine while a flow's stream on it is not (its file missing or unreadable):
+            // each enabled flow reading from a checked connection opens its stream as a sync would.
+            for (flow, f) in &ws.config.flows {
+                if f.enabled && names.contains(&f.source) {
+                    results.push((format!("flow {flow}"), check_flow_source(&ws, flow).await));
+                }
+            }
+            let ok = output::check(&results, cli.json)?;
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(exit::FAILED) })
         }
         Command::Sync { flow: Some(flow), server: Some(server), api_key, full, dry_run, keys, wait, .. } => {
             if dry_run {
@@ -366,7 +466,17 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             let ws = open(&cli.config, cli.workspace.as_deref()).await?;
             let flows: Vec<String> = match (flow, all) {
                 (Some(f), _) => vec![f],
-                (None, true) => ws.config.flows.iter().filter(|(_, f)| f.enabled).map(|(n, _)| n.clone()).collect(),
+                (None, true) => {
+                    let enabled: Vec<String> = ws.config.flows.iter().filter(|(_, f)| f.enabled).map(|(n, _)| n.clone()).collect();
+                    if enabled.is_empty() {
+                        bail!(
+                            "nothing to sync: {} has no enabled flows ({} flow(s) in all; add a [flows.NAME] section or set enabled = true)",
+                            cli.config.display(),
+                            ws.config.flows.len()
+                        );
+                    }
+                    enabled
+                }
                 (None, false) => bail!(
                     "name a flow or pass --all; flows: {}",
                     ws.config.flows.keys().cloned().collect::<Vec<_>>().join(", ")
@@ -389,9 +499,9 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
                 let report = report?;
                 output::report(&report, cli.json)?;
                 if report.aborted.is_some() {
-                    worst = ExitCode::from(1);
+                    worst = ExitCode::from(exit::FAILED);
                 } else if report.counts.failed > 0 && worst == ExitCode::SUCCESS {
-                    worst = ExitCode::from(2);
+                    worst = ExitCode::from(exit::RECORDS_FAILED);
                 }
             }
             Ok(worst)
@@ -419,14 +529,18 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
                     progress.finish();
                     let report = report?;
                     output::report(&report, cli.json)?;
-                    Ok(if report.counts.failed > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
+                    Ok(if report.counts.failed > 0 { ExitCode::from(exit::RECORDS_FAILED) } else { ExitCode::SUCCESS })
                 }
                 FailuresAction::Drop { flow, ids, all } => {
                     if ids.is_empty() && !all {
                         bail!("name failures with --id N (see `ferry failures list {flow}`), or pass --all");
                     }
                     let n = ws.store().drop_failures(Some(&flow), &ids).await?;
-                    out!("dropped {n} failure(s) of flow {flow}");
+                    if cli.json {
+                        out!("{}", serde_json::json!({"flow": flow, "dropped": n}));
+                    } else {
+                        out!("dropped {n} failure(s) of flow {flow}");
+                    }
                     Ok(ExitCode::SUCCESS)
                 }
             }

@@ -3,7 +3,8 @@
 use anyhow::Result;
 use ferry_engine::run::{Progress, RunReport};
 use ferry_engine::store::{Counts, Failure, XrefRow};
-use ferry_engine::{CheckReport, ConnectorError, Registry, Workspace};
+use ferry_engine::schedule::{CronSchedule, Firing};
+use ferry_engine::{CheckReport, ConnectorError, Workspace};
 use std::time::Duration;
 
 pub struct ProgressBar {
@@ -90,20 +91,46 @@ pub fn report(r: &RunReport, json: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn check(name: &str, result: &Result<CheckReport, ConnectorError>) -> bool {
-    match result {
-        Ok(r) => {
-            out!("{} {name}", if r.ok { "ok  " } else { "FAIL" });
-            for d in &r.details {
-                out!("      {d}");
+/// Prints each connection's check; whether all passed.
+pub fn check(results: &[(String, Result<CheckReport, ConnectorError>)], json: bool) -> Result<bool> {
+    let ok = results.iter().all(|(_, r)| r.as_ref().is_ok_and(|r| r.ok));
+    if json {
+        let list: Vec<_> = results
+            .iter()
+            .map(|(name, r)| match r {
+                Ok(r) => serde_json::json!({"connection": name, "ok": r.ok, "details": r.details}),
+                Err(e) => serde_json::json!({"connection": name, "ok": false, "error": e.to_string()}),
+            })
+            .collect();
+        out!("{}", serde_json::to_string_pretty(&serde_json::json!({"ok": ok, "connections": list}))?);
+        return Ok(ok);
+    }
+    for (name, result) in results {
+        match result {
+            Ok(r) => {
+                out!("{} {name}", if r.ok { "ok  " } else { "FAIL" });
+                for d in &r.details {
+                    out!("      {d}");
+                }
             }
-            r.ok
-        }
-        Err(e) => {
-            out!("FAIL {name}: {e}");
-            false
+            Err(e) => out!("FAIL {name}: {e}"),
         }
     }
+    Ok(ok)
+}
+
+pub fn schedule(flow: &str, s: &CronSchedule, enabled: bool, firings: &[Firing], json: bool) -> Result<()> {
+    if json {
+        let v = serde_json::json!({"flow": flow, "schedule": s.expr(), "timezone": s.timezone().name(), "enabled": enabled, "firings": firings});
+        out!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let disabled = if enabled { "" } else { " (flow disabled: `ferry serve` does not run it)" };
+    out!("{flow}: \"{}\" in {}{disabled}", s.expr(), s.timezone().name());
+    for f in firings {
+        out!("  {} {:<5}  {}", f.local, f.zone, f.utc);
+    }
+    Ok(())
 }
 
 pub async fn status(ws: &Workspace, flow: Option<&str>, json: bool) -> Result<()> {
@@ -143,6 +170,13 @@ pub async fn status(ws: &Workspace, flow: Option<&str>, json: bool) -> Result<()
                     .collect::<String>(),
                 r.error.map(|e| format!(" — {e}")).unwrap_or_default()
             );
+            const SHOWN: usize = 5;
+            for w in r.warnings.iter().take(SHOWN) {
+                out!("        warning: {w}");
+            }
+            if r.warnings.len() > SHOWN {
+                out!("        … and {} more warning(s) (`ferry status --json`)", r.warnings.len() - SHOWN);
+            }
         }
     }
     if json {
@@ -189,17 +223,24 @@ pub fn xref(rows: &[XrefRow], json: bool) -> Result<()> {
     Ok(())
 }
 
-pub fn describe(registry: &Registry, name: Option<&str>, json: bool) -> Result<()> {
-    let names: Vec<&str> = match name {
-        Some(n) => vec![n],
-        None => registry.names(),
+pub fn describe(types: &[(&'static str, &'static str)], name: Option<&str>, json: bool) -> Result<()> {
+    let listed: Vec<(&str, &str)> = match name {
+        Some(n) => match types.iter().find(|(t, _)| *t == n) {
+            Some(&t) => vec![t],
+            None => {
+                let known: Vec<&str> = types.iter().map(|(t, _)| *t).collect();
+                anyhow::bail!("unknown connector {n:?}; known: {}", known.join(", "))
+            }
+        },
+        None => types.to_vec(),
     };
-    for n in names {
-        let Some(factory) = registry.get(n) else { anyhow::bail!("unknown connector {n:?}; known: {}", registry.names().join(", ")) };
-        out!("{}: {}", factory.name(), factory.summary());
-        if json {
-            continue;
-        }
+    if json {
+        let list: Vec<_> = listed.iter().map(|(name, summary)| serde_json::json!({"name": name, "summary": summary})).collect();
+        out!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    for (name, summary) in listed {
+        out!("{name}: {summary}");
     }
     Ok(())
 }

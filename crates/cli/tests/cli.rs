@@ -374,3 +374,212 @@ fn a_killed_run_shows_as_interrupted_in_status() {
     let text = stdout(&run(&config, &["status"]));
     assert!(text.contains("interrupted"), "{text}");
 }
+
+/// A folder with `erp/` (CSV, the given files) and `shop/` (JSONL) and a config with one flow per
+/// `(name, stream, extra flow lines)`.
+fn small_setup(files: &[(&str, &str)], flows: &[(&str, &str, &str)], csv_options: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("erp")).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join("erp").join(name), text).unwrap();
+    }
+    let mut config = format!("[connections.erp]\ntype = \"csv\"\npath = \"erp\"\n{csv_options}\n[connections.shop]\ntype = \"jsonl\"\npath = \"shop\"\n");
+    for (name, stream, extra) in flows {
+        config.push_str(&format!("[flows.{name}]\nsource = \"erp\"\ntarget = \"shop\"\nstream = \"{stream}\"\n{extra}\n"));
+    }
+    let path = dir.path().join("ferry.toml");
+    std::fs::write(&path, config).unwrap();
+    (dir, path)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn the_issues_mixed_line_ending_file_parks_three_failures_with_their_own_lines_and_payloads() {
+    let (_dir, config) = small_setup(&[("products.csv", "sku,name\r\n,bad1\n,bad2\r\n,bad3\r\n")], &[("products", "products", "")], "");
+    let (report, code) = json_report(&config, &["sync", "products"]);
+    assert_eq!((code, report["counts"]["failed"].as_u64()), (2, Some(3)));
+    let (list, _) = json_report(&config, &["failures", "list"]);
+    let mut seen: Vec<(String, String, String, u64)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let field = f["field"].as_str().unwrap_or("null").to_owned();
+            (f["position"].as_str().unwrap().to_owned(), f["source"]["name"].as_str().unwrap().to_owned(), field, f["attempts"].as_u64().unwrap())
+        })
+        .collect();
+    seen.sort();
+    let want = |line: u32, name: &str| (format!("products.csv line {line}"), name.to_owned(), "sku".to_owned(), 1);
+    assert_eq!(seen, [want(2, "bad1"), want(3, "bad2"), want(4, "bad3")]);
+}
+
+#[test]
+fn exit_codes_are_distinct_and_usage_errors_are_64() {
+    let (_dir, config) = small_setup(&[], &[], "");
+    assert_eq!(run(&config, &["--no-such-flag"]).status.code(), Some(64));
+    assert_eq!(run(&config, &["sync", "--all", "extra"]).status.code(), Some(64));
+    assert_eq!(run(&config, &["--help"]).status.code(), Some(0));
+    assert_eq!(run(&config, &["schedule", "x", "--count", "0"]).status.code(), Some(64));
+    // An empty config: `sync --all` says there is nothing to sync instead of exiting 0 silently.
+    let out = run(&config, &["sync", "--all"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("nothing to sync") && stderr(&out).contains("no enabled flows"), "{}", stderr(&out));
+}
+
+#[test]
+fn each_cause_is_printed_once_and_logs_have_no_colour_off_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&dir.path().join("missing.toml"), &["status"]);
+    let err = stderr(&out);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(err.starts_with("error: cannot read config") && !err.contains("error: :"), "{err}");
+    // A bad config names its problem once, without an empty prefix.
+    std::fs::write(dir.path().join("bad.toml"), "[flows.x]\nsource = 1\n").unwrap();
+    let err = stderr(&run(&dir.path().join("bad.toml"), &["status"]));
+    assert!(err.starts_with("error: config ") && !err.contains(": :"), "{err}");
+
+    // Warnings logged on stderr (a pipe here) carry no ANSI escapes, with or without NO_COLOR.
+    let (_dir, config) = small_setup(&[("products.csv", "sku,name\n,bad\n")], &[("products", "products", "")], "");
+    for no_color in [None, Some("1")] {
+        let mut cmd = ferry();
+        cmd.env("FERRY_LOG", "warn").arg("--config").arg(&config).args(["sync", "products"]);
+        if let Some(v) = no_color {
+            cmd.env("NO_COLOR", v);
+        }
+        let out = cmd.output().unwrap();
+        let err = stderr(&out);
+        assert!(err.contains("record failed") && !err.contains('\u{1b}'), "{err:?}");
+    }
+}
+
+#[test]
+fn describe_lists_every_type_and_json_means_json() {
+    let (_dir, config) = small_setup(&[], &[], "");
+    let text = stdout(&run(&config, &["describe"]));
+    for name in ["csv", "jsonl", "tryton", "vendure", "api"] {
+        assert!(text.lines().any(|l| l.starts_with(&format!("{name}: "))), "{name} missing: {text}");
+    }
+    let (list, code) = json_report(&config, &["describe"]);
+    assert_eq!(code, 0);
+    let names: Vec<&str> = list.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["csv", "jsonl", "tryton", "vendure", "api"]);
+    let (one, _) = json_report(&config, &["describe", "api"]);
+    assert_eq!(one[0]["name"], "api");
+    let (check, code) = json_report(&config, &["check"]);
+    assert_eq!((code, check["ok"].as_bool()), (0, Some(true)), "{check}");
+    assert_eq!(check["connections"][0]["connection"], "erp");
+    let (bench, code) = json_report(&config, &["bench", "--records", "50"]);
+    assert_eq!((code, bench["phases"][1]["read"].as_u64()), (0, Some(50)), "{bench}");
+}
+
+#[test]
+fn check_and_sync_refuse_a_bad_schedule_and_schedule_lists_both_sydney_changes() {
+    for (extra, named) in [("schedule = \"every tuesday\"", "every tuesday"), ("schedule = \"0 * * * *\"\nschedule_timezone = \"Mars/Olympus\"", "Mars/Olympus")] {
+        let (_dir, config) = small_setup(&[("products.csv", "sku,name\nA,a\n")], &[("products", "products", extra)], "");
+        for args in [&["check"][..], &["sync", "products"]] {
+            let out = run(&config, args);
+            assert_eq!(out.status.code(), Some(1), "{args:?}");
+            assert!(stderr(&out).contains(named) && stderr(&out).contains("flows.products.schedule"), "{}", stderr(&out));
+        }
+    }
+    let (_dir, config) = small_setup(&[], &[("hourly", "products", "schedule = \"0 * * * *\"\nschedule_timezone = \"Australia/Sydney\"")], "");
+    // 5 April 2026: 03:00 AEDT goes back to 02:00 AEST, and both 02:00s fire.
+    let (list, code) = json_report(&config, &["schedule", "hourly", "--from", "2026-04-05T01:30", "--count", "3"]);
+    assert_eq!(code, 0);
+    let utc: Vec<&str> = list["firings"].as_array().unwrap().iter().map(|f| f["utc"].as_str().unwrap()).collect();
+    assert_eq!(utc, ["2026-04-04T15:00:00Z", "2026-04-04T16:00:00Z", "2026-04-04T17:00:00Z"]);
+    // 4 October 2026: 02:00 AEST jumps to 03:00 AEDT; the skipped 02:00 fires at 03:00 (once).
+    let out = run(&config, &["schedule", "hourly", "--from", "2026-10-04T00:30", "--count", "3"]);
+    let lines: Vec<String> = stdout(&out).lines().skip(1).map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    assert_eq!(
+        lines,
+        [
+            "2026-10-04T01:00:00+10:00 AEST 2026-10-03T15:00:00Z",
+            "2026-10-04T03:00:00+11:00 AEDT 2026-10-03T16:00:00Z",
+            "2026-10-04T04:00:00+11:00 AEDT 2026-10-03T17:00:00Z"
+        ]
+    );
+    let out = run(&config, &["schedule", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn a_header_read_with_the_wrong_delimiter_is_named_by_check_and_sync() {
+    let (_dir, config) = small_setup(&[("prices.csv", "price_list,sku,amount\nRETAIL,A,1\nRETAIL,B,2\n")], &[("prices", "prices", "")], "delimiter = \";\"");
+    let out = run(&config, &["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("prices: prices.csv: the header row read with delimiter \";\" has one column (\"price_list,sku,amount\"); with \",\" it has 3 columns: set delimiter = \",\""), "{}", stdout(&out));
+    let (report, code) = json_report(&config, &["sync", "prices"]);
+    assert_eq!(code, 2);
+    let warnings: Vec<&str> = report["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+    assert_eq!(warnings.iter().filter(|w| w.contains("set delimiter = \",\"")).count(), 1, "{warnings:?}");
+}
+
+#[test]
+fn a_duplicated_key_is_named_with_both_lines_everywhere_or_fails_the_row() {
+    let products = "sku,name\nA,first\nB,b\nA,second\n";
+    let (dir, config) = small_setup(&[("products.csv", products)], &[("products", "products", "")], "");
+    let out = run(&config, &["sync", "products"]);
+    assert_eq!(out.status.code(), Some(0));
+    let warning = "key A read twice: at products.csv line 2 and at products.csv line 4; the later one wins";
+    assert!(stdout(&out).contains(warning), "{}", stdout(&out));
+    let shop = ferry_connectors::jsonl::materialize(&dir.path().join("shop/products.jsonl"), Stream::Products).unwrap();
+    assert_eq!(shop["A"]["name"], "second");
+    let status = stdout(&run(&config, &["status"]));
+    assert!(status.contains(warning), "{status}");
+    let (status, _) = json_report(&config, &["status"]);
+    assert!(status[0]["runs"][0]["warnings"][0].as_str().unwrap().contains("key A read twice"), "{status}");
+    std::fs::write(dir.path().join("erp/products.csv"), "sku,name\nC,c\nC,c2\n").unwrap();
+    let (report, _) = json_report(&config, &["sync", "products"]);
+    assert_eq!(report["duplicates"][0], serde_json::json!({"key": "C", "first": "products.csv line 2", "again": "products.csv line 3"}));
+
+    // on_duplicate = "fail": the first row is kept, the later one parked, exit code 2.
+    let (dir, config) = small_setup(&[("products.csv", products)], &[("products", "products", "on_duplicate = \"fail\"")], "");
+    let (report, code) = json_report(&config, &["sync", "products"]);
+    assert_eq!((code, report["counts"]["failed"].as_u64()), (2, Some(1)));
+    let shop = ferry_connectors::jsonl::materialize(&dir.path().join("shop/products.jsonl"), Stream::Products).unwrap();
+    assert_eq!(shop["A"]["name"], "first");
+    let (list, _) = json_report(&config, &["failures", "list"]);
+    assert_eq!(list[0]["source"]["name"], "second");
+    assert_eq!(list[0]["position"], "products.csv line 4");
+}
+
+#[test]
+fn stock_without_a_status_is_published_with_the_one_its_quantities_imply() {
+    let stock = "sku,location,on_hand,available\nA,MEL,0,\nB,MEL,-2,\nC,MEL,12,\nD,MEL,3,\nE,MEL,9,0\n";
+    let mapping = "[flows.stock.mapping]\ndefaults = { \"low_stock_threshold\" = \"5\" }";
+    let (dir, config) = small_setup(&[("stock.csv", stock)], &[("stock", "stock", mapping)], "");
+    assert_eq!(run(&config, &["sync", "stock"]).status.code(), Some(0));
+    let shop = ferry_connectors::jsonl::materialize(&dir.path().join("shop/stock.jsonl"), Stream::Stock).unwrap();
+    let status = |k: &str| shop[k]["status"].as_str().unwrap().to_owned();
+    assert_eq!(
+        [status("A@MEL"), status("B@MEL"), status("C@MEL"), status("D@MEL"), status("E@MEL")],
+        ["temporarily_out", "temporarily_out", "in_stock", "low", "temporarily_out"]
+    );
+}
+
+#[test]
+fn check_fails_when_a_flow_could_not_read_its_stream() {
+    // The folder is fine; the flow's file is not there: `check` said ok, then `sync` failed.
+    let (dir, config) = small_setup(&[("stock.csv", "sku,on_hand\nA,1\n")], &[("products", "products", ""), ("stock", "stock", "")], "");
+    let (report, code) = json_report(&config, &["check"]);
+    assert_eq!(code, 1, "{report}");
+    let by_name = |n: &str| report["connections"].as_array().unwrap().iter().find(|c| c["connection"] == n).cloned().unwrap();
+    assert_eq!(by_name("erp")["ok"], true, "a missing file is a flow's problem, not the folder's");
+    let products = by_name("flow products");
+    assert_eq!(products["ok"], false);
+    assert!(products["details"][0].as_str().unwrap().contains("products.csv: cannot open"), "{products}");
+    assert_eq!(by_name("flow stock")["details"][0], "reads stock from erp: readable");
+    // The sync says why once: in its summary, not again in a log line.
+    let out = run(&config, &["sync", "products"]);
+    assert_eq!(out.status.code(), Some(1));
+    let both = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(both.matches("No such file or directory").count(), 1, "{both}");
+    // Once the file is there, both the check and the sync pass.
+    std::fs::write(dir.path().join("erp/products.csv"), "sku,name\nA,a\n").unwrap();
+    assert_eq!(run(&config, &["check"]).status.code(), Some(0));
+    assert_eq!(run(&config, &["sync", "products"]).status.code(), Some(0));
+}

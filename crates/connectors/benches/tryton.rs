@@ -76,7 +76,7 @@ async fn main() {
                 Record::parse(Stream::Products, r.data, &r.position).unwrap();
                 records += 1;
             }
-            ReadItem::Invalid { .. } | ReadItem::Checkpoint(_) => {}
+            ReadItem::Invalid { .. } | ReadItem::Checkpoint(_) | ReadItem::Warning(_) => {}
         }
     }
     drop(stream);

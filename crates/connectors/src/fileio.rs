@@ -229,7 +229,6 @@ where
 
 /// Checks that `dir` exists and is writable (by creating and removing a probe file), or, when it does not
 /// exist and `create` is set, that its nearest existing ancestor is.
-#[cfg_attr(not(feature = "jsonl"), allow(dead_code))] // used by jsonl only
 pub(crate) fn check_writable_dir(dir: &Path, create: bool) -> Result<String, String> {
     if dir.is_dir() {
         probe_write(dir)?;
@@ -253,7 +252,6 @@ pub(crate) fn check_writable_dir(dir: &Path, create: bool) -> Result<String, Str
     Err(format!("no existing parent folder for {}", dir.display()))
 }
 
-#[cfg_attr(not(feature = "jsonl"), allow(dead_code))] // used by jsonl only
 fn probe_write(dir: &Path) -> Result<(), String> {
     let probe = dir.join(format!(".ferry-check-{}", std::process::id()));
     File::create(&probe).map_err(|e| format!("folder {} is not writable: {e}", dir.display()))?;

@@ -38,6 +38,17 @@ pub fn registry() -> Registry {
     registry
 }
 
+/// Name and summary of every connector type this build knows, those living on the state store (`api`)
+/// included: what `ferry describe` lists.
+pub fn types() -> Vec<(&'static str, &'static str)> {
+    let registry = registry();
+    #[allow(unused_mut)]
+    let mut types: Vec<_> = registry.names().into_iter().filter_map(|n| registry.get(n).map(|f| (f.name(), f.summary()))).collect();
+    #[cfg(feature = "api")]
+    types.push((api::NAME, api::SUMMARY));
+    types
+}
+
 /// [`registry`] plus the connectors that live on the state store itself (`api`: the records API's
 /// records), which need the opened store.
 #[cfg(feature = "api")]

@@ -28,7 +28,7 @@ async fn read_and_parse(source: &dyn Connector, stream: Stream) -> (Vec<Record>,
                 Err(e) => bad.push(format!("{}: {e}", r.position)),
             },
             ReadItem::Invalid { position, .. } => bad.push(position),
-            ReadItem::Checkpoint(_) => {}
+            ReadItem::Checkpoint(_) | ReadItem::Warning(_) => {}
         }
     }
     (records, bad)
@@ -288,5 +288,81 @@ async fn a_writer_killed_mid_write_leaves_files_the_next_run_repairs() {
             assert_eq!(rows.len(), complete);
             assert_eq!(&rows.last().unwrap()[0], "AFTER-1");
         }
+    }
+}
+
+/// One generated CSV row: good, bad without a key (no sku), bad with a key (empty name), or too short.
+#[derive(Clone, Copy, Debug)]
+enum Row {
+    Good,
+    NoKey,
+    BadWithKey,
+    Short,
+}
+
+fn row_strategy() -> impl proptest::strategy::Strategy<Value = (Row, usize, bool, usize)> {
+    use proptest::prelude::*;
+    let row = prop_oneof![Just(Row::Good), Just(Row::NoKey), Just(Row::BadWithKey), Just(Row::Short)];
+    // (row, line ending, quoted name with a newline inside, blank lines before it)
+    (row, 0..3usize, any::<bool>(), 0..2usize)
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
+
+    /// Through the engine and the state store: every row that failed is listed once, with its own payload
+    /// and the line an editor shows, whatever the line endings (the issue's file merged two rows into one
+    /// failure with another row's payload).
+    #[test]
+    fn failures_listed_are_the_rows_that_failed_each_with_its_payload_and_line(rows in proptest::collection::vec(row_strategy(), 1..30)) {
+        const BREAKS: [&str; 3] = ["\n", "\r\n", "\r"];
+        let mut text = String::from("sku,name\r\n");
+        // name cell → expected line, for each row that must fail
+        let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+        let mut line = 2u64;
+        for (i, (row, end, quoted, blanks)) in rows.iter().enumerate() {
+            for _ in 0..*blanks {
+                // after a lone CR, an LF would make one CRLF with it, not a blank line
+                text.push_str(if text.ends_with('\r') { "\r" } else { "\n" });
+                line += 1;
+            }
+            let name = format!("name{i}");
+            let (cell, inner_lines) = if *quoted { (format!("\"{name}\nmore\""), 1) } else { (name.clone(), 0) };
+            let tag = if *quoted { format!("{name}\nmore") } else { name.clone() };
+            let spans = match row {
+                Row::Good => { text.push_str(&format!("S{i},{cell}")); inner_lines }
+                Row::NoKey => { text.push_str(&format!(",{cell}")); expected.insert(tag, line); inner_lines }
+                Row::BadWithKey => { text.push_str(&format!("S{i},")); expected.insert(format!("S{i}"), line); 0 }
+                Row::Short => { text.push_str(&format!("S{i}")); expected.insert(format!("S{i}"), line); 0 }
+            };
+            text.push_str(BREAKS[*end]);
+            line += 1 + spans;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("erp")).unwrap();
+        std::fs::write(dir.path().join("erp/products.csv"), &text).unwrap();
+        let config = ferry_engine::Config::parse(
+            "[connections.erp]\ntype = \"csv\"\npath = \"erp\"\n[connections.shop]\ntype = \"jsonl\"\npath = \"shop\"\n\
+             [flows.products]\nsource = \"erp\"\ntarget = \"shop\"\nstream = \"products\"\nbatch_size = 4\n",
+            dir.path().to_owned(),
+        ).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let listed = runtime.block_on(async {
+            let store = std::sync::Arc::new(ferry_engine::SqliteStore::open(&dir.path().join("state.db")).await.unwrap());
+            let ws = ferry_engine::Workspace::with_store(config, registry(), store);
+            let options = ferry_engine::RunOptions { holder: ferry_engine::holder_id(), ..Default::default() };
+            let report = ws.sync("products", &options, &ferry_engine::run::NoProgress).await.unwrap();
+            assert_eq!(report.counts.failed as usize, expected.len(), "{report:?}");
+            ws.store().failures(Some("products"), None).await.unwrap()
+        });
+        let mut got: BTreeMap<String, u64> = BTreeMap::new();
+        for f in &listed {
+            proptest::prop_assert_eq!(f.attempts, 1, "{:?}", f);
+            // the payload says which row it is: its sku, else its name
+            let tag = f.source["sku"].as_str().filter(|s| !s.is_empty()).or(f.source["name"].as_str()).unwrap().to_owned();
+            let at: u64 = f.position.as_deref().unwrap().rsplit_once(" line ").unwrap().1.parse().unwrap();
+            proptest::prop_assert!(got.insert(tag, at).is_none(), "two failures for one row: {:?}", listed);
+        }
+        proptest::prop_assert_eq!(got, expected, "file {:?}", text);
     }
 }

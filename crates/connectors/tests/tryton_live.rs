@@ -29,6 +29,7 @@ async fn read(t: &Tryton, stream: Stream, keys: Option<Vec<String>>, checkpoint:
             }
             ReadItem::Checkpoint(c) => r.checkpoints.push(c),
             ReadItem::Invalid { position, field, message, .. } => r.invalid.push((position, field, message)),
+            ReadItem::Warning(w) => panic!("{stream}: unexpected warning {w}"),
         }
     }
     r

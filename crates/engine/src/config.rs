@@ -78,6 +78,9 @@ pub struct FlowConfig {
     pub max_retire_share: Option<f64>,
     #[serde(default)]
     pub mapping: MappingConfig,
+    /// A key read twice in one run: warn (the later row wins) or fail (the later row is parked).
+    #[serde(default)]
+    pub on_duplicate: crate::duplicates::OnDuplicate,
     /// Cron expression for `ferry serve` (in `schedule_timezone`).
     pub schedule: Option<String>,
     pub schedule_timezone: Option<String>,
@@ -154,6 +157,12 @@ impl Config {
                 && !(0.0..=1.0).contains(&share)
             {
                 return Err(format!("flows.{name}.max_retire_share: must be between 0 and 1"));
+            }
+            // Every command refuses what `serve` would refuse, not only `serve` (a schedule that never
+            // fires, or a zone that does not exist, found out days later).
+            if flow.schedule.is_some() || flow.schedule_timezone.is_some() {
+                let expr = flow.schedule.as_deref().unwrap_or("0 0 * * *");
+                crate::schedule::CronSchedule::parse(expr, flow.schedule_timezone.as_deref()).map_err(|e| format!("flows.{name}.{e}"))?;
             }
         }
         Ok(())
@@ -372,6 +381,18 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("flows.x.target") && err.contains("\"b\""), "{err}");
+    }
+
+    #[test]
+    fn a_bad_schedule_or_time_zone_is_refused_at_load() {
+        let flow = "[connections.a]\ntype='jsonl'\n[flows.x]\nsource='a'\ntarget='a'\nstream='products'\n";
+        let err = Config::parse(&format!("{flow}schedule='every tuesday'\n"), PathBuf::new()).unwrap_err();
+        assert!(err.starts_with("flows.x.schedule \"every tuesday\""), "{err}");
+        let err = Config::parse(&format!("{flow}schedule='0 * * * *'\nschedule_timezone='Mars/Olympus'\n"), PathBuf::new()).unwrap_err();
+        assert!(err.starts_with("flows.x.schedule_timezone \"Mars/Olympus\""), "{err}");
+        let err = Config::parse(&format!("{flow}schedule_timezone='Mars/Olympus'\n"), PathBuf::new()).unwrap_err();
+        assert!(err.contains("Mars/Olympus"), "{err}");
+        assert!(Config::parse(&format!("{flow}schedule='30 2 * * *'\nschedule_timezone='Australia/Sydney'\n"), PathBuf::new()).is_ok());
     }
 
     #[test]

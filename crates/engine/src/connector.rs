@@ -114,6 +114,9 @@ pub enum ReadItem {
     /// A record the source could read but not translate (bad row, unreadable field). It is parked as a
     /// failure; the rest of the stream carries on.
     Invalid { position: String, key: Option<String>, raw: serde_json::Value, field: String, message: String },
+    /// Something about the source as a whole a person should know (a header that looks split by the
+    /// wrong delimiter): added to the run's warnings, once.
+    Warning(String),
 }
 
 /// One record to write, with what Ferry already knows of it in the target.

@@ -10,6 +10,7 @@ pub mod config;
 pub mod connector;
 pub mod create_once;
 pub mod diff;
+pub mod duplicates;
 pub mod hash;
 pub mod isolate;
 pub mod lease;

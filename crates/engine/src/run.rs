@@ -19,6 +19,7 @@ use crate::config::{FlowConfig, OnMissing};
 use crate::connector::*;
 use crate::create_once;
 use crate::diff::{FieldChange, diff};
+use crate::duplicates::{Duplicate, Duplicates, OnDuplicate};
 use crate::hash::{digest128, fingerprint, hex128};
 use crate::isolate;
 use crate::lease;
@@ -91,6 +92,8 @@ pub struct RunReport {
     /// With `dry_run`: the planned writes (first 200), with field-level changes.
     pub planned: Vec<PlannedChange>,
     pub warnings: Vec<String>,
+    /// Keys read more than once in this run (first 50), with both positions.
+    pub duplicates: Vec<Duplicate>,
     /// Set when the run stopped early (endpoint down…); committed work stays committed.
     pub aborted: Option<String>,
 }
@@ -162,6 +165,8 @@ struct Pending {
     source_hash: u128,
     /// The record as the source produced it (JSON text): what a parked failure keeps for replay.
     source: String,
+    /// Where the source had it (`products.csv line 17`).
+    position: String,
 }
 
 /// Records read but not yet prepared, with what the batch commits besides them (read counts, rows
@@ -219,8 +224,9 @@ struct Runner<'a> {
     run_id: i64,
     /// Keys with a parked failure (by key hash): resolved when the key is written or found unchanged.
     open_failures: HashMap<u64, String>,
-    /// Key hashes of every record this run has taken in.
-    seen: HashSet<u64>,
+    /// Key hashes of every record this run has taken in, with where the source read each first (keys read
+    /// twice are reported).
+    seen: Duplicates,
     report: RunReport,
     /// Identifies the flow's mapping and model version: the same raw record under the same mapping always
     /// maps to the same canonical record, so an unchanged source hash means an unchanged record.
@@ -240,6 +246,8 @@ struct Runner<'a> {
     /// Items the source's read produced (records and invalid rows; replays not counted): an empty
     /// complete read never retires anything by itself.
     source_items: u64,
+    /// Set once replays are done and the source is being read.
+    reading: bool,
 }
 
 pub async fn run_flow(flow: &Flow, store: &dyn StateStore, options: &RunOptions, progress: &dyn Progress) -> Result<RunReport, RunError> {
@@ -283,7 +291,7 @@ pub async fn run_flow(flow: &Flow, store: &dyn StateStore, options: &RunOptions,
         batch_size: flow.config.batch_size.unwrap_or(target_desc.batch_size).max(1),
         run_id: 0,
         open_failures: HashMap::new(),
-        seen: HashSet::new(),
+        seen: Duplicates::default(),
         report: RunReport { flow: flow.name.clone(), dry_run: options.dry_run, ..Default::default() },
         mapping_id: mapping_id(&flow.config),
         source_index: None,
@@ -293,6 +301,7 @@ pub async fn run_flow(flow: &Flow, store: &dyn StateStore, options: &RunOptions,
         selection: options.keys.as_deref().map(|keys| KeySelection::new(keys, &flow.config.mapping, stream)),
         unattributed_failures: 0,
         source_items: 0,
+        reading: false,
     };
 
     if !options.dry_run {
@@ -310,11 +319,17 @@ pub async fn run_flow(flow: &Flow, store: &dyn StateStore, options: &RunOptions,
         outcome = outcome.and(Err(e));
     }
     if let Err(message) = &outcome {
-        tracing::error!(flow = %flow.name, error = %message, "run aborted");
+        // Warn, not error: the report carries it to whoever prints (CLI) or logs (serve's worker) it, once.
+        tracing::warn!(flow = %flow.name, error = %message, "run aborted");
         runner.report.aborted = Some(message.clone());
+    }
+    let listed = runner.report.duplicates.len() as u64;
+    if runner.seen.count > listed {
+        runner.report.warnings.push(format!("{} records had a key read before in this run ({listed} listed)", runner.seen.count));
     }
     runner.report.duration = started.elapsed();
     if !options.dry_run {
+        store.set_run_warnings(runner.run_id, &runner.report.warnings).await?;
         let status = match (&runner.report.aborted, runner.report.counts.failed) {
             (Some(_), _) => "aborted",
             (None, 0) => "ok",
@@ -367,6 +382,7 @@ impl Runner<'_> {
         }
 
         // 2. Read the source from the checkpoint.
+        self.reading = true;
         let checkpoint = if self.options.full || self.options.keys.is_some() {
             None
         } else {
@@ -393,7 +409,7 @@ impl Runner<'_> {
                     self.report.counts.read += 1;
                     batch.commit.counts.read += 1;
                     let unattributed = key.is_none();
-                    let key = key.unwrap_or_else(|| position.clone());
+                    let key = key.unwrap_or_else(|| unkeyed_failure_key(&position, raw.to_string().as_bytes()));
                     if !self.selected(&key) {
                         self.unattributed_failures += u64::from(unattributed);
                         self.report.counts.skipped += 1;
@@ -403,6 +419,10 @@ impl Runner<'_> {
                     self.mark_seen(&key);
                     self.park(&mut batch.commit, key, Some(position), Stage::Read, Some(field), message, false, raw);
                     self.submit_if_full(&mut batch).await?;
+                }
+                Ok(ReadItem::Warning(message)) => {
+                    tracing::warn!(flow = %self.flow.name, "{message}");
+                    self.report.warnings.push(message);
                 }
                 Err(e) => {
                     // Keep what was read before the error; the checkpoint stays where the last one was.
@@ -437,7 +457,7 @@ impl Runner<'_> {
     }
 
     fn mark_seen(&mut self, key: &str) {
-        self.seen.insert(key_hash(key));
+        self.seen.mark(key_hash(key));
     }
 
     /// The open failure of `key`, if any, is resolved by this batch.
@@ -552,6 +572,8 @@ impl Runner<'_> {
         retryable: bool,
         source: serde_json::Value,
     ) {
+        // A failure carries its field whenever its message names one (a connector quoting serde).
+        let field = field.filter(|f| !f.is_empty()).or_else(|| ferry_model::named_field(&message).map(str::to_owned));
         tracing::warn!(flow = %self.flow.name, record = %key, stage = stage.as_str(), field = field.as_deref().unwrap_or(""), %message, "record failed");
         self.report.counts.failed += 1;
         commit.counts.failed += 1;
@@ -618,7 +640,13 @@ impl Runner<'_> {
         for item in items {
             let transformed = match item {
                 Prepared_::Known { key_hash, raw } => {
-                    if self.seen.insert(key_hash) {
+                    if !self.seen.contains(key_hash) {
+                        if self.reading {
+                            // The key's first read (a later one is transformed and checked below).
+                            self.seen.note(key_hash, &raw.position);
+                        } else {
+                            self.seen.mark(key_hash);
+                        }
                         self.count_unchanged(&mut commit);
                         if let Some(key) = self.open_failures.remove(&key_hash) {
                             commit.resolved.push(key);
@@ -631,6 +659,7 @@ impl Runner<'_> {
                 Prepared_::Transformed(t) => t,
             };
             if let Some(p) = self.take(&mut commit, transformed) {
+                let Some(p) = self.check_duplicate(&mut commit, p) else { continue };
                 match index.get(&p.key) {
                     Some(&i) => {
                         pending[i] = p;
@@ -668,6 +697,37 @@ impl Runner<'_> {
         self.unsaved = written?;
         self.progress.update(&self.report.counts);
         Ok(())
+    }
+
+    /// A key read before in this run at another position is reported; with `on_duplicate = "fail"` this
+    /// later record is parked instead of taken (`None`).
+    fn check_duplicate(&mut self, commit: &mut BatchCommit, p: Pending) -> Option<Pending> {
+        if !self.reading {
+            return Some(p);
+        }
+        let Some(first) = self.seen.note(key_hash(&p.key), &p.position) else { return Some(p) };
+        let duplicate = Duplicate { key: p.key.clone(), first, again: p.position.clone() };
+        let policy = self.flow.config.on_duplicate;
+        let message = duplicate.message(policy);
+        tracing::warn!(flow = %self.flow.name, record = %p.key, "{message}");
+        if self.report.duplicates.len() < MAX_LISTED {
+            self.report.warnings.push(message.clone());
+        }
+        if self.report.duplicates.len() < MAX_LISTED {
+            self.report.duplicates.push(duplicate);
+        }
+        match policy {
+            OnDuplicate::Warn => {
+                commit.outcomes.push(RunRecord { key: p.key.clone(), outcome: "duplicate", target_id: None, field: None, message: Some(message) });
+                Some(p)
+            }
+            OnDuplicate::Fail => {
+                // Its own failure key: the first record of this key is written and must not resolve it.
+                let key = format!("{} (duplicate at {})", p.key, p.position);
+                self.park(commit, key, Some(p.position), Stage::Read, None, message, false, source_value(&p.source));
+                None
+            }
+        }
     }
 
     /// Commits the batch written last, if not yet committed.
@@ -909,7 +969,7 @@ impl Runner<'_> {
             let Some(last) = page.iter().max() else { break };
             after = last.clone();
             total += page.len() as u64;
-            candidates.extend(page.into_iter().filter(|key| !self.seen.contains(&key_hash(key))));
+            candidates.extend(page.into_iter().filter(|key| !self.seen.contains(key_hash(key))));
         }
         // Only the keys not seen need their target id (and whether they were retired already).
         for keys in candidates.chunks(10_000) {
@@ -1094,7 +1154,7 @@ fn transform(mapping: &Mapping, stream: Stream, mapping_id: &[u8; 32], raw: Raw)
         Ok(Ok(None)) => return Transformed::Skipped,
         Ok(Err(e)) => {
             let data = source_value(&source);
-            let key = key_hint(stream, &data).unwrap_or_else(|| position.clone());
+            let key = key_hint(stream, &data).unwrap_or_else(|| unkeyed_failure_key(&position, source.as_bytes()));
             let field = (!e.field.is_empty()).then_some(e.field.clone());
             return Transformed::Failed { key, position, stage: Stage::Map, field, message: e.to_string(), data };
         }
@@ -1109,11 +1169,13 @@ fn transform(mapping: &Mapping, stream: Stream, mapping_id: &[u8; 32], raw: Raw)
     match parsed {
         Ok(Ok((record, fp))) => {
             let key = record.key();
-            Transformed::Ready(Box::new(Pending { key, record, hash: fp.hash, canonical: fp.canonical, source_hash, source }))
+            Transformed::Ready(Box::new(Pending { key, record, hash: fp.hash, canonical: fp.canonical, source_hash, source, position }))
         }
         Ok(Err(e)) => {
             let field = Some(e.field().to_owned()).filter(|f| !f.is_empty());
-            Transformed::Failed { key: e.record.clone(), position, stage: Stage::Validate, field, message: e.to_string(), data: source_value(&source) }
+            // Without a key, the record is named by its position: that and its content identify the failure.
+            let key = if e.record == position { unkeyed_failure_key(&position, source.as_bytes()) } else { e.record.clone() };
+            Transformed::Failed { key, position, stage: Stage::Validate, field, message: e.to_string(), data: source_value(&source) }
         }
         Err(panic) => panicked(Stage::Validate, panic, &source, position),
     }
@@ -1209,6 +1271,7 @@ fn rebuild(stream: Stream, ids: &[Resend], sent: &HashMap<String, Written_>) -> 
 fn mapping_id(config: &FlowConfig) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    h.update(&ferry_model::CANONICAL_REVISION.to_le_bytes());
     h.update(config.stream.as_str().as_bytes());
     h.update(serde_json::to_string(&config.mapping).unwrap_or_default().as_bytes());
     *h.finalize().as_bytes()
@@ -1231,6 +1294,15 @@ fn with_source_fingerprint<R>(mapping_id: &[u8; 32], data: &serde_json::Value, t
     })
 }
 
+
+/// What identifies a failed record that has no key: its position and a hash of its content. Two bad rows
+/// are never one failure (a miscounted line, or another row moved to that line since, must not merge them
+/// or hand one the other's payload), and the same bad row read again is the same failure (its attempts
+/// grow).
+fn unkeyed_failure_key(position: &str, content: &[u8]) -> String {
+    let digest = blake3::hash(content);
+    format!("{position} #{}", &hex128(digest128(&digest))[..12])
+}
 
 /// 64-bit hash of a key, for the set of keys a complete read has seen (8 bytes a key instead of the key).
 fn key_hash(key: &str) -> u64 {

@@ -45,6 +45,7 @@ async fn rig(stream: Stream, read_mode: ReadMode, write_mode: WriteMode, records
         batch_size: None,
         on_missing: OnMissing::Ignore,
         max_retire_share: None,
+        on_duplicate: Default::default(),
         mapping: MappingConfig::default(),
         schedule: None,
         schedule_timezone: None,
@@ -110,6 +111,11 @@ async fn the_target_refusing_one_record_parks_it_and_the_batch_goes_on() {
     assert_eq!((report.counts.created, report.counts.failed), (5, 1));
     let parked = r.store.failures(Some("f"), None).await.unwrap();
     assert_eq!((parked[0].key.as_str(), parked[0].stage.as_str(), parked[0].field.as_deref()), ("P1", "write", Some("name")));
+
+    // A target naming the field only in its message: the failure carries it anyway.
+    r.target.faults.lock().unwrap().refuse.insert("P1".into(), String::new());
+    let report = r.sync(RunOptions { replay: Replay::AllOnly, ..opts() }).await;
+    assert_eq!(report.failures[0].field.as_deref(), Some("name"), "{:?}", report.failures);
 
     // Replay after the target was fixed.
     r.target.faults.lock().unwrap().refuse.clear();
@@ -556,4 +562,71 @@ mod retire_share {
             })?;
         }
     }
+}
+
+/// What the target holds for `key`, as JSON.
+fn target_json(r: &Rig, key: &str) -> serde_json::Value {
+    serde_json::to_value(r.target.target.lock().unwrap().get(key).expect("written")).unwrap()
+}
+
+#[tokio::test]
+async fn a_key_read_twice_is_named_with_both_positions_and_the_later_row_wins() {
+    // P1 twice in one batch, P2 twice across batches (batch size 3).
+    let records = vec![product("P1", "1"), product("P2", "2"), product("P1", "11"), product("P3", "3"), product("P2", "22")];
+    let mut r = rig(Stream::Products, ReadMode::Snapshot, WriteMode::Upsert, records).await;
+    r.flow.config.batch_size = Some(3);
+    let report = r.sync(opts()).await;
+    assert_eq!(report.counts.failed, 0);
+    let named: Vec<_> = report.duplicates.iter().map(|d| (d.key.as_str(), d.first.as_deref(), d.again.as_str())).collect();
+    assert_eq!(named, [("P1", Some("memory #0"), "memory #2"), ("P2", Some("memory #1"), "memory #4")]);
+    assert!(report.warnings.iter().any(|w| w == "key P1 read twice: at memory #0 and at memory #2; the later one wins (on_duplicate = \"warn\")"), "{:?}", report.warnings);
+    assert_eq!(target_json(&r, "P1")["price"]["amount"], "11");
+    assert_eq!(target_json(&r, "P2")["price"]["amount"], "22");
+    // Kept with the run: its records and its warnings (what `ferry status` shows).
+    let run_id = report.run_id.unwrap();
+    let records = r.store.run_records(run_id).await.unwrap();
+    let dups: Vec<_> = records.iter().filter(|o| o.outcome == "duplicate").map(|o| o.key.as_str()).collect();
+    assert_eq!(dups, ["P1", "P2"]);
+    let runs = r.store.runs(Some("f"), 1).await.unwrap();
+    assert_eq!(runs[0].warnings.len(), 2, "{:?}", runs[0].warnings);
+
+    // Unchanged content read twice (recognised without mapping) is a duplicate too.
+    let report = r.sync(opts()).await;
+    assert_eq!(report.duplicates.len(), 2, "{:?}", report.duplicates);
+}
+
+#[tokio::test]
+async fn on_duplicate_fail_keeps_the_first_row_and_parks_the_later_one() {
+    let records = vec![product("P1", "1"), product("P2", "2"), product("P1", "11")];
+    let mut r = rig(Stream::Products, ReadMode::Snapshot, WriteMode::Upsert, records).await;
+    r.flow.config.on_duplicate = ferry_engine::duplicates::OnDuplicate::Fail;
+    let report = r.sync(opts()).await;
+    assert_eq!((report.counts.created, report.counts.failed), (2, 1));
+    assert_eq!(target_json(&r, "P1")["price"]["amount"], "1");
+    let parked = r.store.failures(Some("f"), None).await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].key, "P1 (duplicate at memory #2)");
+    assert_eq!(parked[0].position.as_deref(), Some("memory #2"));
+    assert_eq!(parked[0].source["price"]["amount"], "11");
+    assert!(parked[0].message.contains("at memory #0 and at memory #2"), "{}", parked[0].message);
+}
+
+#[tokio::test]
+async fn records_without_a_key_fail_one_by_one_with_their_own_payload() {
+    // Two keyless records at the same position (as a miscounted line number once produced) stay two.
+    let mut records = vec![json!({"name": "first"}), json!({"name": "second"})];
+    records.push(product("P1", "1"));
+    let r = rig(Stream::Products, ReadMode::Snapshot, WriteMode::Upsert, records).await;
+    let report = r.sync(opts()).await;
+    assert_eq!(report.counts.failed, 2);
+    assert_eq!(report.failures[0].field.as_deref(), Some("sku"), "the field serde names is the failure's field");
+    let parked = r.store.failures(Some("f"), None).await.unwrap();
+    let mut names: Vec<_> = parked.iter().map(|f| (f.source["name"].as_str().unwrap().to_owned(), f.attempts)).collect();
+    names.sort();
+    assert_eq!(names, [("first".to_owned(), 1), ("second".to_owned(), 1)]);
+    assert!(parked.iter().all(|f| f.key.starts_with(f.position.as_deref().unwrap()) && f.key.contains(" #")), "{parked:?}");
+    // The same bad record read again is the same failure.
+    r.sync(opts()).await;
+    let parked = r.store.failures(Some("f"), None).await.unwrap();
+    assert_eq!(parked.iter().map(|f| f.attempts).collect::<Vec<_>>(), [2, 2]);
 }

@@ -34,6 +34,11 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
+/// Changes whenever parsing turns the same input into a different canonical record (2: stock without a
+/// status gets a derived one). The engine recognises unchanged raw records without parsing them again;
+/// this makes it parse everything once more after such a change, so the new meaning reaches the target.
+pub const CANONICAL_REVISION: u32 = 2;
+
 /// The kinds of record Ferry syncs. A connector reads and writes streams of one kind each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -172,7 +177,16 @@ impl Record {
         let record = match stream {
             Stream::Products => Record::Product(typed(value).map_err(|e| fail(vec![e]))?),
             Stream::Prices => Record::Price(typed(value).map_err(|e| fail(vec![e]))?),
-            Stream::Stock => Record::Stock(typed(value).map_err(|e| fail(vec![e]))?),
+            Stream::Stock => {
+                // A source that states no status gets the one its quantities imply, never a blind
+                // `in_stock` for an item with nothing on hand.
+                let stated = value.get("status").is_some_and(|s| !s.is_null());
+                let mut level: stock::StockLevel = typed(value).map_err(|e| fail(vec![e]))?;
+                if !stated {
+                    level.status = level.derived_status();
+                }
+                Record::Stock(level)
+            }
             Stream::Customers => Record::Customer(typed(value).map_err(|e| fail(vec![e]))?),
             Stream::Orders => Record::Order(typed(value).map_err(|e| fail(vec![e]))?),
             Stream::Shipments => Record::Shipment(typed(value).map_err(|e| fail(vec![e]))?),
@@ -205,9 +219,30 @@ impl Record {
 fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, FieldError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." { String::new() } else { path };
-        FieldError::new(field, e.into_inner().to_string())
+        let parent = if path == "." { String::new() } else { path };
+        let message = e.into_inner().to_string();
+        // serde reports a missing or unknown field at the object that lacks or has it; the field itself
+        // is named only inside the message. Failures carry the full path (`price.amount`), not `price`.
+        // (serde_path_to_error already ends the path with an unknown field's name.)
+        let field = match named_field(&message) {
+            Some(name) if parent == name || parent.ends_with(&format!(".{name}")) => parent,
+            Some(name) if parent.is_empty() => name.to_owned(),
+            Some(name) => format!("{parent}.{name}"),
+            None => parent,
+        };
+        FieldError::new(field, message)
     })
+}
+
+/// The field serde names in "missing field `x`" / "unknown field `x`, expected …" / "duplicate field `x`",
+/// anywhere in `message` (a connector's or endpoint's message may quote serde's).
+pub fn named_field(message: &str) -> Option<&str> {
+    ["missing field `", "unknown field `", "duplicate field `"]
+        .iter()
+        .find_map(|prefix| message.find(prefix).map(|at| &message[at + prefix.len()..]))
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(name, _)| name)
+        .filter(|name| !name.is_empty())
 }
 
 /// The record's key read straight from raw JSON, exactly as [`Record::key`] forms it for the parsed

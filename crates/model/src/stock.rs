@@ -26,8 +26,14 @@ pub struct StockLevel {
     #[serde(default, with = "crate::decimal::option")]
     #[schemars(with = "Option<crate::schema::DecimalString>")]
     pub available: Option<Decimal>,
+    /// When the source gives none, derived from the quantities (see [`StockLevel::derived_status`]).
     #[serde(default)]
     pub status: StockStatus,
+    /// Available quantity at or below which a derived status is `low` (set it per flow with the mapping,
+    /// e.g. `defaults = { "low_stock_threshold" = "5" }`). Without it, a derived status is never `low`.
+    #[serde(default, with = "crate::decimal::option")]
+    #[schemars(with = "Option<crate::schema::DecimalString>")]
+    pub low_stock_threshold: Option<Decimal>,
     /// When a temporarily unavailable item is expected back.
     pub restock_date: Option<NaiveDate>,
     pub updated_at: Option<DateTime<Utc>>,
@@ -65,11 +71,27 @@ impl StockLevel {
         self.available.unwrap_or(self.on_hand)
     }
 
+    /// The status the quantities imply, for sources that give none: nothing available (zero or less,
+    /// oversold) → `temporarily_out`; at or below `low_stock_threshold` → `low`; else `in_stock`.
+    pub fn derived_status(&self) -> StockStatus {
+        let available = self.available_or_on_hand();
+        if available <= Decimal::ZERO {
+            StockStatus::TemporarilyOut
+        } else if self.low_stock_threshold.is_some_and(|low| available <= low) {
+            StockStatus::Low
+        } else {
+            StockStatus::InStock
+        }
+    }
+
     pub(crate) fn validate(&self, errors: &mut Vec<FieldError>) {
         require_text(&self.sku, "sku", errors);
         require_text(&self.location, "location", errors);
         // Negative on-hand does happen in ERPs (oversold); negative *available* is clamped by shops. Both
         // are accepted; what is rejected is a quantity that cannot be a quantity at all.
+        if self.low_stock_threshold.is_some_and(|low| low < Decimal::ZERO) {
+            errors.push(FieldError::new("low_stock_threshold", "must not be negative"));
+        }
         if self.on_hand.scale() > 6 {
             errors.push(FieldError::new("on_hand", "more than 6 decimal places"));
         }

@@ -162,3 +162,47 @@ fn an_order_whose_amounts_overflow_is_a_validation_error_not_a_panic() {
     let err = Record::parse(Stream::Orders, v, "line 1").unwrap_err();
     assert!(err.errors.iter().any(|e| e.field == "totals.subtotal" && e.message.contains("out of range")), "{err}");
 }
+
+#[test]
+fn a_missing_field_is_named_as_the_failure_field() {
+    let err = Record::parse(Stream::Products, json!({"name": "Spade"}), "products.csv line 2").unwrap_err();
+    assert_eq!(err.field(), "sku", "{err}");
+    assert!(err.to_string().contains("missing field `sku`"), "{err}");
+    // Nested: the path of the object that lacks it, then the field.
+    let v = json!({"sku": "S-1", "name": "Spade", "price": {"currency": "AUD", "tax_inclusive": true}});
+    let err = Record::parse(Stream::Products, v, "line 3").unwrap_err();
+    assert_eq!(err.field(), "price.amount", "{err}");
+    let err = Record::parse(Stream::Products, json!({"sku": "S-1", "name": "Spade", "colour": "red"}), "line 4").unwrap_err();
+    assert_eq!(err.field(), "colour", "{err}");
+}
+
+fn stock(extra: serde_json::Value) -> StockLevel {
+    let mut v = json!({"sku": "S-1", "location": "MAIN"});
+    v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    match Record::parse(Stream::Stock, v, "line 1").unwrap() {
+        Record::Stock(s) => s,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn stock_without_a_status_gets_the_one_its_quantities_imply() {
+    assert_eq!(stock(json!({"on_hand": "0"})).status, StockStatus::TemporarilyOut);
+    assert_eq!(stock(json!({"on_hand": "-3"})).status, StockStatus::TemporarilyOut);
+    // Available, not on hand, decides: all of it reserved.
+    assert_eq!(stock(json!({"on_hand": "4", "available": "0"})).status, StockStatus::TemporarilyOut);
+    assert_eq!(stock(json!({"on_hand": "12"})).status, StockStatus::InStock);
+    // Without a threshold nothing is `low`; with one, at or below it is.
+    assert_eq!(stock(json!({"on_hand": "1"})).status, StockStatus::InStock);
+    assert_eq!(stock(json!({"on_hand": "5", "low_stock_threshold": "5"})).status, StockStatus::Low);
+    assert_eq!(stock(json!({"on_hand": "6", "low_stock_threshold": "5"})).status, StockStatus::InStock);
+    // A status the source states is kept, whatever the quantities.
+    assert_eq!(stock(json!({"on_hand": "0", "status": "backorder"})).status, StockStatus::Backorder);
+    assert_eq!(stock(json!({"on_hand": "40", "status": "discontinued"})).status, StockStatus::Discontinued);
+}
+
+#[test]
+fn a_negative_low_stock_threshold_is_refused() {
+    let err = Record::parse(Stream::Stock, json!({"sku": "S-1", "on_hand": "3", "low_stock_threshold": "-1"}), "line 1").unwrap_err();
+    assert_eq!(err.field(), "low_stock_threshold");
+}

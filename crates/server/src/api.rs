@@ -103,6 +103,39 @@ pub async fn flow_status(State(server): S, headers: HeaderMap, Path(flow): Path<
     Ok(Json(v))
 }
 
+/// The next firings of a flow's schedule, in its time zone and in UTC. `from` (default now): RFC 3339, or a
+/// local date-time in the schedule's zone; `count` 1–1000 (default 10).
+pub async fn flow_schedule(
+    State(server): S,
+    headers: HeaderMap,
+    Path(flow): Path<String>,
+    Query(query): Query<std::collections::BTreeMap<String, String>>,
+) -> ApiResult {
+    let (state, _) = require(&server, &headers, Scope::Read).await?;
+    let f = flow_conf(&state, &flow)?;
+    if let Some(unknown) = query.keys().find(|k| !matches!(k.as_str(), "from" | "count")) {
+        return Err(ApiError::invalid(format!("unknown query parameter {unknown:?} (from, count)")).field(unknown.clone()));
+    }
+    let count = match query.get("count") {
+        None => 10,
+        Some(c) => c
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::invalid(format!("count: {c:?} is not a number from 1 to 1000")).field("count"))?,
+    };
+    let Some(expr) = &f.schedule else {
+        return Ok(Json(json!({"flow": flow, "schedule": null, "timezone": f.schedule_timezone, "enabled": f.enabled, "firings": []})));
+    };
+    let schedule = ferry_engine::schedule::CronSchedule::parse(expr, f.schedule_timezone.as_deref()).map_err(ApiError::internal)?;
+    let from = match query.get("from") {
+        None => state.clock.now(),
+        Some(t) => schedule.parse_instant(t).map_err(|e| ApiError::invalid(format!("from: {e}")).field("from"))?,
+    };
+    let firings: Vec<_> = schedule.upcoming(from, count).into_iter().map(|t| schedule.firing(t)).collect();
+    Ok(Json(json!({"flow": flow, "schedule": expr, "timezone": schedule.timezone().name(), "enabled": f.enabled, "firings": firings})))
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerBody {

@@ -404,6 +404,7 @@ pub fn router_for(server: Arc<Server>) -> Router {
         .route("/api/v1/flows", get(api::flows))
         .route("/api/v1/flows/{flow}", get(api::flow_status))
         .route("/api/v1/flows/{flow}/trigger", post(api::trigger))
+        .route("/api/v1/flows/{flow}/schedule", get(api::flow_schedule))
         .route("/api/v1/jobs", get(api::jobs))
         .route("/api/v1/jobs/{id}", get(api::job))
         .route("/api/v1/runs", get(api::runs))

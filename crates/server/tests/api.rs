@@ -446,6 +446,25 @@ async fn schedules_enqueue_each_firing_once_across_dst_and_restarts() {
 }
 
 #[tokio::test]
+async fn a_flows_schedule_lists_its_next_firings_in_local_time_and_utc() {
+    let r = rig().await;
+    // nightly: 02:30 Australia/Sydney. From local midnight of the day the clocks go back.
+    let (status, body) = call(&r.state, "GET", "/api/v1/flows/nightly/schedule?from=2026-04-05&count=2", Some(&r.read), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((body["schedule"].as_str(), body["timezone"].as_str()), (Some("30 2 * * *"), Some("Australia/Sydney")));
+    assert_eq!(body["firings"][0], json!({"local": "2026-04-05T02:30:00+11:00", "zone": "AEDT", "utc": "2026-04-04T15:30:00Z"}));
+    assert_eq!(body["firings"][1], json!({"local": "2026-04-06T02:30:00+10:00", "zone": "AEST", "utc": "2026-04-05T16:30:00Z"}));
+    for (query, field) in [("count=0", "count"), ("count=x", "count"), ("from=soon", "from"), ("limit=3", "limit")] {
+        let (status, body) = call(&r.state, "GET", &format!("/api/v1/flows/nightly/schedule?{query}"), Some(&r.read), None).await;
+        assert_eq!((status, body["error"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{query}: {body}");
+    }
+    let (status, body) = call(&r.state, "GET", "/api/v1/flows/products/schedule", Some(&r.read), None).await;
+    assert_eq!((status, body["schedule"].clone(), body["firings"].clone()), (StatusCode::OK, Value::Null, json!([])));
+    let (status, _) = call(&r.state, "GET", "/api/v1/flows/nope/schedule", Some(&r.read), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn openapi_documents_every_route_and_error_code_and_the_docs_page_is_offline() {
     let r = rig().await;
     let (status, doc) = call(&r.state, "GET", "/api/openapi.json", None, None).await;
@@ -460,7 +479,7 @@ async fn openapi_documents_every_route_and_error_code_and_the_docs_page_is_offli
             documented += 1;
         }
     }
-    assert_eq!(documented, 22);
+    assert_eq!(documented, 23);
     let codes: Vec<&str> = doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
         .as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
     assert_eq!(codes, ferry_server::error::CODES);

@@ -34,6 +34,9 @@ fn default_collection() -> String {
 }
 
 /// Builds `api` connections on a given record store (the server's / CLI's state store).
+pub const NAME: &str = "api";
+pub const SUMMARY: &str = "records pushed and pulled through ferry serve's records API (/api/v1/records/{stream})";
+
 pub struct ApiFactory {
     store: Arc<dyn RecordStore>,
 }
@@ -46,10 +49,10 @@ impl ApiFactory {
 
 impl ConnectorFactory for ApiFactory {
     fn name(&self) -> &'static str {
-        "api"
+        NAME
     }
     fn summary(&self) -> &'static str {
-        "records pushed and pulled through ferry serve's records API (/api/v1/records/{stream})"
+        SUMMARY
     }
     fn build(&self, options: &serde_json::Value, ctx: &BuildContext) -> Result<Arc<dyn Connector>, ConnectorError> {
         let o: Options = parse_options(options, ctx)?;

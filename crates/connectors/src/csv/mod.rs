@@ -149,6 +149,75 @@ impl Settings {
     }
 }
 
+/// Opens every file a sync would read (its header row, which it reports) and writes a probe where orders
+/// would be written: a check that only looked at metadata said `ok` for files a sync then could not read.
+fn check_folder(settings: &Settings) -> CheckReport {
+    let folder = &settings.folder;
+    let fail = |details: Vec<String>| CheckReport { ok: false, details };
+    match std::fs::metadata(folder) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return fail(vec![format!("{} is not a folder", folder.display())]),
+        Err(e) => return fail(vec![format!("folder {}: {e}", folder.display())]),
+    }
+    if let Err(e) = std::fs::read_dir(folder) {
+        return fail(vec![format!("folder {} cannot be listed: {e}", folder.display())]);
+    }
+    let mut ok = true;
+    let mut details = vec![format!("folder {} readable", folder.display())];
+    let no_renames = HashMap::new();
+    for stream in READ_STREAMS {
+        let name = settings.file_name(stream);
+        let path = folder.join(&name);
+        let line = match std::fs::metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::symlink_metadata(&path) {
+                // A link to nothing reads as "no file", and a sync would then fail on it.
+                Ok(_) => Err(format!("{name} is a link to a file that does not exist")),
+                Err(_) => Ok(format!("{name} not present (needed only by flows reading {stream})")),
+            },
+            Err(e) => Err(format!("{name}: {e}")),
+            Ok(meta) if meta.is_dir() => Err(format!("{name} is a folder, not a file")),
+            Ok(meta) => match rows::read_header(&path, settings.delimiter) {
+                Err(e) => Err(format!("{name} cannot be read: {e}")),
+                Ok(None) => Err(format!("{name} is empty: expected a header row")),
+                Ok(Some(headers)) => {
+                    let renames = settings.columns.get(&stream).unwrap_or(&no_renames);
+                    let expected: Vec<&str> = renames.keys().map(String::as_str).collect();
+                    match rows::delimiter_hint(&name, &headers, settings.delimiter, &expected) {
+                        Some(hint) => Err(hint),
+                        None => Ok(format!("{name} readable ({} bytes), header: {}", meta.len(), headers.join(" | "))),
+                    }
+                }
+            },
+        };
+        match line {
+            Ok(line) => details.push(format!("{stream}: {line}")),
+            Err(problem) => {
+                ok = false;
+                details.push(format!("{stream}: {problem}"));
+            }
+        }
+    }
+    // Orders are appended to a file in the folder: the folder must take a new file, and an existing
+    // orders file must open for appending.
+    let orders = settings.file_name(Stream::Orders);
+    let writable = fileio::check_writable_dir(folder, false).and_then(|_| {
+        let path = folder.join(&orders);
+        match path.exists() {
+            true => std::fs::OpenOptions::new().append(true).open(&path).map(|_| format!("{orders} opens for appending")),
+            false => Ok(format!("{orders} will be created (folder writable)")),
+        }
+        .map_err(|e| format!("{orders} cannot be opened for appending: {e}"))
+    });
+    match writable {
+        Ok(line) => details.push(format!("orders: {line}")),
+        Err(problem) => {
+            ok = false;
+            details.push(format!("orders: {problem}"));
+        }
+    }
+    CheckReport { ok, details }
+}
+
 /// A connection to one folder of CSV files.
 pub struct CsvConnector {
     settings: Arc<Settings>,
@@ -214,22 +283,7 @@ impl Connector for CsvConnector {
 
     async fn check(&self) -> Result<CheckReport, ConnectorError> {
         let settings = self.settings.clone();
-        run_blocking(&self.settings.folder, move || {
-            let folder = &settings.folder;
-            if !folder.is_dir() {
-                return Ok(CheckReport { ok: false, details: vec![format!("folder {} does not exist", folder.display())] });
-            }
-            let mut details = vec![format!("folder {} exists", folder.display())];
-            for stream in READ_STREAMS.into_iter().chain([Stream::Orders]) {
-                let name = settings.file_name(stream);
-                details.push(match std::fs::metadata(folder.join(&name)) {
-                    Ok(meta) => format!("{stream}: {name} present ({} bytes)", meta.len()),
-                    Err(_) => format!("{stream}: {name} not present"),
-                });
-            }
-            Ok(CheckReport { ok: true, details })
-        })
-        .await
+        run_blocking(&self.settings.folder, move || Ok(check_folder(&settings))).await
     }
 
     fn location(&self, stream: Stream) -> Option<String> {

@@ -7,7 +7,8 @@ use ferry_model::Stream;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 const READ_BUFFER: usize = 256 * 1024;
@@ -152,6 +153,62 @@ pub fn decimal_comma_to_dot(text: &str) -> Option<String> {
     Some(format!("{sign}{int}.{frac}"))
 }
 
+/// Delimiters tried when a header looks split by the wrong one.
+const CANDIDATE_DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
+
+fn show_delimiter(d: u8) -> String {
+    match d {
+        b'\t' => "\\t".into(),
+        d => (d as char).to_string(),
+    }
+}
+
+/// When the header row has one column, or none of the `expected` header names (the connection's
+/// `columns` renames), the delimiter that would split it (into the most expected names, else the most
+/// columns), with a sentence saying so. A file read with the wrong delimiter otherwise parks every row
+/// with "missing field" and no hint why.
+pub(crate) fn delimiter_hint(label: &str, headers: &[String], delimiter: u8, expected: &[&str]) -> Option<String> {
+    let named: Vec<&str> = headers.iter().map(|h| h.trim()).filter(|h| !h.is_empty()).collect();
+    let one_column = named.len() == 1;
+    let none_expected = !expected.is_empty() && !named.iter().any(|h| expected.contains(h));
+    if !one_column && !none_expected {
+        return None;
+    }
+    let line = headers.join(&(delimiter as char).to_string());
+    let (best, columns, _) = CANDIDATE_DELIMITERS
+        .into_iter()
+        .filter(|&d| d != delimiter)
+        .filter_map(|d| {
+            let cells: Vec<&str> = line.split(d as char).map(str::trim).collect();
+            let hits = cells.iter().filter(|c| expected.contains(c)).count();
+            let score = if expected.is_empty() { cells.len() } else { hits };
+            (cells.len() > 1 && score > 0).then_some((d, cells.len(), score))
+        })
+        .max_by_key(|&(_, _, score)| score)?;
+    let what = if one_column {
+        format!("has one column ({line:?})")
+    } else {
+        format!("names none of the mapped columns ({}): {line:?}", expected.join(", "))
+    };
+    Some(format!(
+        "{label}: the header row read with delimiter {:?} {what}; with {:?} it has {columns} columns: set delimiter = {:?}",
+        show_delimiter(delimiter),
+        show_delimiter(best),
+        show_delimiter(best)
+    ))
+}
+
+/// The header row of a file (cells as text, invalid UTF-8 replaced); `None` for an empty file.
+pub(crate) fn read_header(path: &Path, delimiter: u8) -> std::io::Result<Option<Vec<String>>> {
+    let mut reader = open_counted(path, delimiter)?;
+    let mut cells = csv::ByteRecord::new();
+    match reader.read_byte_record(&mut cells) {
+        Ok(false) => Ok(None),
+        Ok(true) => Ok(Some(cells.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect())),
+        Err(e) => Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())),
+    }
+}
+
 /// How to read one stream's file.
 pub(crate) struct TableRead<'a> {
     pub(crate) path: &'a Path,
@@ -175,11 +232,73 @@ pub(crate) fn open_csv(path: &Path, delimiter: u8) -> std::io::Result<csv::Reade
     Ok(csv::ReaderBuilder::new().delimiter(delimiter).has_headers(false).flexible(true).from_reader(reader))
 }
 
-/// Whether the file's first line ends in CRLF (Windows exports).
-fn uses_crlf(path: &Path) -> std::io::Result<bool> {
+/// Counts physical lines the way an editor does (`\n`, `\r\n` and a lone `\r` each end one, in any mix,
+/// inside quoted fields too) as the CSV parser pulls bytes through, so a record's position can name the
+/// line it starts on. The csv crate's own line count ends lines at `\n` only, and its record positions
+/// point at the blank lines and terminators before a record.
+pub(crate) struct LineCounter<R> {
+    inner: R,
+    /// Bytes handed to the parser so far.
+    offset: u64,
+    /// Line breaks read but not yet passed by a record: (first byte, byte after), in file order.
+    breaks: VecDeque<(u64, u64)>,
+    /// Breaks passed (the line before the next break is `passed + 1`).
+    passed: u64,
+    last_was_cr: bool,
+}
+
+impl<R: Read> LineCounter<R> {
+    fn new(inner: R) -> Self {
+        LineCounter { inner, offset: 0, breaks: VecDeque::new(), passed: 0, last_was_cr: false }
+    }
+
+    /// The 1-based line of the first content byte at or after `byte`, where the parser says a record
+    /// starts: line breaks before it, and those it skipped as blank lines, are counted.
+    fn line_at(&mut self, byte: u64) -> u64 {
+        let mut at = byte;
+        while let Some(&(start, end)) = self.breaks.front() {
+            if start > at {
+                break;
+            }
+            self.breaks.pop_front();
+            self.passed += 1;
+            at = at.max(end);
+        }
+        self.passed + 1
+    }
+}
+
+impl<R: Read> Read for LineCounter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for i in memchr::memchr2_iter(b'\r', b'\n', &buf[..n]) {
+            let at = self.offset + i as u64;
+            let cr_before = if i == 0 { self.last_was_cr } else { buf[i - 1] == b'\r' };
+            match buf[i] {
+                // The `\n` of a `\r\n` joins the break its `\r` began (unless a record passed it already).
+                b'\n' if cr_before => {
+                    if let Some(last) = self.breaks.back_mut().filter(|b| b.1 == at) {
+                        last.1 = at + 1;
+                    }
+                }
+                _ => self.breaks.push_back((at, at + 1)),
+            }
+        }
+        if n > 0 {
+            self.last_was_cr = buf[n - 1] == b'\r';
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// Opens a CSV file for reading with the BOM skipped and physical lines counted.
+fn open_counted(path: &Path, delimiter: u8) -> std::io::Result<csv::Reader<LineCounter<BufReader<File>>>> {
     let mut reader = BufReader::with_capacity(READ_BUFFER, File::open(path)?);
-    let buf = reader.fill_buf()?;
-    Ok(buf.iter().position(|&b| b == b'\n').is_some_and(|i| i > 0 && buf[i - 1] == b'\r'))
+    if reader.fill_buf()?.starts_with(BOM) {
+        reader.consume(BOM.len());
+    }
+    Ok(csv::ReaderBuilder::new().delimiter(delimiter).has_headers(false).flexible(true).from_reader(LineCounter::new(reader)))
 }
 
 /// Reads the header row and every data row, emitting records and invalid rows.
@@ -190,8 +309,7 @@ pub(crate) fn read_table(t: TableRead<'_>, em: &mut Emitter) -> Result<(), Conne
         other => ConnectorError::permanent(endpoint(), format!("cannot read: {other:?}")),
     };
     // A missing file is an error, not an empty snapshot: an empty snapshot would retire every record.
-    let crlf = uses_crlf(t.path).map_err(|e| io_error(t.path, "open", &e))?;
-    let mut reader = open_csv(t.path, t.delimiter).map_err(|e| io_error(t.path, "open", &e))?;
+    let mut reader = open_counted(t.path, t.delimiter).map_err(|e| io_error(t.path, "open", &e))?;
     let mut cells = csv::ByteRecord::new();
     if !reader.read_byte_record(&mut cells).map_err(csv_err)? {
         return Err(ConnectorError::config(endpoint(), "file is empty: expected a header row"));
@@ -206,11 +324,17 @@ pub(crate) fn read_table(t: TableRead<'_>, em: &mut Emitter) -> Result<(), Conne
         .collect::<Result<Vec<_>, _>>()?;
     let layout = Layout::new(&headers, t.renames, t.text_columns)
         .map_err(|m| ConnectorError::config(endpoint(), format!("header row: {m}")))?;
+    let expected: Vec<&str> = t.renames.keys().map(String::as_str).collect();
+    if let Some(hint) = delimiter_hint(t.label, &headers, t.delimiter, &expected)
+        && !em.emit(Ok(ReadItem::Warning(hint)))
+    {
+        return Ok(());
+    }
 
     while reader.read_byte_record(&mut cells).map_err(csv_err)? {
-        // The csv crate counts a CRLF file's lines one short (it ends records at '\r'); positions must
-        // name the line an editor shows.
-        let line = cells.position().map(|p| p.line() + u64::from(crlf)).unwrap_or(0);
+        // Positions name the line an editor shows, whatever the file's line endings.
+        let start = cells.position().map(|p| p.byte()).unwrap_or(0);
+        let line = reader.get_mut().line_at(start);
         let position = format!("{} line {line}", t.label);
         let item = if cells.len() != layout.width() {
             ReadItem::Invalid {

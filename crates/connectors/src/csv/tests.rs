@@ -120,6 +120,83 @@ async fn positions_name_the_physical_line_in_crlf_files_too() {
     assert_eq!(position, "customers.csv line 3");
 }
 
+/// Each record's line number (from its position), keyed by its `code` cell.
+fn lines_by_code(items: &[ReadItem]) -> Vec<(String, u64)> {
+    items
+        .iter()
+        .map(|i| {
+            let (position, code) = match i {
+                ReadItem::Record(r) => (&r.position, r.data["code"].as_str().unwrap_or("").to_owned()),
+                ReadItem::Invalid { position, raw, .. } => (position, raw["code"].as_str().unwrap_or("").to_owned()),
+                other => panic!("{other:?}"),
+            };
+            (code, position.rsplit_once(" line ").unwrap().1.parse().unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn mixed_line_endings_blank_lines_and_quoted_newlines_count_like_an_editor() {
+    // The issue's file: CRLF with one bare LF. The csv crate said lines 2, 4, 4.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("customers.csv"), "code,email\r\nA,bad1\nB,bad2\r\nC,bad3\r\n").unwrap();
+    let c = build(dir.path(), json!({}));
+    assert_eq!(lines_by_code(&read_all(c.as_ref(), Stream::Customers).await), [("A".into(), 2), ("B".into(), 3), ("C".into(), 4)]);
+    // Old-Mac CR endings, blank lines (skipped by the parser, counted by an editor), a quoted field
+    // spanning three lines, and a short row after it.
+    std::fs::write(dir.path().join("customers.csv"), "code,email\rA,a\r\r\n\nB,\"x\r\ny\nz\"\rC\n\r\nD,d").unwrap();
+    assert_eq!(
+        lines_by_code(&read_all(c.as_ref(), Stream::Customers).await),
+        [("A".into(), 2), ("B".into(), 5), ("C".into(), 8), ("D".into(), 10)]
+    );
+}
+
+/// Where an editor shows each record of `text` starting: breaks are `\r\n`, `\r` or `\n`.
+fn editor_line(text: &str, byte: usize) -> u64 {
+    text[..byte].replace("\r\n", "\n").replace('\r', "\n").matches('\n').count() as u64 + 1
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+
+    /// Whatever the mix of line endings, blank lines and quoted newlines, every record is named by the
+    /// line an editor shows it on.
+    #[test]
+    fn every_record_is_named_by_its_editor_line(
+        rows in proptest::collection::vec((0..3usize, 0..4usize, proptest::collection::vec(0..3usize, 0..3), 0..3usize), 1..40),
+        final_break in proptest::bool::ANY,
+    ) {
+        const BREAKS: [&str; 3] = ["\n", "\r\n", "\r"];
+        let mut text = String::from("code,email\r\n");
+        let mut expected = Vec::new();
+        for (i, (blank_lines, shape, inner_breaks, end)) in rows.iter().enumerate() {
+            for b in 0..*blank_lines {
+                // A blank line after a lone `\r` would merge with it into one `\r\n`: use `\r` alone there.
+                text.push_str(if text.ends_with('\r') { "\r" } else { BREAKS[b % 3] });
+            }
+            let code = format!("R{i}");
+            expected.push((code.clone(), editor_line(&format!("{text}x"), text.len())));
+            match shape {
+                0 => text.push_str(&format!("{code},e{i}")),
+                1 => text.push_str(&code), // too few fields: an invalid row
+                _ => {
+                    let inner: String = inner_breaks.iter().map(|b| format!("part{}", BREAKS[*b])).collect();
+                    text.push_str(&format!("{code},\"{inner}end\""));
+                }
+            }
+            if i + 1 < rows.len() || final_break {
+                text.push_str(BREAKS[*end]);
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("customers.csv"), &text).unwrap();
+        let c = build(dir.path(), json!({}));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let got = lines_by_code(&runtime.block_on(read_all(c.as_ref(), Stream::Customers)));
+        proptest::prop_assert_eq!(got, expected, "file {:?}", text);
+    }
+}
+
 #[tokio::test]
 async fn colliding_paths_and_missing_files_are_configuration_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -232,15 +309,80 @@ async fn an_orders_file_with_other_columns_is_refused() {
 }
 
 #[tokio::test]
-async fn check_lists_the_files_present() {
+async fn check_opens_the_files_and_reports_their_headers() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("stock.csv"), "sku,on_hand\n").unwrap();
     let report = build(dir.path(), json!({})).check().await.unwrap();
-    assert!(report.ok);
-    assert!(report.details.iter().any(|d| d.starts_with("stock: stock.csv present")), "{report:?}");
-    assert!(report.details.iter().any(|d| d == "products: products.csv not present"), "{report:?}");
+    assert!(report.ok, "{report:?}");
+    assert!(report.details.iter().any(|d| d == "stock: stock.csv readable (12 bytes), header: sku | on_hand"), "{report:?}");
+    assert!(report.details.iter().any(|d| d.starts_with("products: products.csv not present")), "{report:?}");
+    assert!(report.details.iter().any(|d| d == "orders: orders.csv will be created (folder writable)"), "{report:?}");
     let report = build(&dir.path().join("nope"), json!({})).check().await.unwrap();
     assert!(!report.ok);
+}
+
+/// Things a metadata-only check called `ok` and a sync then failed on (root reads through chmod 000, so
+/// these use what nobody can read: a file where the folder should be, a link to nothing, a folder
+/// where a file should be).
+#[tokio::test]
+async fn check_fails_for_what_a_sync_could_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("plain-file"), "x").unwrap();
+    let report = build(&dir.path().join("plain-file"), json!({})).check().await.unwrap();
+    assert!(!report.ok && report.details[0].contains("is not a folder"), "{report:?}");
+
+    std::os::unix::fs::symlink(dir.path().join("gone.csv"), dir.path().join("products.csv")).unwrap();
+    std::fs::create_dir(dir.path().join("stock.csv")).unwrap();
+    let report = build(dir.path(), json!({})).check().await.unwrap();
+    assert!(!report.ok, "{report:?}");
+    assert!(report.details.iter().any(|d| d == "products: products.csv is a link to a file that does not exist"), "{report:?}");
+    assert!(report.details.iter().any(|d| d == "stock: stock.csv is a folder, not a file"), "{report:?}");
+}
+
+/// Without root, permissions are real: an unreadable file and a read-only folder fail the check.
+#[tokio::test]
+async fn check_fails_for_unreadable_files_and_unwritable_folders_when_not_root() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("customers.csv");
+    std::fs::write(&file, "code,email\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o000)).unwrap();
+    if std::fs::read(&file).is_ok() {
+        // Root: permission bits do not stop it; `check_fails_for_what_a_sync_could_not_read` covers it.
+        return;
+    }
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
+    let report = build(dir.path(), json!({})).check().await.unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(!report.ok, "{report:?}");
+    assert!(report.details.iter().any(|d| d.starts_with("customers: customers.csv cannot be read")), "{report:?}");
+    assert!(report.details.iter().any(|d| d.starts_with("orders: ") && d.contains("not writable")), "{report:?}");
+}
+
+#[tokio::test]
+async fn a_header_split_by_the_wrong_delimiter_gets_a_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("prices.csv"), "price_list,sku,amount\nRETAIL,A,12.50\n").unwrap();
+    let c = build(dir.path(), json!({"delimiter": ";"}));
+    let report = c.check().await.unwrap();
+    assert!(!report.ok, "{report:?}");
+    let hint = report.details.iter().find(|d| d.starts_with("prices: ")).unwrap();
+    assert!(hint.contains("has one column (\"price_list,sku,amount\")") && hint.contains("set delimiter = \",\""), "{hint}");
+    // A sync says it once, before the rows.
+    let items = read_all(c.as_ref(), Stream::Prices).await;
+    let ReadItem::Warning(w) = &items[0] else { panic!("{items:?}") };
+    assert!(w.starts_with("prices.csv: the header row read with delimiter \";\" has one column"), "{w}");
+    assert_eq!(items.iter().filter(|i| matches!(i, ReadItem::Warning(_))).count(), 1);
+    // Several columns, but none of the mapped names: the split that finds them is suggested.
+    std::fs::write(dir.path().join("stock.csv"), "Item|Qty;x\nA|1;2\n").unwrap();
+    let c = build(dir.path(), json!({"delimiter": ";", "columns": {"stock": {"Item": "sku", "Qty": "on_hand"}}}));
+    let report = c.check().await.unwrap();
+    let hint = report.details.iter().find(|d| d.starts_with("stock: ")).unwrap();
+    assert!(hint.contains("names none of the mapped columns") && hint.contains("set delimiter = \"|\""), "{hint}");
+    // A right header: no hint.
+    assert_eq!(rows::delimiter_hint("x.csv", &["sku".into(), "name".into()], b',', &[]), None);
+    // A one-column header no other delimiter splits: nothing to suggest.
+    assert_eq!(rows::delimiter_hint("x.csv", &["sku".into()], b',', &[]), None);
 }
 
 #[tokio::test]

@@ -332,14 +332,25 @@ impl Connector for JsonlConnector {
         run_blocking(&self.folder, move || {
             Ok(match fileio::check_writable_dir(&folder, create) {
                 Ok(msg) => {
+                    // Every file a sync would read or append to is opened, as the sync will.
                     let mut details = vec![msg];
+                    let mut ok = true;
                     for stream in Stream::ALL {
                         let path = file_path(&folder, stream);
-                        if let Ok(meta) = std::fs::metadata(&path) {
-                            details.push(format!("{} ({} bytes)", path.display(), meta.len()));
+                        let opened = std::fs::OpenOptions::new().read(true).append(true).open(&path);
+                        match (opened, std::fs::symlink_metadata(&path)) {
+                            (Ok(file), _) => {
+                                let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+                                details.push(format!("{} readable and writable ({len} bytes)", path.display()));
+                            }
+                            (Err(e), Ok(_)) => {
+                                ok = false;
+                                details.push(format!("{} cannot be opened: {e}", path.display()));
+                            }
+                            (Err(_), Err(_)) => {}
                         }
                     }
-                    CheckReport { ok: true, details }
+                    CheckReport { ok, details }
                 }
                 Err(msg) => CheckReport { ok: false, details: vec![msg] },
             })

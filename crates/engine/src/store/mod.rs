@@ -114,6 +114,7 @@ pub struct Failure {
 #[derive(Clone, Debug, Serialize)]
 pub struct RunRecord {
     pub key: String,
+    /// created | updated | unchanged | retired | failed | duplicate (a key read again, with both positions).
     pub outcome: &'static str,
     pub target_id: Option<String>,
     pub field: Option<String>,
@@ -190,6 +191,8 @@ pub struct RunRow {
     pub status: String,
     pub counts: Counts,
     pub error: Option<String>,
+    /// What the run warned about (keys read twice, records left in the target, a suspicious header…).
+    pub warnings: Vec<String>,
 }
 
 #[async_trait]
@@ -206,6 +209,8 @@ pub trait StateStore: Send + Sync {
     /// holder, or held by a process `holder_gone` says no longer exists; returns how many.
     async fn interrupt_stale_runs(&self, flow: Option<&str>, holder_gone: &(dyn for<'h> Fn(&'h str) -> bool + Send + Sync)) -> StoreResult<u64>;
     async fn finish_run(&self, run_id: i64, status: &str, error: Option<&str>) -> StoreResult<()>;
+    /// Keeps a run's warnings with it (shown by `ferry status`).
+    async fn set_run_warnings(&self, run_id: i64, warnings: &[String]) -> StoreResult<()>;
     async fn runs(&self, flow: Option<&str>, limit: i64) -> StoreResult<Vec<RunRow>>;
     async fn run_records(&self, run_id: i64) -> StoreResult<Vec<RunRecord>>;
 

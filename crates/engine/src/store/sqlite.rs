@@ -179,10 +179,24 @@ impl StateStore for SqliteStore {
         Ok(())
     }
 
+    async fn set_run_warnings(&self, run_id: i64, warnings: &[String]) -> StoreResult<()> {
+        if warnings.is_empty() {
+            return Ok(());
+        }
+        let json = serde_json::to_string(warnings).expect("strings serialise");
+        sqlx::query("UPDATE runs SET warnings = ?2 WHERE id = ?1")
+            .bind(run_id)
+            .bind(json)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err("store run warnings", e))?;
+        Ok(())
+    }
+
     async fn runs(&self, flow: Option<&str>, limit: i64) -> StoreResult<Vec<RunRow>> {
         let rows = sqlx::query(
             "SELECT id, flow, mode, started_at, finished_at, status, read, created, updated, unchanged, failed,
-                    retired, skipped, error, resumed, warned
+                    retired, skipped, error, resumed, warned, warnings
              FROM runs WHERE ?1 IS NULL OR flow = ?1 ORDER BY id DESC LIMIT ?2",
         )
         .bind(flow)
@@ -211,6 +225,7 @@ impl StateStore for SqliteStore {
                     warned: r.get::<i64, _>(15) as u64,
                 },
                 error: r.get(13),
+                warnings: r.get::<Option<String>, _>(16).and_then(|w| serde_json::from_str(&w).ok()).unwrap_or_default(),
             })
             .collect())
     }
@@ -232,6 +247,7 @@ impl StateStore for SqliteStore {
                     "failed" => "failed",
                     "resumed" => "resumed",
                     "skipped" => "skipped",
+                    "duplicate" => "duplicate",
                     _ => "unchanged",
                 },
                 target_id: r.get(2),

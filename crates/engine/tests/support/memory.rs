@@ -140,7 +140,12 @@ impl Connector for Memory {
                 continue;
             }
             if let Some(field) = faults.refuse.get(&w.key) {
-                outcomes.push(WriteOutcome::failed(w.key, RecordFailure::permanent(Some(field.clone()), "refused by target")));
+                // An empty field: the target names it only in its message, the way serde-based APIs do.
+                let failure = match field.is_empty() {
+                    true => RecordFailure::permanent(None, "400 Bad Request: missing field `name` at line 1 column 20"),
+                    false => RecordFailure::permanent(Some(field.clone()), "refused by target"),
+                };
+                outcomes.push(WriteOutcome::failed(w.key, failure));
                 continue;
             }
             let id = format!("id-{}", w.key);
