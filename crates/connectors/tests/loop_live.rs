@@ -369,7 +369,7 @@ async fn a_web_order_becomes_one_tryton_sale_whose_shipment_and_stock_come_back_
     assert_eq!((second.counts.created, second.counts.failed), (0, 0), "{second:#?}");
     let crashed = Loop::workspace(&lp.dir.path().join("after-crash.db"), &lp.prefix, &lp.customer, &lp.list, lp.since).await;
     let healed = Loop::sync_in(&crashed, "orders", None).await;
-    assert_eq!((healed.counts.created, healed.counts.unchanged, healed.counts.failed), (0, 1, 0), "found by key, not created again: {healed:#?}");
+    assert_eq!((healed.counts.created, healed.counts.resumed, healed.counts.failed), (0, 1, 0), "found by key, resumed, not created again: {healed:#?}");
     assert_eq!(sales(number.clone()).await.len(), 1, "still one sale for {number}");
     let xref = crashed.store().xref_find(&number).await.unwrap();
     assert_eq!(xref.len(), 1, "the healed run recorded the cross-reference: {xref:?}");

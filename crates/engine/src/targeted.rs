@@ -17,11 +17,12 @@ pub struct KeySelection {
     keys: HashSet<String>,
     /// The source can filter by these keys itself.
     push_down: bool,
+    stream: Stream,
 }
 
 impl KeySelection {
     pub fn new(keys: &[String], mapping: &MappingConfig, stream: Stream) -> Self {
-        KeySelection { keys: keys.iter().cloned().collect(), push_down: !mapping_touches_key(mapping, stream) }
+        KeySelection { keys: keys.iter().cloned().collect(), push_down: !mapping_touches_key(mapping, stream), stream }
     }
 
     /// The keys to hand the source (`ReadRequest::keys`), or `None` to read it all.
@@ -33,8 +34,19 @@ impl KeySelection {
         })
     }
 
+    /// The record with this canonical key is selected: its key is one of the keys, or — for streams keyed
+    /// by more than the SKU (stock `sku@location`, prices `list/sku/min_qty`) — its SKU is, so
+    /// `ferry sync stock --key SPD-1001` takes that product's stock in every location.
     pub fn selects(&self, key: &str) -> bool {
-        self.keys.contains(key)
+        if self.keys.contains(key) {
+            return true;
+        }
+        let sku = match self.stream {
+            Stream::Stock => key.rsplit_once('@').map(|(sku, _)| sku),
+            Stream::Prices => key.rsplit_once('/').and_then(|(rest, _)| rest.split_once('/')).map(|(_, sku)| sku),
+            _ => None,
+        };
+        sku.is_some_and(|sku| self.keys.contains(sku))
     }
 }
 
@@ -59,6 +71,17 @@ mod tests {
 
     fn mapping(toml: &str) -> MappingConfig {
         toml::from_str(toml).unwrap()
+    }
+
+    #[test]
+    fn a_sku_selects_its_stock_in_every_location_and_its_prices_in_every_list() {
+        let none = MappingConfig::default();
+        let stock = KeySelection::new(&["SPD-1001".to_owned()], &none, Stream::Stock);
+        assert!(stock.selects("SPD-1001@MAIN") && stock.selects("SPD-1001@SYD") && !stock.selects("SPD-1002@MAIN"));
+        let prices = KeySelection::new(&["SPD-1001".to_owned()], &none, Stream::Prices);
+        assert!(prices.selects("Trade/SPD-1001/1") && prices.selects("Trade/SPD-1001/10") && !prices.selects("Trade/SPD-10/1"));
+        let exact = KeySelection::new(&["Trade/SPD-1001/1".to_owned()], &none, Stream::Prices);
+        assert!(exact.selects("Trade/SPD-1001/1") && !exact.selects("Trade/SPD-1001/10"));
     }
 
     #[test]

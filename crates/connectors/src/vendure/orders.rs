@@ -175,30 +175,39 @@ fn canonical(o: &Value, pit: bool) -> Result<Value, Bad> {
         let f = |name: &str| format!("lines[{i}].{name}");
         let current = l["quantity"].as_i64().ok_or_else(|| (f("quantity"), "missing".to_owned()))?;
         let extra = life.extra_units(l);
-        if current + extra <= 0 {
+        // Checked: both counts are whatever Vendure answered.
+        let units = current.checked_add(extra).ok_or_else(|| (f("quantity"), format!("{current} + {extra} units is out of range")))?;
+        if units <= 0 {
             continue; // cancelled entirely, nothing refunded on it: no longer part of the order
         }
         let sku = l.pointer("/productVariant/sku").and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or_else(|| (f("sku"), "line without a SKU".to_owned()))?;
-        let qty = Decimal::from(current + extra);
+        let qty = Decimal::from(units);
         let extra = Decimal::from(extra);
+        let out_of_range = |field: &str| (f(field), "amount out of range".to_owned());
+        // Units put back (refunded through a modification) at a unit price, checked.
+        let put_back = |unit: Decimal, field: &str| extra.checked_mul(unit).ok_or_else(|| out_of_range(field));
         let unit = if pit { m(&l["unitPriceWithTax"], &f("unit_price"))? } else { m(&l["unitPrice"], &f("unit_price"))? };
-        let unit_prorated = if pit { m(&l["proratedUnitPriceWithTax"], &f("total"))? } else { m(&l["proratedUnitPrice"], &f("total"))? };
-        let unit_discounted = if pit { m(&l["discountedUnitPriceWithTax"], &f("total"))? } else { m(&l["discountedUnitPrice"], &f("total"))? };
-        let total = if pit { m(&l["discountedLinePriceWithTax"], &f("total"))? } else { m(&l["discountedLinePrice"], &f("total"))? } + extra * unit_discounted;
+        let line_price = |with_tax: &str, without: &str, field: &str| if pit { m(&l[with_tax], &f(field)) } else { m(&l[without], &f(field)) };
+        // Absent unit prices (older answers) only matter when units are put back.
+        let unit_prorated = if extra.is_zero() { Decimal::ZERO } else { line_price("proratedUnitPriceWithTax", "proratedUnitPrice", "total")? };
+        let unit_discounted = if extra.is_zero() { Decimal::ZERO } else { line_price("discountedUnitPriceWithTax", "discountedUnitPrice", "total")? };
+        let total = line_price("discountedLinePriceWithTax", "discountedLinePrice", "total")?
+            .checked_add(put_back(unit_discounted, "total")?)
+            .ok_or_else(|| out_of_range("total"))?;
         // Tax actually charged on the line (after prorated order-level discounts).
         let charged = m(&l["proratedLinePriceWithTax"], &f("taxes"))? - m(&l["proratedLinePrice"], &f("taxes"))?;
         let tax = if extra.is_zero() {
             charged
         } else {
             // Vendure taxes a line as a whole, rounded: do the same for the line with its units put back.
-            let prorated = if pit { m(&l["proratedLinePriceWithTax"], &f("total"))? } else { m(&l["proratedLinePrice"], &f("total"))? } + extra * unit_prorated;
+            let prorated = line_price("proratedLinePriceWithTax", "proratedLinePrice", "total")?.checked_add(put_back(unit_prorated, "total")?).ok_or_else(|| out_of_range("total"))?;
             line_tax(c, prorated, tax_rate(l), pit)
         };
-        extra_prorated += extra * unit_prorated;
-        extra_tax += tax - charged;
-        line_sum += total;
+        extra_prorated = put_back(unit_prorated, "total")?.checked_add(extra_prorated).ok_or_else(|| out_of_range("total"))?;
+        extra_tax = tax.checked_sub(charged).and_then(|t| t.checked_add(extra_tax)).ok_or_else(|| out_of_range("taxes"))?;
+        line_sum = line_sum.checked_add(total).ok_or_else(|| out_of_range("total"))?;
         // Checked: quantity and price are whatever Vendure answered; out of range fails this order only.
-        let discount = qty.checked_mul(unit).map(|gross| gross - total).ok_or_else(|| (f("quantity"), format!("{qty} × {unit} is out of range")))?;
+        let discount = qty.checked_mul(unit).and_then(|gross| gross.checked_sub(total)).ok_or_else(|| (f("quantity"), format!("{qty} × {unit} is out of range")))?;
         lines.push(json!({
             "sku": sku,
             "name": l.pointer("/productVariant/name"),
