@@ -117,7 +117,10 @@ async fn a_refund_of_one_unit_and_the_shipping_reads_with_its_amounts_and_gst_to
             json!({"i": {"dryRun": false, "orderId": ids["id"], "adjustOrderLines": [{"orderLineId": line_a, "quantity": 1}],
                    "refund": {"paymentId": ids["payments"][0]["id"], "amount": 3666 + 1095, "reason": "arrived broken"}, "note": "return"}}))
         .await;
-    admin.ok(&state("PaymentSettled"), json!({"id": ids["id"]})).await;
+    // Back to PaymentSettled where Vendure allows it: with the refund settled at once (the peer's payment
+    // handler), the shipping refunded but still charged leaves the total uncovered and the order stays
+    // Modifying. What Ferry reads is the same either way.
+    admin.raw(&state("PaymentSettled"), json!({"id": ids["id"]})).await;
 
     let o = read_order(&v, &number).await;
     assert_eq!(o.status, OrderStatus::PartiallyRefunded);
