@@ -311,3 +311,4 @@ async fn a_partial_refund_becomes_one_credit_note_with_its_gst_even_when_synced_
     let amount = |f: &str| ferry_connectors::tryton::rpc::as_decimal(&notes[0][f]).unwrap();
     assert_eq!((amount("total_amount"), amount("tax_amount")), (d("-11"), d("-1")));
 }
+
