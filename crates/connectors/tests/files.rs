@@ -257,6 +257,7 @@ async fn a_writer_killed_mid_write_leaves_files_the_next_run_repairs() {
 
         let next = build(kind, dir.path(), json!({"path": "."}));
         if kind == "jsonl" {
+            // Read as a source, the torn last line is reported (parked by a flow), never silently dropped.
             let (records, bad) = read_and_parse(next.as_ref(), Stream::Products).await;
             // read as a source, the torn last line is reported, never silently dropped
             assert_eq!(bad, [format!("products.jsonl line {}", complete + 1)], "{bad:?}");

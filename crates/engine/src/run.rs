@@ -410,7 +410,7 @@ impl Runner<'_> {
                     batch.commit.counts.read += 1;
                     let unattributed = key.is_none();
                     let key = key.unwrap_or_else(|| unkeyed_failure_key(&position, raw.to_string().as_bytes()));
-                    if !self.selected(&key) {
+                    if !self.selected(&key, None) {
                         self.unattributed_failures += u64::from(unattributed);
                         self.report.counts.skipped += 1;
                         batch.commit.counts.skipped += 1;
@@ -451,9 +451,10 @@ impl Runner<'_> {
         Ok(())
     }
 
-    /// Whether a record with this canonical key is part of the run (every record, unless targeted).
-    fn selected(&self, key: &str) -> bool {
-        self.selection.as_ref().is_none_or(|s| s.selects(key))
+    /// Whether a record with this canonical key (and SKU, when known) is part of the run (every record,
+    /// unless targeted).
+    fn selected(&self, key: &str, sku: Option<&str>) -> bool {
+        self.selection.as_ref().is_none_or(|s| s.selects(key, sku))
     }
 
     fn mark_seen(&mut self, key: &str) {
@@ -531,7 +532,7 @@ impl Runner<'_> {
     /// Records what `transform` made of one record: a record ready to compare, or a parked failure.
     fn take(&mut self, commit: &mut BatchCommit, transformed: Transformed) -> Option<Pending> {
         match transformed {
-            Transformed::Ready(p) if !self.selected(&p.key) => {
+            Transformed::Ready(p) if !self.selected(&p.key, record_sku(&p.record)) => {
                 self.report.counts.skipped += 1;
                 commit.counts.skipped += 1;
                 None
@@ -541,7 +542,7 @@ impl Runner<'_> {
                 Some(*p)
             }
             // Another record's failure is not this run's business; one without a key might be the selected one.
-            Transformed::Failed { key, position, .. } if !self.selected(&key) => {
+            Transformed::Failed { key, position, .. } if !self.selected(&key, None) => {
                 self.unattributed_failures += u64::from(key == position);
                 self.report.counts.skipped += 1;
                 commit.counts.skipped += 1;
@@ -1124,6 +1125,15 @@ impl Runner<'_> {
             return Err(format!("target {} cannot {mode:?} {}", self.flow.config.target, self.stream));
         }
         self.retire(to_retire, mode).await
+    }
+}
+
+/// The SKU of a price or stock record (whose keys are composite), for targeted runs naming SKUs.
+fn record_sku(record: &Record) -> Option<&str> {
+    match record {
+        Record::Price(p) => Some(&p.sku),
+        Record::Stock(s) => Some(&s.sku),
+        _ => None,
     }
 }
 

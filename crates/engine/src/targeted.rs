@@ -7,6 +7,9 @@
 //! way, only selected records are compared and written (dry runs too), and a record that fails before its
 //! key is known (an unreadable row, a mapping error on a raw ERP row) is left alone rather than parked,
 //! with a warning saying how many.
+//!
+//! Prices and stock have composite keys (`list/sku/min_qty`, `sku@location`); for them a plain SKU selects
+//! all of that product's prices or locations, as their sources (Tryton) and webhooks name them.
 
 use crate::mapping::MappingConfig;
 use ferry_model::Stream;
@@ -14,15 +17,15 @@ use std::collections::HashSet;
 
 #[derive(Clone, Debug)]
 pub struct KeySelection {
+    stream: Stream,
     keys: HashSet<String>,
     /// The source can filter by these keys itself.
     push_down: bool,
-    stream: Stream,
 }
 
 impl KeySelection {
     pub fn new(keys: &[String], mapping: &MappingConfig, stream: Stream) -> Self {
-        KeySelection { keys: keys.iter().cloned().collect(), push_down: !mapping_touches_key(mapping, stream), stream }
+        KeySelection { stream, keys: keys.iter().cloned().collect(), push_down: !mapping_touches_key(mapping, stream) }
     }
 
     /// The keys to hand the source (`ReadRequest::keys`), or `None` to read it all.
@@ -34,19 +37,21 @@ impl KeySelection {
         })
     }
 
-    /// The record with this canonical key is selected: its key is one of the keys, or — for streams keyed
-    /// by more than the SKU (stock `sku@location`, prices `list/sku/min_qty`) — its SKU is, so
-    /// `ferry sync stock --key SPD-1001` takes that product's stock in every location.
-    pub fn selects(&self, key: &str) -> bool {
+    /// Whether the record with canonical key `key` is selected: its key is named, or (prices, stock) its
+    /// SKU is. `sku` is the record's SKU when known; otherwise it is read from the key.
+    pub fn selects(&self, key: &str, sku: Option<&str>) -> bool {
         if self.keys.contains(key) {
             return true;
         }
-        let sku = match self.stream {
+        let sku = sku.or_else(|| match self.stream {
             Stream::Stock => key.rsplit_once('@').map(|(sku, _)| sku),
-            Stream::Prices => key.rsplit_once('/').and_then(|(rest, _)| rest.split_once('/')).map(|(_, sku)| sku),
+            Stream::Prices => {
+                let parts: Vec<&str> = key.split('/').collect();
+                (parts.len() == 3).then(|| parts[1])
+            }
             _ => None,
-        };
-        sku.is_some_and(|sku| self.keys.contains(sku))
+        });
+        matches!(self.stream, Stream::Stock | Stream::Prices) && sku.is_some_and(|s| self.keys.contains(s))
     }
 }
 
@@ -74,17 +79,6 @@ mod tests {
     }
 
     #[test]
-    fn a_sku_selects_its_stock_in_every_location_and_its_prices_in_every_list() {
-        let none = MappingConfig::default();
-        let stock = KeySelection::new(&["SPD-1001".to_owned()], &none, Stream::Stock);
-        assert!(stock.selects("SPD-1001@MAIN") && stock.selects("SPD-1001@SYD") && !stock.selects("SPD-1002@MAIN"));
-        let prices = KeySelection::new(&["SPD-1001".to_owned()], &none, Stream::Prices);
-        assert!(prices.selects("Trade/SPD-1001/1") && prices.selects("Trade/SPD-1001/10") && !prices.selects("Trade/SPD-10/1"));
-        let exact = KeySelection::new(&["Trade/SPD-1001/1".to_owned()], &none, Stream::Prices);
-        assert!(exact.selects("Trade/SPD-1001/1") && !exact.selects("Trade/SPD-1001/10"));
-    }
-
-    #[test]
     fn keys_go_to_the_source_only_when_the_mapping_leaves_key_fields_alone() {
         let keys = ["SPD-1001".to_owned()];
         let untouched = mapping("rename = { Description = \"name\" }\nset = { \"price.currency\" = \"AUD\" }");
@@ -102,6 +96,15 @@ mod tests {
         assert!(mapping_touches_key(&mapping("set = { location = \"main\" }"), Stream::Stock));
         assert!(!mapping_touches_key(&mapping("set = { location = \"main\" }"), Stream::Products));
         let selection = KeySelection::new(&keys, &untouched, Stream::Products);
-        assert!(selection.selects("SPD-1001") && !selection.selects("SPD-1002"));
+        assert!(selection.selects("SPD-1001", None) && !selection.selects("SPD-1002", None));
+        // Composite keys: the full key, or the SKU for all of a product's prices / locations.
+        let stock = KeySelection::new(&keys, &MappingConfig::default(), Stream::Stock);
+        assert!(stock.selects("SPD-1001@MEL", None) && stock.selects("SPD-1001@SYD", Some("SPD-1001")));
+        assert!(!stock.selects("SPD-1002@MEL", None));
+        let prices = KeySelection::new(&["TRADE/SPD-1001/10".to_owned()], &MappingConfig::default(), Stream::Prices);
+        assert!(prices.selects("TRADE/SPD-1001/10", None) && !prices.selects("TRADE/SPD-1001/1", None));
+        let by_sku = KeySelection::new(&keys, &MappingConfig::default(), Stream::Prices);
+        assert!(by_sku.selects("TRADE/SPD-1001/1", None) && by_sku.selects("RETAIL/SPD-1001/5", None));
+        assert!(!KeySelection::new(&keys, &MappingConfig::default(), Stream::Products).selects("X", Some("SPD-1001")), "products select by key only");
     }
 }
