@@ -52,21 +52,13 @@ path = "state.db"
 [connections.web]
 type = "jsonl"
 path = "web"
-[connections.erp]
-type = "tryton"
-url = "{url}"
-database = "tryton"
-username = "admin"
-password = "{password}"
-order_state = "{state}"
+{erp}
 [flows.orders]
 source = "web"
 target = "erp"
 stream = "orders"
 "#,
-            url = self.proxy.url(),
-            password = tryton_support::PASSWORD,
-            state = self.order_state,
+            erp = tryton_support::connection_toml("erp", &self.proxy.url(), &format!("order_state = \"{}\"", self.order_state)),
         )
     }
 

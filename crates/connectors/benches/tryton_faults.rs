@@ -62,22 +62,14 @@ path = "state.db"
 [connections.web]
 type = "jsonl"
 path = "web"
-[connections.erp]
-type = "tryton"
-url = "{url}"
-database = "tryton"
-username = "admin"
-password = "{password}"
-order_state = "confirmed"
-timeout_seconds = 5
+{erp}
 [flows.orders]
 source = "web"
 target = "erp"
 stream = "orders"
 batch_size = 50
 "#,
-        url = proxy.url(),
-        password = support::PASSWORD,
+        erp = support::connection_toml("erp", &proxy.url(), "order_state = \"confirmed\"\ntimeout_seconds = 5"),
     );
     let ws = Workspace::open(Config::parse(&config, dir.path().to_owned()).unwrap(), ferry_connectors::registry()).await.unwrap();
 

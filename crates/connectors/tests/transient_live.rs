@@ -236,17 +236,7 @@ async fn tryton_to_jsonl_converges_under_ten_percent_faults_with_every_record_on
         r#"
 [state]
 path = "{state}"
-[connections.erp]
-type = "tryton"
-url = "{url}"
-database = "tryton"
-username = "admin"
-password = "{password}"
-warehouse = "WH"
-timeout_seconds = 2
-# small pages: many requests, so 10 % of them is a real number of faults
-page_size = 3
-[connections.file]
+{erp}[connections.file]
 type = "jsonl"
 path = "out"
 [flows.products]
@@ -266,8 +256,8 @@ stream = "customers"
 mapping = {{ filter = '(.last_name // .company // "") | contains("Transient customer {u}")' }}
 "#,
         state = dir.path().join("state.db").display(),
-        url = proxy.url(),
-        password = support::PASSWORD,
+        // small pages: many requests, so 10 % of them is a real number of faults
+        erp = support::connection_toml("erp", &proxy.url(), "warehouse = \"WH\"\ntimeout_seconds = 2\npage_size = 3"),
     );
     let config = Config::parse(&text, dir.path().to_owned()).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let ws = Workspace::open(config, ferry_connectors::registry()).await.unwrap();

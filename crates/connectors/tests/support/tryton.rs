@@ -61,6 +61,12 @@ pub fn options(extra: Value) -> Options {
     serde_json::from_value(v).expect("valid test options")
 }
 
+/// `[connections.NAME]` of a Tryton connection to the test server at `url` (the server itself, or a fault
+/// proxy in front of it), for tests and benchmarks that run Ferry from a config. `extra`: more option lines.
+pub fn connection_toml(name: &str, url: &str, extra: &str) -> String {
+    format!("[connections.{name}]\ntype = \"tryton\"\nurl = \"{url}\"\ndatabase = \"tryton\"\nusername = \"admin\"\npassword = \"{PASSWORD}\"\n{extra}\n")
+}
+
 /// A connector to the test server (brought up first).
 pub fn tryton(extra: Value) -> Tryton {
     ensure_up();
