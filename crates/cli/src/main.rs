@@ -268,6 +268,18 @@ async fn check_flow_source(ws: &Workspace, name: &str) -> Result<ferry_engine::C
     })
 }
 
+/// Whether the flow's target may write its stream (access rights, permissions), changing nothing.
+async fn check_flow_target(ws: &Workspace, name: &str) -> Result<ferry_engine::CheckReport, ferry_engine::ConnectorError> {
+    let flow = ws.flow(name).map_err(|e| ferry_engine::ConnectorError::config(format!("flow {name}"), e.to_string()))?;
+    let stream = flow.config.stream;
+    let what = format!("writes {stream} to {}", flow.config.target);
+    Ok(match flow.target.check_write(stream).await {
+        Ok(details) if details.is_empty() => ferry_engine::CheckReport { ok: true, details: vec![format!("{what}: checked with the connection")] },
+        Ok(details) => ferry_engine::CheckReport { ok: true, details: details.into_iter().map(|d| format!("{what}: {d}")).collect() },
+        Err(e) => ferry_engine::CheckReport { ok: false, details: vec![format!("{what}: {e}")] },
+    })
+}
+
 /// A server config listing workspaces has no state of its own: a command must name a workspace.
 fn one_workspace(config: &Config, path: &Path) -> Result<()> {
     if let Some(ws) = config.server.as_ref().and_then(|s| s.get("workspaces")).and_then(|w| w.as_table()) {
@@ -441,6 +453,10 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             for (flow, f) in &ws.config.flows {
                 if f.enabled && names.contains(&f.source) {
                     results.push((format!("flow {flow}"), check_flow_source(&ws, flow).await));
+                }
+                // …and each enabled flow writing to one asks whether it may (rights in the ERP or shop).
+                if f.enabled && names.contains(&f.target) {
+                    results.push((format!("flow {flow} target"), check_flow_target(&ws, flow).await));
                 }
             }
             let ok = output::check(&results, cli.json)?;

@@ -709,3 +709,20 @@ fn the_factory_is_registered_and_reads_typed_options() {
     assert_eq!(err.kind, ErrorKind::Config);
     assert!(err.to_string().contains("order_state"), "{err}");
 }
+
+#[tokio::test]
+async fn check_write_tells_whether_the_user_may_write_orders() {
+    let admin = tryton(json!({}));
+    let ok = admin.check_write(Stream::Orders).await.unwrap();
+    assert!(ok[0].contains("create/write") && ok[0].contains("sale.sale"), "{ok:?}");
+    assert!(admin.check_write(Stream::Products).await.unwrap().is_empty(), "products are read from Tryton, not written");
+
+    // A user without the Sales group may log in and read, but not create sales: check says so.
+    let u = uniq();
+    let login = format!("clerk-{}", u.to_lowercase());
+    admin.rpc().create("res.user", vec![json!({"name": format!("Clerk {u}"), "login": login, "password": "clerk-pass-123"})], &none()).await.unwrap();
+    let clerk = Tryton::new(support::options(json!({"username": login, "password": "clerk-pass-123"})), "test").unwrap();
+    let err = clerk.check_write(Stream::Orders).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Auth);
+    assert!(err.message.contains("create sale.sale") && err.message.contains(&login), "{err}");
+}

@@ -286,6 +286,15 @@ pub trait Connector: Send + Sync {
         Err(ConnectorError::config(self.describe().name, format!("cannot look up {stream} by key")))
     }
 
+    /// Whether this connection may write `stream`, found out without changing anything (the user's access
+    /// rights in the target, a folder it can create files in): `ferry check` asks it for every enabled
+    /// flow's target. `Ok` lists what was verified; `Err` names what is missing. The default verifies
+    /// nothing beyond `check`.
+    async fn check_write(&self, stream: Stream) -> Result<Vec<String>, ConnectorError> {
+        let _ = stream;
+        Ok(Vec::new())
+    }
+
     /// Interprets a verified webhook body from this connection's system: which streams and records
     /// (source keys) changed. `ferry serve` enqueues a targeted sync for each enabled flow reading that
     /// stream from this connection. Webhooks are signals, not data: the sync re-reads the current state.

@@ -30,6 +30,7 @@ mod stock;
 
 pub use options::{CustomerMatching, LoyaltyHandling, OnTaxMismatch, Options, OrderState, RefundBooking, StockStatusRules, TaxRoundingOption};
 pub use refunds::BookedRefunds;
+use ferry_engine::ErrorKind;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -283,6 +284,37 @@ impl Connector for Tryton {
         Ok(CheckReport { ok: true, details })
     }
 
+    /// Orders are the one stream written to Tryton: the user's access rights (`ir.model.access`) on every
+    /// model writing a sale touches, as this connection's options use them.
+    async fn check_write(&self, stream: Stream) -> Result<Vec<String>, ConnectorError> {
+        if stream != Stream::Orders {
+            return Ok(Vec::new());
+        }
+        let mut needed: Vec<(&str, &[&str])> = vec![
+            ("sale.sale", &["read", "create", "write", "delete"]),
+            ("sale.line", &["create", "delete"]),
+            ("party.address", &["create"]),
+            ("ir.note", &["create"]),
+        ];
+        if self.opts.customers.create_customers {
+            needed.push(("party.party", &["create"]));
+        }
+        if self.opts.refunds == RefundBooking::CreditNote {
+            needed.push(("account.invoice", &["create", "write"]));
+        }
+        let models: Vec<&str> = needed.iter().map(|(m, _)| *m).collect();
+        let access = self.rpc.call("ir.model.access", "get_access", vec![json!(models)], &Map::new()).await?;
+        let missing = missing_access(&access, &needed);
+        if !missing.is_empty() {
+            return Err(ConnectorError::new(
+                ErrorKind::Auth,
+                self.endpoint(),
+                format!("user {} may not write orders: no {} (Tryton's access rights, ir.model.access)", self.opts.username, missing.join(", ")),
+            ));
+        }
+        Ok(vec![format!("user {} may {}", self.opts.username, needed.iter().map(|(m, p)| format!("{} {m}", p.join("/"))).collect::<Vec<_>>().join(", "))])
+    }
+
     fn read(&self, request: ReadRequest) -> BoxStream<'_, Result<ReadItem, ConnectorError>> {
         let stream = request.stream();
         let keys = request.keys.clone();
@@ -376,7 +408,29 @@ pub(crate) fn by_id(rows: Vec<Map<String, Value>>) -> HashMap<i64, Map<String, V
     rows.into_iter().filter_map(|r| Some((r.get("id")?.as_i64()?, r))).collect()
 }
 
+/// `"create sale.sale"` for every permission in `needed` that `get_access`'s answer does not grant
+/// (an answer without the model or permission grants nothing).
+fn missing_access(access: &Value, needed: &[(&str, &[&str])]) -> Vec<String> {
+    needed
+        .iter()
+        .flat_map(|(model, perms)| perms.iter().filter(move |p| access.pointer(&format!("/{model}/{p}")).and_then(Value::as_bool) != Some(true)).map(move |p| format!("{p} {model}")))
+        .collect()
+}
+
 /// Ids listed in a one2many/many2many field.
 pub(crate) fn id_list(v: Option<&Value>) -> Vec<i64> {
     v.and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_i64).collect()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_access_names_each_model_and_permission_not_granted() {
+        let access = json!({"sale.sale": {"read": true, "create": true, "write": false, "delete": true}, "ir.note": {"create": true}});
+        let needed: Vec<(&str, &[&str])> = vec![("sale.sale", &["read", "create", "write"]), ("ir.note", &["create"]), ("party.address", &["create"])];
+        assert_eq!(missing_access(&access, &needed), ["write sale.sale", "create party.address"]);
+        assert!(missing_access(&access, &needed[1..2]).is_empty());
+    }
 }

@@ -379,6 +379,36 @@ impl Connector for Vendure {
         Ok(CheckReport { ok: true, details })
     }
 
+    /// The administrator's permissions in the connection's channel (`me.channels`), against what writing
+    /// `stream` takes.
+    async fn check_write(&self, stream: Stream) -> Result<Vec<String>, ConnectorError> {
+        let needed = write_permissions(stream);
+        if needed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let me = self.gql.query("{ me { identifier channels { code token permissions } } }", json!({})).await?;
+        let channels = me.pointer("/me/channels").and_then(Value::as_array).cloned().unwrap_or_default();
+        let token = self.options.channel_token.as_deref();
+        let channel = channels
+            .iter()
+            .find(|c| match token {
+                Some(t) => c["token"].as_str() == Some(t),
+                None => c["code"].as_str() == Some("__default_channel__"),
+            })
+            .or(channels.first());
+        let granted: Vec<&str> = channel.and_then(|c| c["permissions"].as_array()).into_iter().flatten().filter_map(Value::as_str).collect();
+        let user = me.pointer("/me/identifier").and_then(Value::as_str).unwrap_or("?");
+        let missing = missing_permissions(&granted, needed);
+        if !missing.is_empty() {
+            return Err(ConnectorError::new(
+                ferry_engine::ErrorKind::Auth,
+                self.endpoint(),
+                format!("administrator {user} may not write {stream}: needs {} in the channel", missing.join(", ")),
+            ));
+        }
+        Ok(vec![format!("administrator {user} may write {stream}")])
+    }
+
     fn read(&self, request: ReadRequest) -> BoxStream<'_, Result<ReadItem, ConnectorError>> {
         match request.stream() {
             Stream::Orders => orders::read(self, request),
@@ -469,8 +499,40 @@ pub(crate) fn money(c: Currency, v: &Value) -> Option<Decimal> {
     v.as_i64().map(|m| c.from_minor(m))
 }
 
+/// What writing a stream takes in Vendure: each entry is satisfied by any one of its permissions
+/// (Vendure has both the catalogue-wide and the product permissions).
+fn write_permissions(stream: Stream) -> &'static [&'static [&'static str]] {
+    match stream {
+        Stream::Products => &[&["CreateCatalog", "CreateProduct"], &["UpdateCatalog", "UpdateProduct"]],
+        Stream::Stock => &[&["UpdateCatalog", "UpdateProduct"]],
+        Stream::Customers => &[&["CreateCustomer"], &["UpdateCustomer"]],
+        Stream::Prices => &[&["CreatePromotion"], &["UpdatePromotion"]],
+        Stream::Shipments => &[&["UpdateOrder"]],
+        Stream::Orders => &[],
+    }
+}
+
+/// The entries of `needed` that `granted` satisfies with none of their permissions (SuperAdmin has all).
+fn missing_permissions(granted: &[&str], needed: &[&[&str]]) -> Vec<String> {
+    if granted.contains(&"SuperAdmin") {
+        return Vec::new();
+    }
+    needed.iter().filter(|any| !any.iter().any(|p| granted.contains(p))).map(|any| any.join(" or ")).collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn write_permissions_are_checked_per_stream_and_superadmin_has_all() {
+        use super::{missing_permissions, write_permissions};
+        use ferry_model::Stream;
+        assert!(missing_permissions(&["SuperAdmin"], write_permissions(Stream::Prices)).is_empty());
+        assert!(missing_permissions(&["UpdateProduct", "CreateProduct"], write_permissions(Stream::Products)).is_empty());
+        assert_eq!(missing_permissions(&["ReadCatalog", "UpdateCatalog"], write_permissions(Stream::Products)), ["CreateCatalog or CreateProduct"]);
+        assert_eq!(missing_permissions(&["ReadOrder"], write_permissions(Stream::Shipments)), ["UpdateOrder"]);
+        assert!(write_permissions(Stream::Orders).is_empty(), "Vendure's orders are read, not written");
+    }
+
     #[test]
     fn webhook_events_name_placed_orders_and_variant_skus() {
         use super::webhook_signals;
