@@ -304,3 +304,64 @@ async fn a_partial_refund_becomes_one_credit_note_with_its_gst_even_when_synced_
     assert_eq!((amount("total_amount"), amount("tax_amount")), (d("-11"), d("-1")));
 }
 
+
+#[tokio::test]
+async fn an_order_cancelled_while_tryton_processes_its_sale_cancels_its_shipment_and_invoice() {
+    let rig = Rig::new("confirmed").await;
+    rig.write_orders(&[rig.order(1, "2", "confirmed")]);
+    let ws = rig.workspace().await;
+    rig.sync(&ws).await;
+    let (id, state) = rig.the_sale(1).await;
+    assert_eq!(state, "processing", "Tryton processes a confirmed sale at once");
+    rig.write_orders(&[rig.order(1, "2", "cancelled")]);
+    let report = rig.sync(&ws).await;
+    assert_eq!((report.counts.updated, report.counts.failed), (1, 0), "{report:#?}");
+
+    let rpc = rig.erp.rpc();
+    let sale = rpc.read("sale.sale", &[id], &["shipments", "invoices", "state"], &none()).await.unwrap().remove(0);
+    let shipments = record_states(&rig, "stock.shipment.out", &sale["shipments"]).await;
+    assert!(!shipments.is_empty() && shipments.iter().all(|s| s == "cancelled"), "{shipments:?}");
+    let invoices = record_states(&rig, "account.invoice", &sale["invoices"]).await;
+    assert!(invoices.iter().all(|s| s == "cancelled"), "{invoices:?}");
+    let notes = rpc.search("ir.note", json!([["resource", "=", format!("sale.sale,{id}")], ["message", "like", "%cancelled in the shop%"]]), 0, None, Value::Null, &none()).await.unwrap();
+    assert_eq!(notes.len(), 1);
+    // Synced again: nothing more to do — also after Ferry lost its state (the sale is found settled).
+    let again = rig.sync(&ws).await;
+    assert_eq!((again.counts.unchanged, again.counts.failed), (1, 0), "{again:#?}");
+    std::fs::remove_file(rig.dir.path().join("state.db")).unwrap();
+    let fresh = rig.sync(&rig.workspace().await).await;
+    assert_eq!((fresh.counts.resumed, fresh.counts.failed), (1, 0), "{fresh:#?}");
+    let notes = rpc.search("ir.note", json!([["resource", "=", format!("sale.sale,{id}")], ["message", "like", "%cancelled in the shop%"]]), 0, None, Value::Null, &none()).await.unwrap();
+    assert_eq!(notes.len(), 1, "noted once");
+    // Tryton's way: with its moves and invoices ignored the sale completes, nothing delivered or invoiced.
+    assert_eq!(rig.the_sale(1).await.1, "done");
+}
+
+#[tokio::test]
+async fn an_order_cancelled_after_its_goods_left_is_parked_as_needing_a_return() {
+    let rig = Rig::new("confirmed").await;
+    rig.write_orders(&[rig.order(1, "1", "confirmed")]);
+    let ws = rig.workspace().await;
+    rig.sync(&ws).await;
+    let (id, _) = rig.the_sale(1).await;
+    let product = Setup(&rig.erp).id("product.product", json!([["code", "=", rig.sku]])).await;
+    Setup(&rig.erp).stock(product, 5).await;
+    Setup(&rig.erp).ship_sale(id, &format!("TRK-{}", rig.u)).await;
+    rig.write_orders(&[rig.order(1, "1", "cancelled")]);
+    let report = rig.sync(&ws).await;
+    assert_eq!(report.counts.failed, 1, "{report:#?}");
+    let f = &report.failures[0];
+    assert_eq!(f.field.as_deref(), Some("status"));
+    assert!(f.message.contains("needs a return") && f.message.contains("is done"), "{}", f.message);
+    assert!(!f.retryable);
+}
+
+/// The `state` of each record listed in a one2many field.
+async fn record_states(rig: &Rig, model: &str, ids: &Value) -> Vec<String> {
+    let ids = tryton_support_ids(ids);
+    if ids.is_empty() {
+        return vec![];
+    }
+    let rows = rig.erp.rpc().read(model, &ids, &["state"], &none()).await.unwrap();
+    rows.iter().map(|r| r["state"].as_str().unwrap_or_default().to_owned()).collect()
+}

@@ -349,15 +349,7 @@ impl Tryton {
             if e.order.status == OrderStatus::Cancelled {
                 match state {
                     SaleState::Cancelled => outcomes.push(WriteOutcome::ok(e.key, e.id.to_string(), WriteAction::Unchanged)),
-                    s if s.is_editable() => plan.cancel.push((e, s)),
-                    s => {
-                        let msg = format!(
-                            "order {number} was cancelled in the shop after Tryton began fulfilling it (sale.sale {} is {}): it needs a return or credit note in Tryton",
-                            e.id,
-                            s.name()
-                        );
-                        outcomes.push(WriteOutcome::failed(e.key, RecordFailure::permanent(Some("status".into()), msg)));
-                    }
+                    s => plan.cancel.push((e, s)),
                 }
                 continue;
             }
@@ -399,6 +391,14 @@ impl Tryton {
     /// Cancels sales whose order was cancelled in the shop: a confirmed sale goes back to draft first.
     async fn cancel_sales(&self, cancel: Vec<(Existing, SaleState)>, outcomes: &mut Vec<WriteOutcome>) -> Result<(), ConnectorError> {
         for (e, state) in cancel {
+            if !state.is_editable() {
+                let outcome = match self.cancel_processing(e.id, &e.order.number, state).await? {
+                    Ok(action) => WriteOutcome::ok(e.key, e.id.to_string(), action),
+                    Err(f) => WriteOutcome::failed(e.key, f),
+                };
+                outcomes.push(outcome);
+                continue;
+            }
             let steps: &[&str] = if state == SaleState::Confirmed { &["draft", "cancel"] } else { &["cancel"] };
             let mut failed = None;
             for step in steps {
@@ -417,6 +417,88 @@ impl Tryton {
             });
         }
         Ok(())
+    }
+
+    /// Tryton has no cancel for a sale it is processing. While nothing has left the warehouse and no
+    /// invoice is validated, Ferry cancels the sale's shipments and draft invoices and tells Tryton's
+    /// exception wizards to ignore them, so the sale completes with nothing delivered or invoiced, and notes
+    /// why on it. Once goods or an invoice went out, the order needs a return or credit note: the record
+    /// fails with what was found.
+    /// A sale found `done` with nothing delivered or invoiced was settled so already (by an earlier run whose
+    /// state Ferry lost): `unchanged`.
+    async fn cancel_processing(&self, id: i64, number: &str, state: SaleState) -> Result<Result<WriteAction, RecordFailure>, ConnectorError> {
+        let none = Map::new();
+        let sale = self.rpc.read("sale.sale", &[id], &["shipments", "invoices", "moves"], &Self::all_records()).await?;
+        let field = |f: &str| super::id_list(sale.first().and_then(|r| r.get(f)));
+        let states = |rows: Vec<Map<String, Value>>| -> Vec<(i64, String)> {
+            rows.into_iter().filter_map(|r| Some((r.get("id")?.as_i64()?, as_text(r.get("state"))?))).collect()
+        };
+        let (shipments, invoices, moves) = (field("shipments"), field("invoices"), field("moves"));
+        let shipments = if shipments.is_empty() { vec![] } else { states(self.rpc.read("stock.shipment.out", &shipments, &["state"], &none).await?) };
+        let invoices = if invoices.is_empty() { vec![] } else { states(self.rpc.read("account.invoice", &invoices, &["state"], &none).await?) };
+        let mut started: Vec<String> = shipments
+            .iter()
+            .filter(|(_, s)| !matches!(s.as_str(), "draft" | "waiting" | "assigned" | "cancelled"))
+            .map(|(i, s)| format!("shipment {i} is {s}"))
+            .collect();
+        started.extend(invoices.iter().filter(|(_, s)| !matches!(s.as_str(), "draft" | "cancelled")).map(|(i, s)| format!("invoice {i} is {s}")));
+        if !started.is_empty() {
+            let msg = format!(
+                "order {number} was cancelled in the shop after Tryton began fulfilling it (sale.sale {id}: {}): it needs a return or credit note in Tryton",
+                started.join(", ")
+            );
+            return Ok(Err(RecordFailure::permanent(Some("status".into()), msg)));
+        }
+        if state == SaleState::Done {
+            return Ok(Ok(WriteAction::Unchanged));
+        }
+        let open = |rows: &[(i64, String)]| -> Vec<i64> { rows.iter().filter(|(_, s)| s != "cancelled").map(|(i, _)| *i).collect() };
+        let step = |r: Result<Value, RpcError>| -> Result<Result<WriteAction, RecordFailure>, ConnectorError> {
+            match r {
+                Ok(_) => Ok(Ok(WriteAction::Updated)),
+                Err(e) if e.is_transient() => Err(e.to_connector_error()),
+                Err(e) => Ok(Err(e.to_record_failure(Some("status".into())))),
+            }
+        };
+        for (model, ids) in [("stock.shipment.out", open(&shipments)), ("account.invoice", open(&invoices))] {
+            if !ids.is_empty()
+                && let Err(f) = step(self.rpc.button(model, "cancel", &ids, &none).await)?
+            {
+                return Ok(Err(f));
+            }
+        }
+        // Tryton's own way to settle a sale whose moves and invoices were cancelled: ignore them.
+        let mut context = Map::new();
+        context.insert("active_model".into(), json!("sale.sale"));
+        context.insert("active_id".into(), json!(id));
+        context.insert("active_ids".into(), json!([id]));
+        let cancelled_moves: Vec<i64> = if moves.is_empty() {
+            vec![]
+        } else {
+            states(self.rpc.read("stock.move", &moves, &["state"], &none).await?).into_iter().filter(|(_, s)| s == "cancelled").map(|(i, _)| i).collect()
+        };
+        let invoice_ids: Vec<i64> = invoices.iter().map(|(i, _)| *i).collect();
+        let wizards = [
+            ("sale.handle.shipment.exception", cancelled_moves, "moves"),
+            ("sale.handle.invoice.exception", invoice_ids, "invoices"),
+        ];
+        for (wizard, ids, what) in wizards {
+            if ids.is_empty() {
+                continue;
+            }
+            let ask = json!({"ask": {format!("recreate_{what}"): [], format!("ignore_{what}"): ids, format!("domain_{what}"): ids}});
+            if let Err(f) = step(self.rpc.wizard(wizard, &[("handle", ask)], &context).await.map(|()| Value::Null))? {
+                return Ok(Err(f));
+            }
+        }
+        // once, also when an earlier attempt got this far and died
+        let resource = format!("sale.sale,{id}");
+        let noted = self.rpc.search("ir.note", json!([["resource", "=", resource], ["message", "like", "Ferry: order % was cancelled in the shop%"]]), 0, Some(1), Value::Null, &none).await?;
+        if !noted.is_empty() {
+            return Ok(Ok(WriteAction::Updated));
+        }
+        let note = json!({"resource": resource, "message": format!("Ferry: order {number} was cancelled in the shop; its shipment and invoice were cancelled in Tryton.")});
+        step(self.rpc.create("ir.note", vec![note], &none).await.map(|_| Value::Null))
     }
 
     /// Creates the new sales (the batch in one call; one by one if Tryton refuses it, to keep outcomes

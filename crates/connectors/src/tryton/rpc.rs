@@ -266,7 +266,28 @@ impl Rpc {
 
     /// Calls `model.<model>.<method>` with `args` followed by the session context merged with `extra`.
     pub async fn call(&self, model: &str, method: &str, args: Vec<Value>, extra: &Map<String, Value>) -> Result<Value, RpcError> {
-        let name = format!("model.{model}.{method}");
+        self.call_named(&format!("model.{model}.{method}"), args, extra).await
+    }
+
+    /// Runs a wizard to its end: `create`, then `execute` each `(state, data)` in turn (the data of the
+    /// views before it), then `delete`. `extra` is the context (`active_model`, `active_id`, `active_ids`).
+    pub async fn wizard(&self, wizard: &str, steps: &[(&str, Value)], extra: &Map<String, Value>) -> Result<(), RpcError> {
+        let session = self.call_named(&format!("wizard.{wizard}.create"), vec![], extra).await?;
+        let id = session.get(0).cloned().unwrap_or(Value::Null);
+        let mut result = Ok(());
+        for (state, data) in steps {
+            if let Err(e) = self.call_named(&format!("wizard.{wizard}.execute"), vec![id.clone(), data.clone(), json!(state)], extra).await {
+                result = Err(e);
+                break;
+            }
+        }
+        // the session is Tryton's to forget whatever happened
+        let _ = self.call_named(&format!("wizard.{wizard}.delete"), vec![id], extra).await;
+        result
+    }
+
+    async fn call_named(&self, name: &str, args: Vec<Value>, extra: &Map<String, Value>) -> Result<Value, RpcError> {
+        let name = name.to_owned();
         for attempt in 0..2 {
             let (header, mut ctx) = self.session(attempt > 0).await?;
             for (k, v) in extra {
