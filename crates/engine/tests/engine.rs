@@ -157,6 +157,21 @@ async fn transient_endpoint_errors_are_retried_with_backoff() {
 }
 
 #[tokio::test]
+async fn a_whole_call_retry_waits_at_least_the_endpoints_retry_after() {
+    let r = rig(Stream::Products, ReadMode::Snapshot, WriteMode::Upsert, vec![product("A", "1")]).await;
+    {
+        let mut faults = r.target.faults.lock().unwrap();
+        faults.transient_calls = 1;
+        // longer than the first backoff (0.25-0.5 s)
+        faults.retry_after = Some(std::time::Duration::from_millis(1500));
+    }
+    let started = std::time::Instant::now();
+    let report = r.sync(opts()).await;
+    assert!(report.aborted.is_none() && report.counts.created == 1, "{report:?}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1500), "waited only {:?}", started.elapsed());
+}
+
+#[tokio::test]
 async fn an_order_created_by_a_killed_run_is_found_not_created_again() {
     let r = rig(Stream::Orders, ReadMode::Incremental, WriteMode::CreateOnce, vec![order("W1"), order("W2"), order("W3")]).await;
     // A previous run wrote W2 into the target and died before committing its state.

@@ -17,6 +17,8 @@ pub struct Faults {
     pub busy: HashSet<String>,
     /// The next N write calls fail as a whole with a transient error.
     pub transient_calls: u32,
+    /// The `Retry-After` those transient errors carry.
+    pub retry_after: Option<std::time::Duration>,
     /// Write calls fail as a whole (permanent) once this many records were stored: "endpoint died mid-batch".
     pub die_after: Option<usize>,
     /// Create-once: these keys are created, then the step that finishes them fails transiently (a sale
@@ -119,7 +121,7 @@ impl Connector for Memory {
         let mut faults = self.faults.lock().unwrap();
         if faults.transient_calls > 0 {
             faults.transient_calls -= 1;
-            return Err(ConnectorError::transient("memory", "503 Service Unavailable"));
+            return Err(ConnectorError::transient("memory", "503 Service Unavailable").with_retry_after(faults.retry_after));
         }
         let mut target = self.target.lock().unwrap();
         let mut outcomes = Vec::new();
