@@ -24,7 +24,7 @@ pub mod rpc;
 mod shipments;
 mod stock;
 
-pub use options::{CustomerMatching, LoyaltyHandling, OnTaxMismatch, Options, OrderState, StockStatusRules, TaxRoundingOption};
+pub use options::{CustomerMatching, LineDiscounts, LoyaltyHandling, OnTaxMismatch, Options, OrderState, StockStatusRules, TaxRoundingOption};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
