@@ -165,7 +165,14 @@ fn price_range(w: &Wanted, digits: u32) -> (Decimal, Option<(Decimal, Decimal)>)
     let half = Decimal::new(5, digits + 1);
     let gives = |u: Decimal| round(u * w.quantity, digits) == w.amount;
     let (a, b) = ((w.amount - half) / w.quantity, (w.amount + half) / w.quantity);
-    let (lo, hi) = (a.min(b), a.max(b));
+    let (mut lo, mut hi) = (a.min(b), a.max(b));
+    // never across zero: a free line stays free of negative prices, a discount stays a discount
+    if w.amount >= Decimal::ZERO {
+        lo = lo.max(Decimal::ZERO);
+    }
+    if w.amount <= Decimal::ZERO {
+        hi = hi.min(Decimal::ZERO);
+    }
     let mut low = lo.round_dp_with_strategy(PRICE_DIGITS, RoundingStrategy::ToPositiveInfinity);
     let mut high = hi.round_dp_with_strategy(PRICE_DIGITS, RoundingStrategy::ToNegativeInfinity);
     // the bounds themselves may be ties that round the other way
@@ -378,6 +385,18 @@ mod tests {
         assert_eq!(plan.tax_difference, d("5"));
         assert_eq!(plan.adjustment, d("-5"));
         assert_eq!(plan.amounts.total, d("50"));
+    }
+
+    #[test]
+    fn prices_move_only_inside_their_amount_and_never_change_sign() {
+        let free = price_range(&want("1", "0", gst()), 2).1.unwrap();
+        assert_eq!(free, (d("0"), d("0")), "a free line stays at 0");
+        let (center, range) = price_range(&want("3", "10.00", gst()), 2);
+        assert_eq!((center, range), (d("3.3333"), Some((d("3.3317"), d("3.335")))));
+        // a quantity too large for 4 decimals to hit the amount: the closest price, no range
+        assert_eq!(price_range(&want("300", "10.01", gst()), 2), (d("0.0334"), None));
+        let discount = price_range(&want("1", "-5", gst()), 2).1.unwrap();
+        assert!(discount.1 <= Decimal::ZERO && discount.0 == d("-5.005"), "{discount:?}");
     }
 
     #[test]
