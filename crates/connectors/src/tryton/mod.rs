@@ -28,7 +28,7 @@ mod sale_state;
 mod shipments;
 mod stock;
 
-pub use options::{CustomerMatching, LoyaltyHandling, OnTaxMismatch, Options, OrderState, RefundBooking, StockStatusRules, TaxRoundingOption};
+pub use options::{CustomerMatching, LineDiscounts, LoyaltyHandling, OnTaxMismatch, Options, OrderState, RefundBooking, StockStatusRules, TaxRoundingOption};
 pub use refunds::BookedRefunds;
 use ferry_engine::ErrorKind;
 

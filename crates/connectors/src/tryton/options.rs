@@ -75,6 +75,11 @@ pub struct Options {
     /// `line` or `document` set it (for the whole company) when it differs.
     #[serde(default)]
     pub tax_rounding: TaxRoundingOption,
+    /// A line's own discount (`lines[i].discount`): `separate` — a `discount_product` line "Discount on
+    /// SKU" — or `in_price` — taken off the line's unit price, so the sale line is the amount the shop
+    /// taxed and Tryton's tax can agree line by line.
+    #[serde(default)]
+    pub line_discounts: LineDiscounts,
     /// Product code of the tax-free line that makes Tryton's total the shop's when a tax difference is
     /// accepted (default: `discount_product`).
     #[serde(default)]
@@ -174,6 +179,16 @@ pub enum OnTaxMismatch {
     Fail,
     /// Keep the sale and attach a note saying by how much the tax differs.
     Note,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LineDiscounts {
+    /// A sale line of the discount product per discounted line (visible as a discount in Tryton).
+    #[default]
+    Separate,
+    /// The discount taken off the line's unit price (the description names it).
+    InPrice,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]

@@ -15,7 +15,7 @@
 use super::amounts::{self, Part, Tax, TaxRounding};
 use super::rpc::{self, RpcError, as_decimal, as_text, dec, dotted};
 use super::sale_state::{SALE_FIELDS, SaleState, content_changes, describe_changes};
-use super::{OnTaxMismatch, TaxRoundingOption, Tryton};
+use super::{LineDiscounts, OnTaxMismatch, TaxRoundingOption, Tryton};
 use ferry_engine::{ConnectorError, RecordFailure, WriteAction, WriteOutcome, WriteRecord};
 use ferry_model::{Address, DiscountKind, Order, OrderStatus, Record};
 use rust_decimal::Decimal;
@@ -881,12 +881,20 @@ impl Tryton {
         let discount_product = |k: DiscountKind| if k == DiscountKind::Loyalty { &setup.loyalty } else { &setup.discount };
         let line_taxes: Vec<Vec<Tax>> = line_products.iter().map(|p| p.tax_rates.clone()).collect();
         let discount_taxes: Vec<Vec<Tax>> = o.discounts.iter().map(|d| discount_product(d.kind).tax_rates.clone()).collect();
-        let wanted = amounts::wanted_lines(o, &line_taxes, &setup.freight.tax_rates, &discount_taxes);
+        let in_price = self.opts.line_discounts == LineDiscounts::InPrice;
+        let wanted = amounts::wanted_lines(o, &line_taxes, &setup.freight.tax_rates, &discount_taxes, in_price);
         let plan = amounts::plan(&wanted.iter().map(|(_, w)| w.clone()).collect::<Vec<_>>(), o.totals.tax, o.totals.total, setup.rounding, o.currency.minor_units());
         let mut lines = Vec::with_capacity(wanted.len() + 1);
         for ((part, w), unit_price) in wanted.iter().zip(&plan.unit_prices) {
             lines.push(match *part {
-                Part::Line(i) => line(line_products[i], w.quantity, *unit_price, o.lines[i].name.as_deref()),
+                Part::Line(i) => {
+                    let l = &o.lines[i];
+                    let desc = match (&l.name, in_price && !l.discount.is_zero()) {
+                        (name, true) => Some(format!("{} (discount {} included)", name.as_deref().unwrap_or(&l.sku), l.discount.normalize())),
+                        (name, false) => name.clone(),
+                    };
+                    line(line_products[i], w.quantity, *unit_price, desc.as_deref())
+                }
                 Part::LineDiscount(i) => {
                     let mut v = line(&setup.discount, w.quantity, *unit_price, Some(&format!("Discount on {}", o.lines[i].sku)));
                     v["taxes"] = json!([["add", line_products[i].taxes]]); // the discounted line's taxes
