@@ -45,21 +45,7 @@ impl Rig {
     }
 
     fn config_text(&self) -> String {
-        format!(
-            r#"
-[state]
-path = "state.db"
-[connections.web]
-type = "jsonl"
-path = "web"
-{erp}
-[flows.orders]
-source = "web"
-target = "erp"
-stream = "orders"
-"#,
-            erp = tryton_support::connection_toml("erp", &self.proxy.url(), &format!("order_state = \"{}\"", self.order_state)),
-        )
+        tryton_support::web_orders_into_tryton_toml(&self.proxy.url(), &format!("order_state = \"{}\"", self.order_state), "")
     }
 
     async fn workspace(&self) -> Workspace {

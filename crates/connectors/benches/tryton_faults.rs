@@ -55,22 +55,7 @@ async fn main() {
     proxy.set_hold(Duration::from_secs(8));
     let kinds = [Fault::Status(502), Fault::TooManyRequests { retry_after: RetryAfter::Seconds(1) }, Fault::Timeout, Fault::DropAfterForward];
     proxy.set_random(share, &kinds, 20261202);
-    let config = format!(
-        r#"
-[state]
-path = "state.db"
-[connections.web]
-type = "jsonl"
-path = "web"
-{erp}
-[flows.orders]
-source = "web"
-target = "erp"
-stream = "orders"
-batch_size = 50
-"#,
-        erp = support::connection_toml("erp", &proxy.url(), "order_state = \"confirmed\"\ntimeout_seconds = 5"),
-    );
+    let config = support::web_orders_into_tryton_toml(&proxy.url(), "order_state = \"confirmed\"\ntimeout_seconds = 5", "batch_size = 50");
     let ws = Workspace::open(Config::parse(&config, dir.path().to_owned()).unwrap(), ferry_connectors::registry()).await.unwrap();
 
     println!("{orders} orders into Tryton, {:.0} % of RPC calls failing transiently ({})", share * 100.0, kinds.iter().map(Fault::label).collect::<Vec<_>>().join(", "));

@@ -186,13 +186,6 @@ impl WriteOutcome {
     pub fn warned(key: impl Into<String>, target_id: impl Into<String>, action: WriteAction, warning: impl Into<String>) -> Self {
         WriteOutcome { key: key.into(), result: Ok(Written { target_id: target_id.into(), action, warning: Some(warning.into()) }) }
     }
-    /// This outcome, when written, with a warning attached.
-    pub fn with_warning(mut self, warning: Option<String>) -> Self {
-        if let Ok(w) = &mut self.result {
-            w.warning = warning;
-        }
-        self
-    }
     pub fn failed(key: impl Into<String>, failure: RecordFailure) -> Self {
         WriteOutcome { key: key.into(), result: Err(failure) }
     }

@@ -17,8 +17,8 @@ use super::rpc::as_text;
 use ferry_engine::diff::{FieldChange, diff};
 use serde_json::{Map, Value};
 
-/// The fields read to place a sale in its life.
-pub(super) const SALE_FIELDS: &[&str] = &["state", "web_id", "lines", "shipments", "invoices", "shipment_state", "invoice_state"];
+/// The fields read to place a sale in its life: its state, and its lines (replaced when the order is edited).
+pub(super) const SALE_FIELDS: &[&str] = &["state", "lines"];
 
 /// A sale's state as Tryton names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

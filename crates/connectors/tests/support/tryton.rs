@@ -67,6 +67,15 @@ pub fn connection_toml(name: &str, url: &str, extra: &str) -> String {
     format!("[connections.{name}]\ntype = \"tryton\"\nurl = \"{url}\"\ndatabase = \"tryton\"\nusername = \"admin\"\npassword = \"{PASSWORD}\"\n{extra}\n")
 }
 
+/// A config importing canonical orders from a JSONL folder `web` into the Tryton at `url` (flow `orders`),
+/// state in `state.db`: `erp_options` and `flow_options` are more option lines.
+pub fn web_orders_into_tryton_toml(url: &str, erp_options: &str, flow_options: &str) -> String {
+    format!(
+        "[state]\npath = \"state.db\"\n[connections.web]\ntype = \"jsonl\"\npath = \"web\"\n{}[flows.orders]\nsource = \"web\"\ntarget = \"erp\"\nstream = \"orders\"\n{flow_options}\n",
+        connection_toml("erp", url, erp_options)
+    )
+}
+
 /// A connector to the test server (brought up first).
 pub fn tryton(extra: Value) -> Tryton {
     ensure_up();
