@@ -27,13 +27,17 @@ trap cleanup EXIT
 pids=()
 if [ "${FERRY_SKIP_PEERS:-0}" != 1 ]; then
     # Ports must match the tests' support modules (crates/connectors/tests/support).
-    for spec in "tryton 18000" "vendure 18300"; do
+    # FERRY_TEST_*_PORT move them (e.g. a second set of peers beside a running one); the tests read the same.
+    TRYTON_PORT=${FERRY_TEST_TRYTON_PORT:-18000}
+    VENDURE_PORT=${FERRY_TEST_VENDURE_PORT:-18300}
+    WEBHOOK_PORT=${FERRY_TEST_WEBHOOK_PORT:-18301}
+    for spec in "tryton $TRYTON_PORT" "vendure $VENDURE_PORT"; do
         set -- $spec
         if [ -x "scripts/peers/$1/up.sh" ]; then
             echo "[test] starting $1 peer on 127.0.0.1:$2 (log: $FERRY_PEERS_DIR/$1-up.log)"
             # Same settings as crates/connectors/tests/support (the webhook tests listen on 18301; ferry serve routes /hooks/shop to its connection `shop`).
             # The tests' peers run on their default databases (sql.js for Vendure): no DATABASE_URL from the caller's shell.
-            WEBHOOK_URL=http://127.0.0.1:18301/hooks/shop WEBHOOK_SECRET=ferry-test-webhook-secret \
+            WEBHOOK_URL=http://127.0.0.1:$WEBHOOK_PORT/hooks/shop WEBHOOK_SECRET=ferry-test-webhook-secret \
                 env -u DATABASE_URL "scripts/peers/$1/up.sh" "$FERRY_PEERS_DIR/$1" "$2" >"$FERRY_PEERS_DIR/$1-up.log" 2>&1 &
             pids+=("$!:$1")
             started+=("$1")

@@ -34,7 +34,7 @@ impl Rig {
         Setup(&erp).product(&sku, &format!("Lifecycle {u}"), "10", "4", &[], &[""]).await;
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("web")).unwrap();
-        let proxy = FaultProxy::start(&format!("http://127.0.0.1:{}", tryton_support::PORT));
+        let proxy = FaultProxy::start(&format!("http://127.0.0.1:{}", tryton_support::port()));
         let rig = Rig { u, sku, dir, proxy, erp, order_state };
         std::fs::write(rig.config_path(), rig.config_text()).unwrap();
         rig

@@ -138,12 +138,12 @@ source = "shop"
 target = "erp"
 stream = "orders"
 "#,
-            port = vendure_support::WEBHOOK_PORT,
+            port = vendure_support::webhook_port(),
             vurl = vendure.base_url,
             vuser = vendure.username,
             vpass = vendure.password,
             secret = vendure_support::WEBHOOK_SECRET,
-            tport = tryton_support::PORT,
+            tport = tryton_support::port(),
             tpass = tryton_support::PASSWORD,
         ),
     )
@@ -166,7 +166,7 @@ stream = "orders"
             .spawn()
             .unwrap(),
     );
-    let base = format!("http://127.0.0.1:{}", vendure_support::WEBHOOK_PORT);
+    let base = format!("http://127.0.0.1:{}", vendure_support::webhook_port());
     let deadline = Instant::now() + Duration::from_secs(30);
     while get(&format!("{base}/healthz"), None).await.0 != 200 {
         assert!(Instant::now() < deadline, "ferry serve did not come up on {base} (port taken?):\n{}", log_tail(&log));

@@ -51,7 +51,7 @@ async fn main() {
     }
     std::fs::write(dir.path().join("web/orders.jsonl"), text).unwrap();
 
-    let proxy = FaultProxy::start(&format!("http://127.0.0.1:{}", support::PORT));
+    let proxy = FaultProxy::start(&format!("http://127.0.0.1:{}", support::port()));
     proxy.set_hold(Duration::from_secs(8));
     let kinds = [Fault::Status(502), Fault::TooManyRequests { retry_after: RetryAfter::Seconds(1) }, Fault::Timeout, Fault::DropAfterForward];
     proxy.set_random(share, &kinds, 20261202);

@@ -102,7 +102,7 @@ stream = "shipments"
 filter = 'any(.lines[]; .sku | startswith("{prefix}"))'
 "#,
         state = state.display(),
-        tryton_port = support::PORT,
+        tryton_port = support::port(),
         tryton_password = support::PASSWORD,
         shop = peer.base_url,
         shop_user = peer.username,

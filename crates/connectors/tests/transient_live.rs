@@ -52,7 +52,7 @@ fn gql_via(proxy: &FaultProxy) -> Gql {
 
 #[tokio::test]
 async fn tryton_waits_as_long_as_retry_after_says_in_seconds_or_as_a_date() {
-    let proxy = FaultProxy::start(&format!("http://127.0.0.1:{}", support::PORT));
+    let proxy = FaultProxy::start(&format!("http://127.0.0.1:{}", support::port()));
     let erp = tryton_via(&proxy);
     erp.rpc().context().await.unwrap(); // log in first: the faults below hit only the search
     let search = "model.party.party.search\"";
@@ -71,7 +71,7 @@ async fn tryton_waits_as_long_as_retry_after_says_in_seconds_or_as_a_date() {
 
 #[tokio::test]
 async fn tryton_reads_are_retried_per_request_and_a_429_is_not_called_a_login_throttle() {
-    let proxy = FaultProxy::start(&format!("http://127.0.0.1:{}", support::PORT));
+    let proxy = FaultProxy::start(&format!("http://127.0.0.1:{}", support::port()));
     let erp = tryton_via(&proxy);
     erp.rpc().context().await.unwrap();
     let search = "model.party.party.search\"";
@@ -99,7 +99,7 @@ async fn tryton_reads_are_retried_per_request_and_a_429_is_not_called_a_login_th
 
 #[tokio::test]
 async fn a_tryton_create_is_not_resent_when_tryton_may_have_applied_it() {
-    let proxy = FaultProxy::start(&format!("http://127.0.0.1:{}", support::PORT));
+    let proxy = FaultProxy::start(&format!("http://127.0.0.1:{}", support::port()));
     let erp = tryton_via(&proxy);
     erp.rpc().context().await.unwrap();
     let u = uniq();
@@ -229,7 +229,7 @@ async fn tryton_to_jsonl_converges_under_ten_percent_faults_with_every_record_on
         codes.insert(s.read_one("party.party", party, &["code"]).await["code"].as_str().unwrap().to_owned());
     }
 
-    let proxy = FaultProxy::start(&format!("http://127.0.0.1:{}", support::PORT));
+    let proxy = FaultProxy::start(&format!("http://127.0.0.1:{}", support::port()));
     proxy.set_hold(Duration::from_secs(4));
     let dir = tempfile::tempdir().unwrap();
     let text = format!(

@@ -619,7 +619,7 @@ async fn sale_dates_are_the_businesss_local_dates() {
     ];
     let mut ctx = ferry_engine::BuildContext::new("erp", ".");
     ctx.timezone = Some("Australia/Sydney".into());
-    let opts = json!({"url": format!("http://127.0.0.1:{}", support::PORT), "database": "tryton", "username": "admin", "password": support::PASSWORD, "order_state": "draft"});
+    let opts = json!({"url": format!("http://127.0.0.1:{}", support::port()), "database": "tryton", "username": "admin", "password": support::PASSWORD, "order_state": "draft"});
     let by_default = ferry_connectors::registry().build("tryton", &opts, &ctx).unwrap();
     let out = by_default.write(Stream::Orders, cases.iter().map(|(n, placed, _)| at(n, placed)).collect()).await.unwrap();
     for (n, _, local) in cases {

@@ -464,7 +464,7 @@ async fn webhook_plugin_posts_signed_product_events() {
     use hmac::{Hmac, Mac};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let v = connector();
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", support::WEBHOOK_PORT)).await.expect("webhook test port 18301 free");
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", support::webhook_port())).await.expect("webhook test port 18301 free");
     let sku = format!("HOOK-{}", unique());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(HashMap<String, String>, Vec<u8>)>();
     tokio::spawn(async move {

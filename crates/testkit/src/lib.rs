@@ -28,6 +28,27 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
+/// Where the tests' live peers live: `FERRY_PEERS_DIR` (as scripts/test.sh sets it), else
+/// `<CARGO_TARGET_DIR or target>/peers`. Relative paths are taken from the workspace root.
+pub fn peers_dir() -> std::path::PathBuf {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = root.canonicalize().unwrap_or(root);
+    let absolute = |p: std::path::PathBuf| if p.is_absolute() { p } else { root.join(p) };
+    if let Some(dir) = std::env::var_os("FERRY_PEERS_DIR").filter(|d| !d.is_empty()) {
+        return absolute(dir.into());
+    }
+    absolute(std::env::var_os("CARGO_TARGET_DIR").map(Into::into).unwrap_or_else(|| "target".into())).join("peers")
+}
+
+/// A test peer's port: `default`, or the environment variable `name` when set (a second peer on other
+/// ports, e.g. to try a change to its script while the shared one serves other test runs).
+pub fn peer_port(name: &str, default: u16) -> u16 {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v.parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a port number")),
+        _ => default,
+    }
+}
+
 /// A fault the proxy injects instead of (or after) forwarding a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {

@@ -12,18 +12,20 @@ use std::process::Command;
 use std::str::FromStr;
 use std::sync::OnceLock;
 
-pub const PORT: u16 = 18000;
+/// The test server's port: 18000, or `FERRY_TEST_TRYTON_PORT` (a second peer, e.g. one a change to
+/// scripts/peers/tryton is tried on while the shared one keeps serving other test runs).
+pub fn port() -> u16 {
+    ferry_testkit::peer_port("FERRY_TEST_TRYTON_PORT", 18000)
+}
 pub const PASSWORD: &str = "admin-pass-123";
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
 }
 
-/// `<CARGO_TARGET_DIR or target>/peers/tryton`
+/// `<peers dir>/tryton` (see [`ferry_testkit::peers_dir`]).
 pub fn peer_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("target"));
-    let target = if target.is_absolute() { target } else { workspace().join(target) };
-    target.join("peers/tryton")
+    ferry_testkit::peers_dir().join("tryton")
 }
 
 /// Runs up.sh once per process; panics with its output when the bring-up fails.
@@ -34,7 +36,7 @@ pub fn ensure_up() {
         let out = Command::new("bash")
             .arg(&script)
             .arg(peer_dir())
-            .arg(PORT.to_string())
+            .arg(port().to_string())
             .env("TRYTON_ADMIN_PASSWORD", PASSWORD)
             .output()
             .expect("run scripts/peers/tryton/up.sh");
@@ -50,7 +52,7 @@ pub fn ensure_up() {
 
 pub fn options(extra: Value) -> Options {
     let mut v = json!({
-        "url": format!("http://127.0.0.1:{PORT}"),
+        "url": format!("http://127.0.0.1:{}", port()),
         "database": "tryton",
         "username": "admin",
         "password": PASSWORD,

@@ -10,11 +10,17 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-pub const VENDURE_PORT: u16 = 18300;
+/// The tests' Vendure: 18300, or `FERRY_TEST_VENDURE_PORT`.
+pub fn vendure_port() -> u16 {
+    ferry_testkit::peer_port("FERRY_TEST_VENDURE_PORT", 18300)
+}
 /// The Vendure peer POSTs its events here (fixed at server start, so a fixed port). scripts/test.sh starts
 /// the peer with the same URL. The path is `ferry serve`'s webhook route for a connection named `shop`
 /// (crates/cli/tests/webhook_live.rs runs the server there); tests that listen themselves take any path.
-pub const WEBHOOK_PORT: u16 = 18301;
+/// 18301, or `FERRY_TEST_WEBHOOK_PORT` (with a second peer started on other ports).
+pub fn webhook_port() -> u16 {
+    ferry_testkit::peer_port("FERRY_TEST_WEBHOOK_PORT", 18301)
+}
 pub const WEBHOOK_PATH: &str = "/hooks/shop";
 pub const WEBHOOK_SECRET: &str = "ferry-test-webhook-secret";
 
@@ -30,17 +36,14 @@ fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
 }
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
-}
 
-/// Starts (or finds running) the tests' Vendure peer (sql.js, port [`VENDURE_PORT`], webhooks to
-/// [`WEBHOOK_PORT`]); panics with the script's output when it cannot.
+/// Starts (or finds running) the tests' Vendure peer (sql.js, port [`vendure_port`], webhooks to
+/// [`webhook_port`]); panics with the script's output when it cannot.
 pub fn vendure() -> &'static VendurePeer {
     static PEER: OnceLock<VendurePeer> = OnceLock::new();
     PEER.get_or_init(|| {
-        let webhook_url = format!("http://127.0.0.1:{WEBHOOK_PORT}{WEBHOOK_PATH}");
-        start_vendure(&target_dir().join("peers/vendure"), VENDURE_PORT, None, Some(&webhook_url))
+        let webhook_url = format!("http://127.0.0.1:{}{WEBHOOK_PATH}", webhook_port());
+        start_vendure(&ferry_testkit::peers_dir().join("vendure"), vendure_port(), None, Some(&webhook_url))
     })
 }
 
@@ -78,9 +81,9 @@ pub fn start_vendure(dir: &std::path::Path, port: u16, database_url: Option<&str
     }
 }
 
-/// `<target dir>/peers/<name>`: where a Vendure peer of its own (e.g. the benchmark's) keeps its server.
+/// `<peers dir>/<name>`: where a Vendure peer of its own (e.g. the benchmark's) keeps its server.
 pub fn vendure_peer_dir(name: &str) -> PathBuf {
-    target_dir().join("peers").join(name)
+    ferry_testkit::peers_dir().join(name)
 }
 
 /// A short random suffix for unique test data.
