@@ -5,6 +5,7 @@
 //! through [`StateStore::commit_batch`], one transaction: cross-reference + hashes + failures + checkpoint
 //! move together or not at all.
 
+pub mod alerts;
 pub mod jobs;
 pub mod keys;
 pub mod records;
@@ -17,6 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::HashMap;
 
+pub use alerts::AlertStore;
 pub use jobs::JobQueue;
 pub use keys::KeyStore;
 pub use records::RecordStore;

@@ -8,6 +8,7 @@ use sqlx::{Row, SqlitePool};
 use std::path::Path;
 use std::str::FromStr;
 
+mod alerts;
 mod jobs;
 mod records;
 mod retention;
