@@ -50,6 +50,10 @@ fi
 ST_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/schemathesis
 mkdir -p "$ST_DIR"
 scripts/peers/schemathesis/install.sh "$ST_DIR" >"$ST_DIR/install.log" 2>&1 &
+# The alert tests (crates/server/tests/alerts.rs) send e-mail to aiosmtpd (PyPI), likewise installed early.
+SMTP_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/smtp
+mkdir -p "$SMTP_DIR"
+scripts/peers/smtp/install.sh "$SMTP_DIR" >"$SMTP_DIR/install.log" 2>&1 &
 
 echo "[test] building tests"
 if cargo nextest --version >/dev/null 2>&1; then
