@@ -40,12 +40,15 @@ pub struct Alerting {
     flows: Vec<String>,
     rejection_window: Option<chrono::Duration>,
     /// Rejected webhook deliveries not yet added to the store: (connection, minute, code) → count.
-    tally: Mutex<BTreeMap<(String, DateTime<Utc>, String), u64>>,
+    tally: Mutex<Tally>,
 }
+
+/// (connection, minute, code) → rejected deliveries.
+type Tally = BTreeMap<(String, DateTime<Utc>, String), u64>;
 
 /// Where a message goes.
 pub enum Channel {
-    Email(EmailSender),
+    Email(Box<EmailSender>),
     Webhook(WebhookSender),
 }
 
@@ -85,7 +88,7 @@ impl Alerting {
                         Some(p) => Some(reveal(p, &at("password"), store, key.as_ref(), &mut warnings).await?),
                         None => None,
                     };
-                    Channel::Email(EmailSender::new(e, password, &at).map_err(anyhow::Error::msg)?)
+                    Channel::Email(Box::new(EmailSender::new(e, password, &at).map_err(anyhow::Error::msg)?))
                 }
                 ChannelConfig::Webhook(w) => {
                     let url = reveal(&w.url, &at("url"), store, key.as_ref(), &mut warnings).await?;

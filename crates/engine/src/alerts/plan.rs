@@ -206,7 +206,8 @@ mod tests {
         }
     }
 
-    const T0: i64 = 1_800_000_000 - 1_800_000_000 % 60;
+    /// A whole minute (1.8e9 s is divisible by 60).
+    const T0: i64 = 1_800_000_000;
 
     fn at(minute: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(T0 + minute * 60, 0).unwrap()
@@ -319,7 +320,7 @@ mod tests {
             let mail = m.notices("mail");
             for t in cooldown..n {
                 if (t - cooldown..=t).all(|i| holds[i as usize]) {
-                    let last = mail.iter().filter(|(at, _)| *at <= t).last().map(|(_, x)| *x);
+                    let last = mail.iter().rfind(|(at, _)| *at <= t).map(|(_, x)| *x);
                     prop_assert_eq!(last, Some(Notice::Fired), "minute {}: {:?} {:?}", t, holds, mail);
                 }
             }
