@@ -173,7 +173,11 @@ impl Rig {
     }
 
     fn config(&self, rules: &str) -> Config {
-        let text = format!(
+        Config::parse(&self.config_text(rules), self.dir.path().to_path_buf()).unwrap()
+    }
+
+    fn config_text(&self, rules: &str) -> String {
+        format!(
             r#"{FLOWS}
 [alerts]
 cooldown_minutes = 30
@@ -191,8 +195,7 @@ url = "http://127.0.0.1:{hook}/hook"
 "#,
             smtp = self.smtp.port,
             hook = self.hook_port,
-        );
-        Config::parse(&text, self.dir.path().to_path_buf()).unwrap()
+        )
     }
 
     async fn open(&self, rules: &str) -> Arc<AppState> {
@@ -410,4 +413,78 @@ async fn a_queue_whose_oldest_due_job_waited_too_long_fires_until_the_job_ran() 
     state.store.complete(claimed.id, "w", None, rig.clock.now()).await.unwrap();
     evaluate(&state).await;
     assert_eq!(rig.received(), ["[Ferry default] FIRING backlog", "[Ferry default] RESOLVED backlog"]);
+}
+
+#[tokio::test]
+async fn ferry_serve_evaluates_by_itself_with_webhook_urls_from_the_secret_store_and_the_environment() {
+    let rig = Rig::new().await;
+    let url = format!("http://127.0.0.1:{}/hook", rig.hook_port);
+    // the first channel's URL sealed in the workspace's store, the second's in an environment variable
+    let key = ferry_engine::secrets::MasterKey::generate();
+    let store = ferry_engine::store::SqliteStore::open(&rig.dir.path().join("ferry-state.db")).await.unwrap();
+    ferry_engine::store::SecretStore::put_secret(&store, key.seal("chat-url", &url)).await.unwrap();
+    drop(store);
+    // SAFETY: these variables are read by no other test of this binary (nextest runs each test in its own process).
+    unsafe {
+        std::env::set_var(ferry_engine::secrets::MASTER_KEY_ENV, key.to_hex().as_str());
+        std::env::set_var("FERRY_TEST_ALERTS_CHAT2_URL", &url);
+    }
+    let text = format!(
+        r#"{FLOWS}
+[alerts]
+evaluate_every_seconds = 1
+prefix = "[acme]"
+[alerts.channels.chat]
+type = "webhook"
+url = {{ secret = "chat-url" }}
+[alerts.channels.chat2]
+type = "webhook"
+url = {{ env = "FERRY_TEST_ALERTS_CHAT2_URL" }}
+[alerts.rules.backlog]
+kind = "queue_age"
+older_than_minutes = 15
+"#
+    );
+    let config = Config::parse(&text, rig.dir.path().to_path_buf()).unwrap();
+    let state = AppState::open(config, rig.clock.clone()).await.unwrap();
+    // a job waiting for 20 minutes behind another job of its flow that a worker elsewhere holds for an hour
+    let now = rig.clock.now();
+    state.store.enqueue(NewJob::new("prices", JobKind::Manual, now - Duration::minutes(30))).await.unwrap();
+    state.store.claim("elsewhere:1", std::time::Duration::from_secs(3600), now).await.unwrap().unwrap();
+    state.store.enqueue(NewJob::new("prices", JobKind::Manual, now - Duration::minutes(20))).await.unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(ferry_server::serve(state.clone(), listener, async move {
+        let _ = stop_rx.await;
+    }));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while rig.hook.headlines().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no alert within 20 s: {:?}", rig.hook.headlines());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let _ = stop_tx.send(());
+    server.await.unwrap().unwrap();
+    assert_eq!(rig.hook.headlines(), ["[acme] FIRING backlog", "[acme] FIRING backlog"], "one message per channel, however many evaluations");
+}
+
+#[tokio::test]
+async fn starttls_never_falls_back_to_sending_in_the_clear() {
+    let rig = Rig::new().await;
+    // the sink offers no STARTTLS: the message must not go out unencrypted; the webhook still does
+    let text = rig.config_text(FLOW_FAILED).replace("security = \"none\"", "security = \"starttls\"");
+    assert!(text.contains("starttls"));
+    let config = Config::parse(&text, rig.dir.path().to_path_buf()).unwrap();
+    let state = AppState::open(config, rig.clock.clone()).await.unwrap();
+    rig.sync(&state, "products").await;
+    let report = tick(&state).await.unwrap();
+    assert_eq!(report.sent.len(), 1, "{report:?}");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert!(report.failed[0].contains("to mail: SMTP"), "{report:?}");
+    assert!(rig.smtp.subjects().is_empty());
+    assert_eq!(rig.hook.headlines(), ["[Ferry default] FIRING failed (products)"]);
+    // and it is tried again at the next evaluation, the webhook is not repeated
+    let report = tick(&state).await.unwrap();
+    assert_eq!((report.sent.len(), report.failed.len()), (0, 1), "{report:?}");
 }
