@@ -41,6 +41,8 @@ pub struct Alerting {
     rejection_window: Option<chrono::Duration>,
     /// Rejected webhook deliveries not yet added to the store: (connection, minute, code) → count.
     tally: Mutex<Tally>,
+    /// When alerting began on this store, once read (it never changes).
+    watching_since: std::sync::OnceLock<DateTime<Utc>>,
 }
 
 /// (connection, minute, code) → rejected deliveries.
@@ -112,6 +114,7 @@ impl Alerting {
             every: alerts.every(),
             flows: flows.into_iter().collect(),
             tally: Mutex::new(BTreeMap::new()),
+            watching_since: std::sync::OnceLock::new(),
         };
         Ok((Some(alerting), warnings))
     }
@@ -289,9 +292,16 @@ pub async fn tick(state: &AppState) -> Result<TickReport, StoreError> {
         return Err(e);
     }
     let has_queue_rule = a.rules.iter().any(|r| matches!(r.condition, Condition::QueueAge { .. }));
+    let watching_since = match a.watching_since.get() {
+        Some(t) => *t,
+        None => {
+            let since = store.watching_since(now).await?;
+            *a.watching_since.get_or_init(|| since)
+        }
+    };
     let readings = Readings {
         now,
-        watching_since: store.watching_since(now).await?,
+        watching_since,
         flows: store.flow_health(&a.flows).await?,
         open_failures: store.open_failure_counts().await?,
         rejections: match a.rejection_window {

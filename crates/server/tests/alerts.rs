@@ -488,3 +488,26 @@ async fn starttls_never_falls_back_to_sending_in_the_clear() {
     let report = tick(&state).await.unwrap();
     assert_eq!((report.sent.len(), report.failed.len()), (0, 1), "{report:?}");
 }
+
+#[tokio::test]
+async fn alerts_belong_to_each_workspace_not_to_the_server_config() {
+    let rig = Rig::new().await;
+    let dir = rig.dir.path();
+    std::fs::create_dir_all(dir.join("acme/feed")).unwrap();
+    std::fs::create_dir_all(dir.join("beta")).unwrap();
+    std::fs::write(dir.join("acme/ws.toml"), rig.config_text(FLOW_FAILED)).unwrap();
+    std::fs::write(dir.join("beta/ws.toml"), FLOWS).unwrap();
+    let server_text = "[server]\nworkspaces = { acme = \"acme/ws.toml\", beta = \"beta/ws.toml\" }\n";
+    let clock = rig.clock.clone();
+    let server = ferry_server::Server::open(Config::parse(server_text, dir.to_path_buf()).unwrap(), clock.clone()).await.unwrap();
+    let acme = server.workspace("acme").unwrap();
+    assert!(acme.alerting.as_ref().is_some_and(|a| a.prefix == "[Ferry acme]"));
+    assert!(server.workspace("beta").unwrap().alerting.is_none());
+    rig.sync(acme, "products").await;
+    evaluate(acme).await;
+    assert_eq!(rig.received(), ["[Ferry acme] FIRING failed (products)"]);
+
+    let with_alerts = format!("{server_text}[alerts.channels.chat]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/x\"\n");
+    let err = ferry_server::Server::open(Config::parse(&with_alerts, dir.to_path_buf()).unwrap(), clock).await.err().unwrap().to_string();
+    assert!(err.contains("no [alerts] of its own"), "{err}");
+}

@@ -116,8 +116,8 @@ pub struct RuleConfig {
     /// Channels to tell (default: every channel).
     pub channels: Option<Vec<String>>,
     pub cooldown_minutes: Option<u64>,
-    /// flow_failed, open_failures, no_success: which flows (default: every flow; no_success: every
-    /// enabled flow with a schedule).
+    /// flow_failed, open_failures, no_success: which flows (default: flow_failed every enabled flow,
+    /// open_failures every flow, no_success every enabled flow with a schedule).
     pub flows: Option<Vec<String>>,
     /// flow_failed: run statuses that count as failed (default aborted, interrupted).
     pub statuses: Option<Vec<String>>,
@@ -257,7 +257,8 @@ impl AlertsConfig {
                     if let Some(bad) = statuses.iter().find(|s| !RUN_STATUSES.contains(&s.as_str())) {
                         return Err(format!("{}: {bad:?} is not a failed run's status ({})", at("statuses"), RUN_STATUSES.join(", ")));
                     }
-                    Condition::FlowFailed { flows: flows(every_flow)?, statuses }
+                    let enabled = config.flows.iter().filter(|(_, f)| f.enabled).map(|(n, _)| n.clone()).collect();
+                    Condition::FlowFailed { flows: flows(enabled)?, statuses }
                 }
                 "open_failures" => {
                     let above = r.above.ok_or_else(|| format!("{}: required for kind open_failures", at("above")))?;
@@ -364,6 +365,11 @@ mod tests {
         source = "shop"
         target = "erp"
         stream = "orders"
+        [flows.old]
+        source = "shop"
+        target = "erp"
+        stream = "stock"
+        enabled = false
     "#;
 
     fn parse(alerts: &str) -> Result<Vec<Rule>, String> {
@@ -417,6 +423,8 @@ mod tests {
             Condition::FlowFailed { flows: vec!["orders".into(), "products".into()], statuses: vec!["aborted".into(), "interrupted".into()] }
         );
         assert_eq!(by("failed").channels, ["chat", "ops"], "every channel by default");
+        let Condition::OpenFailures { flows, .. } = by("parked").condition else { panic!() };
+        assert_eq!(flows, ["old", "orders", "products"], "open failures of a disabled flow still count");
         assert_eq!(by("failed").cooldown, Duration::minutes(15));
         assert_eq!(by("parked").channels, ["chat"]);
         assert_eq!(by("parked").cooldown, Duration::minutes(5));
