@@ -71,11 +71,11 @@ const KEEP_RESOLVED: chrono::Duration = chrono::Duration::days(30);
 
 impl Alerting {
     /// The workspace's `[alerts]`, with credentials resolved (`{ secret = "…" }` from `store` under the
-    /// master key, `{ env = "…" }` from the environment); `None` when it has no rules. Returns warnings
-    /// for people too (plain-text credentials in the config).
+    /// master key, `{ env = "…" }` from the environment); `None` when it has neither rules nor channels.
+    /// Returns warnings for people too (plain-text credentials in the config).
     pub async fn prepare(workspace: &str, config: &Config, store: &SqliteStore) -> anyhow::Result<(Option<Alerting>, Vec<String>)> {
         let alerts: &AlertsConfig = &config.alerts;
-        if alerts.is_empty() {
+        if alerts.rules.is_empty() && alerts.channels.is_empty() {
             return Ok((None, vec![]));
         }
         let rules = alerts.rules(config).map_err(anyhow::Error::msg)?;
@@ -117,6 +117,18 @@ impl Alerting {
             watching_since: std::sync::OnceLock::new(),
         };
         Ok((Some(alerting), warnings))
+    }
+
+    /// Sends a test message to one channel (`ferry alerts test`): checks its address, credentials, URL.
+    pub async fn send_test(&self, channel: &str) -> Result<(), String> {
+        let c = self.channels.get(channel).ok_or_else(|| format!("no channel named {channel:?} in [alerts.channels]"))?;
+        let headline = format!("{} TEST {channel}", self.prefix);
+        let body = format!(
+            "A test message from `ferry alerts test`: channel {channel} of workspace {} works.\nRules that send here: {}",
+            self.workspace,
+            self.rules.iter().filter(|r| r.channels.iter().any(|c| c == channel)).map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
+        );
+        c.send(&headline, &body).await
     }
 
     /// A webhook delivery to `connection` was refused (`code`: invalid_signature, stale_timestamp,
@@ -259,7 +271,7 @@ pub struct TickReport {
 }
 
 pub async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
-    let Some(alerting) = state.alerting.as_ref() else { return };
+    let Some(alerting) = state.alerting.as_ref().filter(|a| !a.rules.is_empty()) else { return };
     let every = alerting.every;
     loop {
         match tick(&state).await {

@@ -16,69 +16,11 @@ use ferry_engine::{Config, RunOptions, holder_id, run::NoProgress};
 use ferry_server::alerts::{TickReport, tick};
 use ferry_server::{AppState, router};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use ferry_testkit::SmtpSink;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tower::ServiceExt;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// aiosmtpd listening on a free 127.0.0.1 port, delivering into a Maildir.
-struct SmtpSink {
-    child: Child,
-    port: u16,
-    maildir: PathBuf,
-}
-
-impl SmtpSink {
-    fn start(dir: &Path) -> SmtpSink {
-        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("smtp");
-        let out = Command::new(repo_root().join("scripts/peers/smtp/install.sh")).arg(&target).stderr(Stdio::inherit()).output().expect("run scripts/peers/smtp/install.sh");
-        assert!(out.status.success(), "installing aiosmtpd failed (needs python3 with venv and PyPI)");
-        let python = String::from_utf8(out.stdout).unwrap().lines().last().expect("install.sh prints the python path").trim().to_owned();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let maildir = dir.join("maildir");
-        let child = Command::new(python)
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(&maildir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start aiosmtpd");
-        let sink = SmtpSink { child, port, maildir };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "aiosmtpd did not listen on {port}");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        sink
-    }
-
-    /// The subjects of the mails received, oldest first.
-    fn subjects(&self) -> Vec<String> {
-        let mut mails: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(self.maildir.join("new"))
-            .map(|d| d.filter_map(Result::ok).map(|e| (e.metadata().unwrap().modified().unwrap(), std::fs::read_to_string(e.path()).unwrap())).collect())
-            .unwrap_or_default();
-        mails.sort();
-        mails
-            .into_iter()
-            .map(|(_, text)| {
-                assert!(text.contains("To: ops@example.com"), "{text}");
-                text.lines().find_map(|l| l.strip_prefix("Subject: ")).unwrap_or_default().to_owned()
-            })
-            .collect()
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// An HTTP server standing in for Slack's incoming webhook: keeps each JSON body; answers 500 to the
 /// next `fail` requests.
@@ -167,7 +109,7 @@ impl Rig {
     async fn new() -> Rig {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("feed")).unwrap();
-        let smtp = SmtpSink::start(dir.path());
+        let smtp = SmtpSink::start(Path::new(env!("CARGO_TARGET_TMPDIR")), dir.path());
         let (hook, hook_port) = Receiver::start().await;
         Rig { dir, smtp, hook, hook_port, clock: Arc::new(ManualClock::new(Utc::now())) }
     }
@@ -215,6 +157,9 @@ url = "http://127.0.0.1:{hook}/hook"
 
     /// Mail subjects and webhook headlines received so far (they must agree).
     fn received(&self) -> Vec<String> {
+        for mail in self.smtp.messages() {
+            assert!(mail.contains("To: ops@example.com") && mail.contains("From: Ferry <ferry@example.com>"), "{mail}");
+        }
         let mails = self.smtp.subjects();
         assert_eq!(mails, self.hook.headlines(), "both channels are told the same");
         mails
