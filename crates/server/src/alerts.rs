@@ -16,7 +16,7 @@ use ferry_engine::alerts::{
 use ferry_engine::secrets::MasterKey;
 use ferry_engine::store::alerts::{AlertStore, Rejections};
 use ferry_engine::store::secrets::SecretStore;
-use ferry_engine::store::{SqliteStore, StoreError};
+use ferry_engine::store::{SqliteStore, StateStore, StoreError};
 use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
@@ -65,6 +65,10 @@ pub struct WebhookSender {
     /// Slack's webhook URLs are credentials: never logged, never in an error.
     url: Zeroizing<String>,
 }
+
+/// The lease one server of several on a store holds to evaluate its alerts (in `flow_locks`, under a name
+/// no flow can take by accident), so two servers never both send a message.
+pub const ALERTS_LEASE: &str = "(alerts)";
 
 /// How long resolved alerts are kept (the cool-down reads the last ones; older ones only take room).
 const KEEP_RESOLVED: chrono::Duration = chrono::Duration::days(30);
@@ -262,6 +266,8 @@ impl Channel {
 /// What one evaluation did.
 #[derive(Debug, Default)]
 pub struct TickReport {
+    /// Another server holds the alerts lease of this store: it evaluates, this one did nothing.
+    pub skipped: bool,
     pub opened: Vec<(String, String)>,
     pub resolved: usize,
     /// (channel, notice, rule, subject) of each message that got through.
@@ -297,6 +303,29 @@ pub async fn tick(state: &AppState) -> Result<TickReport, StoreError> {
     let Some(a) = state.alerting.as_ref() else { return Ok(report) };
     let store = state.store.as_ref();
     let now = state.clock.now();
+    // Renewed at every evaluation; a server that stops evaluating leaves it to expire and another takes over.
+    let holder = format!("{}/alerts", ferry_engine::holder_id());
+    let lease = chrono::Duration::from_std(a.every * 3).unwrap_or(chrono::Duration::MAX).max(chrono::Duration::minutes(2));
+    if let Err(e) = store.lock_flow(ALERTS_LEASE, &holder, lease).await {
+        match store.lock_holder(ALERTS_LEASE).await? {
+            // Left by a process of this host that is gone (a restart after kill -9): take it over at once.
+            Some(other) if ferry_engine::lease::holder_gone(&other) => {
+                store.unlock_flow(ALERTS_LEASE, &other).await?;
+                store.lock_flow(ALERTS_LEASE, &holder, lease).await?;
+            }
+            Some(other) if other != holder => {
+                // Counted rejections go to the store all the same: the evaluating server counts them.
+                let counted = a.take_tally();
+                if let Err(e) = store.add_rejections(&counted).await {
+                    a.put_back(counted);
+                    return Err(e);
+                }
+                report.skipped = true;
+                return Ok(report);
+            }
+            _ => return Err(e),
+        }
+    }
 
     let counted = a.take_tally();
     if let Err(e) = store.add_rejections(&counted).await {

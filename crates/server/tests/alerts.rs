@@ -456,3 +456,27 @@ async fn alerts_belong_to_each_workspace_not_to_the_server_config() {
     let err = ferry_server::Server::open(Config::parse(&with_alerts, dir.to_path_buf()).unwrap(), clock).await.err().unwrap().to_string();
     assert!(err.contains("no [alerts] of its own"), "{err}");
 }
+
+#[tokio::test]
+async fn two_servers_on_one_store_send_each_message_once() {
+    let rig = Rig::new().await;
+    let first = rig.open(FLOW_FAILED).await;
+    let second = rig.open(FLOW_FAILED).await;
+    // the second runs in another process: its lease holder is another
+    second.store.lock_flow(ferry_server::alerts::ALERTS_LEASE, "otherhost:1/alerts", Duration::minutes(5)).await.unwrap();
+    rig.sync(&first, "products").await;
+    assert!(evaluate(&first).await.skipped, "the lease is the other server's");
+    assert!(rig.received().is_empty());
+    // the other server died: its lease expires, this one takes over
+    sqlx::query("UPDATE flow_locks SET expires_at = '2000-01-01T00:00:00.000000Z'").execute(&sqlx::SqlitePool::connect(&format!("sqlite://{}", rig.dir.path().join("ferry-state.db").display())).await.unwrap()).await.unwrap();
+    let report = evaluate(&first).await;
+    assert!(!report.skipped && report.sent.len() == 2, "{report:?}");
+    assert!(evaluate(&second).await.sent.is_empty(), "same process, same holder: nothing owed any more");
+    assert_eq!(rig.received(), ["[Ferry default] FIRING failed (products)"]);
+
+    // a lease left by a process of this host that is gone (kill -9, restart) is taken over at once
+    let gone = format!("{}:{}/alerts", ferry_engine::holder_id().rsplit_once(':').unwrap().0, u32::MAX - 7);
+    second.store.unlock_flow(ferry_server::alerts::ALERTS_LEASE, &format!("{}/alerts", ferry_engine::holder_id())).await.unwrap();
+    second.store.lock_flow(ferry_server::alerts::ALERTS_LEASE, &gone, Duration::minutes(5)).await.unwrap();
+    assert!(!evaluate(&first).await.skipped);
+}
