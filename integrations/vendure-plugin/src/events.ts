@@ -1,0 +1,153 @@
+// Vendure EventBus events → the JSON Ferry's Vendure connector reads (`webhook_signals` in
+// crates/connectors/src/vendure/mod.rs). Each body is `{type, at, ...}`; the fields below are the
+// wire format, shared with the Rust side and its tests.
+
+import {
+    CustomerEvent,
+    CustomerGroupChangeEvent,
+    CustomerGroupEvent,
+    EventBus,
+    OrderEvent,
+    OrderLineEvent,
+    OrderStateTransitionEvent,
+    ProductEvent,
+    ProductVariantEvent,
+    RefundEvent,
+    RefundStateTransitionEvent,
+    StockMovementEvent,
+} from '@vendure/core';
+
+/** Every `type` the plugin sends. */
+export const EVENT_TYPES = [
+    'order.state',
+    'order.refund',
+    'order.updated',
+    'order.cancelled',
+    'product.created',
+    'product.updated',
+    'product.deleted',
+    'variant.created',
+    'variant.updated',
+    'variant.deleted',
+    'stock.movement',
+    'customer.created',
+    'customer.updated',
+    'customer.deleted',
+    'customer_group.assigned',
+    'customer_group.removed',
+    'customer_group.created',
+    'customer_group.updated',
+    'customer_group.deleted',
+] as const;
+export type FerryEventType = (typeof EVENT_TYPES)[number];
+
+/** Whether `type` is selected by `events`: an entry is a whole type (`order.state`) or its prefix (`order`). */
+export function selects(events: readonly string[], type: string): boolean {
+    return events.some(e => e === type || type.startsWith(e + '.'));
+}
+
+/** The entries of `events` that select no type the plugin sends (a typo would otherwise silence a feed). */
+export function unknownEventNames(events: readonly string[]): string[] {
+    return events.filter(e => !EVENT_TYPES.some(t => selects([e], t)));
+}
+
+type Send = (type: FerryEventType, fields: Record<string, unknown>) => void;
+interface Unsubscribe {
+    unsubscribe(): void;
+}
+
+/**
+ * Subscribes to the events `events` selects and hands each one to `send` as `{type, fields}`. The body
+ * is built at once, inside the subscriber: entities can change after the event.
+ */
+export function subscribe(eventBus: EventBus, events: readonly string[], send: Send): Unsubscribe[] {
+    const want = (type: FerryEventType) => selects(events, type);
+    const wantAny = (prefix: string) => EVENT_TYPES.some(t => t.startsWith(prefix) && want(t));
+    const subs: Unsubscribe[] = [];
+    const emit = (type: FerryEventType, fields: Record<string, unknown>) => {
+        if (want(type)) send(type, fields);
+    };
+
+    if (want('order.state')) {
+        subs.push(
+            eventBus.ofType(OrderStateTransitionEvent).subscribe(e =>
+                emit('order.state', { id: e.order.id, code: e.order.code, from: e.fromState, to: e.toState }),
+            ),
+        );
+    }
+    if (want('order.refund')) {
+        // Refunds and modifications do not move the order's updatedAt in Vendure 3.7, so an incremental
+        // read cannot see them: these events name the order for a re-read.
+        subs.push(
+            eventBus.ofType(RefundEvent).subscribe(e =>
+                emit('order.refund', { id: e.order.id, code: e.order.code, refundId: e.refund.id, state: e.refund.state }),
+            ),
+            eventBus.ofType(RefundStateTransitionEvent).subscribe(e =>
+                emit('order.refund', { id: e.order.id, code: e.order.code, refundId: e.refund.id, from: e.fromState, to: e.toState }),
+            ),
+        );
+    }
+    if (want('order.updated')) {
+        subs.push(
+            eventBus.ofType(OrderEvent).subscribe(e => {
+                if (e.type === 'updated') emit('order.updated', { id: e.order.id, code: e.order.code });
+            }),
+        );
+    }
+    if (want('order.cancelled')) {
+        // Units cancelled on some lines (`cancelOrder` with lines): the order stays, its lines change. A
+        // whole order cancelled is also an `order.state` to Cancelled.
+        subs.push(
+            eventBus.ofType(OrderLineEvent).subscribe(e => {
+                if (e.type === 'cancelled') {
+                    emit('order.cancelled', { id: e.order.id, code: e.order.code, lineId: e.orderLine.id, quantity: e.orderLine.quantity });
+                }
+            }),
+        );
+    }
+    if (wantAny('variant.')) {
+        subs.push(
+            eventBus.ofType(ProductVariantEvent).subscribe(e =>
+                emit(`variant.${e.type}`, { ids: e.entity.map(v => v.id), skus: e.entity.map(v => v.sku) }),
+            ),
+        );
+    }
+    if (wantAny('product.')) {
+        subs.push(
+            eventBus.ofType(ProductEvent).subscribe(e => {
+                const custom = e.entity.customFields as { ferryGroup?: string | null } | undefined;
+                emit(`product.${e.type}`, { id: e.entity.id, group: custom?.ferryGroup ?? null });
+            }),
+        );
+    }
+    if (want('stock.movement')) {
+        subs.push(
+            eventBus.ofType(StockMovementEvent).subscribe(e =>
+                emit('stock.movement', {
+                    movements: e.stockMovements.map(m => ({
+                        type: m.type,
+                        qty: m.quantity,
+                        variantId: m.productVariant?.id,
+                        sku: m.productVariant?.sku,
+                    })),
+                }),
+            ),
+        );
+    }
+    if (wantAny('customer.')) {
+        subs.push(eventBus.ofType(CustomerEvent).subscribe(e => emit(`customer.${e.type}`, { id: e.entity.id, email: e.entity.emailAddress })));
+    }
+    if (want('customer_group.assigned') || want('customer_group.removed')) {
+        subs.push(
+            eventBus.ofType(CustomerGroupChangeEvent).subscribe(e =>
+                emit(`customer_group.${e.type}`, { group: e.customGroup?.name, ids: e.customers.map(c => c.id) }),
+            ),
+        );
+    }
+    if (want('customer_group.created') || want('customer_group.updated') || want('customer_group.deleted')) {
+        subs.push(
+            eventBus.ofType(CustomerGroupEvent).subscribe(e => emit(`customer_group.${e.type}`, { id: e.entity.id, group: e.entity.name })),
+        );
+    }
+    return subs;
+}
