@@ -352,3 +352,20 @@ async fn the_fixed_price_action_prices_trade_units_to_the_cent_where_prices_incl
     assert_eq!(draft_order_line(&admin, &trade, &variant, 3).await, (3714, 4085, 11141, 12255));
     assert_eq!(draft_order_line(&admin, &retail, &variant, 3).await, (4999, 5499, 14997, 16497), "no trade price outside the group");
 }
+
+/// The plugin's own unit tests (integrations/vendure-plugin/test: backoff, Retry-After, retries and
+/// give-up against a local receiver, the queue bound, the fixed-price arithmetic, option checks), run by
+/// `node --test` on the package the peer installed from its tarball.
+#[test]
+fn the_plugins_unit_tests_pass_on_the_installed_package() {
+    support::vendure();
+    let installed = ferry_testkit::peers_dir().join("vendure/node_modules/@ferry/vendure-plugin");
+    assert!(installed.join("dist/index.js").is_file(), "the peer installed no plugin at {} (a peer started before the plugin existed? down.sh and up.sh it)", installed.display());
+    let tests = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../integrations/vendure-plugin/test/plugin.test.js");
+    let out = std::process::Command::new("node").arg("--test").arg(&tests).env("FERRY_VENDURE_PLUGIN", &installed).output().expect("node runs");
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{report}");
+    let count = |what: &str| report.lines().find_map(|l| l.strip_prefix(what).and_then(|n| n.trim().parse::<u32>().ok()));
+    assert_eq!(count("# fail "), Some(0), "{report}");
+    assert!(count("# pass ").is_some_and(|n| n >= 10), "{report}");
+}

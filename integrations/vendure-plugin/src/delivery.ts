@@ -81,6 +81,8 @@ export class DeliveryQueue {
     private timer: NodeJS.Timeout | undefined;
     private timerDueAt = Infinity;
     private stopped = false;
+    /** One per POST in flight, so `stop` can end them. */
+    private readonly requests = new Set<AbortController>();
     /** Set while deliveries fail: the first reason, so an outage is logged once, not per attempt. */
     private failingSince: { at: number; reason: string } | undefined;
     private failedAttempts = 0;
@@ -119,6 +121,7 @@ export class DeliveryQueue {
             this.options.log.warn(`stopping with ${this.size} webhook deliveries not yet accepted by ${this.options.url}; Ferry's scheduled sync covers them`);
         }
         this.waiting = [];
+        for (const request of this.requests) request.abort(new Error('stopped'));
     }
 
     private insert(d: Delivery): void {
@@ -183,6 +186,7 @@ export class DeliveryQueue {
     private async attempt(d: Delivery): Promise<void> {
         d.attempts++;
         const outcome = await this.post(d);
+        if (this.stopped) return;
         const log = this.options.log;
         if (outcome.kind === 'delivered') {
             if (this.failingSince) {
@@ -227,6 +231,9 @@ export class DeliveryQueue {
     }
 
     private async post(d: Delivery): Promise<Outcome> {
+        const request = new AbortController();
+        const timeout = setTimeout(() => request.abort(new TimeoutError()), this.options.timeoutMs);
+        this.requests.add(request);
         try {
             const res = await fetch(this.options.url, {
                 method: 'POST',
@@ -241,7 +248,7 @@ export class DeliveryQueue {
                 },
                 body: d.body,
                 redirect: 'manual',
-                signal: AbortSignal.timeout(this.options.timeoutMs),
+                signal: request.signal,
             });
             const text = await res.text().catch(() => '');
             if (res.status >= 200 && res.status < 300) return { kind: 'delivered' };
@@ -252,7 +259,17 @@ export class DeliveryQueue {
             return { kind: 'refused', reason };
         } catch (e) {
             return { kind: 'retry', reason: describeError(e) };
+        } finally {
+            clearTimeout(timeout);
+            this.requests.delete(request);
         }
+    }
+}
+
+class TimeoutError extends Error {
+    constructor() {
+        super('no answer in time');
+        this.name = 'TimeoutError';
     }
 }
 

@@ -28,7 +28,8 @@ export function fixedPriceAdjustment(
         const factor = 1 + taxRatePercent / 100;
         targetInLineMode = Math.round(listIncludesTax ? target * factor : target / factor);
     }
-    return -Math.max(0, listPrice - targetInLineMode);
+    const discount = listPrice - targetInLineMode;
+    return discount > 0 ? -discount : 0;
 }
 
 export const ferryVariantFixedPrice = new PromotionItemAction({

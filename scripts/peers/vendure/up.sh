@@ -67,6 +67,11 @@ if [ -n "$DATABASE_URL" ]; then
 else
   BACKEND="sqljs"
 fi
+# What the installed plugin was built from (DIR/plugin/source.sha256): its package sources, hashed.
+plugin_hash() {
+  (cd "$PLUGIN_SRC" && find package.json tsconfig.json README.md src -type f -print0 | sort -z | xargs -0 sha256sum) \
+    | sha256sum | cut -c1-64
+}
 is_seeded() {
   [ -f seeded ] || return 1
   local s; s=$(cat seeded)
@@ -88,7 +93,11 @@ if [ -f vendure.pid ]; then
     fi
     for _ in $(seq 1 $((TIMEOUT * 4))); do   # it may still be starting (a previous up.sh was killed)
       if is_seeded && curl -sf "$BASE/health" >/dev/null 2>&1; then
-        log "already running (pid $OLD) at $BASE"; exit 0
+        log "already running (pid $OLD) at $BASE"
+        if [ "$(cat plugin/source.sha256 2>/dev/null)" != "$(plugin_hash)" ]; then
+          log "warning: its Ferry plugin was not built from the current $PLUGIN_SRC: down.sh $DIR, then up.sh again"
+        fi
+        exit 0
       fi
       curl -sf "$BASE/health" >/dev/null 2>&1 && break   # up but not seeded: seed below
       kill -0 "$OLD" 2>/dev/null || break
@@ -123,8 +132,7 @@ EOF
   fi
 
   # ---- Ferry's plugin, packed from the repo and installed from the tarball ---------------------------
-  PLUGIN_HASH=$(cd "$PLUGIN_SRC" && find package.json tsconfig.json README.md src -type f -print0 | sort -z \
-    | xargs -0 sha256sum | sha256sum | cut -c1-64)
+  PLUGIN_HASH=$(plugin_hash)
   if [ "$(cat plugin/source.sha256 2>/dev/null)" != "$PLUGIN_HASH" ] || [ ! -f node_modules/@ferry/vendure-plugin/dist/index.js ]; then
     t_plugin=$(date +%s%3N)
     rm -rf plugin; mkdir -p plugin/build
