@@ -96,12 +96,11 @@ export function subscribe(eventBus: EventBus, events: readonly string[], send: S
     }
     if (want('order.cancelled')) {
         // Units cancelled on some lines (`cancelOrder` with lines): the order stays, its lines change. A
-        // whole order cancelled is also an `order.state` to Cancelled.
+        // whole order cancelled is also an `order.state` to Cancelled. (No quantity: Vendure 3.7 publishes
+        // the line as it was before the cancellation; Ferry re-reads the order anyway.)
         subs.push(
             eventBus.ofType(OrderLineEvent).subscribe(e => {
-                if (e.type === 'cancelled') {
-                    emit('order.cancelled', { id: e.order.id, code: e.order.code, lineId: e.orderLine.id, quantity: e.orderLine.quantity });
-                }
+                if (e.type === 'cancelled') emit('order.cancelled', { id: e.order.id, code: e.order.code, lineId: e.orderLine.id });
             }),
         );
     }

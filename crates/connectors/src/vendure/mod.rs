@@ -448,7 +448,7 @@ impl Connector for Vendure {
 /// - `order.refund` `{code, refundId, …}` and `order.updated` `{code}` → the order `code`: Vendure 3.7
 ///   does not move an order's `updatedAt` when it is refunded or modified, so an incremental read cannot
 ///   see those changes; these events (or a `--full` read) bring them;
-/// - `order.cancelled` `{code, lineId, quantity}` → the order `code`: units of a line were cancelled
+/// - `order.cancelled` `{code, lineId}` → the order `code`: units of a line were cancelled
 ///   (the order's lines change; a whole order cancelled is also an `order.state` to Cancelled);
 /// - `variant.created|updated|deleted` `{skus}` → those products (the SKU is the product key).
 ///
@@ -553,7 +553,7 @@ mod tests {
         let modified = json!({"type": "order.updated", "at": "2026-12-02T16:48:10.470Z", "id": 2, "code": "YNLWH4R6PBTWJLPZ"});
         assert_eq!(webhook_signals(&modified, &states), vec![(Stream::Orders, vec!["YNLWH4R6PBTWJLPZ".to_owned()])]);
         assert!(webhook_signals(&json!({"type": "order.refund", "code": ""}), &states).is_empty());
-        let line_cancelled = json!({"type": "order.cancelled", "at": "2026-12-03T07:35:19.032Z", "id": 4, "code": "K3J9QX", "lineId": 11, "quantity": 1});
+        let line_cancelled = json!({"type": "order.cancelled", "at": "2026-12-03T07:35:19.032Z", "id": 4, "code": "K3J9QX", "lineId": 11});
         assert_eq!(webhook_signals(&line_cancelled, &states), vec![(Stream::Orders, vec!["K3J9QX".to_owned()])]);
         let variants = json!({"type": "variant.updated", "ids": ["1", "2"], "skus": ["A-1", "", "B-2"]});
         assert_eq!(webhook_signals(&variants, &states), vec![(Stream::Products, vec!["A-1".to_owned(), "B-2".to_owned()])]);
