@@ -142,6 +142,9 @@ fn assert_signed(d: &Delivery) {
     assert_eq!(d.header("content-type"), "application/json");
 }
 
+/// Which event of a type a test waits for.
+type EventMatch<'a> = Box<dyn Fn(&Value) -> bool + 'a>;
+
 /// An id as text: events carry Vendure's ids as the database gives them (numbers on SQL), GraphQL as strings.
 fn id_text(v: &Value) -> String {
     v.as_str().map_or_else(|| v.to_string(), str::to_owned)
@@ -179,7 +182,7 @@ async fn the_plugin_posts_signed_events_that_name_their_records() {
     // Each kind of event, signed, naming this test's records; the connector reads what it needs from them.
     let states = ["PaymentAuthorized", "PaymentSettled", "Cancelled"].map(str::to_owned);
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut wanted: Vec<(&str, Box<dyn Fn(&Value) -> bool>)> = vec![
+    let mut wanted: Vec<(&str, EventMatch)> = vec![
         ("variant.created", Box::new(|e: &Value| e["skus"].as_array().is_some_and(|s| s.iter().any(|s| s == sku.as_str())))),
         ("stock.movement", Box::new(|e: &Value| e["movements"].as_array().is_some_and(|m| m.iter().any(|m| m["sku"] == sku.as_str())))),
         ("customer.created", Box::new(|e: &Value| e["email"] == email.as_str())),
