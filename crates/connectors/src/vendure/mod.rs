@@ -103,7 +103,7 @@ pub struct Options {
     #[serde(default = "default_category_facet")]
     pub category_facet: String,
     /// Fulfilment handler: `ferry-fulfillment` (stores the shipment number, needed by find_by_key) as
-    /// installed by scripts/peers/vendure/server.js, or `manual-fulfillment`.
+    /// declared by Ferry's plugin (integrations/vendure-plugin), or `manual-fulfillment`.
     #[serde(default = "default_fulfillment_handler")]
     pub fulfillment_handler: String,
 }
