@@ -378,3 +378,16 @@ fn the_plugins_unit_tests_pass_on_the_installed_package() {
     assert_eq!(count("# fail "), Some(0), "{report}");
     assert!(count("# pass ").is_some_and(|n| n >= 10), "{report}");
 }
+
+/// The plugin ships with Ferry: same version, and it declares the Vendure range the connector is tested in.
+#[test]
+fn the_plugin_is_versioned_with_ferry_and_declares_vendure_3() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../integrations/vendure-plugin");
+    let package: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("package.json")).unwrap()).unwrap();
+    assert_eq!(package["name"], "@ferry/vendure-plugin");
+    assert_eq!(package["version"], env!("CARGO_PKG_VERSION"), "integrations/vendure-plugin/package.json follows the workspace version");
+    assert_eq!(package["peerDependencies"]["@vendure/core"], "^3.0.0");
+    assert_eq!(package["scripts"]["prepack"], "npm run build", "npm pack compiles the TypeScript");
+    let plugin = std::fs::read_to_string(dir.join("src/plugin.ts")).unwrap();
+    assert!(plugin.contains("compatibility: '^3.0.0'"), "Vendure checks the range at start");
+}
