@@ -7,6 +7,7 @@ import {
     CustomerGroupChangeEvent,
     CustomerGroupEvent,
     EventBus,
+    Logger,
     OrderEvent,
     OrderLineEvent,
     OrderStateTransitionEvent,
@@ -15,6 +16,7 @@ import {
     RefundEvent,
     RefundStateTransitionEvent,
     StockMovementEvent,
+    VendureEvent,
 } from '@vendure/core';
 
 /** Every `type` the plugin sends. */
@@ -51,6 +53,8 @@ export function unknownEventNames(events: readonly string[]): string[] {
     return events.filter(e => !EVENT_TYPES.some(t => selects([e], t)));
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type EventClass<E> = new (...args: any[]) => E;
 type Send = (type: FerryEventType, fields: Record<string, unknown>) => void;
 interface Unsubscribe {
     unsubscribe(): void;
@@ -67,10 +71,20 @@ export function subscribe(eventBus: EventBus, events: readonly string[], send: S
     const emit = (type: FerryEventType, fields: Record<string, unknown>) => {
         if (want(type)) send(type, fields);
     };
+    // A subscriber that throws would end its subscription (and RxJS rethrows it outside any request):
+    // an event the plugin cannot read is logged and skipped instead.
+    const on = <E extends VendureEvent>(type: EventClass<E>, handle: (event: E) => void): Unsubscribe =>
+        eventBus.ofType(type).subscribe(event => {
+            try {
+                handle(event);
+            } catch (e) {
+                Logger.error(`cannot send ${type.name} to Ferry: ${e instanceof Error ? e.message : String(e)}`, 'FerryPlugin');
+            }
+        });
 
     if (want('order.state')) {
         subs.push(
-            eventBus.ofType(OrderStateTransitionEvent).subscribe(e =>
+            on(OrderStateTransitionEvent, e =>
                 emit('order.state', { id: e.order.id, code: e.order.code, from: e.fromState, to: e.toState }),
             ),
         );
@@ -79,17 +93,17 @@ export function subscribe(eventBus: EventBus, events: readonly string[], send: S
         // Refunds and modifications do not move the order's updatedAt in Vendure 3.7, so an incremental
         // read cannot see them: these events name the order for a re-read.
         subs.push(
-            eventBus.ofType(RefundEvent).subscribe(e =>
+            on(RefundEvent, e =>
                 emit('order.refund', { id: e.order.id, code: e.order.code, refundId: e.refund.id, state: e.refund.state }),
             ),
-            eventBus.ofType(RefundStateTransitionEvent).subscribe(e =>
+            on(RefundStateTransitionEvent, e =>
                 emit('order.refund', { id: e.order.id, code: e.order.code, refundId: e.refund.id, from: e.fromState, to: e.toState }),
             ),
         );
     }
     if (want('order.updated')) {
         subs.push(
-            eventBus.ofType(OrderEvent).subscribe(e => {
+            on(OrderEvent, e => {
                 if (e.type === 'updated') emit('order.updated', { id: e.order.id, code: e.order.code });
             }),
         );
@@ -99,21 +113,21 @@ export function subscribe(eventBus: EventBus, events: readonly string[], send: S
         // whole order cancelled is also an `order.state` to Cancelled. (No quantity: Vendure 3.7 publishes
         // the line as it was before the cancellation; Ferry re-reads the order anyway.)
         subs.push(
-            eventBus.ofType(OrderLineEvent).subscribe(e => {
+            on(OrderLineEvent, e => {
                 if (e.type === 'cancelled') emit('order.cancelled', { id: e.order.id, code: e.order.code, lineId: e.orderLine.id });
             }),
         );
     }
     if (wantAny('variant.')) {
         subs.push(
-            eventBus.ofType(ProductVariantEvent).subscribe(e =>
+            on(ProductVariantEvent, e =>
                 emit(`variant.${e.type}`, { ids: e.entity.map(v => v.id), skus: e.entity.map(v => v.sku) }),
             ),
         );
     }
     if (wantAny('product.')) {
         subs.push(
-            eventBus.ofType(ProductEvent).subscribe(e => {
+            on(ProductEvent, e => {
                 const custom = e.entity.customFields as { ferryGroup?: string | null } | undefined;
                 emit(`product.${e.type}`, { id: e.entity.id, group: custom?.ferryGroup ?? null });
             }),
@@ -121,7 +135,7 @@ export function subscribe(eventBus: EventBus, events: readonly string[], send: S
     }
     if (want('stock.movement')) {
         subs.push(
-            eventBus.ofType(StockMovementEvent).subscribe(e =>
+            on(StockMovementEvent, e =>
                 emit('stock.movement', {
                     movements: e.stockMovements.map(m => ({
                         type: m.type,
@@ -134,18 +148,18 @@ export function subscribe(eventBus: EventBus, events: readonly string[], send: S
         );
     }
     if (wantAny('customer.')) {
-        subs.push(eventBus.ofType(CustomerEvent).subscribe(e => emit(`customer.${e.type}`, { id: e.entity.id, email: e.entity.emailAddress })));
+        subs.push(on(CustomerEvent, e => emit(`customer.${e.type}`, { id: e.entity.id, email: e.entity.emailAddress })));
     }
     if (want('customer_group.assigned') || want('customer_group.removed')) {
         subs.push(
-            eventBus.ofType(CustomerGroupChangeEvent).subscribe(e =>
+            on(CustomerGroupChangeEvent, e =>
                 emit(`customer_group.${e.type}`, { group: e.customGroup?.name, ids: e.customers.map(c => c.id) }),
             ),
         );
     }
     if (want('customer_group.created') || want('customer_group.updated') || want('customer_group.deleted')) {
         subs.push(
-            eventBus.ofType(CustomerGroupEvent).subscribe(e => emit(`customer_group.${e.type}`, { id: e.entity.id, group: e.entity.name })),
+            on(CustomerGroupEvent, e => emit(`customer_group.${e.type}`, { id: e.entity.id, group: e.entity.name })),
         );
     }
     return subs;
