@@ -138,13 +138,6 @@ impl Db {
             })
             .boxed()
     }
-
-    pub(crate) async fn close(&self) {
-        match self {
-            Db::Postgres(p) => p.close().await,
-            Db::MySql(p) => p.close().await,
-        }
-    }
 }
 
 /// Rows handed from the query task to the reader at a time.

@@ -272,13 +272,6 @@ impl SqlConnector {
         let schema = schema.get_or_try_init(|| spec.load_schema(self.db(), &self.endpoint)).await?;
         Ok((spec, schema))
     }
-
-    /// Closes the pool (tests drop their databases afterwards).
-    pub async fn close(&self) {
-        if let Some(db) = self.pool.get() {
-            db.close().await;
-        }
-    }
 }
 
 #[async_trait]

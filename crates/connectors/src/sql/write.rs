@@ -362,8 +362,8 @@ impl WriteSpec {
                 tx.plain("RELEASE SAVEPOINT ferry_record").await.map_err(|e| self.call_err(endpoint, &key, &e))?;
                 done(action)
             }
-            Err(e) if is_transient(&e) => Err(self.call_err(endpoint, &key, &e)),
-            Err(e) => {
+            Err((_, e)) if is_transient(&e) => Err(self.call_err(endpoint, &key, &e)),
+            Err((table, e)) => {
                 tx.plain("ROLLBACK TO SAVEPOINT ferry_record").await.map_err(|e| self.call_err(endpoint, &key, &e))?;
                 let message = describe(&e);
                 let on_key_index = [format!("'{}'", schema.key_index), format!(".{}'", schema.key_index), format!("\"{}\"", schema.key_index)]
@@ -374,7 +374,7 @@ impl WriteSpec {
                     return done(WriteAction::Unchanged);
                 }
                 let what = self.stream.as_str().trim_end_matches('s');
-                Ok(WriteOutcome::failed(key.clone(), RecordFailure::permanent(None, format!("{what} {key}: {} refused it: {message}", self.table))))
+                Ok(WriteOutcome::failed(key.clone(), RecordFailure::permanent(None, format!("{what} {key}: {table} refused it: {message}"))))
             }
         }
     }
@@ -383,20 +383,22 @@ impl WriteSpec {
         server_err(endpoint, &format!("writing {} {key} into {}", self.stream, self.table), e)
     }
 
-    /// The statements of one record: header (insert, or update for upsert), then its child rows.
-    async fn apply(&self, tx: &mut dyn Session, dialect: Dialect, insert_header: &str, prepared: Prepared, exists: bool) -> Result<WriteAction, sqlx::Error> {
+    /// The statements of one record: header (insert, or update for upsert), then its child rows. An error
+    /// comes with the table that refused.
+    async fn apply(&self, tx: &mut dyn Session, dialect: Dialect, insert_header: &str, prepared: Prepared, exists: bool) -> Result<WriteAction, (String, sqlx::Error)> {
+        let header_err = |e| (self.table.to_string(), e);
         let action = if exists {
             // Upsert of a record that is there: header updated, child rows replaced.
             let mut args: Vec<SqlValue> = prepared.header.iter().skip(1).cloned().collect();
             args.push(prepared.key_value.clone());
-            tx.execute(&self.header_update_sql(dialect), args).await?;
+            tx.execute(&self.header_update_sql(dialect), args).await.map_err(header_err)?;
             for child in &self.children {
                 let sql = format!("DELETE FROM {} WHERE {} = {}", child.table.quoted(dialect), dialect.quote(&child.parent_column), dialect.placeholder(1));
-                tx.execute(&sql, vec![prepared.key_value.clone()]).await?;
+                tx.execute(&sql, vec![prepared.key_value.clone()]).await.map_err(|e| (child.table.to_string(), e))?;
             }
             WriteAction::Updated
         } else {
-            let inserted = tx.execute(insert_header, prepared.header).await?;
+            let inserted = tx.execute(insert_header, prepared.header).await.map_err(header_err)?;
             if inserted == 0 {
                 // ON CONFLICT DO NOTHING: another writer put it there since the look-up.
                 return Ok(WriteAction::Unchanged);
@@ -408,7 +410,7 @@ impl WriteSpec {
             let per_statement = (60_000 / child.columns.len().max(1)).max(1);
             for slice in rows.chunks(per_statement) {
                 let sql = Self::insert_sql(dialect, &child.table, &child.columns, slice.len());
-                tx.execute(&sql, slice.iter().flatten().cloned().collect()).await?;
+                tx.execute(&sql, slice.iter().flatten().cloned().collect()).await.map_err(|e| (format!("{} (rows of {})", child.table, child.rows), e))?;
             }
         }
         Ok(action)

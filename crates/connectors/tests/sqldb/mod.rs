@@ -42,12 +42,12 @@ async fn admin_exec(server: Server, sql: &str) {
     match server {
         Server::Postgres => {
             let mut c = sqlx::PgConnection::connect(&url).await.unwrap_or_else(|e| panic!("PostgreSQL at {url}: {e}"));
-            sqlx::raw_sql(sql).execute(&mut c).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            sqlx::Executor::execute(&mut c, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
             let _ = c.close().await;
         }
         Server::MariaDb => {
             let mut c = sqlx::MySqlConnection::connect(&url).await.unwrap_or_else(|e| panic!("MariaDB at {url}: {e}"));
-            sqlx::raw_sql(sql).execute(&mut c).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            sqlx::Executor::execute(&mut c, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
             let _ = c.close().await;
         }
     }
@@ -65,12 +65,12 @@ impl TestDb {
         match self.server {
             Server::Postgres => {
                 let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
-                sqlx::raw_sql(sql).execute(&mut c).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                sqlx::Executor::execute(&mut c, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
                 let _ = c.close().await;
             }
             Server::MariaDb => {
                 let mut c = sqlx::MySqlConnection::connect(&self.url).await.unwrap();
-                sqlx::raw_sql(sql).execute(&mut c).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                sqlx::Executor::execute(&mut c, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
                 let _ = c.close().await;
             }
         }
