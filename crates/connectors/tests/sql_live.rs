@@ -421,3 +421,43 @@ async fn postgres_products_flow_through_the_engine_from_the_cursor() {
 async fn mariadb_products_flow_through_the_engine_from_the_cursor() {
     engine_products(Server::MariaDb).await;
 }
+
+/// Customers are upserted: a changed customer updates its row and replaces its child rows, in one
+/// transaction.
+async fn customers_upsert(server: Server) {
+    let db = TestDb::create(server, "upsert").await;
+    db.exec(
+        "CREATE TABLE stg_customers (code VARCHAR(20) PRIMARY KEY, email VARCHAR(80), company VARCHAR(80));
+         CREATE TABLE stg_addresses (code VARCHAR(20) NOT NULL, seq INT NOT NULL, street VARCHAR(80), city VARCHAR(40), PRIMARY KEY (code, seq));",
+    )
+    .await;
+    let c = connector(
+        &db,
+        json!({"write": {"customers": {"table": "stg_customers", "key_column": "code", "columns": {"email": "email", "company": "company"},
+            "children": [{"table": "stg_addresses", "rows": "addresses", "parent_column": "code",
+                          "columns": {"seq": "$index", "street": "street[0]", "city": "city"}}]}}}),
+    );
+    assert_eq!(c.describe().stream(Stream::Customers).unwrap().write, Some(ferry_engine::WriteMode::Upsert));
+    let customer = |email: &str, cities: &[&str]| {
+        let addresses: Vec<Value> = cities.iter().map(|c| json!({"street": [format!("1 {c} St")], "city": c})).collect();
+        let record = Record::parse(Stream::Customers, json!({"code": "C-1", "email": email, "company": "Acme", "addresses": addresses}), "t").unwrap();
+        WriteRecord { key: "C-1".into(), target_id: None, record, previous: None }
+    };
+    let first = c.write(Stream::Customers, vec![customer("a@acme.test", &["Sydney", "Perth"])]).await.unwrap();
+    assert_eq!(first[0].result.as_ref().unwrap().action, WriteAction::Created);
+    let second = c.write(Stream::Customers, vec![customer("b@acme.test", &["Hobart"])]).await.unwrap();
+    assert_eq!(second[0].result.as_ref().unwrap().action, WriteAction::Updated);
+    assert_eq!(db.scalar("SELECT email FROM stg_customers WHERE code = 'C-1'").await, "b@acme.test");
+    let addresses = db.rows(&format!("SELECT {}, street, city FROM stg_addresses ORDER BY seq", db.text("seq"))).await;
+    assert_eq!(addresses, vec![vec![Some("1".into()), Some("1 Hobart St".into()), Some("Hobart".into())]]);
+}
+
+#[tokio::test]
+async fn postgres_customers_are_upserted_with_their_addresses_replaced() {
+    customers_upsert(Server::Postgres).await;
+}
+
+#[tokio::test]
+async fn mariadb_customers_are_upserted_with_their_addresses_replaced() {
+    customers_upsert(Server::MariaDb).await;
+}
