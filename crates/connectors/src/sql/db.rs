@@ -303,7 +303,7 @@ fn pg_decode(row: &PgRow, i: usize, tz: Tz) -> Result<Option<Value>, String> {
         "FLOAT4" => get::<f32, _>(row, i)?.and_then(text),
         "FLOAT8" => get::<f64, _>(row, i)?.and_then(text),
         "NUMERIC" => get::<Decimal, _>(row, i)?.and_then(text),
-        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CITEXT" => get::<String, _>(row, i)?.map(Value::String),
+        "TEXT" | "VARCHAR" | "CHAR" | "NAME" | "CITEXT" => get::<String, _>(row, i)?.map(Value::String),
         "TIMESTAMPTZ" => get::<DateTime<Utc>, _>(row, i)?.and_then(|t| text(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))),
         "TIMESTAMP" => get::<NaiveDateTime, _>(row, i)?.and_then(|t| text(local_to_instant(t, tz).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))),
         "DATE" => get::<NaiveDate, _>(row, i)?.and_then(text),

@@ -23,6 +23,10 @@ use std::collections::{HashMap, HashSet};
 /// Keys per look-up statement (well under both servers' parameter limits).
 const LOOKUP_CHUNK: usize = 500;
 
+/// Records per transaction: fewer commits (each waits for the disk) against a shorter redo when a record
+/// is refused (see `write`); measured in docs/benchmarks.md.
+const RECORDS_PER_TRANSACTION: usize = 250;
+
 #[derive(Clone, Debug)]
 pub(crate) struct ChildSpec {
     pub(crate) table: TableName,
@@ -303,29 +307,57 @@ impl WriteSpec {
         if work.is_empty() {
             return Ok(outcomes);
         }
-        let session_err = |what: &str, e: &sqlx::Error| server_err(endpoint, what, e);
-        let mut tx = db.begin().await.map_err(|e| session_err("opening a transaction", &e))?;
-        // Look-up before insert, inside the transaction.
-        let mut present = HashSet::new();
-        for chunk in work.chunks(LOOKUP_CHUNK) {
-            let sql = self.lookup_sql(dialect, chunk.len());
-            let rows = tx
-                .fetch_text(&sql, chunk.iter().map(|(_, p)| p.key_value.clone()).collect())
-                .await
-                .map_err(|e| session_err(&format!("looking up keys in {}", self.table), &e))?;
-            present.extend(rows.into_iter().filter_map(|r| r.into_iter().next().flatten()));
-        }
         let insert_header = self.header_insert_sql(dialect);
-        for (wr, prepared) in work {
-            let exists = present.contains(&prepared.key);
-            let outcome = self.write_one(&mut *tx, endpoint, dialect, schema, &insert_header, &wr, prepared, exists).await?;
-            outcomes.push(outcome);
+        for part in work.chunks(RECORDS_PER_TRANSACTION) {
+            // Savepoints cost (PostgreSQL slows down with many subtransactions): a part is first written
+            // without them, and only when a record is refused is it written again, each record under a
+            // savepoint of its own, so that record fails alone.
+            let written = match self.write_part(db, endpoint, schema, &insert_header, part, false).await? {
+                Some(written) => written,
+                None => self.write_part(db, endpoint, schema, &insert_header, part, true).await?.expect("isolated writes always finish"),
+            };
+            outcomes.extend(written);
         }
-        tx.commit().await.map_err(|e| session_err("committing the batch", &e))?;
         Ok(outcomes)
     }
 
-    /// Writes one record under a savepoint. `Err` only for failures of the whole call (connection lost).
+    /// One transaction: look-up, then each record. `None` when a record was refused without `isolate` (the
+    /// transaction is then rolled back).
+    async fn write_part(
+        &self,
+        db: &Db,
+        endpoint: &str,
+        schema: &Schema,
+        insert_header: &str,
+        part: &[(WriteRecord, Prepared)],
+        isolate: bool,
+    ) -> Result<Option<Vec<WriteOutcome>>, ConnectorError> {
+        let dialect = db.dialect();
+        let session_err = |what: &str, e: &sqlx::Error| server_err(endpoint, what, e);
+        let mut tx = db.begin().await.map_err(|e| session_err("opening a transaction", &e))?;
+        // Look-up before insert, inside the transaction.
+        let sql = self.lookup_sql(dialect, part.len());
+        let rows = tx
+            .fetch_text(&sql, part.iter().map(|(_, p)| p.key_value.clone()).collect())
+            .await
+            .map_err(|e| session_err(&format!("looking up keys in {}", self.table), &e))?;
+        let present: HashSet<String> = rows.into_iter().filter_map(|r| r.into_iter().next().flatten()).collect();
+        let mut outcomes = Vec::with_capacity(part.len());
+        for (wr, prepared) in part {
+            let exists = present.contains(&prepared.key);
+            match self.write_one(&mut *tx, endpoint, dialect, schema, insert_header, wr, prepared, exists, isolate).await? {
+                Some(outcome) => outcomes.push(outcome),
+                None => return Ok(None),
+            }
+        }
+        // A failure here (or in a later part) fails the call: the engine looks the keys up before it sends
+        // them again, so the parts committed already are found, not written twice.
+        tx.commit().await.map_err(|e| session_err("committing the batch", &e))?;
+        Ok(Some(outcomes))
+    }
+
+    /// Writes one record (under a savepoint with `isolate`). `Err` only for failures of the whole call
+    /// (connection lost); `None` when the record was refused without `isolate`.
     #[allow(clippy::too_many_arguments)]
     async fn write_one(
         &self,
@@ -335,11 +367,12 @@ impl WriteSpec {
         schema: &Schema,
         insert_header: &str,
         wr: &WriteRecord,
-        prepared: Prepared,
+        prepared: &Prepared,
         exists: bool,
-    ) -> Result<WriteOutcome, ConnectorError> {
+        isolate: bool,
+    ) -> Result<Option<WriteOutcome>, ConnectorError> {
         let key = prepared.key.clone();
-        let done = |action| Ok(WriteOutcome::ok(key.clone(), key.clone(), action));
+        let done = |action| Ok(Some(WriteOutcome::ok(key.clone(), key.clone(), action)));
         if self.mode == WriteMode::CreateOnce {
             if wr.previous.is_some() {
                 // Changed at the source after it was written: staging rows may have been imported already.
@@ -349,20 +382,25 @@ impl WriteSpec {
                     self.table,
                     change_hint(&wr.record)
                 );
-                return Ok(WriteOutcome::warned(key.clone(), key.clone(), WriteAction::Unchanged, warning));
+                return Ok(Some(WriteOutcome::warned(key.clone(), key.clone(), WriteAction::Unchanged, warning)));
             }
             // Already there, or written before and since taken away by the business system's import.
             if exists || wr.target_id.is_some() {
                 return done(WriteAction::Unchanged);
             }
         }
-        tx.plain("SAVEPOINT ferry_record").await.map_err(|e| self.call_err(endpoint, &key, &e))?;
+        if isolate {
+            tx.plain("SAVEPOINT ferry_record").await.map_err(|e| self.call_err(endpoint, &key, &e))?;
+        }
         match self.apply(tx, dialect, insert_header, prepared, exists).await {
             Ok(action) => {
-                tx.plain("RELEASE SAVEPOINT ferry_record").await.map_err(|e| self.call_err(endpoint, &key, &e))?;
+                if isolate {
+                    tx.plain("RELEASE SAVEPOINT ferry_record").await.map_err(|e| self.call_err(endpoint, &key, &e))?;
+                }
                 done(action)
             }
             Err((_, e)) if is_transient(&e) => Err(self.call_err(endpoint, &key, &e)),
+            Err(_) if !isolate => Ok(None),
             Err((table, e)) => {
                 tx.plain("ROLLBACK TO SAVEPOINT ferry_record").await.map_err(|e| self.call_err(endpoint, &key, &e))?;
                 let message = describe(&e);
@@ -374,7 +412,7 @@ impl WriteSpec {
                     return done(WriteAction::Unchanged);
                 }
                 let what = self.stream.as_str().trim_end_matches('s');
-                Ok(WriteOutcome::failed(key.clone(), RecordFailure::permanent(None, format!("{what} {key}: {table} refused it: {message}"))))
+                Ok(Some(WriteOutcome::failed(key.clone(), RecordFailure::permanent(None, format!("{what} {key}: {table} refused it: {message}")))))
             }
         }
     }
@@ -385,7 +423,7 @@ impl WriteSpec {
 
     /// The statements of one record: header (insert, or update for upsert), then its child rows. An error
     /// comes with the table that refused.
-    async fn apply(&self, tx: &mut dyn Session, dialect: Dialect, insert_header: &str, prepared: Prepared, exists: bool) -> Result<WriteAction, (String, sqlx::Error)> {
+    async fn apply(&self, tx: &mut dyn Session, dialect: Dialect, insert_header: &str, prepared: &Prepared, exists: bool) -> Result<WriteAction, (String, sqlx::Error)> {
         let header_err = |e| (self.table.to_string(), e);
         let action = if exists {
             // Upsert of a record that is there: header updated, child rows replaced.
@@ -398,14 +436,14 @@ impl WriteSpec {
             }
             WriteAction::Updated
         } else {
-            let inserted = tx.execute(insert_header, prepared.header).await.map_err(header_err)?;
+            let inserted = tx.execute(insert_header, prepared.header.clone()).await.map_err(header_err)?;
             if inserted == 0 {
                 // ON CONFLICT DO NOTHING: another writer put it there since the look-up.
                 return Ok(WriteAction::Unchanged);
             }
             WriteAction::Created
         };
-        for (child, rows) in self.children.iter().zip(prepared.children) {
+        for (child, rows) in self.children.iter().zip(&prepared.children) {
             // One statement for all rows of a record, in slices the servers' parameter limits allow.
             let per_statement = (60_000 / child.columns.len().max(1)).max(1);
             for slice in rows.chunks(per_statement) {
