@@ -461,3 +461,51 @@ async fn postgres_customers_are_upserted_with_their_addresses_replaced() {
 async fn mariadb_customers_are_upserted_with_their_addresses_replaced() {
     customers_upsert(Server::MariaDb).await;
 }
+
+/// examples/sql-legacy as shipped (its schema and ferry.toml, the URL put in place of `url_env`):
+/// products from the view into the JSONL shop, the shop's orders into the staging tables, once.
+async fn the_example(server: Server) {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sql-legacy");
+    let db = TestDb::create(server, "example").await;
+    let schema = match server {
+        Server::Postgres => "schema.postgres.sql",
+        Server::MariaDb => "schema.mysql.sql",
+    };
+    db.exec(&std::fs::read_to_string(example.join(schema)).unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("shop")).unwrap();
+    std::fs::copy(example.join("shop/orders.jsonl"), dir.path().join("shop/orders.jsonl")).unwrap();
+    let text = std::fs::read_to_string(example.join("ferry.toml")).unwrap();
+    assert!(text.contains("url_env = \"LEGACY_DB_URL\""));
+    let text = text.replace("url_env = \"LEGACY_DB_URL\"", &format!("url = \"{}\"", db.url));
+    let ws = Workspace::open(Config::parse(&text, dir.path().to_owned()).unwrap_or_else(|e| panic!("{e}")), registry()).await.unwrap();
+    let options = RunOptions { holder: holder_id(), ..Default::default() };
+    for round in 0..2 {
+        let products = ws.sync("products", &options, &NoProgress).await.unwrap();
+        let orders = ws.sync("orders", &options, &NoProgress).await.unwrap();
+        let expected = if round == 0 { (3, 2) } else { (0, 0) };
+        assert_eq!((products.counts.created, orders.counts.created), expected, "round {round}: {products:#?} {orders:#?}");
+        assert_eq!(products.counts.failed + orders.counts.failed, 0, "{products:#?} {orders:#?}");
+    }
+    let shop = std::fs::read_to_string(dir.path().join("shop/products.jsonl")).unwrap();
+    assert_eq!(shop.lines().count(), 3, "INT-9999 is not in the web view: {shop}");
+    let headers = db.rows(&format!("SELECT ordref, {}, shipcity, {}, status FROM webord_hdr ORDER BY ordref", db.text("orddate"), db.text("total"))).await;
+    assert_eq!(headers.len(), 2);
+    assert_eq!(headers[0][1].as_deref().map(|t| &t[..16]), Some("2026-03-03 00:30"), "Sydney's wall clock");
+    assert_eq!(headers[0][2].as_deref(), Some("Katoomba"));
+    assert_eq!(headers[1][3].as_deref(), Some("214.00"));
+    assert_eq!(headers[1][4].as_deref(), Some("N"), "the column default is left to the server");
+    let lines = db.rows(&format!("SELECT ordref, {}, itemno, {} FROM webord_lin ORDER BY ordref, lineno", db.text("lineno"), db.text("gst"))).await;
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[1], vec![Some("WEB-5001".into()), Some("2".into()), Some("RKE-2001".into()), Some("4.45".into())]);
+}
+
+#[tokio::test]
+async fn postgres_runs_the_sql_legacy_example() {
+    the_example(Server::Postgres).await;
+}
+
+#[tokio::test]
+async fn mariadb_runs_the_sql_legacy_example() {
+    the_example(Server::MariaDb).await;
+}
