@@ -330,7 +330,7 @@ impl Connector for SqlConnector {
         streams.sort_by_key(|(s, _)| **s);
         for (stream, spec) in streams {
             // The source compiles and has the cursor column, without reading a row.
-            let sql = format!("SELECT * FROM {} WHERE 1 = 0", spec.from_clause(dialect));
+            let sql = format!("SELECT * FROM {} WHERE 1 = 0", spec.source_sql(dialect));
             match self.db().fetch_text(&sql, vec![]).await {
                 Ok(_) => details.push(format!("read {stream}: {} readable", spec.label(*stream))),
                 Err(e) => {

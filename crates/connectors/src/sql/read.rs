@@ -58,7 +58,7 @@ impl ReadSpec {
         }
     }
 
-    pub(crate) fn from_clause(&self, dialect: Dialect) -> String {
+    pub(crate) fn source_sql(&self, dialect: Dialect) -> String {
         match &self.source {
             Source::Table(t) => t.quoted(dialect),
             Source::Query(q) => format!("({q}) AS ferry_source"),
@@ -153,7 +153,7 @@ impl Checkpoint {
 
 /// The SQL of one read: every column of the source, from the checkpoint when there is one.
 pub(crate) fn read_sql(spec: &ReadSpec, dialect: Dialect, from: Option<&Checkpoint>) -> String {
-    let mut sql = format!("SELECT * FROM {}", spec.from_clause(dialect));
+    let mut sql = format!("SELECT * FROM {}", spec.source_sql(dialect));
     if let Some(cursor) = &spec.cursor {
         let c = dialect.quote(cursor);
         if from.is_some() {
@@ -398,10 +398,10 @@ impl Reader {
         } else if self.job.only.as_ref().is_none_or(|only| key.as_ref().is_none_or(|k| only.contains(k))) {
             items.push(Ok(ReadItem::Record(SourceRecord { position, data })));
         }
-        if let (Some(value), Some(kind), Some(cursor)) = (cursor_value, self.kind, self.job.spec.cursor.as_ref()) {
-            if self.greatest.as_ref().is_none_or(|g| g.is_before(&value)) {
-                self.greatest = Some(Checkpoint { cursor: cursor.clone(), kind, value });
-            }
+        if let (Some(value), Some(kind), Some(cursor)) = (cursor_value, self.kind, self.job.spec.cursor.as_ref())
+            && self.greatest.as_ref().is_none_or(|g| g.is_before(&value))
+        {
+            self.greatest = Some(Checkpoint { cursor: cursor.clone(), kind, value });
         }
         self.since_checkpoint += 1;
         if self.since_checkpoint >= CHECKPOINT_EVERY

@@ -1,6 +1,5 @@
-//! A database of its own per test on the machine's PostgreSQL and MariaDB/MySQL, dropped afterwards (also
-//! when the test fails). Admin URLs: FERRY_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres)
-//! and FERRY_TEST_MYSQL_URL (default mysql://root@127.0.0.1:3306/mysql).
+//! A database of its own per test on the machine's PostgreSQL and MariaDB/MySQL (or those
+//! scripts/peers/{postgres,mariadb}/up.sh started), dropped afterwards, also when the test fails.
 
 #![allow(dead_code)]
 
@@ -14,11 +13,16 @@ pub enum Server {
 }
 
 impl Server {
+    /// FERRY_TEST_POSTGRES_URL / FERRY_TEST_MYSQL_URL, else the port of scripts/peers/{postgres,mariadb}
+    /// (FERRY_TEST_POSTGRES_PORT / FERRY_TEST_MYSQL_PORT, default 5432 / 3306) as scripts/test.sh sets them up.
     fn admin_url(self) -> String {
-        match self {
-            Server::Postgres => std::env::var("FERRY_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
-            Server::MariaDb => std::env::var("FERRY_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/mysql".into()),
-        }
+        let (url_var, port_var, default_port, template) = match self {
+            Server::Postgres => ("FERRY_TEST_POSTGRES_URL", "FERRY_TEST_POSTGRES_PORT", "5432", "postgres://postgres@127.0.0.1:{port}/postgres"),
+            Server::MariaDb => ("FERRY_TEST_MYSQL_URL", "FERRY_TEST_MYSQL_PORT", "3306", "mysql://root@127.0.0.1:{port}/mysql"),
+        };
+        std::env::var(url_var).ok().filter(|u| !u.is_empty()).unwrap_or_else(|| {
+            template.replace("{port}", &std::env::var(port_var).unwrap_or_else(|_| default_port.into()))
+        })
     }
 }
 
