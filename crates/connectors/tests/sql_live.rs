@@ -102,6 +102,7 @@ async fn incremental_reads(server: Server) {
     // A targeted read (a webhook naming a SKU) returns that record only.
     let one = read_all(c.as_ref(), Stream::Products, None, Some(vec!["A-3".into()])).await;
     assert_eq!(records(&one).len(), 1);
+    assert_eq!(last_checkpoint(&one), None, "a targeted read passes over rows: it must not move the checkpoint");
 }
 
 #[tokio::test]

@@ -324,7 +324,7 @@ impl Connector for SqlConnector {
             .await
             .map_err(|e| ConnectorError::transient(self.endpoint.clone(), format!("cannot connect: {}", db::describe(&e))))?;
         let version = version.into_iter().next().and_then(|r| r.into_iter().next().flatten()).unwrap_or_default();
-        details.push(format!("connected to {}: {}", dialect.name(), version.split(" on ").next().unwrap_or(&version)));
+        details.push(format!("{}: connected to {}: {}", self.endpoint, dialect.name(), version.split(" on ").next().unwrap_or(&version)));
         let mut ok = true;
         let mut streams: Vec<_> = self.reads.iter().collect();
         streams.sort_by_key(|(s, _)| **s);

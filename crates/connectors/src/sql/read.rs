@@ -297,8 +297,9 @@ pub(crate) fn read(job: ReadJob) -> BoxStream<'static, Item> {
                     st.done = true;
                 }
                 None => {
-                    // After the last row: everything up to the greatest cursor value was read.
-                    if let Some(cp) = &st.reader.greatest {
+                    // After the last row: everything up to the greatest cursor value was read (a targeted
+                    // read passed over the other rows: it moves no checkpoint).
+                    if let Some(cp) = st.reader.greatest.as_ref().filter(|_| st.reader.job.only.is_none()) {
                         st.pending.push_back(Ok(ReadItem::Checkpoint(serde_json::to_value(cp).expect("checkpoints serialise"))));
                     }
                     st.done = true;
@@ -405,6 +406,7 @@ impl Reader {
         }
         self.since_checkpoint += 1;
         if self.since_checkpoint >= CHECKPOINT_EVERY
+            && self.job.only.is_none()
             && let Some(cp) = &self.greatest
         {
             self.since_checkpoint = 0;

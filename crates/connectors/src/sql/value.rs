@@ -228,6 +228,28 @@ mod tests {
         assert!(to_sql(&json!("abc"), &c, Tz::UTC).unwrap_err().contains("not a number"));
     }
 
+    proptest::proptest! {
+        /// Money is never rounded on its way into a DECIMAL(p, s) column: a value is either refused, or
+        /// bound exactly as it was, and it is bound exactly when it fits the column.
+        #[test]
+        fn decimals_are_bound_exactly_or_refused(mantissa in -10_000_000_000i64..10_000_000_000, scale in 0u32..8, precision in 1u32..16, col_scale in 0u32..6) {
+            let col_scale = col_scale.min(precision);
+            let d = Decimal::new(mantissa, scale);
+            let c = col(Kind::Decimal { precision: Some(precision), scale: Some(col_scale) }, false);
+            // Fits: no digits beyond the scale, and less than 10^(precision − scale) in size.
+            let limit = Decimal::from_i128_with_scale(10i128.pow(precision - col_scale), 0);
+            let fits = d.round_dp(col_scale) == d && d.abs() < limit;
+            match to_sql(&json!(d.to_string()), &c, Tz::UTC) {
+                Ok(SqlValue::Decimal(bound)) => {
+                    proptest::prop_assert!(fits);
+                    proptest::prop_assert_eq!(bound, d);
+                }
+                Ok(other) => proptest::prop_assert!(false, "bound as {:?}", other),
+                Err(_) => proptest::prop_assert!(!fits),
+            }
+        }
+    }
+
     #[test]
     fn text_longer_than_the_column_and_null_into_not_null_are_refused() {
         let c = col(Kind::Text { max_chars: Some(3) }, false);
