@@ -105,6 +105,56 @@ async fn incremental_reads(server: Server) {
     assert_eq!(last_checkpoint(&one), None, "a targeted read passes over rows: it must not move the checkpoint");
 }
 
+/// The other cursor kinds: an instant (timestamptz / MySQL TIMESTAMP, stored in UTC) and a row version
+/// (a number bumped on every change, overlap 0); and a checkpoint stored for another cursor column.
+async fn instant_and_version_cursors(server: Server) {
+    let db = TestDb::create(server, "cursors").await;
+    db.exec(&format!(
+        "CREATE TABLE items (sku VARCHAR(20) PRIMARY KEY, name VARCHAR(40), ver BIGINT NOT NULL, stamped {ts} NULL);
+         INSERT INTO items VALUES ('V-1', 'One', 1, '2026-03-01 10:00:00{z}'), ('V-2', 'Two', 2, '2026-03-01 11:00:00{z}'), ('V-3', 'Three', 3, '2026-03-01 12:00:00{z}');",
+        ts = db.ty("TIMESTAMPTZ", "TIMESTAMP"),
+        // In UTC whatever the server's zone (MySQL sessions of the tests run in UTC already).
+        z = db.ty("+00", ""),
+    ))
+    .await;
+    let by_version = connector(&db, json!({"read": {"products": {"table": "items", "cursor": "ver", "overlap": 0}}}));
+    let by_time = connector(&db, json!({"read": {"products": {"table": "items", "cursor": "stamped", "overlap": 60}}}));
+    let first = read_all(by_version.as_ref(), Stream::Products, None, None).await;
+    let version_cp = last_checkpoint(&first).unwrap();
+    assert_eq!(version_cp, json!({"cursor": "ver", "kind": "integer", "value": "3"}));
+    let first = read_all(by_time.as_ref(), Stream::Products, None, None).await;
+    let time_cp = last_checkpoint(&first).unwrap();
+    assert_eq!(time_cp, json!({"cursor": "stamped", "kind": "instant", "value": "2026-03-01T12:00:00Z"}));
+
+    db.exec(&format!("UPDATE items SET name = 'Uno', ver = 4, stamped = '2026-03-01 13:00:00{}' WHERE sku = 'V-1'", db.ty("+00", ""))).await;
+    let skus = |items: &[ReadItem]| {
+        let mut v: Vec<String> = records(items).iter().map(|r| r["sku"].as_str().unwrap().to_owned()).collect();
+        v.sort();
+        v
+    };
+    // `>=`: the row at the checkpoint is read again, with the changed one.
+    let changed = read_all(by_version.as_ref(), Stream::Products, Some(version_cp.clone()), None).await;
+    assert_eq!(skus(&changed), ["V-1", "V-3"]);
+    assert_eq!(last_checkpoint(&changed).unwrap()["value"], json!("4"));
+    let changed = read_all(by_time.as_ref(), Stream::Products, Some(time_cp), None).await;
+    assert_eq!(skus(&changed), ["V-1", "V-3"]);
+    assert_eq!(last_checkpoint(&changed).unwrap()["value"], json!("2026-03-01T13:00:00Z"));
+    // A checkpoint of another column is not applied to this one: everything is read once, with a warning.
+    let everything = read_all(by_time.as_ref(), Stream::Products, Some(version_cp), None).await;
+    assert_eq!(skus(&everything), ["V-1", "V-2", "V-3"]);
+    assert!(everything.iter().any(|i| matches!(i, ReadItem::Warning(w) if w.contains("cursor column \"ver\""))), "{everything:?}");
+}
+
+#[tokio::test]
+async fn postgres_reads_from_instant_and_row_version_cursors() {
+    instant_and_version_cursors(Server::Postgres).await;
+}
+
+#[tokio::test]
+async fn mariadb_reads_from_instant_and_row_version_cursors() {
+    instant_and_version_cursors(Server::MariaDb).await;
+}
+
 #[tokio::test]
 async fn postgres_reads_incrementally_from_a_cursor_with_an_overlap() {
     incremental_reads(Server::Postgres).await;
