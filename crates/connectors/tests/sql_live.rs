@@ -560,3 +560,35 @@ async fn postgres_runs_the_sql_legacy_example() {
 async fn mariadb_runs_the_sql_legacy_example() {
     the_example(Server::MariaDb).await;
 }
+
+/// Two writers sending the same orders at the same time (two Ferry processes, or a retry racing a slow
+/// first attempt): every order is created by exactly one of them, the other finds it.
+async fn concurrent_writers(server: Server) {
+    let db = TestDb::create(server, "race").await;
+    staging_tables(&db).await;
+    let batch: Vec<WriteRecord> = (0..40).map(|n| write_record(&order(&format!("WEB-{n}"), &["A-1", "A-2"]))).collect();
+    let (a, b) = (connector(&db, orders_options()), connector(&db, orders_options()));
+    let (ra, rb) = tokio::join!(a.write(Stream::Orders, batch.clone()), b.write(Stream::Orders, batch.clone()));
+    let mut created = 0;
+    for outcome in ra.unwrap().into_iter().chain(rb.unwrap()) {
+        let written = outcome.result.unwrap_or_else(|f| panic!("{}: {f:?}", outcome.key));
+        match written.action {
+            WriteAction::Created => created += 1,
+            WriteAction::Unchanged => {}
+            other => panic!("{}: {other:?}", outcome.key),
+        }
+    }
+    assert_eq!(created, 40, "each order created by one writer");
+    assert_eq!(db.scalar(&format!("SELECT {} FROM web_orders", db.text("COUNT(*)"))).await, "40");
+    assert_eq!(db.scalar(&format!("SELECT {} FROM web_order_lines", db.text("COUNT(*)"))).await, "80");
+}
+
+#[tokio::test]
+async fn postgres_two_writers_racing_create_each_order_once() {
+    concurrent_writers(Server::Postgres).await;
+}
+
+#[tokio::test]
+async fn mariadb_two_writers_racing_create_each_order_once() {
+    concurrent_writers(Server::MariaDb).await;
+}
