@@ -592,3 +592,38 @@ async fn postgres_two_writers_racing_create_each_order_once() {
 async fn mariadb_two_writers_racing_create_each_order_once() {
     concurrent_writers(Server::MariaDb).await;
 }
+
+/// A staging table that does not fit the config is refused before anything is written, naming table and
+/// column; once the table is fixed, the same connection writes (a refusal is not remembered).
+async fn tables_checked_against_the_config(server: Server) {
+    let db = TestDb::create(server, "fit").await;
+    db.exec("CREATE TABLE stg (ref VARCHAR(20) NOT NULL, total NUMERIC(12,2), note VARCHAR(10) NOT NULL)").await;
+    let c = connector(&db, json!({"write": {"orders": {"table": "stg", "key_column": "ref", "columns": {"total": "totals.total", "amount": "totals.tax"}}}}));
+    let err = |r: Result<Vec<String>, ferry_engine::ConnectorError>| r.expect_err("refused").to_string();
+    let message = err(c.check_write(Stream::Orders).await);
+    assert!(message.contains("table stg has no column \"amount\"; its columns are note, ref, total"), "{message}");
+    let c = connector(&db, json!({"write": {"orders": {"table": "stg", "key_column": "ref", "columns": {"total": "totals.total"}}}}));
+    let message = err(c.check_write(Stream::Orders).await);
+    assert!(message.contains("column(s) note are NOT NULL without a default"), "{message}");
+    let c = connector(&db, json!({"write": {"orders": {"table": "stg", "key_column": "ref", "columns": {"total": "totals.total", "note": {"value": "web"}}}}}));
+    let message = err(c.check_write(Stream::Orders).await);
+    assert!(message.contains("unique index on the key column stg.ref"), "{message}");
+    let message = connector(&db, json!({"write": {"orders": {"table": "nowhere", "key_column": "ref", "columns": {}}}})).check().await.unwrap();
+    assert!(!message.ok && message.details.iter().any(|d| d.contains("table nowhere does not exist")), "{message:?}");
+
+    db.exec("CREATE UNIQUE INDEX stg_ref ON stg (ref)").await;
+    assert!(c.check_write(Stream::Orders).await.is_ok());
+    let outcomes = c.write(Stream::Orders, vec![write_record(&order("WEB-1", &["A-1"]))]).await.unwrap();
+    assert_eq!(outcomes[0].result.as_ref().unwrap().action, WriteAction::Created);
+    assert_eq!(db.scalar("SELECT note FROM stg").await, "web");
+}
+
+#[tokio::test]
+async fn postgres_a_staging_table_that_does_not_fit_is_refused_naming_table_and_column() {
+    tables_checked_against_the_config(Server::Postgres).await;
+}
+
+#[tokio::test]
+async fn mariadb_a_staging_table_that_does_not_fit_is_refused_naming_table_and_column() {
+    tables_checked_against_the_config(Server::MariaDb).await;
+}

@@ -88,6 +88,8 @@ pub(crate) struct ColumnInfo {
     pub(crate) nullable: bool,
     /// The server fills it when no value is given (a default, an identity, a generated value).
     pub(crate) has_default: bool,
+    /// The catalogue's type name when Ferry does not write that type (the column may still be left out).
+    pub(crate) unsupported: Option<String>,
 }
 
 /// Text of a canonical value (strings as they are, numbers and booleans as written).
@@ -203,7 +205,7 @@ mod tests {
     use serde_json::json;
 
     fn col(kind: Kind, nullable: bool) -> ColumnInfo {
-        ColumnInfo { name: "c".into(), kind, nullable, has_default: false }
+        ColumnInfo { name: "c".into(), kind, nullable, has_default: false, unsupported: None }
     }
 
     #[test]

@@ -129,12 +129,10 @@ async fn table_columns(db: &Db, endpoint: &str, table: &TableName) -> Result<Has
         let kind = Kind::from_catalog(&data_type, &cell(2).unwrap_or_default(), number(4), number(5).map(|n| n as u32), number(6).map(|n| n as u32));
         let nullable = cell(3).is_some_and(|s| s.eq_ignore_ascii_case("YES"));
         let has_default = cell(7).is_some_and(|s| s == "true" || s == "1");
-        if let Some(kind) = kind {
-            columns.insert(name.clone(), ColumnInfo { name, kind, nullable, has_default });
-        } else {
-            // Kept out: a configured column of this type is refused by `check_columns`, naming the type.
-            columns.insert(name.clone(), ColumnInfo { name: format!("{data_type}\u{0}"), kind: Kind::Json, nullable, has_default: true });
-        }
+        // A column of a type Ferry does not write is refused by `check_columns` only when it is configured.
+        let unsupported = kind.is_none().then(|| data_type.clone());
+        let kind = kind.unwrap_or(Kind::Json);
+        columns.insert(name.clone(), ColumnInfo { name, kind, nullable, has_default, unsupported });
     }
     Ok(columns)
 }
@@ -149,8 +147,7 @@ fn check_columns(endpoint: &str, table: &TableName, columns: &HashMap<String, Co
             None => {
                 return Err(config_err(endpoint, format!("table {table} has no column {column:?}; its columns are {}", known.join(", "))));
             }
-            Some(info) if info.name.ends_with('\u{0}') => {
-                let type_name = info.name.trim_end_matches('\u{0}');
+            Some(ColumnInfo { unsupported: Some(type_name), .. }) => {
                 return Err(config_err(endpoint, format!("column {table}.{column} has type {type_name}, which Ferry does not write")));
             }
             Some(_) => {}
