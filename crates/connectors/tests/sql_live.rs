@@ -168,12 +168,14 @@ async fn mariadb_reads_incrementally_from_a_cursor_with_an_overlap() {
 #[tokio::test]
 async fn postgres_a_row_the_connector_cannot_read_fails_alone_naming_row_and_column() {
     let db = TestDb::create(Server::Postgres, "badrow").await;
-    db.exec("CREATE TABLE items (sku TEXT, price NUMERIC, n SERIAL);
-             INSERT INTO items (sku, price) VALUES ('A-1', 1.50), ('A-2', 'NaN'), ('A-3', 3);")
+    db.exec("CREATE TYPE grade AS ENUM ('new', 'used');
+             CREATE TABLE items (sku TEXT, price NUMERIC, state grade, n SERIAL);
+             INSERT INTO items (sku, price, state) VALUES ('A-1', 1.50, 'used'), ('A-2', 'NaN', 'new'), ('A-3', 3, NULL);")
         .await;
-    let c = connector(&db, json!({"read": {"products": {"query": "SELECT sku, price AS \"price.amount\" FROM items ORDER BY n"}}}));
+    let c = connector(&db, json!({"read": {"products": {"query": "SELECT sku, price AS \"price.amount\", state AS \"custom.state\" FROM items ORDER BY n"}}}));
     let items = read_all(c.as_ref(), Stream::Products, None, None).await;
     assert_eq!(records(&items).len(), 2);
+    assert_eq!(records(&items)[0]["custom"]["state"], json!("used"), "an enum reads as its label");
     let (position, key, field, message) = items
         .iter()
         .find_map(|i| match i {
