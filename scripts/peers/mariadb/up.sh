@@ -17,6 +17,9 @@ DIR=$(cd "$DIR" && pwd)
 exec 9>"$DIR/.lock"
 flock 9
 
+# apt-get needs root: sudo when this script is not root.
+SUDO=
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
 say() { printf '[mariadb-up] %s\n' "$*" >&2; }
 client() { command -v mariadb || command -v mysql; }
 answers() { "$(client)" --protocol=tcp -h 127.0.0.1 -P "$PORT" -uroot --connect-timeout=3 -e 'SELECT 1' >/dev/null 2>&1; }
@@ -27,9 +30,9 @@ if client >/dev/null && answers; then
 fi
 if ! command -v mariadbd >/dev/null && [ ! -x /usr/sbin/mariadbd ] || ! command -v mariadb-install-db >/dev/null || ! client >/dev/null; then
     say "installing MariaDB (apt-get install mariadb-server)"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q mariadb-server >&2 || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mariadb-server >&2; }
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q mariadb-server >&2 || { $SUDO apt-get update -q >&2 && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q mariadb-server >&2; }
     # The package may have started its own server (root by unix socket only): stop it, ours takes the port.
-    if ! answers; then mariadb-admin --protocol=socket -uroot shutdown >/dev/null 2>&1 || true; fi
+    if ! answers; then $SUDO mariadb-admin --protocol=socket -uroot shutdown >/dev/null 2>&1 || true; fi
     if answers; then say "up (the package's server)"; exit 0; fi
 fi
 SERVER=$(command -v mariadbd || echo /usr/sbin/mariadbd)

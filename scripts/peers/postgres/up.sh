@@ -16,6 +16,9 @@ DIR=$(cd "$DIR" && pwd)
 exec 9>"$DIR/.lock"
 flock 9
 
+# apt-get needs root: sudo when this script is not root.
+SUDO=
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
 say() { printf '[postgres-up] %s\n' "$*" >&2; }
 answers() { PGCONNECT_TIMEOUT=3 psql -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -tAc 'SELECT 1' >/dev/null 2>&1; }
 
@@ -35,9 +38,10 @@ bindir() {
 if ! BIN=$(bindir) || ! command -v psql >/dev/null; then
     say "installing PostgreSQL (apt-get install postgresql)"
     # Debian's package would make and start a cluster of its own on 5432 (password logins over TCP): not wanted.
-    mkdir -p /etc/postgresql-common
-    grep -qs '^create_main_cluster' /etc/postgresql-common/createcluster.conf || echo 'create_main_cluster = false' >>/etc/postgresql-common/createcluster.conf
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >&2 || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >&2; }
+    $SUDO mkdir -p /etc/postgresql-common
+    grep -qs '^create_main_cluster' /etc/postgresql-common/createcluster.conf \
+        || echo 'create_main_cluster = false' | $SUDO tee -a /etc/postgresql-common/createcluster.conf >/dev/null
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >&2 || { $SUDO apt-get update -q >&2 && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >&2; }
     BIN=$(bindir)
 fi
 
