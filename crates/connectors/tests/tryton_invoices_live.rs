@@ -362,3 +362,24 @@ async fn killed_between_create_and_post_the_next_run_posts_and_pays_each_invoice
     assert_eq!((report.counts.created, report.counts.resumed, report.counts.failed), (0, 2, 0), "{report:#?}");
     rig.assert_paid_once(&[1, 2]).await;
 }
+
+// ------------------------------------------------------------------ the example
+
+/// examples/tryton-invoices: its connection's options are the connector's (orders as posted invoices, paid
+/// with "Web shop") and its sample order is a valid canonical order whose payment settles it.
+#[test]
+fn the_example_config_writes_orders_as_posted_paid_invoices() {
+    use ferry_connectors::tryton::{InvoiceState, Options, OrdersAs};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/tryton-invoices");
+    let config = Config::load(&dir.join("ferry.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let books = &config.connections["books"];
+    assert_eq!(books.kind, "tryton");
+    let mut options = ferry_engine::config::toml_to_json(&books.options);
+    options["password"] = json!("unused");
+    let opts: Options = serde_json::from_value(options).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((opts.orders_as, opts.invoices.state, opts.invoices.payment_method.as_deref()), (OrdersAs::Invoice, InvoiceState::Posted, Some("Web shop")));
+    assert_eq!(config.flows["orders"].target, "books");
+    let line = std::fs::read_to_string(dir.join("in/orders.jsonl")).unwrap();
+    let Record::Order(o) = record(serde_json::from_str(line.lines().next().unwrap()).unwrap()) else { unreachable!() };
+    assert_eq!(o.payments.iter().map(|p| p.amount).sum::<Decimal>(), o.totals.total, "the sample payment settles the invoice");
+}
