@@ -65,12 +65,15 @@ async fn main() {
     std::fs::write(dir.path().join("web/orders.jsonl"), text).unwrap();
 
     let proxy = FaultProxy::start(&format!("http://127.0.0.1:{}", support::port()));
-    proxy.set_hold(Duration::from_secs(8));
+    proxy.set_hold(Duration::from_secs(25));
     let kinds = [Fault::Status(502), Fault::TooManyRequests { retry_after: RetryAfter::Seconds(1) }, Fault::Timeout, Fault::DropAfterForward];
     if share > 0.0 {
         proxy.set_random(share, &kinds, 20261203);
     }
-    let erp_options = format!("orders_as = \"invoice\"\ntimeout_seconds = 5\n[connections.erp.invoices]\nstate = \"posted\"\npayment_method = \"{method}\"\n");
+    // Posting a batch of 50 takes Tryton (SQLite, a loaded machine) several seconds: the connector's default
+    // timeout, and a shorter one only with faults (a `Timeout` fault then costs seconds, not a minute)
+    let timeout = if share > 0.0 { 20 } else { 60 };
+    let erp_options = format!("orders_as = \"invoice\"\ntimeout_seconds = {timeout}\n[connections.erp.invoices]\nstate = \"posted\"\npayment_method = \"{method}\"\n");
     let config = support::web_orders_into_tryton_toml(&proxy.url(), &erp_options, &format!("batch_size = {batch}"));
     let ws = Workspace::open(Config::parse(&config, dir.path().to_owned()).unwrap(), ferry_connectors::registry()).await.unwrap();
 

@@ -278,7 +278,7 @@ impl Rig {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("web")).unwrap();
         let proxy = FaultProxy::start(&format!("http://127.0.0.1:{}", support::port()));
-        let erp_options = format!("orders_as = \"invoice\"\ntimeout_seconds = 10\n[connections.erp.invoices]\nstate = \"posted\"\npayment_method = \"{pm}\"\n");
+        let erp_options = format!("orders_as = \"invoice\"\ntimeout_seconds = 30\n[connections.erp.invoices]\nstate = \"posted\"\npayment_method = \"{pm}\"\n");
         let text = support::web_orders_into_tryton_toml(&proxy.url(), &erp_options, "");
         std::fs::write(dir.path().join("ferry.toml"), &text).unwrap();
         Rig { u, a, b, dir, proxy, erp }

@@ -460,6 +460,9 @@ impl Tryton {
                 match self.rpc.button("account.invoice", button, &[s.id], &none).await {
                     Ok(_) => ok.push((s, warning, true)),
                     Err(e) if e.is_transient() => return Err(e.to_connector_error()),
+                    // Tryton refuses the button on an invoice past it: an earlier attempt whose answer was
+                    // lost (still running when this one read the state) got there first
+                    Err(_) if self.invoice_stage(s.id).await?.is_some_and(|now| now.steps_to(end).is_empty() && now != InvoiceStage::Cancelled) => ok.push((s, warning, true)),
                     Err(e) => {
                         if !s.imported {
                             let _ = self.rpc.button("account.invoice", "draft", &[s.id], &none).await;
@@ -476,7 +479,12 @@ impl Tryton {
 
         for (s, warning, moved) in live {
             let booked = end == InvoiceState::Posted && (s.stage.is_booked() || s.stage.steps_to(end).contains(&"post"));
-            let paid = if booked { self.record_payments(&s, inv).await? } else { self.note_payments(&s).await.map(|()| Ok((false, None)))? };
+            let paid = match s.stage {
+                // cancelled in Tryton by a person: nothing to pay or note
+                InvoiceStage::Cancelled => Ok((false, None)),
+                _ if booked => self.record_payments(&s, inv).await?,
+                _ => self.note_payments(&s).await.map(|()| Ok((false, None)))?,
+            };
             let outcome = match paid {
                 Err(f) => WriteOutcome::failed(s.key, f),
                 Ok((paid_now, payment_warning)) => {
@@ -488,6 +496,11 @@ impl Tryton {
             outcomes.push(outcome);
         }
         Ok(())
+    }
+
+    /// Where an invoice stands now (`None`: not in Tryton).
+    async fn invoice_stage(&self, id: i64) -> Result<Option<InvoiceStage>, ConnectorError> {
+        Ok(self.rpc.read("account.invoice", &[id], &["state"], &Map::new()).await?.first().and_then(InvoiceStage::parse))
     }
 
     /// Tryton's amounts for the invoices in draft against what they must be (as for sales, orders.rs
@@ -568,6 +581,9 @@ impl Tryton {
         let Some(row) = row else {
             return Ok(Err(RecordFailure::permanent(None, format!("account.invoice {} is no longer in Tryton", s.id))));
         };
+        if InvoiceStage::parse(&row) == Some(InvoiceStage::Paid) {
+            return Ok(Ok((false, None))); // settled: by Ferry's payments, or by a person in Tryton
+        }
         let id_of = |f: &str| row.get(f).and_then(Value::as_i64);
         let mut to_pay = row.get("amount_to_pay").and_then(as_decimal).unwrap_or_default();
         let recorded: HashSet<String> = self
