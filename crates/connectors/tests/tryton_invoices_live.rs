@@ -169,6 +169,45 @@ async fn an_order_becomes_a_posted_invoice_paid_by_the_shop_with_gst_freight_and
 }
 
 #[tokio::test]
+async fn split_payments_are_each_recorded_once_and_a_declined_one_not_at_all() {
+    let u = uniq();
+    let t = connector("posted", None);
+    let (a, b) = products(&t, &u).await;
+    let pm = payment_method(&t, &u).await;
+    let t = connector("posted", Some(&pm));
+    let number = format!("IS-{u}");
+    let mut o = order_json(&number, &a, &b);
+    o["payments"] = json!([
+        {"method": "gift_card", "amount": "20.00", "reference": "GC-1"},
+        {"method": "card", "amount": "42.76", "reference": "ch_declined", "status": "declined"},
+        {"method": "card", "amount": "42.76", "reference": "ch_ok", "status": "settled"},
+    ]);
+    let out = t.write(Stream::Orders, vec![new(record(o.clone()))]).await.unwrap();
+    let written = out[0].result.as_ref().unwrap_or_else(|f| panic!("{f:?}"));
+    assert_eq!(written.warning, None, "{written:?}");
+    let inv = the_invoice(&t, &number).await;
+    assert_eq!(inv["state"], "paid", "20.00 + 42.76 settle 62.76: {inv:?}");
+    let ids: Vec<i64> = inv["payment_lines"].as_array().unwrap().iter().filter_map(Value::as_i64).collect();
+    let mut paid: Vec<(String, Decimal)> = t
+        .rpc()
+        .read("account.move.line", &ids, &["credit", "move.description"], &none())
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| (l["move."]["description"].as_str().unwrap().to_owned(), amount(&l["credit"])))
+        .collect();
+    paid.sort();
+    assert_eq!(
+        paid,
+        [(format!("Web order {number}: payment 1 (gift_card, GC-1)"), d("20")), (format!("Web order {number}: payment 3 (card, ch_ok)"), d("42.76"))],
+        "the declined charge is not money received"
+    );
+    // resumed: both found on the invoice, neither recorded again
+    t.write(Stream::Orders, vec![WriteRecord { key: number.clone(), target_id: Some(written.target_id.clone()), record: record(o), previous: None }]).await.unwrap();
+    assert_eq!(the_invoice(&t, &number).await["payment_lines"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
 async fn draft_and_validated_invoices_stay_there_with_the_shops_payment_noted() {
     let u = uniq();
     let t = connector("draft", None);
