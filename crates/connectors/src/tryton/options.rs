@@ -136,7 +136,7 @@ pub enum OrdersAs {
     Invoice,
 }
 
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InvoiceOptions {
     /// State a written invoice is left in.
@@ -160,12 +160,6 @@ pub struct InvoiceOptions {
     /// one dated before an invoice already numbered).
     #[serde(default)]
     pub invoice_date: InvoiceDate,
-}
-
-impl Default for InvoiceOptions {
-    fn default() -> Self {
-        InvoiceOptions { state: InvoiceState::default(), payment_method: None, payment_methods: BTreeMap::new(), journal: None, invoice_date: InvoiceDate::default() }
-    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize, JsonSchema)]
