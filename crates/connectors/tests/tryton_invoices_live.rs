@@ -295,6 +295,22 @@ async fn an_order_cancelled_after_import_cancels_its_draft_invoice_and_a_posted_
     }
 }
 
+#[tokio::test]
+async fn check_reads_the_invoice_setup_and_asks_for_the_rights_invoices_need() {
+    let u = uniq();
+    let pm = payment_method(&connector("posted", None), &u).await;
+    let t = connector("posted", Some(&pm));
+    let report = t.check().await.unwrap();
+    let invoices = report.details.iter().find(|d| d.starts_with("orders as customer invoices")).unwrap_or_else(|| panic!("{report:?}"));
+    assert!(invoices.contains(&pm), "{invoices}");
+    let rights = t.check_write(Stream::Orders).await.unwrap();
+    assert!(rights[0].contains("account.invoice") && rights[0].contains("account.move") && !rights[0].contains("sale.sale"), "{rights:?}");
+    // a payment method Tryton does not have is named
+    let wrong = connector("posted", Some(&format!("No such method {u}")));
+    let err = wrong.check().await.unwrap_err();
+    assert!(err.to_string().contains(&format!("No such method {u}")), "{err}");
+}
+
 // ------------------------------------------------------------------ through the engine, with faults
 
 /// A JSONL "shop" of orders, a Tryton connection through a fault proxy writing them as posted, paid
