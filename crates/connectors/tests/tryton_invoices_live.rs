@@ -296,6 +296,41 @@ async fn an_order_cancelled_after_import_cancels_its_draft_invoice_and_a_posted_
 }
 
 #[tokio::test]
+async fn an_order_edited_while_its_invoice_is_draft_rewrites_it_and_a_posted_one_is_parked_with_the_change() {
+    let u = uniq();
+    let t = connector("draft", None);
+    let (a, b) = products(&t, &u).await;
+    // a known B2B customer, matched by its code
+    let party = t.rpc().create("party.party", vec![json!({"name": format!("Invoice buyer {u}"), "code": format!("IB2B-{u}")})], &none()).await.unwrap()[0];
+    for (state, editable) in [("draft", true), ("posted", false)] {
+        let t = connector(state, None);
+        let number = format!("IE-{u}-{state}");
+        let mut placed = order_json(&number, &a, &b);
+        placed["customer"] = json!({"code": format!("IB2B-{u}"), "guest": false});
+        let out = t.write(Stream::Orders, vec![new(record(placed.clone()))]).await.unwrap();
+        let id = out[0].result.as_ref().unwrap_or_else(|f| panic!("{f:?}")).target_id.clone();
+        assert_eq!(the_invoice(&t, &number).await["party"].as_i64(), Some(party), "matched by customer code");
+        // one A fewer: 21.00 net and 2.10 GST less
+        let mut edited = placed.clone();
+        edited["lines"][0] = json!({"sku": a, "quantity": "1", "unit_price": "21.00", "total": "21.00"});
+        edited["totals"] = json!({"subtotal": "31.05", "shipping": "10.00", "discount": "5.00", "tax": "3.61", "total": "39.66"});
+        edited["payments"] = json!([]);
+        let out = t.write(Stream::Orders, vec![WriteRecord { key: number.clone(), target_id: Some(id), record: record(edited), previous: Some(previous(placed)) }]).await.unwrap();
+        let inv = the_invoice(&t, &number).await;
+        if editable {
+            assert_eq!(out[0].result.as_ref().unwrap_or_else(|f| panic!("{f:?}")).action, WriteAction::Updated);
+            assert_eq!((inv["state"].as_str(), amount(&inv["tax_amount"]), amount(&inv["total_amount"])), (Some("draft"), d("3.61"), d("39.66")), "rewritten: {inv:?}");
+            assert_eq!(inv["lines"].as_array().unwrap().len(), 4, "the lines replaced, not added to");
+        } else {
+            let f = out[0].result.as_ref().unwrap_err();
+            assert_eq!(f.field.as_deref(), Some("lines[0].quantity"));
+            assert!(f.message.contains("posted") && f.message.contains("\"2\" → \"1\""), "{}", f.message);
+            assert_eq!((inv["state"].as_str(), amount(&inv["total_amount"])), (Some("posted"), d("62.76")), "left as posted");
+        }
+    }
+}
+
+#[tokio::test]
 async fn check_reads_the_invoice_setup_and_asks_for_the_rights_invoices_need() {
     let u = uniq();
     let pm = payment_method(&connector("posted", None), &u).await;
