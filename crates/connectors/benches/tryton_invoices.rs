@@ -81,9 +81,12 @@ async fn main() {
     let started = Instant::now();
     let mut runs = 0;
     let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut aborted = false;
     loop {
         runs += 1;
-        let replay = if runs == 1 { Replay::Due } else { Replay::AllOnly };
+        // The first run reads the orders, as does one after a run that aborted (its checkpoint stayed
+        // before the batch it gave up on); otherwise replay what was parked (`ferry failures retry orders`).
+        let replay = if runs == 1 || aborted { Replay::Due } else { Replay::AllOnly };
         let t = Instant::now();
         let report = ws.sync("orders", &RunOptions { holder: holder_id(), replay, ..Default::default() }, &NoProgress).await.unwrap();
         let c = report.counts;
@@ -98,6 +101,7 @@ async fn main() {
             c.failed,
             report.aborted.as_ref().map(|a| format!(", aborted: {a}")).unwrap_or_default()
         );
+        aborted = report.aborted.is_some();
         let open = ws.store().failures(Some("orders"), None).await.unwrap();
         if report.aborted.is_none() && open.is_empty() {
             break;

@@ -422,6 +422,27 @@ async fn exactly_one_invoice_when_the_answer_to_its_create_is_lost() {
 }
 
 #[tokio::test]
+async fn a_payment_whose_answer_is_lost_is_recorded_once_and_the_rest_of_the_batch_goes_on() {
+    let rig = Rig::new().await;
+    rig.write_orders(&[1, 2]);
+    let ws = rig.workspace().await;
+    // Tryton records the first payment and the answer never arrives
+    let pay = "wizard.account.invoice.pay.execute";
+    rig.proxy.fail_matching(pay, Fault::DropAfterForward, 1);
+    let report = rig.sync(&ws, holder_id()).await;
+    assert_eq!(rig.proxy.stats().faulted(pay), 1);
+    assert!(report.aborted.is_none(), "{report:#?}");
+    assert_eq!((report.counts.created, report.counts.failed), (1, 1), "only the order whose payment is in doubt waits: {report:#?}");
+    let parked = ws.store().failures(Some("orders"), None).await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert!(parked[0].retryable, "{parked:?}");
+    // `ferry failures retry orders`: found by its reference, its payment recognised on the invoice
+    let retry = ws.sync("orders", &RunOptions { holder: holder_id(), replay: ferry_engine::Replay::AllOnly, ..Default::default() }, &NoProgress).await.unwrap();
+    assert_eq!((retry.counts.resumed, retry.counts.failed), (1, 0), "{retry:#?}");
+    rig.assert_paid_once(&[1, 2]).await;
+}
+
+#[tokio::test]
 async fn killed_between_create_and_post_the_next_run_posts_and_pays_each_invoice_once() {
     let rig = Rig::new().await;
     rig.write_orders(&[1, 2]);

@@ -481,9 +481,21 @@ impl Tryton {
             let booked = end == InvoiceState::Posted && (s.stage.is_booked() || s.stage.steps_to(end).contains(&"post"));
             let paid = match s.stage {
                 // cancelled in Tryton by a person: nothing to pay or note
-                InvoiceStage::Cancelled => Ok((false, None)),
-                _ if booked => self.record_payments(&s, inv).await?,
-                _ => self.note_payments(&s).await.map(|()| Ok((false, None)))?,
+                InvoiceStage::Cancelled => Ok(Ok((false, None))),
+                _ if booked => self.record_payments(&s, inv).await,
+                _ => self.note_payments(&s).await.map(|()| Ok((false, None))),
+            };
+            let paid = match paid {
+                Ok(paid) => paid,
+                // The invoice stands; only its payment is in doubt. This order alone is retried later (found by
+                // its reference, its recorded payments recognised), while the rest of the batch is done: a
+                // batch of 50 makes 200 payment calls, too many to retry all-or-nothing on a flaky network.
+                Err(e) if e.is_transient() => Err(RecordFailure {
+                    field: Some("payments".into()),
+                    message: format!("account.invoice {} stands, its payment not yet: {e}", s.id),
+                    retryable: true,
+                }),
+                Err(e) => return Err(e),
             };
             let outcome = match paid {
                 Err(f) => WriteOutcome::failed(s.key, f),
