@@ -3,7 +3,9 @@
 Company in AUD, minimal chart of accounts, fiscal year with sequences, GST 10 % on the "Goods"
 accounting category, payment terms "Direct" and "30 days", FREIGHT and DISCOUNT service products,
 a "Web sales (B2C)" cash party, customer categories "Trade" and "Wholesale", a "Trade" price list
-(10 % off the list price), a carrier "Courier", a few countries and a web.shop "Ferry" on warehouse WH.
+(10 % off the list price), a carrier "Courier", a few countries, a web.shop "Ferry" on warehouse WH and
+an invoice payment method "Web shop" (cash journal, cash account 1.1.1) that web orders booked as
+invoices are paid with.
 Prints the ids it created.
 """
 import datetime as dt
@@ -155,6 +157,16 @@ shop = WebShop(name='Ferry', company=company, currency=aud)
 shop.warehouses.append(Location(wh.id))
 shop.save()
 
+# the shop's payments on invoices (account.invoice.pay): the cash journal and the chart's cash account
+Journal = Model.get('account.journal')
+cash_journal, = Journal.find([('type', '=', 'cash')], limit=1)
+cash_account, = Account.find([('company', '=', company.id), ('code', '=', '1.1.1')], limit=1)
+PaymentMethod = Model.get('account.invoice.payment.method')
+web_payment = PaymentMethod(name='Web shop', company=company, journal=cash_journal,
+    credit_account=cash_account, debit_account=cash_account)
+web_payment.save()
+
 print(f'company={company.id} payment_terms={direct.id},{net30.id} account_category={goods.id} '
     f'gst_tax={tax.id} b2c_party={cash.id} customer_categories={trade.id},+1 '
-    f'price_list={trade_list.id} carrier={courier.id} warehouse={wh.id} web_shop={shop.id}')
+    f'price_list={trade_list.id} carrier={courier.id} warehouse={wh.id} web_shop={shop.id} '
+    f'payment_method={web_payment.id}')

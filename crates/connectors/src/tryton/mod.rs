@@ -9,6 +9,7 @@
 //! - `orders.rs`: writing orders as sales, and finding them by order number;
 //! - `sale_state.rs`: where a sale stands and how an order's create → quote → confirm is resumed;
 //! - `refunds.rs`: booking an order's refunds (credit note or return sale), once per shop refund id;
+//! - `invoices.rs`: orders written as customer invoices instead (`orders_as = "invoice"`), paid;
 //! - this file: the factory, the connector, shared look-ups and the paging/checkpoint loop.
 //!
 //! Reads are incremental by `write_date` (Tryton's `last_modified_at`) with an overlap window. A run
@@ -18,6 +19,7 @@
 mod amounts;
 mod customers;
 mod dates;
+mod invoices;
 mod options;
 mod orders;
 mod prices;
@@ -28,7 +30,10 @@ mod sale_state;
 mod shipments;
 mod stock;
 
-pub use options::{CustomerMatching, LineDiscounts, LoyaltyHandling, OnTaxMismatch, Options, OrderState, RefundBooking, StockStatusRules, TaxRoundingOption};
+pub use options::{
+    CustomerMatching, InvoiceDate, InvoiceOptions, InvoiceState, LineDiscounts, LoyaltyHandling, OnTaxMismatch, Options, OrderState, OrdersAs, RefundBooking, StockStatusRules,
+    TaxRoundingOption,
+};
 pub use refunds::BookedRefunds;
 use ferry_engine::ErrorKind;
 
@@ -80,6 +85,7 @@ pub struct Tryton {
     rpc: Rpc,
     base: OnceCell<Base>,
     order_setup: OnceCell<orders::OrderSetup>,
+    invoice_setup: OnceCell<invoices::InvoiceSetup>,
     /// Parties that have a sale price list, with when they were scanned (see prices.rs).
     price_list_users: tokio::sync::Mutex<Option<PriceListUsers>>,
 }
@@ -111,7 +117,10 @@ impl Tryton {
         }
         let tz = dates::parse_timezone(opts.timezone.as_deref()).map_err(|e| ConnectorError::config(format!("connection {connection}"), e))?;
         let rpc = Rpc::new(&opts.url, &opts.database, &opts.username, &password, Duration::from_secs(opts.timeout_seconds))?;
-        Ok(Tryton { opts, tz, rpc, base: OnceCell::new(), order_setup: OnceCell::new(), price_list_users: Default::default() })
+        if opts.orders_as == OrdersAs::Invoice && opts.refunds == RefundBooking::ReturnSale {
+            return Err(ConnectorError::config(format!("connection {connection}"), "refunds = \"return_sale\" needs orders as sales: with orders_as = \"invoice\" refunds are credit notes"));
+        }
+        Ok(Tryton { opts, tz, rpc, base: OnceCell::new(), order_setup: OnceCell::new(), invoice_setup: OnceCell::new(), price_list_users: Default::default() })
     }
 
     /// The JSON-RPC client (tests and the benchmark use it to set up data and measure time in Tryton).
@@ -281,6 +290,13 @@ impl Connector for Tryton {
             "orders: web.shop {}, B2C party {}, freight product {}, discount product {}",
             setup.web_shop, setup.b2c_party, self.opts.freight_product, self.opts.discount_product
         ));
+        if self.opts.orders_as == OrdersAs::Invoice {
+            let inv = self.invoice_setup().await?;
+            details.push(format!(
+                "orders as customer invoices ({:?}): journal {}, payment methods {:?}",
+                self.opts.invoices.state, inv.journal, inv.payment_methods
+            ));
+        }
         Ok(CheckReport { ok: true, details })
     }
 
@@ -290,16 +306,15 @@ impl Connector for Tryton {
         if stream != Stream::Orders {
             return Ok(Vec::new());
         }
-        let mut needed: Vec<(&str, &[&str])> = vec![
-            ("sale.sale", &["read", "create", "write", "delete"]),
-            ("sale.line", &["create", "delete"]),
-            ("party.address", &["create"]),
-            ("ir.note", &["create"]),
-        ];
+        let mut needed: Vec<(&str, &[&str])> = match self.opts.orders_as {
+            OrdersAs::Sale => vec![("sale.sale", &["read", "create", "write", "delete"]), ("sale.line", &["create", "delete"])],
+            OrdersAs::Invoice => vec![("account.invoice", &["read", "create", "write", "delete"]), ("account.invoice.line", &["create", "delete"]), ("account.move", &["create"])],
+        };
+        needed.extend([("party.address", &["create"][..]), ("ir.note", &["create"][..])]);
         if self.opts.customers.create_customers {
             needed.push(("party.party", &["create"]));
         }
-        if self.opts.refunds == RefundBooking::CreditNote {
+        if self.opts.refunds == RefundBooking::CreditNote && self.opts.orders_as == OrdersAs::Sale {
             needed.push(("account.invoice", &["create", "write"]));
         }
         let models: Vec<&str> = needed.iter().map(|(m, _)| *m).collect();
@@ -373,6 +388,7 @@ impl Connector for Tryton {
 
     async fn write(&self, stream: Stream, batch: Vec<WriteRecord>) -> Result<Vec<WriteOutcome>, ConnectorError> {
         match stream {
+            Stream::Orders if self.opts.orders_as == OrdersAs::Invoice => self.write_invoices(batch).await,
             Stream::Orders => self.write_orders(batch).await,
             other => Err(ConnectorError::config(self.endpoint(), format!("stream {other} is read from Tryton, not written"))),
         }
@@ -380,6 +396,7 @@ impl Connector for Tryton {
 
     async fn find_by_key(&self, stream: Stream, keys: &[String]) -> Result<HashMap<String, String>, ConnectorError> {
         match stream {
+            Stream::Orders if self.opts.orders_as == OrdersAs::Invoice => self.find_invoices(keys).await,
             Stream::Orders => self.find_orders(keys).await,
             other => Err(ConnectorError::config(self.endpoint(), format!("cannot look up {other} by key"))),
         }

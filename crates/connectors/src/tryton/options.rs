@@ -34,6 +34,14 @@ pub struct Options {
     /// Name of the `web.shop` orders are attached to (default: the shop selling from `warehouse`).
     #[serde(default)]
     pub web_shop: Option<String>,
+    /// What a web order becomes in Tryton: a sale (`sale.sale`, default) or a customer invoice
+    /// (`account.invoice`, type out, with the shop's payment recorded; see `invoices`). Chosen per flow by
+    /// the connection the flow writes to: two connections may point at one Tryton.
+    #[serde(default)]
+    pub orders_as: OrdersAs,
+    /// Orders written as invoices (`orders_as = "invoice"`): their state, journal and payments.
+    #[serde(default)]
+    pub invoices: InvoiceOptions,
     /// State a written sale is left in.
     #[serde(default)]
     pub order_state: OrderState,
@@ -115,6 +123,63 @@ pub enum OrderState {
     Quotation,
     /// Quoted and confirmed: Tryton creates the shipment and invoice.
     Confirmed,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrdersAs {
+    /// A sale (`sale.sale`), moved to `order_state`.
+    #[default]
+    Sale,
+    /// A customer invoice (`account.invoice`, type out), moved to `invoices.state`, the shop's payments
+    /// recorded against it once posted.
+    Invoice,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InvoiceOptions {
+    /// State a written invoice is left in.
+    #[serde(default)]
+    pub state: InvoiceState,
+    /// `account.invoice.payment.method` (name) the shop's payments are recorded with (Tryton's pay
+    /// wizard: a move in the method's journal, reconciled with the invoice, which then shows paid).
+    /// Payments can only be recorded on a posted invoice; unset, or for draft and validated invoices,
+    /// they are written as a note on the invoice instead.
+    #[serde(default)]
+    pub payment_method: Option<String>,
+    /// A payment method per shop payment method (`payments[].method` → method name); others use
+    /// `payment_method`.
+    #[serde(default)]
+    pub payment_methods: BTreeMap<String, String>,
+    /// Revenue journal (`account.journal` name) of the invoices; default: the first journal of type revenue.
+    #[serde(default)]
+    pub journal: Option<String>,
+    /// The invoice date: the order's date in the business's time zone (`order`), or left for Tryton to
+    /// set to the day it is posted (`posting`; Tryton numbers invoices in date order and refuses to post
+    /// one dated before an invoice already numbered).
+    #[serde(default)]
+    pub invoice_date: InvoiceDate,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InvoiceState {
+    /// Created and left in draft for the accountant to check and post.
+    Draft,
+    /// Validated (`validate_invoice`): amounts and taxes fixed, not yet numbered or in the books.
+    Validated,
+    /// Posted (`post`): numbered, its move in the books, the shop's payments recorded.
+    #[default]
+    Posted,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InvoiceDate {
+    #[default]
+    Order,
+    Posting,
 }
 
 #[derive(Clone, Debug, Deserialize, JsonSchema)]

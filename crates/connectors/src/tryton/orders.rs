@@ -60,13 +60,13 @@ struct Pending {
 
 /// What Tryton should report for a sale once created, and the accepted difference to note on it.
 #[derive(Clone, Debug)]
-struct Expected {
+pub(super) struct Expected {
     /// Tryton's `tax_amount` as predicted (the shop's tax, or it plus an accepted difference).
-    tax: Decimal,
+    pub tax: Decimal,
     /// The shop's total: Tryton's `total_amount` must be it (within `total_tolerance`).
-    total: Decimal,
+    pub total: Decimal,
     /// An accepted difference: noted on the sale and reported as the outcome's warning.
-    note: Option<String>,
+    pub note: Option<String>,
 }
 
 /// An order whose sale Tryton has (from the cross-reference, or found by its web id).
@@ -206,7 +206,7 @@ impl Tryton {
     }
 
     /// Product code → id, sale unit, customer taxes and their rate; codes Tryton does not know are absent.
-    async fn product_infos(&self, codes: &[String]) -> Result<HashMap<String, ProductInfo>, ConnectorError> {
+    pub(super) async fn product_infos(&self, codes: &[String]) -> Result<HashMap<String, ProductInfo>, ConnectorError> {
         let none = Map::new();
         let rows = self.rpc.search_read("product.product", json!([["code", "in", codes]]), 0, None, Value::Null, PRODUCT_FIELDS, &none).await?;
         let tax_ids: Vec<i64> = rows.iter().flat_map(|r| super::id_list(dotted(r, "account_category.customer_taxes_used"))).collect::<HashSet<_>>().into_iter().collect();
@@ -722,7 +722,7 @@ impl Tryton {
     /// (`customers.by_email`), for registered shop accounts only unless `customers.match_guests`, and only
     /// against parties that are customers ([`Self::customer_parties`]); an e-mail shared by several
     /// customers matches none.
-    async fn match_parties(&self, orders: &[(String, Order)]) -> Result<Parties, ConnectorError> {
+    pub(super) async fn match_parties(&self, orders: &[(String, Order)]) -> Result<Parties, ConnectorError> {
         let none = Map::new();
         let mut parties = Parties::default();
         let codes: Vec<&String> = orders.iter().filter_map(|(_, o)| o.customer.code.as_ref()).collect();
@@ -792,7 +792,7 @@ impl Tryton {
     }
 
     /// The sale's values and the amounts Tryton must then report, or why this order cannot become one.
-    async fn prepare(&self, key: &str, o: &Order, setup: &OrderSetup, products: &HashMap<String, ProductInfo>, parties: &mut Parties) -> Result<(Value, Expected), RecordFailure> {
+    pub(super) async fn prepare(&self, key: &str, o: &Order, setup: &OrderSetup, products: &HashMap<String, ProductInfo>, parties: &mut Parties) -> Result<(Value, Expected), RecordFailure> {
         let rpc_fail = |field: &str| {
             let field = field.to_owned();
             move |e: RpcError| e.to_record_failure(Some(field))
@@ -1028,7 +1028,7 @@ impl Tryton {
 }
 
 #[derive(Default)]
-struct Parties {
+pub(super) struct Parties {
     by_code: HashMap<String, i64>,
     by_email: HashMap<String, i64>,
     /// customer party id → its code (for the parties e-mails matched)
@@ -1065,7 +1065,7 @@ fn line(p: &ProductInfo, quantity: Decimal, unit_price: Decimal, description: Op
 }
 
 /// The one id a `create` of one record answers; an empty answer is an error, not a panic.
-fn created_id(ids: &[i64], endpoint: &str, model: &str) -> Result<i64, RpcError> {
+pub(super) fn created_id(ids: &[i64], endpoint: &str, model: &str) -> Result<i64, RpcError> {
     ids.first().copied().ok_or_else(|| RpcError::new(rpc::RpcErrorKind::Server, endpoint, &format!("model.{model}.create"), "answered no id for the record created"))
 }
 

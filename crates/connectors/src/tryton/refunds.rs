@@ -49,7 +49,14 @@ struct RefundProduct {
     revenue_account: Option<i64>,
 }
 
-/// The sale a refund is booked against.
+/// The document an imported order became, which its refunds are booked against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum BookedAs {
+    Sale(i64),
+    Invoice(i64),
+}
+
+/// The sale (or invoice) a refund is booked against.
 struct SaleInfo {
     party: i64,
     invoice_address: i64,
@@ -72,6 +79,12 @@ impl Tryton {
     /// Books the order's refunds that are not in Tryton yet against its sale `sale_id`; returns how many
     /// were booked now and any tax disagreement. Calling it again books nothing twice.
     pub async fn book_refunds(&self, order: &Order, sale_id: i64) -> Result<BookedRefunds, RecordFailure> {
+        self.book_refunds_against(order, BookedAs::Sale(sale_id)).await
+    }
+
+    /// [`Self::book_refunds`] against the document the order became: a sale, or a customer invoice
+    /// (`orders_as = "invoice"`; the credit note then takes the invoice's party, address and terms).
+    pub(super) async fn book_refunds_against(&self, order: &Order, booked_as: BookedAs) -> Result<BookedRefunds, RecordFailure> {
         let mode = self.opts.refunds;
         if order.refunds.is_empty() || mode == RefundBooking::Ignore {
             return Ok(BookedRefunds::default());
@@ -94,7 +107,7 @@ impl Tryton {
         if todo.is_empty() {
             return Ok(result);
         }
-        let sale = self.sale_info(sale_id).await?;
+        let sale = self.sale_info(booked_as).await?;
         let mut codes: Vec<String> = todo.iter().flat_map(|(_, r)| r.lines.iter().map(|l| l.sku.clone())).collect::<HashSet<_>>().into_iter().collect();
         codes.push(self.opts.freight_product.clone());
         codes.push(self.opts.discount_product.clone());
@@ -128,20 +141,20 @@ impl Tryton {
         Ok(rows.into_iter().filter_map(|r| Some((as_text(r.get(field))?, r.get("id")?.as_i64()?))).collect())
     }
 
-    async fn sale_info(&self, sale_id: i64) -> Result<SaleInfo, RecordFailure> {
+    async fn sale_info(&self, booked_as: BookedAs) -> Result<SaleInfo, RecordFailure> {
         let fail = |e: RpcError| e.to_record_failure(None);
-        let rows = self
-            .rpc
-            .read("sale.sale", &[sale_id], &["party", "invoice_party", "invoice_address", "shipment_address", "currency", "payment_term", "warehouse"], &Self::all_records())
-            .await
-            .map_err(fail)?;
-        let row = rows.first().ok_or_else(|| RecordFailure::permanent(None, format!("sale.sale {sale_id} is not in Tryton")))?;
+        let (model, sale_id, fields): (&str, i64, &[&str]) = match booked_as {
+            BookedAs::Sale(id) => ("sale.sale", id, &["party", "invoice_party", "invoice_address", "shipment_address", "currency", "payment_term", "warehouse"]),
+            BookedAs::Invoice(id) => ("account.invoice", id, &["party", "invoice_address", "currency", "payment_term"]),
+        };
+        let rows = self.rpc.read(model, &[sale_id], fields, &Self::all_records()).await.map_err(fail)?;
+        let row = rows.first().ok_or_else(|| RecordFailure::permanent(None, format!("{model} {sale_id} is not in Tryton")))?;
         let id = |f: &str| row.get(f).and_then(Value::as_i64);
         Ok(SaleInfo {
-            party: id("invoice_party").or(id("party")).ok_or_else(|| RecordFailure::permanent(None, format!("sale.sale {sale_id} has no party")))?,
-            invoice_address: id("invoice_address").ok_or_else(|| RecordFailure::permanent(None, format!("sale.sale {sale_id} has no invoice address")))?,
+            party: id("invoice_party").or(id("party")).ok_or_else(|| RecordFailure::permanent(None, format!("{model} {sale_id} has no party")))?,
+            invoice_address: id("invoice_address").ok_or_else(|| RecordFailure::permanent(None, format!("{model} {sale_id} has no invoice address")))?,
             shipment_address: id("shipment_address"),
-            currency: id("currency").ok_or_else(|| RecordFailure::permanent(None, format!("sale.sale {sale_id} has no currency")))?,
+            currency: id("currency").ok_or_else(|| RecordFailure::permanent(None, format!("{model} {sale_id} has no currency")))?,
             payment_term: id("payment_term"),
             warehouse: id("warehouse"),
         })

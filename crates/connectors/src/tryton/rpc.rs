@@ -347,12 +347,15 @@ impl Rpc {
 
 const LOGIN: &str = "common.db.login";
 
-/// Whether a call can be sent twice without harm: Tryton's read-only model methods and login. Anything
-/// else (create, write, delete, workflow buttons, unknown methods) is treated as a write.
+/// Whether a call can be sent twice without harm: Tryton's read-only model methods, login, and opening or
+/// closing a wizard session. Anything else (create, write, delete, workflow buttons, a wizard's `execute`,
+/// unknown methods) is treated as a write.
 fn idempotency_of(call: &str) -> Idempotency {
     let method = call.rsplit('.').next().unwrap_or(call);
     match method {
         "search" | "read" | "search_read" | "search_count" | "fields_get" | "default_get" | "get_preferences" | "login" => Idempotency::Safe,
+        // a wizard session holds nothing until `execute`; a second one, or deleting one twice, is harmless
+        "create" | "delete" if call.starts_with("wizard.") => Idempotency::Safe,
         _ => Idempotency::Unsafe,
     }
 }
@@ -591,7 +594,8 @@ mod tests {
         for call in ["common.db.login", "model.product.product.search", "model.sale.sale.search_read", "model.party.party.read", "model.res.user.get_preferences"] {
             assert_eq!(idempotency_of(call), Idempotency::Safe, "{call}");
         }
-        for call in ["model.sale.sale.create", "model.sale.sale.quote", "model.sale.sale.confirm", "model.product.product.write", "model.party.party.delete", "model.stock.move.do"] {
+        assert_eq!(idempotency_of("wizard.account.invoice.pay.create"), Idempotency::Safe, "a wizard session is not a write");
+        for call in ["model.sale.sale.create", "model.sale.sale.quote", "model.sale.sale.confirm", "model.product.product.write", "model.party.party.delete", "model.stock.move.do", "wizard.account.invoice.pay.execute"] {
             assert_eq!(idempotency_of(call), Idempotency::Unsafe, "{call}");
         }
     }
