@@ -297,17 +297,17 @@ async fn open(config_path: &Path, workspace: Option<&str>) -> Result<Workspace> 
 }
 
 /// The workspace and its state store (for the store's parts a `Workspace` does not expose).
-async fn open_with_store(config_path: &Path, workspace: Option<&str>) -> Result<(Workspace, std::sync::Arc<ferry_engine::SqliteStore>)> {
+async fn open_with_store(config_path: &Path, workspace: Option<&str>) -> Result<(Workspace, std::sync::Arc<dyn ferry_engine::Store>)> {
     let mut config = match Config::load(config_path) {
         Ok(config) => config,
         Err(e) if !config_path.exists() => bail!("{e} (run `ferry init` to write an example config)"),
         Err(e) => return Err(e.into()),
     };
     one_workspace(&config, config_path)?;
-    let store = std::sync::Arc::new(ferry_engine::SqliteStore::open(&config.state_path()).await?);
+    let store = ferry_engine::store::open_configured(&config).await?;
     let registry = ferry_connectors::registry_with_store(store.clone());
     // `{ secret = "NAME" }` options and the workspace's env variables, as `ferry serve` resolves them.
-    for warning in ferry_server::prepare_config(&mut config, workspace, &store, &registry).await?.warnings {
+    for warning in ferry_server::prepare_config(&mut config, workspace, store.as_ref(), &registry).await?.warnings {
         eprintln!("warning: {warning}");
     }
     // `webhook_secret` belongs to `ferry serve`, not to connectors; `api` connections live on the store.
@@ -396,7 +396,7 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             use ferry_engine::store::keys::Scope;
             let config = Config::load(&cli.config)?;
             one_workspace(&config, &cli.config)?;
-            let store = ferry_engine::SqliteStore::open(&config.state_path()).await?;
+            let store = ferry_engine::store::open_configured(&config).await?;
             match action {
                 KeysAction::Create { scope, name } => {
                     let scopes = Scope::parse_list(&scope).map_err(anyhow::Error::msg)?;

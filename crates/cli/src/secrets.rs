@@ -71,7 +71,7 @@ pub async fn run(config_path: &Path, action: SecretsAction, json: bool) -> Resul
         // Secrets belong to one workspace's store; a server config has none of its own.
         bail!("{} serves several workspaces: name the one whose secret this is with --workspace", config_path.display());
     }
-    let store = ferry_engine::SqliteStore::open(&config.state_path()).await?;
+    let store = ferry_engine::store::open_configured(&config).await?;
     match action {
         SecretsAction::Init { .. } => unreachable!("handled above"),
         SecretsAction::Set { name, from_env } => {
