@@ -12,8 +12,7 @@
 use anyhow::{Context, Result, ensure};
 use async_trait::async_trait;
 use ferry_engine::connector::*;
-use ferry_engine::store::KeyStore;
-use ferry_engine::store::jobs::{JobFilter, JobKind, JobQueue, JobStatus};
+use ferry_engine::store::jobs::{JobFilter, JobKind, JobStatus};
 use ferry_engine::store::keys::Scope;
 use ferry_model::Stream;
 use futures::stream::BoxStream;

@@ -152,6 +152,26 @@ enum Command {
         #[command(subcommand)]
         action: secrets::SecretsAction,
     },
+    /// The state store itself: move it to another backend.
+    State {
+        #[command(subcommand)]
+        action: StateAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum StateAction {
+    /// Copy this workspace's SQLite state store (cross-references, hashes, checkpoints, failures, runs,
+    /// jobs, schedules' marks, pushed records, API keys, secrets) into an empty PostgreSQL schema; then
+    /// point `[state] url` at it. Stop every `ferry serve` on the SQLite file first.
+    Migrate {
+        /// postgres://USER@HOST:PORT/DATABASE
+        #[arg(long)]
+        to: String,
+        /// The schema to fill (created if needed; must hold no state yet). Default: `ferry`.
+        #[arg(long)]
+        schema: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -391,8 +411,39 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             ferry_server::serve_all(server, listener, ferry_server::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::State { action: StateAction::Migrate { to, schema } } => {
+            let config = Config::load(&cli.config)?;
+            one_workspace(&config, &cli.config)?;
+            let ferry_engine::config::StateLocation::Sqlite(path) = config.state_location().map_err(anyhow::Error::msg)? else {
+                bail!("{}: [state] is not a SQLite store; `ferry state migrate` copies a SQLite store into PostgreSQL", cli.config.display());
+            };
+            if !path.exists() {
+                bail!("state store {} does not exist: nothing to migrate", path.display());
+            }
+            let target = ferry_engine::config::StateLocation::parse(&to, schema.as_deref(), Some(4), &config.base_dir).map_err(anyhow::Error::msg)?;
+            let ferry_engine::config::StateLocation::Postgres { url, schema, max_connections } = &target else {
+                bail!("--to: {} is not a postgres:// URL", ferry_engine::store::postgres::redact_url(&to));
+            };
+            let from = ferry_engine::SqliteStore::open(&path).await?;
+            let into = ferry_engine::PgStore::open(url, schema, *max_connections).await?;
+            let report = ferry_engine::store::copy::copy_sqlite_to_postgres(&from, &into).await?;
+            if cli.json {
+                out!("{}", serde_json::json!({"from": path, "to": target.describe(), "tables": report.tables}));
+            } else {
+                for (table, rows) in &report.tables {
+                    out!("{table:<20} {rows:>9} rows");
+                }
+                eprintln!(
+                    "copied {} into {}; now set [state] url = \"{}\" and schema = \"{schema}\" in {}",
+                    path.display(),
+                    target.describe(),
+                    ferry_engine::store::postgres::redact_url(url),
+                    cli.config.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Keys { action } => {
-            use ferry_engine::store::KeyStore;
             use ferry_engine::store::keys::Scope;
             let config = Config::load(&cli.config)?;
             one_workspace(&config, &cli.config)?;

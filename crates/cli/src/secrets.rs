@@ -6,7 +6,6 @@
 use anyhow::{Context, Result, bail};
 use ferry_engine::Config;
 use ferry_engine::secrets::{MASTER_KEY_ENV, MASTER_KEY_FILE_ENV, MasterKey, valid_secret_name};
-use ferry_engine::store::SecretStore;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use zeroize::Zeroizing;

@@ -3,8 +3,7 @@
 
 use crate::AppState;
 use ferry_engine::run::{NoProgress, Replay, RunError};
-use ferry_engine::store::jobs::{JOB_BACKOFF, Job, JobQueue};
-use ferry_engine::store::StateStore;
+use ferry_engine::store::jobs::{JOB_BACKOFF, Job};
 use ferry_engine::{RunOptions, holder_id};
 use std::sync::Arc;
 use std::time::Instant;
