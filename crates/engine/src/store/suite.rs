@@ -175,6 +175,11 @@ pub(super) async fn dedupe_key_enqueues_once<S: Store + Hooks>(s: &S) {
     assert_eq!(s.jobs(&JobFilter::default()).await.unwrap().len(), 1);
     assert_eq!(s.latest_dedupe_run_after("schedule:products:").await.unwrap(), Some(t0()));
     assert_eq!(s.latest_dedupe_run_after("schedule:product:").await.unwrap(), None);
+    // A firing that failed and waits for its retry keeps marking its own instant, not its retry's.
+    let id = a.id;
+    s.claim("w", LEASE, t0()).await.unwrap().unwrap();
+    s.fail(id, "w", None, "flow products is already running", Some(t0() + ChronoDuration::minutes(3)), t0()).await.unwrap();
+    assert_eq!(s.latest_dedupe_run_after("schedule:products:").await.unwrap(), Some(t0()));
 }
 
 pub(super) async fn targeted_jobs_of_the_claimed_flow_coalesce_into_one_lease_and_others_do_not<S: Store + Hooks>(s: &S) {

@@ -172,16 +172,21 @@ impl JobQueue for PgStore {
                 tx.rollback().await.map_err(err)?;
                 return Ok(None);
             };
-            let flow_free: bool = sqlx::query_scalar(
-                "SELECT pg_try_advisory_xact_lock(hashtextextended('ferry.claim.' || current_schema() || '.' || $1, 0))
-                    AND NOT EXISTS (SELECT 1 FROM jobs WHERE flow = $1 AND status = 'running' AND lease_until >= $2 AND id <> $3)",
-            )
-            .bind(&flow)
-            .bind(&at)
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(err)?;
+            // Two statements, not one: a statement sees the data as of its start, so the look for a running
+            // job must start after the lock is held to see a claim committed just before.
+            let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended('ferry.claim.' || current_schema() || '.' || $1, 0))")
+                .bind(&flow)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(err)?;
+            let flow_free = locked
+                && !sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM jobs WHERE flow = $1 AND status = 'running' AND lease_until >= $2 AND id <> $3)")
+                    .bind(&flow)
+                    .bind(&at)
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(err)?;
             if !flow_free {
                 tx.rollback().await.map_err(err)?;
                 busy_flows.push(flow);
@@ -350,13 +355,14 @@ impl JobQueue for PgStore {
     async fn latest_dedupe_run_after(&self, prefix: &str) -> StoreResult<Option<DateTime<Utc>>> {
         // Range scan on the UNIQUE (bytewise-collated) index, as on SQLite.
         let upper = format!("{prefix}\u{10FFFF}");
-        let t: Option<String> = sqlx::query_scalar("SELECT MAX(run_after) FROM jobs WHERE dedupe_key >= $1 AND dedupe_key < $2")
+        // Keys end with their fixed-width instant: the greatest key names the latest firing.
+        let key: Option<String> = sqlx::query_scalar("SELECT MAX(dedupe_key) FROM jobs WHERE dedupe_key >= $1 AND dedupe_key < $2")
             .bind(prefix)
             .bind(upper)
             .fetch_one(&self.pool)
             .await
             .map_err(|e| self.err("read schedule mark", e))?;
-        t.map(|s| DateTime::parse_from_rfc3339(&s).map(|t| t.with_timezone(&Utc)).map_err(|e| self.err("decode schedule mark", e)))
+        key.map(|k| instant_of_key(prefix, &k).ok_or_else(|| self.err("decode schedule mark", format!("dedupe key {k:?} does not end with an RFC 3339 instant"))))
             .transpose()
     }
 }
