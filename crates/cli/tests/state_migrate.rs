@@ -28,7 +28,12 @@ fn json(config: &Path, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["--json"];
     all.extend_from_slice(args);
     let out = run(config, &all);
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    // `sync --all` prints one document per flow.
+    let docs: Vec<serde_json::Value> = serde_json::Deserializer::from_slice(&out.stdout)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    if docs.len() == 1 { docs.into_iter().next().unwrap() } else { serde_json::Value::Array(docs) }
 }
 
 fn copy_dir(from: &Path, to: &Path) {
