@@ -60,6 +60,9 @@ fn running_job_of(port: u16, token: &str, pid: u32, wait: Duration) -> Option<i6
     None
 }
 
+/// id, flow, status, attempts, dedupe_key, kind.
+type JobRow = (i64, String, String, i64, Option<String>, String);
+
 #[derive(Debug, sqlx::FromRow)]
 struct RunRow {
     id: i64,
@@ -163,9 +166,9 @@ fn three_ferry_serve_processes_on_one_postgres_run_every_job_once_through_two_ki
 
     // Every job ran to success once: each triggered and pushed job exists once and succeeded; the jobs
     // whose worker was killed mid-run were claimed again.
-    let jobs: Vec<(i64, String, String, i64, Option<String>, String)> =
+    let jobs: Vec<JobRow> =
         rt.block_on(sqlx::query_as("SELECT id, flow, status, attempts, dedupe_key, kind FROM jobs ORDER BY id").fetch_all(&pool)).unwrap();
-    let by_id: BTreeMap<i64, &(i64, String, String, i64, Option<String>, String)> = jobs.iter().map(|j| (j.0, j)).collect();
+    let by_id: BTreeMap<i64, &JobRow> = jobs.iter().map(|j| (j.0, j)).collect();
     let again: Vec<_> = jobs.iter().filter(|j| j.3 > 1).map(|j| (j.0, &j.1, &j.5, j.3)).collect();
     eprintln!("{} jobs, {} claimed more than once: {again:?}", jobs.len(), again.len());
     let distinct: BTreeSet<i64> = triggered.iter().chain(&pushed_jobs).copied().collect();

@@ -9,7 +9,7 @@ use ferry_engine::config::{FlowConfig, OnMissing};
 use ferry_engine::connector::{ReadMode, WriteMode};
 use ferry_engine::mapping::{Mapping, MappingConfig};
 use ferry_engine::run::{Flow, NoProgress, Replay, RunOptions, run_flow};
-use ferry_engine::store::{PgStore, SqliteStore, StateStore, Store};
+use ferry_engine::store::{PgStore, SqliteStore, Store};
 use ferry_model::Stream;
 use memory::Memory;
 use serde_json::json;

@@ -24,7 +24,10 @@ use Kind::*;
 
 /// Every table that is state, with its columns as both backends have them; `order` keeps rows in the
 /// order SQLite returns them (run outcomes have no id of their own).
-const TABLES: &[(&str, &str, &[(&str, Kind)])] = &[
+/// A table: its name, the column to copy rows in the order of, and its columns.
+type Table = (&'static str, &'static str, &'static [(&'static str, Kind)]);
+
+const TABLES: &[Table] = &[
     (
         "runs",
         "id",

@@ -657,6 +657,18 @@ impl PgStore {
 }
 
 #[cfg(test)]
+impl super::suite::Hooks for PgStore {
+    async fn backdate_run(&self, id: i64, started_at: DateTime<Utc>) {
+        sqlx::query("UPDATE runs SET started_at = $1 WHERE id = $2")
+            .bind(started_at.to_rfc3339_opts(SecondsFormat::Micros, true))
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -680,17 +692,5 @@ mod tests {
         let rows = [("a", 1), ("b", 2), ("a", 3), ("c", 4)];
         let kept: Vec<_> = last_per_key(&rows, |r| r.0).into_iter().copied().collect();
         assert_eq!(kept, [("b", 2), ("a", 3), ("c", 4)]);
-    }
-}
-
-#[cfg(test)]
-impl super::suite::Hooks for PgStore {
-    async fn backdate_run(&self, id: i64, started_at: DateTime<Utc>) {
-        sqlx::query("UPDATE runs SET started_at = $1 WHERE id = $2")
-            .bind(started_at.to_rfc3339_opts(SecondsFormat::Micros, true))
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .unwrap();
     }
 }
