@@ -49,6 +49,16 @@ if [ "${FERRY_SKIP_PEERS:-0}" != 1 ]; then
     done
 fi
 
+# The PostgreSQL state store's tests (store, engine and tenancy suites on both backends, the multi-process
+# test) use the local server (FERRY_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/postgres).
+# This machine kind starts it before a session; start it if it stopped.
+if [ -z "${FERRY_TEST_POSTGRES_URL:-}" ] && command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    echo "[test] PostgreSQL is not answering on 127.0.0.1:5432; starting it"
+    if command -v pg_ctlcluster >/dev/null 2>&1; then
+        for v in $(ls /etc/postgresql 2>/dev/null); do pg_ctlcluster --skip-systemctl-redirect "$v" main start || true; done
+    fi
+fi
+
 # The OpenAPI fuzz test (crates/cli/tests/openapi_fuzz.rs) uses the pinned schemathesis from PyPI: install
 # it while the workspace compiles (the test installs it itself when run alone; the install is locked).
 ST_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/schemathesis

@@ -4,7 +4,7 @@
 
 use anyhow::{Result, bail};
 use ferry_engine::Config;
-use ferry_engine::store::{AlertStore, SqliteStore};
+use ferry_engine::store::open_configured;
 use ferry_server::alerts::Alerting;
 use std::path::Path;
 use std::process::ExitCode;
@@ -22,7 +22,7 @@ pub enum AlertsAction {
 
 pub async fn run(config_path: &Path, workspace: Option<&str>, action: AlertsAction, json: bool) -> Result<ExitCode> {
     let config = Config::load(config_path)?;
-    let store = SqliteStore::open(&config.state_path()).await?;
+    let store = open_configured(&config).await?;
     match action {
         AlertsAction::List => {
             let alerts = store.active_alerts().await?;
@@ -55,7 +55,7 @@ pub async fn run(config_path: &Path, workspace: Option<&str>, action: AlertsActi
             Ok(ExitCode::SUCCESS)
         }
         AlertsAction::Test { channel } => {
-            let (alerting, warnings) = Alerting::prepare(workspace.unwrap_or(ferry_server::DEFAULT_WORKSPACE), &config, &store).await?;
+            let (alerting, warnings) = Alerting::prepare(workspace.unwrap_or(ferry_server::DEFAULT_WORKSPACE), &config, store.as_ref()).await?;
             for w in warnings {
                 eprintln!("warning: {w}");
             }

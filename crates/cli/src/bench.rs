@@ -24,11 +24,18 @@ pub struct BenchArgs {
     /// both phases are unchanged re-syncs: for profiling the re-sync path alone.
     #[arg(long, requires = "dir")]
     keep_state: bool,
+    /// The state store: `postgres://…` measures on PostgreSQL (schema `ferry_bench`, emptied first unless
+    /// `--keep-state`); default SQLite in the work folder.
+    #[arg(long)]
+    state_url: Option<String>,
 }
+
+/// The PostgreSQL schema `ferry bench --state-url` uses.
+const BENCH_SCHEMA: &str = "ferry_bench";
 
 const CONFIG: &str = r#"
 [state]
-path = "state.db"
+STATE
 
 [connections.erp]
 type = "csv"
@@ -107,7 +114,16 @@ pub async fn run(args: BenchArgs, json: bool) -> Result<ExitCode> {
     out.flush()?;
     drop(out);
     eprintln!("generated {} products in {:.1}s", args.records, t.elapsed().as_secs_f64());
-    std::fs::write(dir.join("ferry.toml"), CONFIG.replace("BATCH", &args.batch_size.to_string()))?;
+    let state = match &args.state_url {
+        Some(url) => {
+            if !args.keep_state {
+                ferry_engine::PgStore::open(url, BENCH_SCHEMA, 2).await?.drop_schema().await?;
+            }
+            format!("url = \"{url}\"\nschema = \"{BENCH_SCHEMA}\"")
+        }
+        None => "path = \"state.db\"".to_owned(),
+    };
+    std::fs::write(dir.join("ferry.toml"), CONFIG.replace("BATCH", &args.batch_size.to_string()).replace("STATE", &state))?;
 
     let config = Config::load(&dir.join("ferry.toml")).context("bench config")?;
     let ws = Workspace::open(config, ferry_connectors::registry()).await?;

@@ -1,7 +1,8 @@
 //! `ferry bench-serve`: the server's own costs, measured over a real 127.0.0.1 socket against the same
 //! code `ferry serve` runs (`Server` + `serve_all`), in one process with its client.
 //!
-//! 1. Records API push throughput into the SQLite state store: batches POSTed one after another to a
+//! 0. Job queue throughput: `--jobs` jobs of flows with nothing to read, drained by `--workers` workers.
+//! 1. Records API push throughput into the state store (SQLite, or PostgreSQL with `--state-url`): batches POSTed one after another to a
 //!    collection no flow reads (only the store is measured), then the same again (all unchanged).
 //! 2. Webhook → job → target: signed webhooks at a fixed rate, each naming one new SKU of a local source
 //!    (the `bench` connector, in memory: no external system's latency), synced into a JSONL target (fsync
@@ -12,8 +13,7 @@
 use anyhow::{Context, Result, ensure};
 use async_trait::async_trait;
 use ferry_engine::connector::*;
-use ferry_engine::store::KeyStore;
-use ferry_engine::store::jobs::{JobFilter, JobKind, JobQueue, JobStatus};
+use ferry_engine::store::jobs::{JobFilter, JobKind, JobStatus};
 use ferry_engine::store::keys::Scope;
 use ferry_model::Stream;
 use futures::stream::BoxStream;
@@ -40,16 +40,38 @@ pub struct BenchServeArgs {
     /// Work folder (default: a temporary folder, removed afterwards).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// The state store: `postgres://…` measures on PostgreSQL (in a schema of its own, dropped afterwards);
+    /// default SQLite in the work folder.
+    #[arg(long)]
+    state_url: Option<String>,
+    /// Workers of the server (`[server] workers`).
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Jobs for the queue throughput phase (spread over 8 flows with nothing to read: the queue's and a
+    /// run's own cost).
+    #[arg(long, default_value_t = 2000)]
+    jobs: usize,
 }
+
+/// Flows of the queue phase.
+const IDLE_FLOWS: usize = 8;
 
 const SECRET: &str = "bench-webhook-secret";
 
 const CONFIG: &str = r#"
 [state]
-path = "state.db"
+STATE
 
 [server]
-workers = 2
+workers = WORKERS
+
+[connections.idle]
+type = "api"
+collection = "idle"
+
+[connections.idle_shop]
+type = "jsonl"
+path = "idle"
 
 [connections.web]
 type = "api"
@@ -153,7 +175,21 @@ pub async fn run(args: BenchServeArgs) -> Result<ExitCode> {
         }
     };
     std::fs::create_dir_all(dir.join("shop"))?;
-    std::fs::write(dir.join("ferry.toml"), CONFIG)?;
+    let schema = format!("bench_{}", std::process::id());
+    let state = match &args.state_url {
+        Some(url) => {
+            // A fresh schema: drop what an interrupted earlier run may have left.
+            let old = ferry_engine::PgStore::open(url, &schema, 2).await?;
+            old.drop_schema().await?;
+            format!("url = \"{url}\"\nschema = \"{schema}\"")
+        }
+        None => "path = \"state.db\"".to_owned(),
+    };
+    let mut config_text = CONFIG.replace("STATE", &state).replace("WORKERS", &args.workers.max(1).to_string());
+    for i in 1..=IDLE_FLOWS {
+        config_text.push_str(&format!("\n[flows.idle{i}]\nsource = \"idle\"\ntarget = \"idle_shop\"\nstream = \"products\"\n"));
+    }
+    std::fs::write(dir.join("ferry.toml"), config_text)?;
     let config = ferry_engine::Config::load(&dir.join("ferry.toml")).context("bench config")?;
     let server = ferry_server::Server::open_with(config, Arc::new(ferry_engine::schedule::SystemClock), |r| {
         r.register(Box::new(BenchFactory));
@@ -170,6 +206,32 @@ pub async fn run(args: BenchServeArgs) -> Result<ExitCode> {
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
     let started = chrono::Utc::now();
     let mut rows = Vec::new();
+    let backend = format!("{} store, {} worker(s)", state.store.backend(), args.workers.max(1));
+
+    // 0. Queue throughput: jobs of flows with nothing to read (claim, lease, run bookkeeping, complete).
+    let t = Instant::now();
+    for i in 0..args.jobs {
+        let job = ferry_engine::store::jobs::NewJob::new(format!("idle{}", i % IDLE_FLOWS + 1), JobKind::Manual, chrono::Utc::now());
+        state.store.enqueue(job).await?;
+    }
+    state.wake.notify_waiters();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let depth = state.store.queue_depth(chrono::Utc::now()).await?;
+        ensure!(depth.failed == 0, "a queue-phase job failed");
+        if depth.queued == 0 && depth.running == 0 {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "queue phase not drained in 600 s: {depth:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    rows.push(format!(
+        "| job queue ({backend}): {} jobs over {IDLE_FLOWS} flows, nothing to read | enqueued, claimed, run, completed | {secs:.2} s | **{:.0} jobs/s** |",
+        args.jobs,
+        args.jobs as f64 / secs
+    ));
+    eprintln!("{}", rows.last().expect("queue phase"));
 
     // 1. Push throughput: bodies serialised up front, so the client's JSON work is not timed.
     let bodies: Vec<String> = (0..args.records)
@@ -196,7 +258,7 @@ pub async fn run(args: BenchServeArgs) -> Result<ExitCode> {
         let secs = t.elapsed().as_secs_f64();
         ensure!(counted == args.records as u64, "accepted {counted} of {}", args.records);
         rows.push(format!(
-            "| records API: {phase} | {} records in {} requests of {} ({mb:.0} MB JSON) | {secs:.2} s | **{:.0} records/s** |",
+            "| records API ({backend}): {phase} | {} records in {} requests of {} ({mb:.0} MB JSON) | {secs:.2} s | **{:.0} records/s** |",
             args.records,
             bodies.len(),
             args.batch,
@@ -262,7 +324,7 @@ pub async fn run(args: BenchServeArgs) -> Result<ExitCode> {
     answer_ms.sort_by(f64::total_cmp);
     let ms = |v: &[f64], p: f64| format!("{:.1}", percentile(v, p));
     rows.push(format!(
-        "| webhook → job → JSONL target, {} events/s for {} s | {events} events, {} jobs, all written once; queue drained {:.1} s after the first event (sending took {sending:.1} s) | p50 **{} ms**, p90 {} ms, p99 **{} ms**, max {} ms (HTTP 202 answer p50 {} ms, p99 {} ms) |",
+        "| webhook → job → JSONL target ({backend}), {} events/s for {} s | {events} events, {} jobs, all written once; queue drained {:.1} s after the first event (sending took {sending:.1} s) | p50 **{} ms**, p90 {} ms, p99 **{} ms**, max {} ms (HTTP 202 answer p50 {} ms, p99 {} ms) |",
         args.rate,
         args.seconds,
         jobs.len(),
@@ -278,7 +340,22 @@ pub async fn run(args: BenchServeArgs) -> Result<ExitCode> {
 
     let _ = stop.send(());
     serving.await??;
-    out!("`ferry bench-serve --records {} --batch {} --rate {} --seconds {}` on {}, {} (build: {})", args.records, args.batch, args.rate, args.seconds, machine(), started.format("%Y-%m-%d"), if cfg!(debug_assertions) { "debug" } else { "release" });
+    if let Some(url) = &args.state_url {
+        ferry_engine::PgStore::open(url, &schema, 2).await?.drop_schema().await?;
+    }
+    out!(
+        "`ferry bench-serve --records {} --batch {} --rate {} --seconds {} --workers {} --jobs {}{}` on {}, {} (build: {})",
+        args.records,
+        args.batch,
+        args.rate,
+        args.seconds,
+        args.workers,
+        args.jobs,
+        if args.state_url.is_some() { " --state-url postgres://…" } else { "" },
+        machine(),
+        started.format("%Y-%m-%d"),
+        if cfg!(debug_assertions) { "debug" } else { "release" }
+    );
     out!("");
     out!("| what | work | time / latency | result |");
     out!("|---|---|---|---|");

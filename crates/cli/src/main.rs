@@ -158,6 +158,26 @@ enum Command {
         #[command(subcommand)]
         action: alerts::AlertsAction,
     },
+    /// The state store itself: move it to another backend.
+    State {
+        #[command(subcommand)]
+        action: StateAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum StateAction {
+    /// Copy this workspace's SQLite state store (cross-references, hashes, checkpoints, failures, runs,
+    /// jobs, schedules' marks, pushed records, API keys, secrets) into an empty PostgreSQL schema; then
+    /// point `[state] url` at it. Stop every `ferry serve` on the SQLite file first.
+    Migrate {
+        /// postgres://USER@HOST:PORT/DATABASE
+        #[arg(long)]
+        to: String,
+        /// The schema to fill (created if needed; must hold no state yet). Default: `ferry`.
+        #[arg(long)]
+        schema: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -303,17 +323,17 @@ async fn open(config_path: &Path, workspace: Option<&str>) -> Result<Workspace> 
 }
 
 /// The workspace and its state store (for the store's parts a `Workspace` does not expose).
-async fn open_with_store(config_path: &Path, workspace: Option<&str>) -> Result<(Workspace, std::sync::Arc<ferry_engine::SqliteStore>)> {
+async fn open_with_store(config_path: &Path, workspace: Option<&str>) -> Result<(Workspace, std::sync::Arc<dyn ferry_engine::Store>)> {
     let mut config = match Config::load(config_path) {
         Ok(config) => config,
         Err(e) if !config_path.exists() => bail!("{e} (run `ferry init` to write an example config)"),
         Err(e) => return Err(e.into()),
     };
     one_workspace(&config, config_path)?;
-    let store = std::sync::Arc::new(ferry_engine::SqliteStore::open(&config.state_path()).await?);
+    let store = ferry_engine::store::open_configured(&config).await?;
     let registry = ferry_connectors::registry_with_store(store.clone());
     // `{ secret = "NAME" }` options and the workspace's env variables, as `ferry serve` resolves them.
-    for warning in ferry_server::prepare_config(&mut config, workspace, &store, &registry).await?.warnings {
+    for warning in ferry_server::prepare_config(&mut config, workspace, store.as_ref(), &registry).await?.warnings {
         eprintln!("warning: {warning}");
     }
     // `webhook_secret` belongs to `ferry serve`, not to connectors; `api` connections live on the store.
@@ -397,12 +417,43 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             ferry_server::serve_all(server, listener, ferry_server::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::State { action: StateAction::Migrate { to, schema } } => {
+            let config = Config::load(&cli.config)?;
+            one_workspace(&config, &cli.config)?;
+            let ferry_engine::config::StateLocation::Sqlite(path) = config.state_location().map_err(anyhow::Error::msg)? else {
+                bail!("{}: [state] is not a SQLite store; `ferry state migrate` copies a SQLite store into PostgreSQL", cli.config.display());
+            };
+            if !path.exists() {
+                bail!("state store {} does not exist: nothing to migrate", path.display());
+            }
+            let target = ferry_engine::config::StateLocation::parse(&to, schema.as_deref(), Some(4), &config.base_dir).map_err(anyhow::Error::msg)?;
+            let ferry_engine::config::StateLocation::Postgres { url, schema, max_connections } = &target else {
+                bail!("--to: {} is not a postgres:// URL", ferry_engine::store::postgres::redact_url(&to));
+            };
+            let from = ferry_engine::SqliteStore::open(&path).await?;
+            let into = ferry_engine::PgStore::open(url, schema, *max_connections).await?;
+            let report = ferry_engine::store::copy::copy_sqlite_to_postgres(&from, &into).await?;
+            if cli.json {
+                out!("{}", serde_json::json!({"from": path, "to": target.describe(), "tables": report.tables}));
+            } else {
+                for (table, rows) in &report.tables {
+                    out!("{table:<20} {rows:>9} rows");
+                }
+                eprintln!(
+                    "copied {} into {}; now set [state] url = \"{}\" and schema = \"{schema}\" in {}",
+                    path.display(),
+                    target.describe(),
+                    ferry_engine::store::postgres::redact_url(url),
+                    cli.config.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Keys { action } => {
-            use ferry_engine::store::KeyStore;
             use ferry_engine::store::keys::Scope;
             let config = Config::load(&cli.config)?;
             one_workspace(&config, &cli.config)?;
-            let store = ferry_engine::SqliteStore::open(&config.state_path()).await?;
+            let store = ferry_engine::store::open_configured(&config).await?;
             match action {
                 KeysAction::Create { scope, name } => {
                     let scopes = Scope::parse_list(&scope).map_err(anyhow::Error::msg)?;

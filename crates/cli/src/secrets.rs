@@ -6,7 +6,6 @@
 use anyhow::{Context, Result, bail};
 use ferry_engine::Config;
 use ferry_engine::secrets::{MASTER_KEY_ENV, MASTER_KEY_FILE_ENV, MasterKey, valid_secret_name};
-use ferry_engine::store::SecretStore;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use zeroize::Zeroizing;
@@ -71,7 +70,7 @@ pub async fn run(config_path: &Path, action: SecretsAction, json: bool) -> Resul
         // Secrets belong to one workspace's store; a server config has none of its own.
         bail!("{} serves several workspaces: name the one whose secret this is with --workspace", config_path.display());
     }
-    let store = ferry_engine::SqliteStore::open(&config.state_path()).await?;
+    let store = ferry_engine::store::open_configured(&config).await?;
     match action {
         SecretsAction::Init { .. } => unreachable!("handled above"),
         SecretsAction::Set { name, from_env } => {

@@ -49,6 +49,55 @@ pub struct Defaults {
 pub struct StateConfig {
     /// SQLite file of the state store (default `ferry-state.db` beside the config file).
     pub path: Option<String>,
+    /// The store as a URL: `sqlite://FILE` (as `path`) or `postgres://user@host:port/database` (a shared
+    /// PostgreSQL for many processes and workspaces). Not both `path` and `url`.
+    pub url: Option<String>,
+    /// PostgreSQL: the schema holding this workspace's tables (default `ferry`); every workspace on one
+    /// database has its own.
+    pub schema: Option<String>,
+    /// PostgreSQL: connections this process keeps to the store at most (default 8).
+    pub max_connections: Option<u32>,
+}
+
+/// Where the state store lives, from `[state]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateLocation {
+    Sqlite(PathBuf),
+    Postgres { url: String, schema: String, max_connections: u32 },
+}
+
+impl StateLocation {
+    /// Parses a store URL (`sqlite://FILE`, `postgres://…`); a relative SQLite file resolves against `base_dir`.
+    pub fn parse(url: &str, schema: Option<&str>, max_connections: Option<u32>, base_dir: &Path) -> Result<StateLocation, String> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let schema = schema.unwrap_or(crate::store::postgres::DEFAULT_SCHEMA).to_owned();
+            if !crate::store::postgres::valid_schema(&schema) {
+                return Err(format!(
+                    "state.schema: {schema:?} is not a schema name Ferry uses (lowercase letters, digits and _, not starting with a digit or pg_)"
+                ));
+            }
+            return Ok(StateLocation::Postgres { url: url.to_owned(), schema, max_connections: max_connections.unwrap_or(8) });
+        }
+        let Some(file) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) else {
+            return Err(format!(
+                "state.url: {:?} is neither sqlite://FILE nor postgres://USER@HOST:PORT/DATABASE",
+                crate::store::postgres::redact_url(url)
+            ));
+        };
+        if schema.is_some() || max_connections.is_some() {
+            return Err("state.schema and state.max_connections are settings of a PostgreSQL store (url = \"postgres://…\")".into());
+        }
+        let p = PathBuf::from(file);
+        Ok(StateLocation::Sqlite(if p.is_absolute() { p } else { base_dir.join(p) }))
+    }
+
+    /// For messages and for telling stores apart (never a password).
+    pub fn describe(&self) -> String {
+        match self {
+            StateLocation::Sqlite(p) => p.display().to_string(),
+            StateLocation::Postgres { url, schema, .. } => format!("{} (schema {schema})", crate::store::postgres::redact_url(url)),
+        }
+    }
 }
 
 #[derive(Clone, Deserialize, Serialize)]
@@ -139,6 +188,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
+        self.state_location()?;
         if let Some(tz) = &self.defaults.timezone
             && tz.parse::<chrono_tz::Tz>().is_err()
         {
@@ -172,6 +222,20 @@ impl Config {
         Ok(())
     }
 
+    /// The configured state store: `[state] url` when set, else the SQLite file of `path`.
+    pub fn state_location(&self) -> Result<StateLocation, String> {
+        match (&self.state.url, &self.state.path) {
+            (Some(_), Some(_)) => Err("[state]: set either path (a SQLite file) or url, not both".into()),
+            (Some(url), None) => StateLocation::parse(url, self.state.schema.as_deref(), self.state.max_connections, &self.base_dir),
+            (None, _) if self.state.schema.is_some() || self.state.max_connections.is_some() => {
+                Err("state.schema and state.max_connections are settings of a PostgreSQL store (url = \"postgres://…\")".into())
+            }
+            (None, _) => Ok(StateLocation::Sqlite(self.state_path())),
+        }
+    }
+
+    /// The SQLite file of `[state] path` (or the default beside the config). See [`Config::state_location`]
+    /// for the store actually configured.
     pub fn state_path(&self) -> PathBuf {
         let p = PathBuf::from(self.state.path.as_deref().unwrap_or("ferry-state.db"));
         if p.is_absolute() { p } else { self.base_dir.join(p) }
@@ -283,6 +347,27 @@ pub fn toml_to_json(table: &toml::Table) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_store_is_a_sqlite_file_by_default_or_whatever_url_names() {
+        let at = |state: &str| Config::parse(state, PathBuf::from("/etc/ferry")).map(|c| c.state_location());
+        assert_eq!(at("").unwrap().unwrap(), StateLocation::Sqlite("/etc/ferry/ferry-state.db".into()));
+        assert_eq!(at("[state]\nurl = \"sqlite://s/x.db\"").unwrap().unwrap(), StateLocation::Sqlite("/etc/ferry/s/x.db".into()));
+        assert_eq!(
+            at("[state]\nurl = \"postgres://ferry@db:5432/ferry\"\nschema = \"acme\"").unwrap().unwrap(),
+            StateLocation::Postgres { url: "postgres://ferry@db:5432/ferry".into(), schema: "acme".into(), max_connections: 8 }
+        );
+        for (bad, says) in [
+            ("[state]\npath = \"a.db\"\nurl = \"sqlite://b.db\"", "not both"),
+            ("[state]\nurl = \"mysql://x:pw@db/f\"", "neither sqlite"),
+            ("[state]\nurl = \"postgres://db/f\"\nschema = \"Acme-1\"", "not a schema name"),
+            ("[state]\npath = \"a.db\"\nschema = \"acme\"", "PostgreSQL store"),
+        ] {
+            let e = at(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+            assert!(!e.contains("pw@"), "a password never shows: {e}");
+        }
+    }
 
     #[test]
     fn parses_a_flow_with_mapping() {

@@ -34,5 +34,5 @@ pub use connector::{
 };
 pub use mapping::{Mapping, MappingConfig, MappingError, Unmapped};
 pub use run::{Flow, Progress, Replay, RunOptions, RunReport, run_flow};
-pub use store::{SqliteStore, StateStore};
+pub use store::{PgStore, SqliteStore, StateStore, Store};
 pub use workspace::{Workspace, holder_id};

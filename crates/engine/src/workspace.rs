@@ -4,7 +4,7 @@ use crate::config::{Config, toml_to_json};
 use crate::connector::{BuildContext, Connector, ConnectorError, Registry};
 use crate::mapping::Mapping;
 use crate::run::{Flow, Progress, RunError, RunOptions, RunReport, run_flow};
-use crate::store::{SqliteStore, StateStore, StoreError};
+use crate::store::{StateStore, StoreError, open_configured};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -16,9 +16,9 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// Opens the configured state store (SQLite by default).
+    /// Opens the configured state store (`[state]`: SQLite by default, or PostgreSQL).
     pub async fn open(config: Config, registry: Registry) -> Result<Workspace, StoreError> {
-        let store = Arc::new(SqliteStore::open(&config.state_path()).await?);
+        let store = open_configured(&config).await?;
         Ok(Workspace::with_store(config, registry, store))
     }
 

@@ -1,4 +1,6 @@
-//! The engine's invariants, driven through the connector contract.
+// The engine's invariants, driven through the connector contract. The same file is compiled again as
+// `engine_on_postgres.rs` (`include!`): the test binary's name picks the state store's backend, so every
+// invariant here holds on SQLite and on PostgreSQL.
 
 #[path = "support/memory.rs"]
 mod memory;
@@ -7,7 +9,7 @@ use ferry_engine::config::{FlowConfig, OnMissing};
 use ferry_engine::connector::{ReadMode, WriteMode};
 use ferry_engine::mapping::{Mapping, MappingConfig};
 use ferry_engine::run::{Flow, NoProgress, Replay, RunOptions, run_flow};
-use ferry_engine::store::{SqliteStore, StateStore};
+use ferry_engine::store::{PgStore, SqliteStore, Store};
 use ferry_model::Stream;
 use memory::Memory;
 use serde_json::json;
@@ -23,17 +25,38 @@ fn order(number: &str) -> serde_json::Value {
            "totals": {"subtotal": "11", "tax": "1", "total": "11"}})
 }
 
+/// Where the rig's state lives: a SQLite file in a temporary folder, or a scratch PostgreSQL schema.
+enum Backing {
+    Sqlite(tempfile::TempDir),
+    Postgres(ferry_engine::store::postgres::ScratchSchema),
+}
+
+/// This binary's backend: `engine_on_postgres` runs the suite on PostgreSQL.
+fn on_postgres() -> bool {
+    env!("CARGO_CRATE_NAME").ends_with("on_postgres")
+}
+
+async fn open_store() -> (Arc<dyn Store>, Backing) {
+    if on_postgres() {
+        let scratch = ferry_engine::store::postgres::ScratchSchema::new("engine");
+        let store = scratch.open().await.unwrap_or_else(|e| panic!("PostgreSQL for the engine suite: {e}"));
+        (Arc::new(store), Backing::Postgres(scratch))
+    } else {
+        let dir = tempfile::tempdir().unwrap();
+        (Arc::new(SqliteStore::open(&dir.path().join("state.db")).await.unwrap()), Backing::Sqlite(dir))
+    }
+}
+
 struct Rig {
-    _dir: tempfile::TempDir,
-    store: SqliteStore,
+    backing: Backing,
+    store: Arc<dyn Store>,
     source: Arc<Memory>,
     target: Arc<Memory>,
     flow: Flow,
 }
 
 async fn rig(stream: Stream, read_mode: ReadMode, write_mode: WriteMode, records: Vec<serde_json::Value>) -> Rig {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("state.db")).await.unwrap();
+    let (store, backing) = open_store().await;
     let source = Arc::new(Memory::new(stream, read_mode, write_mode));
     *source.source.lock().unwrap() = records;
     let target = Arc::new(Memory::new(stream, read_mode, write_mode));
@@ -54,7 +77,7 @@ async fn rig(stream: Stream, read_mode: ReadMode, write_mode: WriteMode, records
     };
     let mapping = Mapping::compile(&config.mapping, stream).unwrap();
     let flow = Flow { name: "f".into(), config, source: source.clone(), target: target.clone(), mapping };
-    Rig { _dir: dir, store, source, target, flow }
+    Rig { backing, store, source, target, flow }
 }
 
 fn opts() -> RunOptions {
@@ -63,7 +86,22 @@ fn opts() -> RunOptions {
 
 impl Rig {
     async fn sync(&self, options: RunOptions) -> ferry_engine::RunReport {
-        run_flow(&self.flow, &self.store, &options, &NoProgress).await.unwrap()
+        run_flow(&self.flow, self.store.as_ref(), &options, &NoProgress).await.unwrap()
+    }
+
+    /// Moves every parked record's retry time into the past (instead of waiting minutes).
+    async fn make_failures_due(&self) {
+        let sql = "UPDATE failures SET next_retry_at = '2000-01-01T00:00:00.000000Z'";
+        match &self.backing {
+            Backing::Sqlite(dir) => {
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("state.db").display())).await.unwrap();
+                sqlx::query(sql).execute(&pool).await.unwrap();
+            }
+            Backing::Postgres(scratch) => {
+                let store = PgStore::open(&scratch.url, &scratch.schema, 2).await.unwrap();
+                sqlx::query(sql).execute(store.pool()).await.unwrap();
+            }
+        }
     }
 }
 
@@ -137,9 +175,7 @@ async fn a_parked_retryable_record_is_replayed_by_a_normal_run_once_its_retry_ti
     let early = r.sync(opts()).await;
     assert_eq!(early.counts.read, 0, "not due yet: nothing replayed, nothing new read");
 
-    let db = r._dir.path().join("state.db");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
-    sqlx::query("UPDATE failures SET next_retry_at = '2000-01-01T00:00:00.000000Z'").execute(&pool).await.unwrap();
+    r.make_failures_due().await;
     let due = r.sync(opts()).await;
     assert_eq!((due.counts.read, due.counts.created), (1, 1));
     assert!(r.store.failures(Some("f"), None).await.unwrap().is_empty());
@@ -246,7 +282,7 @@ async fn a_lease_left_by_a_killed_process_is_taken_over() {
     assert_eq!(report.counts.created, 1);
     // a live holder is respected
     r.store.lock_flow("f", "otherhost:1", chrono::Duration::minutes(10)).await.unwrap();
-    let err = run_flow(&r.flow, &r.store, &opts(), &NoProgress).await.unwrap_err();
+    let err = run_flow(&r.flow, r.store.as_ref(), &opts(), &NoProgress).await.unwrap_err();
     assert!(err.to_string().contains("already running in otherhost:1"), "{err}");
 }
 
@@ -330,9 +366,7 @@ async fn a_record_created_but_left_short_of_its_end_state_is_resumed_not_called_
     assert!(first.failures[0].retryable);
 
     // The retry finds W1 in the target (created, unfinished) and drives it on.
-    let db = r._dir.path().join("state.db");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
-    sqlx::query("UPDATE failures SET next_retry_at = '2000-01-01T00:00:00.000000Z'").execute(&pool).await.unwrap();
+    r.make_failures_due().await;
     let second = r.sync(opts()).await;
     assert_eq!((second.counts.resumed, second.counts.unchanged, second.counts.created), (1, 0, 0), "{:?}", second.counts);
     assert!(r.target.unfinished.lock().unwrap().is_empty(), "W1 reached its end state");
@@ -524,11 +558,11 @@ async fn runs_of_a_killed_process_are_marked_interrupted() {
     let other = rig(Stream::Products, ReadMode::Snapshot, WriteMode::Upsert, vec![]).await;
     other.store.lock_flow("g", "elsewhere:1", chrono::Duration::minutes(10)).await.unwrap();
     let live = other.store.begin_run("g", "incremental").await.unwrap();
-    assert_eq!(ferry_engine::lease::interrupt_stale_runs(&other.store, None).await.unwrap(), 0);
+    assert_eq!(ferry_engine::lease::interrupt_stale_runs(other.store.as_ref(), None).await.unwrap(), 0);
     // ...until its lease expires without renewal.
     other.store.unlock_flow("g", "elsewhere:1").await.unwrap();
     other.store.lock_flow("g", "elsewhere:1", chrono::Duration::seconds(-1)).await.unwrap();
-    assert_eq!(ferry_engine::lease::interrupt_stale_runs(&other.store, None).await.unwrap(), 1);
+    assert_eq!(ferry_engine::lease::interrupt_stale_runs(other.store.as_ref(), None).await.unwrap(), 1);
     let run = other.store.runs(Some("g"), 1).await.unwrap().remove(0);
     assert_eq!((run.id, run.status.as_str()), (live, "interrupted"));
     assert!(run.error.as_deref().unwrap().contains("expired"), "{:?}", run.error);

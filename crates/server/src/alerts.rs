@@ -14,9 +14,8 @@ use ferry_engine::alerts::{
     due_messages, evaluate, reconcile,
 };
 use ferry_engine::secrets::MasterKey;
-use ferry_engine::store::alerts::{AlertStore, Rejections};
-use ferry_engine::store::secrets::SecretStore;
-use ferry_engine::store::{SqliteStore, StateStore, StoreError};
+use ferry_engine::store::alerts::Rejections;
+use ferry_engine::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
@@ -77,7 +76,7 @@ impl Alerting {
     /// The workspace's `[alerts]`, with credentials resolved (`{ secret = "…" }` from `store` under the
     /// master key, `{ env = "…" }` from the environment); `None` when it has neither rules nor channels.
     /// Returns warnings for people too (plain-text credentials in the config).
-    pub async fn prepare(workspace: &str, config: &Config, store: &SqliteStore) -> anyhow::Result<(Option<Alerting>, Vec<String>)> {
+    pub async fn prepare(workspace: &str, config: &Config, store: &dyn Store) -> anyhow::Result<(Option<Alerting>, Vec<String>)> {
         let alerts: &AlertsConfig = &config.alerts;
         if alerts.rules.is_empty() && alerts.channels.is_empty() {
             return Ok((None, vec![]));
@@ -173,7 +172,7 @@ impl Alerting {
 }
 
 /// The value of a credential option; errors name the option, never the value.
-async fn reveal(option: &SecretOption, at: &str, store: &SqliteStore, key: Option<&MasterKey>, warnings: &mut Vec<String>) -> anyhow::Result<Zeroizing<String>> {
+async fn reveal(option: &SecretOption, at: &str, store: &dyn Store, key: Option<&MasterKey>, warnings: &mut Vec<String>) -> anyhow::Result<Zeroizing<String>> {
     match option {
         SecretOption::Plain(v) => {
             warnings.push(format!(

@@ -5,7 +5,6 @@
 
 use crate::{AppState, Server, error::ApiError};
 use axum::http::HeaderMap;
-use ferry_engine::store::KeyStore;
 use ferry_engine::store::keys::{ApiKey, Scope};
 use std::sync::Arc;
 

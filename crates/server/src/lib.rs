@@ -23,7 +23,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use ferry_engine::schedule::{Clock, SystemClock};
-use ferry_engine::store::SqliteStore;
+use ferry_engine::store::Store;
 use ferry_engine::{Config, Workspace};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -203,7 +203,7 @@ pub fn secret_env_name(workspace: Option<&str>, connection: &str) -> String {
 pub async fn prepare_config(
     config: &mut Config,
     workspace: Option<&str>,
-    store: &SqliteStore,
+    store: &dyn Store,
     registry: &ferry_engine::Registry,
 ) -> anyhow::Result<ferry_engine::secrets::Resolved> {
     let key = ferry_engine::secrets::MasterKey::from_env()?;
@@ -217,7 +217,8 @@ pub struct AppState {
     /// The workspace's name (`default` for a single config file).
     pub name: String,
     pub workspace: Workspace,
-    pub store: Arc<SqliteStore>,
+    /// The workspace's state store (SQLite, or a schema of a shared PostgreSQL).
+    pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub settings: ServerSettings,
     pub secrets: HashMap<String, Secret>,
@@ -275,16 +276,16 @@ impl AppState {
         if env_workspace.is_some() && !settings.allow_paths_outside_workspace {
             ferry_engine::secrets::confine_paths(&config).map_err(|e| anyhow::anyhow!("workspace {name}: {e}"))?;
         }
-        let store = Arc::new(SqliteStore::open(&config.state_path()).await?);
+        let store = ferry_engine::store::open_configured(&config).await?;
         let mut registry = ferry_connectors::registry_with_store(store.clone());
         extra(&mut registry);
-        let resolved = prepare_config(&mut config, env_workspace.as_deref(), &store, &registry).await.map_err(|e| anyhow::anyhow!("workspace {name}: {e}"))?;
+        let resolved = prepare_config(&mut config, env_workspace.as_deref(), store.as_ref(), &registry).await.map_err(|e| anyhow::anyhow!("workspace {name}: {e}"))?;
         for w in &resolved.warnings {
             tracing::warn!(workspace = name, "{w}");
         }
         let resolved_secrets = resolved.values.iter().map(|v| v.to_string()).collect();
         let secrets = take_webhook_secrets(&mut config, env_workspace.as_deref());
-        let (alerting, alert_warnings) = alerts::Alerting::prepare(name, &config, &store).await.map_err(|e| anyhow::anyhow!("workspace {name}: {e}"))?;
+        let (alerting, alert_warnings) = alerts::Alerting::prepare(name, &config, store.as_ref()).await.map_err(|e| anyhow::anyhow!("workspace {name}: {e}"))?;
         for w in &alert_warnings {
             tracing::warn!(workspace = name, "{w}");
         }
@@ -358,20 +359,24 @@ impl Server {
             );
         }
         let mut workspaces = BTreeMap::new();
-        let mut stores: BTreeMap<PathBuf, String> = BTreeMap::new();
+        let mut stores: BTreeMap<String, String> = BTreeMap::new();
         for (name, path) in &settings.workspaces {
             let ws_config = Config::load(path).map_err(|e| anyhow::anyhow!("workspace {name}: {e}"))?;
             if ws_config.server.is_some() {
                 anyhow::bail!("workspace {name} ({}): [server] settings belong to the server config, not a workspace's", path.display());
             }
             let state = AppState::open_workspace(name, ws_config, settings.clone(), clock.clone(), &extra).await?;
-            // Separate store files are what keeps workspaces apart: two sharing one would share keys and data.
-            let store_path = state.workspace.config.state_path();
-            let canonical = std::fs::canonicalize(&store_path).unwrap_or(store_path.clone());
-            if let Some(other) = stores.insert(canonical, name.clone()) {
+            // Separate stores are what keeps workspaces apart (a SQLite file, or a PostgreSQL schema each):
+            // two sharing one would share keys and data.
+            let location = state.workspace.config.state_location().map_err(|e| anyhow::anyhow!("workspace {name}: {e}"))?;
+            let identity = match &location {
+                ferry_engine::config::StateLocation::Sqlite(path) => std::fs::canonicalize(path).unwrap_or(path.clone()).display().to_string(),
+                ferry_engine::config::StateLocation::Postgres { schema, .. } => format!("postgres schema {schema}"),
+            };
+            if let Some(other) = stores.insert(identity, name.clone()) {
                 anyhow::bail!(
-                    "workspaces {other} and {name} use the same state store {}: give each its own [state] path",
-                    store_path.display()
+                    "workspaces {other} and {name} use the same state store {}: give each its own [state] path (SQLite) or schema (PostgreSQL)",
+                    location.describe()
                 );
             }
             workspaces.insert(name.clone(), state);

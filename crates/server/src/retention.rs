@@ -4,7 +4,6 @@
 
 use crate::AppState;
 use ferry_engine::retention::{PruneReport, holder, prune};
-use ferry_engine::store::RetentionStore;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;

@@ -3,7 +3,7 @@
 
 use crate::AppState;
 use ferry_engine::schedule::{firing_key, firing_prefix};
-use ferry_engine::store::jobs::{Enqueued, JobKind, JobQueue, NewJob};
+use ferry_engine::store::jobs::{Enqueued, JobKind, NewJob};
 use std::sync::Arc;
 use tokio::sync::watch;
 

@@ -3,8 +3,7 @@
 
 use crate::AppState;
 use ferry_engine::run::{NoProgress, Replay, RunError};
-use ferry_engine::store::jobs::{JOB_BACKOFF, Job, JobQueue};
-use ferry_engine::store::StateStore;
+use ferry_engine::store::jobs::{JOB_BACKOFF, Job};
 use ferry_engine::{RunOptions, holder_id};
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,9 +17,15 @@ pub fn worker_id(i: usize) -> String {
 
 pub async fn run(state: Arc<AppState>, index: usize, mut stop: watch::Receiver<bool>) {
     let me = worker_id(index);
+    // On PostgreSQL, jobs enqueued by other processes (webhooks taken by another node) wake us through
+    // LISTEN/NOTIFY; marking the signal seen *before* claiming means one arriving in between is not lost.
+    let mut elsewhere = state.store.job_signal();
     loop {
         if *stop.borrow() {
             break;
+        }
+        if let Some(signal) = &mut elsewhere {
+            signal.borrow_and_update();
         }
         match state.store.claim(&me, state.settings.lease, state.clock.now()).await {
             Ok(Some(job)) => {
@@ -30,8 +35,17 @@ pub async fn run(state: Arc<AppState>, index: usize, mut stop: watch::Receiver<b
             Ok(None) => {}
             Err(e) => tracing::error!(worker = %me, error = %e, "cannot claim a job"),
         }
+        let notified_elsewhere = async {
+            match &mut elsewhere {
+                Some(signal) => signal.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = state.wake.notified() => {}
+            listening = notified_elsewhere => if !listening {
+                elsewhere = None; // the listener is gone: polling alone from here
+            },
             _ = tokio::time::sleep(state.settings.poll) => {}
             _ = stop.changed() => {}
         }

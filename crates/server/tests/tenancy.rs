@@ -1,25 +1,27 @@
-//! Workspaces: one server, several businesses, each with its own connections, flows, state store and
-//! API keys. A key of one workspace never reads or changes another's records, flows, runs, failures,
-//! cross-reference or jobs; a webhook reaches only the workspace it names, checked with that
-//! workspace's secret; no connection secret leaves the server.
+// Workspaces: one server, several businesses, each with its own connections, flows, state store and
+// API keys. A key of one workspace never reads or changes another's records, flows, runs, failures,
+// cross-reference or jobs; a webhook reaches only the workspace it names, checked with that
+// workspace's secret; no connection secret leaves the server. Compiled twice: `tenancy_on_postgres.rs`
+// includes this file, and there every workspace is a schema of one PostgreSQL database.
 
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use ferry_engine::connector::*;
 use ferry_engine::schedule::ManualClock;
-use ferry_engine::store::jobs::JobQueue;
 use ferry_engine::store::keys::Scope;
-use ferry_engine::store::{KeyStore, StateStore};
 use ferry_engine::Config;
 use ferry_model::Stream;
 use ferry_server::{AppState, Server, router_for, webhook, worker};
 use futures::stream::BoxStream;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use std::path::Path;
 use std::sync::Arc;
 use tower::ServiceExt;
+
+#[path = "support/stores.rs"]
+mod stores;
+use stores::Stores;
 
 /// A source whose `check` echoes its configuration — password and URL with credentials — in its error,
 /// as a careless connector might: the API must still never show them.
@@ -73,11 +75,11 @@ fn product(sku: &str, price: &str) -> Value {
 /// Every secret of both workspaces: none may appear in any API answer.
 const SECRETS: [&str; 6] = ["acme-erp-password-1", "acme-url-pass", "acme-hook-secret", "beta-erp-password-2", "beta-url-pass", "beta-hook-secret"];
 
-fn workspace_toml(name: &str) -> String {
+fn workspace_toml(name: &str, state: &str) -> String {
     format!(
         r#"
 [state]
-path = "{name}-state.db"
+{state}
 
 [connections.web]
 type = "api"
@@ -110,10 +112,11 @@ stream = "stock"
     )
 }
 
-fn write_configs(dir: &Path) -> Config {
+fn write_configs(stores: &Stores) -> Config {
+    let dir = stores.dir.path();
     std::fs::create_dir_all(dir.join("ws")).unwrap();
-    std::fs::write(dir.join("ws/acme.toml"), workspace_toml("acme")).unwrap();
-    std::fs::write(dir.join("ws/beta.toml"), workspace_toml("beta")).unwrap();
+    std::fs::write(dir.join("ws/acme.toml"), workspace_toml("acme", &stores.state("acme"))).unwrap();
+    std::fs::write(dir.join("ws/beta.toml"), workspace_toml("beta", &stores.state("beta"))).unwrap();
     let top = "[server]\nworkspaces = { acme = \"ws/acme.toml\", beta = \"ws/beta.toml\" }\n";
     Config::parse(top, dir.to_path_buf()).unwrap()
 }
@@ -168,8 +171,8 @@ fn names(v: &Value, list: &str, field: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_key_of_one_workspace_never_reaches_another_workspaces_data() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = open(write_configs(dir.path())).await.unwrap();
+    let stores = Stores::new();
+    let server = open(write_configs(&stores)).await.unwrap();
     let acme = server.workspace("acme").unwrap().clone();
     let beta = server.workspace("beta").unwrap().clone();
     let (_, acme_rw) = acme.store.create_key("acme app", &[Scope::Read, Scope::Write]).await.unwrap();
@@ -319,9 +322,10 @@ async fn a_key_of_one_workspace_never_reaches_another_workspaces_data() {
 
 #[tokio::test]
 async fn workspaces_must_not_share_a_state_store_and_the_server_config_holds_no_flows() {
-    let dir = tempfile::tempdir().unwrap();
-    write_configs(dir.path());
-    std::fs::write(dir.path().join("ws/beta.toml"), workspace_toml("beta").replace("beta-state.db", "acme-state.db")).unwrap();
+    let stores = Stores::new();
+    let dir = &stores.dir;
+    write_configs(&stores);
+    std::fs::write(dir.path().join("ws/beta.toml"), workspace_toml("beta", &stores.state("acme"))).unwrap();
     let top = Config::parse("[server]\nworkspaces = { acme = \"ws/acme.toml\", beta = \"ws/beta.toml\" }\n", dir.path().to_path_buf()).unwrap();
     let err = open(top).await.err().expect("shared store refused").to_string();
     assert!(err.contains("same state store"), "{err}");

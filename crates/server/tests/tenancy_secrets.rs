@@ -1,7 +1,8 @@
-//! Workspaces share no secret and no folder: two workspaces with a connection of the same name each
-//! verify webhooks with their own variable (`FERRY_WEBHOOK_SECRET_<WORKSPACE>_<CONNECTION>`), the
-//! process-wide `FERRY_WEBHOOK_SECRET_<CONNECTION>` is not used by either, connectors' env passwords are
-//! the workspace's own, and a workspace's file paths stay in its folder unless the operator allows it.
+// Workspaces share no secret and no folder: two workspaces with a connection of the same name each
+// verify webhooks with their own variable (`FERRY_WEBHOOK_SECRET_<WORKSPACE>_<CONNECTION>`), the
+// process-wide `FERRY_WEBHOOK_SECRET_<CONNECTION>` is not used by either, connectors' env passwords are
+// the workspace's own, and a workspace's file paths stay in its folder unless the operator allows it.
+// `tenancy_secrets_on_postgres.rs` runs the same tests with the workspaces' stores on PostgreSQL.
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -11,6 +12,10 @@ use ferry_server::{Server, router_for, webhook};
 use std::path::Path;
 use std::sync::Arc;
 use tower::ServiceExt;
+
+#[path = "support/stores.rs"]
+mod stores;
+use stores::Stores;
 
 fn write(dir: &Path, file: &str, text: &str) {
     let p = dir.join(file);
@@ -32,10 +37,11 @@ async fn hook(server: &Arc<Server>, path: &str, secret: &str) -> StatusCode {
 
 #[tokio::test]
 async fn two_workspaces_with_a_connection_of_the_same_name_do_not_share_its_webhook_secret() {
-    let dir = tempfile::tempdir().unwrap();
+    let stores = Stores::new();
+    let dir = &stores.dir;
     // Names used by this test alone (the environment is the process's).
-    write(dir.path(), "wsacmeq/ferry.toml", &format!("[state]\npath = \"s.db\"\n{SHOP}"));
-    write(dir.path(), "wsbetaq/ferry.toml", &format!("[state]\npath = \"s.db\"\n{SHOP}"));
+    write(dir.path(), "wsacmeq/ferry.toml", &format!("[state]\n{}\n{SHOP}", stores.state("wsacmeq")));
+    write(dir.path(), "wsbetaq/ferry.toml", &format!("[state]\n{}\n{SHOP}", stores.state("wsbetaq")));
     // SAFETY: set before the server starts; no other test reads these names.
     unsafe {
         std::env::set_var("FERRY_WEBHOOK_SECRET_WSACMEQ_SHOP", "acme-only-secret");
@@ -60,17 +66,18 @@ async fn two_workspaces_with_a_connection_of_the_same_name_do_not_share_its_webh
     }
 
     // A single config (no workspaces) keeps the short form.
-    write(dir.path(), "single/ferry.toml", &format!("[state]\npath = \"s.db\"\n{SHOP}"));
+    write(dir.path(), "single/ferry.toml", &format!("[state]\n{}\n{SHOP}", stores.state("single")));
     let single = Server::open(Config::load(&dir.path().join("single/ferry.toml")).unwrap(), Arc::new(SystemClock)).await.unwrap();
     assert_eq!(hook(&single, "/hooks/shop", "process-wide-secret").await, StatusCode::ACCEPTED);
 }
 
 #[tokio::test]
 async fn connector_passwords_from_the_environment_are_the_workspaces_own() {
-    let dir = tempfile::tempdir().unwrap();
+    let stores = Stores::new();
+    let dir = &stores.dir;
     let erp = "[connections.erp]\ntype = \"tryton\"\nurl = \"http://127.0.0.1:9/\"\ndatabase = \"x\"\n";
-    write(dir.path(), "wspwa/ferry.toml", &format!("[state]\npath = \"s.db\"\n{erp}"));
-    write(dir.path(), "wspwb/ferry.toml", &format!("[state]\npath = \"s.db\"\n{erp}"));
+    write(dir.path(), "wspwa/ferry.toml", &format!("[state]\n{}\n{erp}", stores.state("wspwa")));
+    write(dir.path(), "wspwb/ferry.toml", &format!("[state]\n{}\n{erp}", stores.state("wspwb")));
     // SAFETY: names used by this test alone.
     unsafe { std::env::set_var("FERRY_PASSWORD_WSPWA_ERP", "pw-of-a") };
     let top = Config::parse("[server]\nworkspaces = { wspwa = \"wspwa/ferry.toml\", wspwb = \"wspwb/ferry.toml\" }\n", dir.path().to_path_buf()).unwrap();
@@ -86,8 +93,8 @@ async fn connector_passwords_from_the_environment_are_the_workspaces_own() {
 
     // Two workspaces naming the same variable explicitly: refused at start.
     let shared = format!("{erp}password_env = \"SHARED_PW\"\n");
-    write(dir.path(), "wspwa/ferry.toml", &format!("[state]\npath = \"s.db\"\n{shared}"));
-    write(dir.path(), "wspwb/ferry.toml", &format!("[state]\npath = \"s.db\"\n{shared}"));
+    write(dir.path(), "wspwa/ferry.toml", &format!("[state]\n{}\n{shared}", stores.state("wspwa")));
+    write(dir.path(), "wspwb/ferry.toml", &format!("[state]\n{}\n{shared}", stores.state("wspwb")));
     let top = Config::parse("[server]\nworkspaces = { wspwa = \"wspwa/ferry.toml\", wspwb = \"wspwb/ferry.toml\" }\n", dir.path().to_path_buf()).unwrap();
     let err = Server::open(top, Arc::new(SystemClock)).await.err().unwrap().to_string();
     assert!(err.contains("SHARED_PW") && err.contains("give each workspace its own"), "{err}");
@@ -95,15 +102,16 @@ async fn connector_passwords_from_the_environment_are_the_workspaces_own() {
 
 #[tokio::test]
 async fn a_workspaces_file_connectors_stay_in_its_folder_unless_the_operator_allows_otherwise() {
-    let dir = tempfile::tempdir().unwrap();
+    let stores = Stores::new();
+    let dir = &stores.dir;
     write(dir.path(), "beta/secret-export/products.csv", "sku,name\nB-1,Beta's\n");
-    write(dir.path(), "acme/ferry.toml", "[state]\npath = \"s.db\"\n[connections.erp]\ntype = \"csv\"\npath = \"../beta/secret-export\"\n");
+    write(dir.path(), "acme/ferry.toml", &format!("[state]\n{}\n[connections.erp]\ntype = \"csv\"\npath = \"../beta/secret-export\"\n", stores.state("acme")));
     let top = |extra: &str| Config::parse(&format!("[server]\nworkspaces = {{ acme = \"acme/ferry.toml\" }}\n{extra}"), dir.path().to_path_buf()).unwrap();
     let err = Server::open(top(""), Arc::new(SystemClock)).await.err().unwrap().to_string();
     assert!(err.contains("workspace acme") && err.contains("connections.erp.path") && err.contains("outside the workspace's folder"), "{err}");
     assert!(Server::open(top("allow_paths_outside_workspace = true"), Arc::new(SystemClock)).await.is_ok());
     // Inside its folder: fine.
-    write(dir.path(), "acme/ferry.toml", "[state]\npath = \"s.db\"\n[connections.erp]\ntype = \"csv\"\npath = \"exports\"\n");
+    write(dir.path(), "acme/ferry.toml", &format!("[state]\n{}\n[connections.erp]\ntype = \"csv\"\npath = \"exports\"\n", stores.state("acme")));
     assert!(Server::open(top(""), Arc::new(SystemClock)).await.is_ok());
 }
 
@@ -149,19 +157,20 @@ impl ferry_engine::ConnectorFactory for EchoFactory {
 #[tokio::test]
 async fn a_stored_secret_reaches_the_connector_and_never_an_api_answer() {
     use ferry_engine::secrets::MasterKey;
-    use ferry_engine::store::{KeyStore, SecretStore};
-    let dir = tempfile::tempdir().unwrap();
+    let stores = Stores::new();
+    let dir = &stores.dir;
     let key = MasterKey::generate();
+    let ws_toml = format!(
+        "[state]\n{}\n[connections.erp]\ntype = \"echo\"\npassword = {{ secret = \"erp-pw\" }}\nurl = {{ secret = \"erp-url\" }}\n",
+        stores.state("wsstore")
+    );
+    write(dir.path(), "wsstore/ferry.toml", &ws_toml);
     {
-        let store = ferry_engine::SqliteStore::open(&dir.path().join("wsstore/s.db")).await.unwrap();
+        let ws_config = Config::load(&dir.path().join("wsstore/ferry.toml")).unwrap();
+        let store = ferry_engine::store::open_configured(&ws_config).await.unwrap();
         store.put_secret(key.seal("erp-pw", "stored-Pw-4711")).await.unwrap();
         store.put_secret(key.seal("erp-url", "http://admin:url-Pw-815@erp.invalid/")).await.unwrap();
     }
-    write(
-        dir.path(),
-        "wsstore/ferry.toml",
-        "[state]\npath = \"s.db\"\n[connections.erp]\ntype = \"echo\"\npassword = { secret = \"erp-pw\" }\nurl = { secret = \"erp-url\" }\n",
-    );
     // SAFETY: FERRY_MASTER_KEY is read by no other test of this binary.
     unsafe { std::env::set_var(ferry_engine::secrets::MASTER_KEY_ENV, key.to_hex().as_str()) };
     let top = Config::parse("[server]\nworkspaces = { wsstore = \"wsstore/ferry.toml\" }\n", dir.path().to_path_buf()).unwrap();

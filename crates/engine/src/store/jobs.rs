@@ -46,6 +46,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+/// The instant a dedupe key under `prefix` ends with (see [`JobQueue::latest_dedupe_run_after`]).
+pub fn instant_of_key(prefix: &str, key: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(key.strip_prefix(prefix)?).ok().map(|t| t.with_timezone(&Utc))
+}
+
 /// Why a job exists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -214,5 +219,7 @@ pub trait JobQueue: Send + Sync {
     async fn queue_depth(&self, now: DateTime<Utc>) -> StoreResult<QueueDepth>;
     /// The latest instant for which a job with a dedupe key starting with `prefix` exists (the scheduler's
     /// "fired up to here" mark, kept in the queue itself so a restart neither repeats nor loses a firing).
+    /// The instant is the one the key ends with (`schedule:<flow>:<RFC 3339 instant>`), not the job's
+    /// `run_after`, which a retry moves on: a firing retried past the next one must not hide it.
     async fn latest_dedupe_run_after(&self, prefix: &str) -> StoreResult<Option<DateTime<Utc>>>;
 }

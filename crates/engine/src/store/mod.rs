@@ -6,12 +6,17 @@
 //! move together or not at all.
 
 pub mod alerts;
+pub mod backend;
+pub mod copy;
 pub mod jobs;
 pub mod keys;
+pub mod postgres;
 pub mod records;
 pub mod retention;
 pub mod secrets;
 pub mod sqlite;
+#[cfg(test)]
+mod suite;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -24,6 +29,8 @@ pub use keys::KeyStore;
 pub use records::RecordStore;
 pub use retention::RetentionStore;
 pub use secrets::{DeliveryLog, SecretStore};
+pub use backend::{Store, open_configured, open_store};
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 pub type StoreResult<T> = Result<T, StoreError>;

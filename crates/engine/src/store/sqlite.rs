@@ -16,7 +16,7 @@ mod secrets;
 
 pub struct SqliteStore {
     pool: SqlitePool,
-    location: String,
+    pub(super) location: String,
 }
 
 fn now() -> String {
@@ -48,6 +48,11 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(|e| err(&e))?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(|e| err(&e))?;
         Ok(SqliteStore { pool, location })
+    }
+
+    /// The pool (for `ferry state migrate`).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
     fn err(&self, context: &str, e: impl std::fmt::Display) -> StoreError {
@@ -544,5 +549,17 @@ impl SqliteStore {
             next_retry_at: r.get(11),
             source: serde_json::from_str(r.get::<&str, _>(12)).map_err(|e| self.err("decode failure source", e))?,
         })
+    }
+}
+
+#[cfg(test)]
+impl super::suite::Hooks for SqliteStore {
+    async fn backdate_run(&self, id: i64, started_at: DateTime<Utc>) {
+        sqlx::query("UPDATE runs SET started_at = ?1 WHERE id = ?2")
+            .bind(started_at.to_rfc3339_opts(SecondsFormat::Micros, true))
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .unwrap();
     }
 }

@@ -254,13 +254,14 @@ impl JobQueue for SqliteStore {
     async fn latest_dedupe_run_after(&self, prefix: &str) -> StoreResult<Option<DateTime<Utc>>> {
         // Range scan on the UNIQUE index instead of LIKE (no escaping of `_`/`%` in flow names).
         let upper = format!("{prefix}\u{10FFFF}");
-        let t: Option<String> = sqlx::query_scalar("SELECT MAX(run_after) FROM jobs WHERE dedupe_key >= ?1 AND dedupe_key < ?2")
+        // Keys end with their fixed-width instant: the greatest key names the latest firing.
+        let key: Option<String> = sqlx::query_scalar("SELECT MAX(dedupe_key) FROM jobs WHERE dedupe_key >= ?1 AND dedupe_key < ?2")
             .bind(prefix)
             .bind(upper)
             .fetch_one(&self.pool)
             .await
             .map_err(|e| self.err("read schedule mark", e))?;
-        t.map(|s| DateTime::parse_from_rfc3339(&s).map(|t| t.with_timezone(&Utc)).map_err(|e| self.err("decode schedule mark", e)))
+        key.map(|k| instant_of_key(prefix, &k).ok_or_else(|| self.err("decode schedule mark", format!("dedupe key {k:?} does not end with an RFC 3339 instant"))))
             .transpose()
     }
 }
