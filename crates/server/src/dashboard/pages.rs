@@ -210,14 +210,14 @@ pub async fn trigger(State(server): S, headers: HeaderMap, Path(name): Path<Stri
         other => return Err(DashError::Invalid(format!("mode: {other:?} is not incremental, full or key"))),
     };
     let what = match form.mode.as_str() {
-        "full" => "full sync".to_owned(),
-        "key" => format!("sync of {}", non_empty(&form.key).unwrap_or_default()),
-        _ => "incremental sync".to_owned(),
+        "full" => "a full sync".to_owned(),
+        "key" => format!("a sync of {}", non_empty(&form.key).unwrap_or_default()),
+        _ => "an incremental sync".to_owned(),
     };
     let e = state.store.enqueue(job).await?;
     state.wake.notify_waiters();
     tracing::info!(workspace = %state.name, flow = %name, job = e.id, who = %v.actor, "sync triggered from the dashboard");
-    v.flash(format!("Queued a {what} of {name} as job {}.", e.id));
+    v.flash(format!("Queued {what} of {name} as job {}.", e.id));
     Ok(Redirect::to(&format!("/flows/{name}")).into_response())
 }
 
