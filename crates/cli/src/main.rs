@@ -19,6 +19,7 @@ macro_rules! out {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
+mod bench_dashboard;
 mod bench_serve;
 mod output;
 mod remote;
@@ -136,6 +137,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Measure the server: records API push throughput and webhook → job → target latency.
     BenchServe(bench_serve::BenchServeArgs),
+    /// Measure the dashboard: each page's render time for a large workspace (100 flows, 1M run records).
+    BenchDashboard(bench_dashboard::BenchDashboardArgs),
     /// Run schedules, webhooks, the job queue's workers and the REST API until SIGTERM / ctrl-c.
     Serve {
         /// Listen address (default: `[server] listen`, else 127.0.0.1:8080).
@@ -378,6 +381,7 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
         }
         Command::Bench(args) => bench::run(args, cli.json).await,
         Command::BenchServe(args) => bench_serve::run(args).await,
+        Command::BenchDashboard(args) => bench_dashboard::run(args).await,
         Command::Serve { listen } => {
             let config = Config::load(&cli.config)?;
             let server = ferry_server::Server::open(config, std::sync::Arc::new(ferry_engine::schedule::SystemClock)).await?;
