@@ -158,7 +158,7 @@ pub async fn run(args: BenchDashboardArgs) -> Result<ExitCode> {
     let (_, token) = state.store.create_key("bench", &[Scope::Admin]).await?;
     let failure = state.store.failures(Some(&flow_name(args.flows / 2)), None).await?.first().map(|f| f.id).unwrap_or(1);
     let records = state.store.run_records_page(sample_run, None, 100).await?;
-    let older_run = state.store.runs_page(&flow_name(args.flows / 2), None, 50).await?.last().map(|r| r.id).unwrap_or(0);
+    let older_run = state.store.runs_page(&flow_name(args.flows / 2), None, 10).await?.last().map(|r| r.id).unwrap_or(0);
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);

@@ -336,6 +336,8 @@ async fn a_bad_csv_row_is_fixed_in_the_console_replayed_and_found() {
     assert!(groups.contains("price.amount") && groups.contains("Retry all 1"), "{groups}");
     let failure = state.store.failures(None, None).await.unwrap().remove(0);
     assert_eq!(failure.key, "A-2");
+    let (_, group) = b.get("/failures/group?flow=products&stage=validate&field=price.amount").await;
+    assert!(group.contains(&format!(r#"<a href="/failures/{}">A-2</a>"#, failure.id)), "{group}");
     let (_, detail) = b.get(&format!("/failures/{}", failure.id)).await;
     assert!(detail.contains("abc") && detail.contains("products.csv line 3"), "{detail}");
 

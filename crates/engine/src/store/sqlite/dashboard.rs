@@ -22,16 +22,18 @@ const FAILURE_COLUMNS: &str =
 #[async_trait]
 impl DashboardStore for SqliteStore {
     async fn last_runs(&self, flows: &[String]) -> StoreResult<HashMap<String, RunRow>> {
-        // One indexed probe per flow (`runs_by_flow`), never a scan of the runs.
-        let mut out = HashMap::with_capacity(flows.len());
-        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE flow = ?1 ORDER BY id DESC LIMIT 1");
-        for flow in flows {
-            let row = sqlx::query(&sql).bind(flow).fetch_optional(&self.pool).await.map_err(|e| self.err("read last run", e))?;
-            if let Some(r) = row {
-                out.insert(flow.clone(), run_row(&r));
-            }
-        }
-        Ok(out)
+        // One statement; per flow, MAX(id) is one probe of `runs_by_flow (flow, id)`, never a scan.
+        // (PostgreSQL: `FROM unnest($1::text[]) AS f(value)`.)
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE id IN
+               (SELECT (SELECT MAX(id) FROM runs r WHERE r.flow = f.value) FROM json_each(?1) f)"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(serde_json::to_string(flows).expect("strings serialise"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err("read last runs", e))?;
+        Ok(rows.iter().map(run_row).map(|r| (r.flow.clone(), r)).collect())
     }
 
     async fn open_failures_by_flow(&self) -> StoreResult<HashMap<String, i64>> {
@@ -99,26 +101,22 @@ impl DashboardStore for SqliteStore {
     }
 
     async fn failure_groups(&self, limit: i64) -> StoreResult<Vec<FailureGroup>> {
+        // The group's oldest failure (its smallest id) gives the sample message, joined in one statement.
         let rows = sqlx::query(
-            "SELECT flow, stage, COALESCE(field, ''), COUNT(*), MIN(id), MAX(last_failed_at) FROM failures
-             GROUP BY flow, stage, COALESCE(field, '') ORDER BY COUNT(*) DESC, flow, stage LIMIT ?1",
+            "SELECT g.flow, g.stage, g.field, g.n, f.message, g.last_failed_at FROM
+               (SELECT flow, stage, COALESCE(field, '') AS field, COUNT(*) AS n, MIN(id) AS first_id, MAX(last_failed_at) AS last_failed_at
+                FROM failures GROUP BY flow, stage, COALESCE(field, '') ORDER BY COUNT(*) DESC, flow, stage LIMIT ?1) g
+             JOIN failures f ON f.id = g.first_id
+             ORDER BY g.n DESC, g.flow, g.stage",
         )
         .bind(limit)
         .fetch_all(&self.pool)
         .await
         .map_err(|e| self.err("group failures", e))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let first: i64 = r.get(4);
-            let sample: String = sqlx::query_scalar("SELECT message FROM failures WHERE id = ?1")
-                .bind(first)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| self.err("read failure", e))?
-                .unwrap_or_default();
-            out.push(FailureGroup { flow: r.get(0), stage: r.get(1), field: r.get(2), count: r.get(3), sample_message: sample, last_failed_at: r.get(5) });
-        }
-        Ok(out)
+        Ok(rows
+            .iter()
+            .map(|r| FailureGroup { flow: r.get(0), stage: r.get(1), field: r.get(2), count: r.get(3), sample_message: r.get(4), last_failed_at: r.get(5) })
+            .collect())
     }
 
     async fn failures_page(&self, group: &GroupKey, after: Option<i64>, limit: i64) -> StoreResult<Vec<Failure>> {
@@ -189,16 +187,18 @@ impl DashboardStore for SqliteStore {
             synced_at: r.get(4),
             payload: r.get::<Option<&str>, _>(5).and_then(|p| serde_json::from_str(p).ok()),
         };
-        // By source key: one probe of the (flow, key) index per flow.
-        for flow in flows {
-            let row = sqlx::query("SELECT flow, key, target_id, hash, synced_at, payload FROM xref WHERE flow = ?1 AND key = ?2")
-                .bind(flow)
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| self.err("find record", e))?;
-            out.extend(row.as_ref().map(decode));
-        }
+        // By source key: one probe of the (flow, key) index per flow, in one statement
+        // (PostgreSQL: `flow = ANY($2)`).
+        let rows = sqlx::query(
+            "SELECT flow, key, target_id, hash, synced_at, payload FROM xref
+             WHERE key = ?1 AND flow IN (SELECT value FROM json_each(?2)) ORDER BY flow",
+        )
+        .bind(key)
+        .bind(serde_json::to_string(flows).expect("strings serialise"))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err("find record", e))?;
+        out.extend(rows.iter().map(decode));
         // By target id (`xref_by_target`); a record whose key and target id are equal is listed once.
         let rows = sqlx::query("SELECT flow, key, target_id, hash, synced_at, payload FROM xref WHERE target_id = ?1 AND key <> ?1 ORDER BY flow LIMIT 100")
             .bind(key)
@@ -210,15 +210,14 @@ impl DashboardStore for SqliteStore {
     }
 
     async fn failures_of_key(&self, flows: &[String], key: &str) -> StoreResult<Vec<Failure>> {
-        let sql = format!("SELECT {FAILURE_COLUMNS} FROM failures WHERE flow = ?1 AND key = ?2");
-        let mut out = Vec::new();
-        for flow in flows {
-            let row = sqlx::query(&sql).bind(flow).bind(key).fetch_optional(&self.pool).await.map_err(|e| self.err("find failures", e))?;
-            if let Some(r) = row {
-                out.push(self.failure_row(r)?);
-            }
-        }
-        Ok(out)
+        let sql = format!("SELECT {FAILURE_COLUMNS} FROM failures WHERE key = ?1 AND flow IN (SELECT value FROM json_each(?2)) ORDER BY flow");
+        let rows = sqlx::query(&sql)
+            .bind(key)
+            .bind(serde_json::to_string(flows).expect("strings serialise"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err("find failures", e))?;
+        rows.into_iter().map(|r| self.failure_row(r)).collect()
     }
 
     async fn runs_touching(&self, key: &str, limit: i64) -> StoreResult<Vec<KeyRun>> {
