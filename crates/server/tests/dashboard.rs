@@ -170,6 +170,19 @@ async fn wait_for<F: Fn() -> Fut, Fut: Future<Output = bool>>(what: &str, check:
     panic!("timed out waiting for {what}");
 }
 
+/// Waits for the triggered run to park the bad row; on timeout, says what the queue holds.
+async fn wait_for_run(state: &ferry_server::AppState) {
+    for _ in 0..600 {
+        if !state.store.failures(None, None).await.unwrap().is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let jobs = state.store.jobs(&JobFilter { flow: None, status: None, limit: 10 }).await.unwrap();
+    let runs = state.store.runs(None, 10).await.unwrap();
+    panic!("the triggered run parked nothing within 30 s; jobs: {jobs:?}; runs: {runs:?}");
+}
+
 #[tokio::test]
 async fn a_key_signs_in_to_a_strict_http_only_session_and_secure_behind_tls() {
     let r = rig().await;
@@ -274,6 +287,13 @@ async fn an_admin_key_creates_a_key_shown_once_and_a_revoked_keys_session_ends()
     let mut website = Browser::new(&r.base);
     assert_eq!(website.sign_in(&[("key", &token)], None).await.0, StatusCode::SEE_OTHER);
 
+    // Admin checks a connection; the overview shows its health from then on.
+    assert_eq!(admin.post("/connections/erp/check", &[("csrf", &csrf)]).await.status(), StatusCode::SEE_OTHER);
+    let (_, connections) = admin.get("/connections").await;
+    assert!(connections.contains("erp: ok") && connections.contains("check passed"), "{connections}");
+    let (_, overview) = admin.get("/").await;
+    assert!(overview.contains("erp: ok") && overview.contains("shop: unchecked"), "{overview}");
+
     let state = &r.server.workspaces["default"];
     let read_id = state.store.list_keys().await.unwrap().into_iter().find(|k| k.name == "reader").unwrap().id;
     assert_eq!(admin.post(&format!("/keys/{read_id}/revoke"), &[("csrf", &csrf)]).await.status(), StatusCode::SEE_OTHER);
@@ -329,8 +349,8 @@ async fn a_bad_csv_row_is_fixed_in_the_console_replayed_and_found() {
     let mut b = Browser::new(&r.base);
     b.sign_in(&[("key", &r.write)], None).await;
     let csrf = b.csrf().await;
-    b.post("/flows/products/trigger", &[("mode", "incremental"), ("csrf", &csrf)]).await;
-    wait_for("the first run", || async { !state.store.failures(None, None).await.unwrap().is_empty() }).await;
+    assert_eq!(b.post("/flows/products/trigger", &[("mode", "incremental"), ("csrf", &csrf)]).await.status(), StatusCode::SEE_OTHER);
+    wait_for_run(&state).await;
 
     let (_, groups) = b.get("/failures").await;
     assert!(groups.contains("price.amount") && groups.contains("Retry all 1"), "{groups}");
@@ -394,4 +414,25 @@ async fn the_dry_run_shows_planned_writes_field_by_field() {
     assert!(html.contains("Planned writes") && html.contains("A-1") && html.contains("Would fail") && html.contains("A-2"), "{html}");
     let state = &r.server.workspaces["default"];
     assert!(state.store.failures(None, None).await.unwrap().is_empty(), "a dry run parks nothing");
+}
+
+#[tokio::test]
+async fn a_failure_is_dropped_only_with_a_reason_which_is_kept() {
+    let r = rig().await;
+    let state = r.server.workspaces["default"].clone();
+    let mut b = Browser::new(&r.base);
+    b.sign_in(&[("key", &r.write)], None).await;
+    let csrf = b.csrf().await;
+    assert_eq!(b.post("/flows/products/trigger", &[("mode", "incremental"), ("csrf", &csrf)]).await.status(), StatusCode::SEE_OTHER);
+    wait_for_run(&state).await;
+    let failure = state.store.failures(None, None).await.unwrap().remove(0);
+    let path = format!("/failures/{}/drop", failure.id);
+    assert_eq!(b.post(&path, &[("csrf", &csrf), ("reason", "  ")]).await.status(), StatusCode::BAD_REQUEST);
+    assert!(state.store.failure(failure.id).await.unwrap().is_some(), "no reason, not dropped");
+    assert_eq!(b.post(&path, &[("csrf", &csrf), ("reason", "rake discontinued")]).await.status(), StatusCode::SEE_OTHER);
+    assert!(state.store.failure(failure.id).await.unwrap().is_none());
+    let (_, page) = b.get(&format!("/failures/{}", failure.id)).await;
+    assert!(page.contains("no open failure"), "{page}");
+    let (_, groups) = b.get("/failures").await;
+    assert!(groups.contains("No open failures"), "{groups}");
 }

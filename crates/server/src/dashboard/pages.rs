@@ -31,9 +31,9 @@ fn counts_line(c: &ferry_engine::store::Counts) -> Markup {
 fn health(v: &Viewer, connection: &str) -> Markup {
     match v.server().dashboard.last_check(&v.state.name, connection) {
         None => html! { span.badge title="not checked since the server started" { (connection) ": unchecked" } },
-        Some((ok, summary, at)) => html! {
-            span class=(if ok { "badge ok" } else { "badge bad" }) title=(format!("{summary} (checked {})", local_time(&v.state, &at.to_rfc3339()))) {
-                (connection) ": " (if ok { "ok" } else { "failing" })
+        Some(c) => html! {
+            span class=(if c.ok { "badge ok" } else { "badge bad" }) title=(format!("{} (checked {})", c.summary, local_time(&v.state, &c.at.to_rfc3339()))) {
+                (connection) ": " (if c.ok { "ok" } else { "failing" })
             }
         },
     }
@@ -403,7 +403,7 @@ pub async fn connections(State(server): S, headers: HeaderMap) -> Page {
                 td { (c.kind) }
                 td { details { summary { "options" } (json_pre(&ferry_engine::config::redacted_options(&c.options))) } }
                 td { (health(&v, name))
-                    @if let Some((_, summary, at)) = v.server().dashboard.last_check(&v.state.name, name) { br; small { (summary) " — " (local_time(&v.state, &at.to_rfc3339())) } } }
+                    @if let Some(c) = v.server().dashboard.last_check(&v.state.name, name) { br; small { (c.summary) " — " (local_time(&v.state, &c.at.to_rfc3339())) } } }
                 td { form method="post" action=(format!("/connections/{name}/check")) { (csrf_field(&v)) (action_button(&v, Scope::Admin, "Check", "")) } }
             } } }
         } }
@@ -424,7 +424,8 @@ pub async fn check_connection(State(server): S, headers: HeaderMap, Path(name): 
     } else {
         result["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| result["details"].to_string())
     };
-    v.server().dashboard.record_check(&v.state.name, &name, ok, summary.clone(), v.state.clock.now());
+    let check = super::session::ConnectionCheck { ok, summary: summary.clone(), at: v.state.clock.now() };
+    v.server().dashboard.record_check(&v.state.name, &name, check);
     v.flash(format!("{name}: {}", if ok { "check passed".to_owned() } else { format!("check failed: {summary}") }));
     Ok(Redirect::to("/connections").into_response())
 }

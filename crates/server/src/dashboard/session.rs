@@ -50,20 +50,29 @@ struct Session {
     flash: Option<String>,
 }
 
+/// The last check of a connection from the dashboard.
+#[derive(Clone, Debug)]
+pub struct ConnectionCheck {
+    pub ok: bool,
+    /// What the check said ("check passed", or the connector's error).
+    pub summary: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
 /// The dashboard's server-side state: sessions, and the last check of each connection.
 #[derive(Default)]
 pub struct Dashboard {
     sessions: Mutex<HashMap<String, Session>>,
-    /// (workspace, connection) → (ok, what the check said, when).
-    checks: Mutex<HashMap<(String, String), (bool, String, chrono::DateTime<chrono::Utc>)>>,
+    /// (workspace, connection) → its last check.
+    checks: Mutex<HashMap<(String, String), ConnectionCheck>>,
 }
 
 impl Dashboard {
-    pub fn record_check(&self, workspace: &str, connection: &str, ok: bool, summary: String, at: chrono::DateTime<chrono::Utc>) {
-        self.checks.lock().expect("checks lock").insert((workspace.to_owned(), connection.to_owned()), (ok, summary, at));
+    pub fn record_check(&self, workspace: &str, connection: &str, check: ConnectionCheck) {
+        self.checks.lock().expect("checks lock").insert((workspace.to_owned(), connection.to_owned()), check);
     }
 
-    pub fn last_check(&self, workspace: &str, connection: &str) -> Option<(bool, String, chrono::DateTime<chrono::Utc>)> {
+    pub fn last_check(&self, workspace: &str, connection: &str) -> Option<ConnectionCheck> {
         self.checks.lock().expect("checks lock").get(&(workspace.to_owned(), connection.to_owned())).cloned()
     }
 
