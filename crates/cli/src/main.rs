@@ -389,7 +389,7 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
             let names: Vec<&str> = server.workspaces.keys().map(String::as_str).collect();
             eprintln!(
-                "ferry serve: listening on http://{addr} (API docs at /api/docs), workspaces: {}; SIGTERM or ctrl-c to stop",
+                "ferry serve: listening on http://{addr} (dashboard at /, API docs at /api/docs), workspaces: {}; SIGTERM or ctrl-c to stop",
                 names.join(", ")
             );
             ferry_server::serve_all(server, listener, ferry_server::shutdown_signal()).await?;
