@@ -291,3 +291,28 @@ pub fn behind_tls(headers: &HeaderMap) -> bool {
 pub fn raw(s: String) -> PreEscaped<String> {
     PreEscaped(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_is_recognised_from_the_proxys_headers_only() {
+        let mut h = HeaderMap::new();
+        assert!(!behind_tls(&h));
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        assert!(behind_tls(&h));
+        h.insert("x-forwarded-proto", "http, https".parse().unwrap());
+        assert!(!behind_tls(&h), "the first hop's protocol counts");
+        let mut f = HeaderMap::new();
+        f.insert("forwarded", "for=1.2.3.4;proto=https".parse().unwrap());
+        assert!(behind_tls(&f));
+    }
+
+    #[test]
+    fn changes_render_as_a_table_with_values_escaped() {
+        let html = changes_table(&serde_json::json!([{"path": "name", "old": "<b>", "new": null}])).into_string();
+        assert!(html.contains("<code>name</code>") && html.contains("&lt;b&gt;") && html.contains("—"), "{html}");
+        assert!(changes_table(&serde_json::json!([])).into_string().contains("no field changed"));
+    }
+}
