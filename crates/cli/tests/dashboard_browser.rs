@@ -131,7 +131,7 @@ fn the_dashboard_in_chromium_fixes_a_bad_row_finds_an_order_and_refuses_a_read_k
     for step in ["signed in", "failure fixed and gone", "order found", "flow triggered by keyboard", "read key refused", "phone fits"] {
         assert!(stdout.contains(&format!("ok: {step}")), "step {step:?} did not report: {stdout}");
     }
-    for shot in ["overview-1280.png", "failure-1280.png", "overview-390.png"] {
+    for shot in ["overview-1280.png", "failure-1280.png", "overview-390.png", "failure-390.png"] {
         assert!(shots.join(shot).metadata().map(|m| m.len() > 1000).unwrap_or(false), "screenshot {shot} missing");
     }
 }
