@@ -1,4 +1,4 @@
-//! [`DashboardStore`] on the embedded SQLite store (migration 0012). Every listing is a keyset page on
+//! [`DashboardStore`] on the embedded SQLite store (migration 0013). Every listing is a keyset page on
 //! an index: `runs_by_flow (flow, id)`, `run_records_by_run (run_id)` (+ rowid), `run_records_by_key`,
 //! `failures_by_group`, `webhook_log` (id), `api_keys` (id), `xref (flow, key)` and `xref_by_target`.
 
