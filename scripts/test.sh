@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one: `scripts/test.sh`.
 #
-# 1. starts the real peers (Tryton from PyPI, Vendure from npm) in the background, installing them on
-#    first use, while the workspace compiles;
+# 1. starts the real peers (Tryton from PyPI, Vendure from npm; PostgreSQL and MariaDB from the machine,
+#    or Debian's packages) in the background, installing them on first use, while the workspace compiles;
 # 2. runs every test (unit, property, engine, CLI, live Tryton and Vendure) with cargo-nextest in parallel
 #    (cargo test when nextest is not installed);
 # 3. stops the peers it started.
 #
-# Env: FERRY_PEERS_DIR (default target/peers), FERRY_SKIP_PEERS=1 to run only tests that need no peer.
+# Env: FERRY_PEERS_DIR (default target/peers), FERRY_SKIP_PEERS=1 to run only tests that need no peer,
+#      FERRY_TEST_{TRYTON,VENDURE,WEBHOOK,POSTGRES,MYSQL}_PORT to move the peers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -31,7 +32,10 @@ if [ "${FERRY_SKIP_PEERS:-0}" != 1 ]; then
     TRYTON_PORT=${FERRY_TEST_TRYTON_PORT:-18000}
     VENDURE_PORT=${FERRY_TEST_VENDURE_PORT:-18300}
     WEBHOOK_PORT=${FERRY_TEST_WEBHOOK_PORT:-18301}
-    for spec in "tryton $TRYTON_PORT" "vendure $VENDURE_PORT"; do
+    # The sql connector's tests: the machine's PostgreSQL / MariaDB when they answer there, else private ones.
+    PG_PORT=${FERRY_TEST_POSTGRES_PORT:-5432}
+    MY_PORT=${FERRY_TEST_MYSQL_PORT:-3306}
+    for spec in "tryton $TRYTON_PORT" "vendure $VENDURE_PORT" "postgres $PG_PORT" "mariadb $MY_PORT"; do
         set -- $spec
         if [ -x "scripts/peers/$1/up.sh" ]; then
             echo "[test] starting $1 peer on 127.0.0.1:$2 (log: $FERRY_PEERS_DIR/$1-up.log)"
@@ -56,6 +60,10 @@ scripts/peers/schemathesis/install.sh "$ST_DIR" >"$ST_DIR/install.log" 2>&1 &
 CHROMIUM_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/chromium
 mkdir -p "$CHROMIUM_DIR"
 scripts/peers/chromium/install.sh "$CHROMIUM_DIR" >"$CHROMIUM_DIR/install.log" 2>&1 &
+# The alert tests (crates/server/tests/alerts.rs) send e-mail to aiosmtpd (PyPI), likewise installed early.
+SMTP_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/smtp
+mkdir -p "$SMTP_DIR"
+scripts/peers/smtp/install.sh "$SMTP_DIR" >"$SMTP_DIR/install.log" 2>&1 &
 
 echo "[test] building tests"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -18,6 +18,7 @@ macro_rules! out {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod alerts;
 mod bench;
 mod bench_dashboard;
 mod bench_serve;
@@ -154,6 +155,11 @@ enum Command {
     Secrets {
         #[command(subcommand)]
         action: secrets::SecretsAction,
+    },
+    /// Alerts of `ferry serve` ([alerts]): the open ones, or a test message to each channel.
+    Alerts {
+        #[command(subcommand)]
+        action: alerts::AlertsAction,
     },
 }
 
@@ -438,6 +444,7 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Secrets { action } => secrets::run(&cli.config, action, cli.json).await,
+        Command::Alerts { action } => alerts::run(&cli.config, cli.workspace.as_deref(), action, cli.json).await,
         Command::Check { connection } => {
             let ws = open(&cli.config, cli.workspace.as_deref()).await?;
             let names: Vec<String> = match connection {

@@ -5,7 +5,7 @@ use ferry_engine::Registry;
 
 #[cfg(any(feature = "csv", feature = "jsonl"))]
 mod fileio;
-#[cfg(any(feature = "csv", feature = "jsonl"))]
+#[cfg(any(feature = "csv", feature = "jsonl", feature = "sql"))]
 mod rawkey;
 
 #[cfg(any(feature = "tryton", feature = "vendure"))]
@@ -19,6 +19,8 @@ pub mod jsonl;
 pub mod tryton;
 #[cfg(feature = "vendure")]
 pub mod vendure;
+#[cfg(feature = "sql")]
+pub mod sql;
 #[cfg(feature = "api")]
 pub mod api;
 
@@ -35,6 +37,8 @@ pub fn registry() -> Registry {
     registry.register(Box::new(tryton::TrytonFactory));
     #[cfg(feature = "vendure")]
     registry.register(Box::new(vendure::VendureFactory));
+    #[cfg(feature = "sql")]
+    registry.register(Box::new(sql::SqlFactory));
     registry
 }
 

@@ -23,6 +23,9 @@ pub struct Config {
     /// What `ferry prune` (and `ferry serve`, once per interval) removes: see [`crate::retention`].
     #[serde(default)]
     pub retention: crate::retention::RetentionConfig,
+    /// `[alerts]`: rules `ferry serve` evaluates, and the channels it tells (see [`crate::alerts`]).
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertsConfig,
     /// Settings of `ferry serve` (listen address, workspaces…), read by the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<toml::Table>,
@@ -165,6 +168,7 @@ impl Config {
                 crate::schedule::CronSchedule::parse(expr, flow.schedule_timezone.as_deref()).map_err(|e| format!("flows.{name}.{e}"))?;
             }
         }
+        self.alerts.rules(self)?;
         Ok(())
     }
 

@@ -5,6 +5,7 @@
 //! remembers what was written where; [`mapping`] reshapes records per business; [`connector`] is the
 //! contract every system implements.
 
+pub mod alerts;
 pub mod backoff;
 pub mod config;
 pub mod connector;

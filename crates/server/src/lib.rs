@@ -8,6 +8,7 @@
 //! API       ─┘
 //! ```
 
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod dashboard;
@@ -240,9 +241,18 @@ pub struct AppState {
     pub started_at: chrono::DateTime<chrono::Utc>,
     /// Wakes idle workers when a job is enqueued.
     pub wake: tokio::sync::Notify,
+    /// `[alerts]` of this workspace, when it has rules.
+    pub alerting: Option<alerts::Alerting>,
 }
 
 impl AppState {
+    /// Counts a refused webhook delivery for the webhook_rejections alert rule (when one is configured).
+    pub fn webhook_rejected(&self, connection: &str, code: &str) {
+        if let Some(a) = &self.alerting {
+            a.count_rejection(connection, code, self.clock.now());
+        }
+    }
+
     /// Opens the state store, registers connectors (including `api` on that store) and parses schedules.
     pub async fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<AppState>> {
         Self::open_with(config, clock, |_| {}).await
@@ -280,6 +290,10 @@ impl AppState {
         }
         let resolved_secrets = resolved.values.iter().map(|v| v.to_string()).collect();
         let secrets = take_webhook_secrets(&mut config, env_workspace.as_deref());
+        let (alerting, alert_warnings) = alerts::Alerting::prepare(name, &config, &store).await.map_err(|e| anyhow::anyhow!("workspace {name}: {e}"))?;
+        for w in &alert_warnings {
+            tracing::warn!(workspace = name, "{w}");
+        }
         let mut schedules = BTreeMap::new();
         for (name, flow) in &config.flows {
             if let (Some(expr), true) = (&flow.schedule, flow.enabled) {
@@ -304,6 +318,7 @@ impl AppState {
             schedules,
             started_at,
             wake: tokio::sync::Notify::new(),
+            alerting,
         }))
     }
 
@@ -341,6 +356,9 @@ impl Server {
         let settings = ServerSettings::from_config(&config).map_err(anyhow::Error::msg)?;
         if settings.workspaces.is_empty() {
             return Ok(Self::single(AppState::open_workspace(DEFAULT_WORKSPACE, config, settings, clock, extra).await?));
+        }
+        if !config.alerts.channels.is_empty() || !config.alerts.rules.is_empty() {
+            anyhow::bail!("a server config with [server.workspaces] holds no [alerts] of its own: alerts are per workspace, in each workspace's file");
         }
         if !config.connections.is_empty() || !config.flows.is_empty() {
             anyhow::bail!(
@@ -472,6 +490,7 @@ pub async fn serve_all(server: Arc<Server>, listener: tokio::net::TcpListener, s
         }
         tasks.push(tokio::spawn(scheduler::run(state.clone(), stop_rx.clone())));
         tasks.push(tokio::spawn(retention::run(state.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(alerts::run(state.clone(), stop_rx.clone())));
         tasks.push(tokio::spawn(mark_interrupted_runs(state.clone(), stop_rx.clone())));
     }
     let addr = listener.local_addr()?;

@@ -148,6 +148,7 @@ async fn answer(state: &AppState, connection: String, headers: HeaderMap, body: 
     let env = crate::secret_env_name(state.env_workspace.as_deref(), &connection);
     let Some(secret) = state.secrets.get(&connection) else {
         state.metrics.webhook(&connection, "no_secret");
+        state.webhook_rejected(&connection, "no_webhook_secret");
         tracing::warn!(connection, env = %env, "webhook refused: the connection has no webhook secret");
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -157,6 +158,7 @@ async fn answer(state: &AppState, connection: String, headers: HeaderMap, body: 
     };
     if let Err(e) = verify(secret.expose(), &headers, &body, state.clock.now()) {
         state.metrics.webhook(&connection, "rejected");
+        state.webhook_rejected(&connection, e.body.code);
         tracing::warn!(connection, code = e.body.code, reason = %e.body.message, bytes = body.len(), "webhook rejected; nothing enqueued");
         return Err(e);
     }

@@ -1,5 +1,7 @@
 //! Test support shared by Ferry's crates. Dev-only: nothing here ships in the `ferry` binary.
 //!
+//! [`SmtpSink`] is a real SMTP server (aiosmtpd) writing a Maildir, for tests that send e-mail.
+//!
 //! [`FaultProxy`] is an HTTP/1 proxy that sits between a connector and a real live peer (Tryton, Vendure)
 //! and injects the faults production networks produce: 5xx answers, 429 with `Retry-After`, requests
 //! that hang past the client's timeout, and — the one that tests exactly-once logic — requests that reach
@@ -15,6 +17,9 @@
 //! let url = proxy.url(); // point the connector here
 //! # drop(url);
 //! ```
+
+pub mod smtp;
+pub use smtp::SmtpSink;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};

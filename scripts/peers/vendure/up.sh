@@ -10,7 +10,10 @@
 #     exactly; the shop still shows priceWithTax = net + 10 % GST);
 #   - shipping method `standard` (9.95 AUD + GST, manual fulfilment), payment method `test-pay`
 #     (Vendure's dummy handler, settles at once).
-# The server (scripts/peers/vendure/server.js) adds the custom fields and the signed-webhook plugin.
+# The server (scripts/peers/vendure/server.js) runs Ferry's Vendure plugin (signed webhooks, the fixed-price
+# promotion action, the fulfilment handler, custom fields) as a shop installs it: this script packs
+# integrations/vendure-plugin with `npm pack` (its prepack compiles the TypeScript) into DIR/plugin and
+# `npm install`s the tarball; again only when the package's sources changed (DIR/plugin/source.sha256).
 #
 # Safe to call concurrently (tests run as parallel processes): the whole script holds an exclusive
 # flock on DIR/.lock, and returns at once when the server is already answering.
@@ -18,6 +21,7 @@
 # Env:
 #   WEBHOOK_URL       where the server POSTs events (optional; fixed at server start)
 #   WEBHOOK_SECRET    HMAC-SHA256 key for X-Ferry-Signature (default ferry-test-webhook-secret)
+#   WEBHOOK_RETRY_SECONDS  how long a failed delivery is retried (default 20; the plugin's own default is 24 h)
 #   VENDURE_PRICES_INCLUDE_TAX  true|false, only applied when seeding a fresh database (default false)
 #   VENDURE_UP_TIMEOUT seconds to wait for startup (default 180)
 #   DATABASE_URL      optional, postgres://USER[:PASSWORD]@HOST:PORT/DBNAME: run on PostgreSQL instead
@@ -39,6 +43,8 @@ DIR=$(realpath -m "$1"); PORT=$2
 # Pinned: the connector is tested against exactly these.
 VENDURE_VERSION=3.7.3
 SQLJS_VERSION=1.16.0
+TYPESCRIPT_VERSION=5.9.3 # compiles the plugin when it is packed (its prepack); its types come from @vendure/core here
+PLUGIN_SRC=$(cd "$HERE/../../../integrations/vendure-plugin" && pwd)
 PG_VERSION=8.23.1        # npm `pg`, installed only for DATABASE_URL
 DATABASE_URL=${DATABASE_URL:-}
 TIMEOUT=${VENDURE_UP_TIMEOUT:-180}
@@ -61,6 +67,11 @@ if [ -n "$DATABASE_URL" ]; then
 else
   BACKEND="sqljs"
 fi
+# What the installed plugin was built from (DIR/plugin/source.sha256): its package sources, hashed.
+plugin_hash() {
+  (cd "$PLUGIN_SRC" && find package.json tsconfig.json README.md src -type f -print0 | sort -z | xargs -0 sha256sum) \
+    | sha256sum | cut -c1-64
+}
 is_seeded() {
   [ -f seeded ] || return 1
   local s; s=$(cat seeded)
@@ -82,7 +93,11 @@ if [ -f vendure.pid ]; then
     fi
     for _ in $(seq 1 $((TIMEOUT * 4))); do   # it may still be starting (a previous up.sh was killed)
       if is_seeded && curl -sf "$BASE/health" >/dev/null 2>&1; then
-        log "already running (pid $OLD) at $BASE"; exit 0
+        log "already running (pid $OLD) at $BASE"
+        if [ "$(cat plugin/source.sha256 2>/dev/null)" != "$(plugin_hash)" ]; then
+          log "warning: its Ferry plugin was not built from the current $PLUGIN_SRC: down.sh $DIR, then up.sh again"
+        fi
+        exit 0
       fi
       curl -sf "$BASE/health" >/dev/null 2>&1 && break   # up but not seeded: seed below
       kill -0 "$OLD" 2>/dev/null || break
@@ -100,18 +115,37 @@ if [ ! -f vendure.pid ]; then
   # ---- install ------------------------------------------------------------------------------------
   if [ ! -f node_modules/@vendure/core/package.json ] \
      || ! grep -q "\"version\": \"$VENDURE_VERSION\"" node_modules/@vendure/core/package.json \
+     || ! grep -qs "\"version\": \"$TYPESCRIPT_VERSION\"" node_modules/typescript/package.json \
      || { [ -n "$DATABASE_URL" ] && ! grep -qs "\"version\": \"$PG_VERSION\"" node_modules/pg/package.json; }; then
     # pg stays listed once installed, so a later sql.js-only install in the same DIR keeps it.
     PGDEP=""
     if [ -n "$DATABASE_URL" ] || [ -f node_modules/pg/package.json ]; then PGDEP=", \"pg\": \"$PG_VERSION\""; fi
     cat > package.json <<EOF
 { "name": "ferry-peer-vendure", "version": "1.0.0", "private": true,
-  "dependencies": { "@vendure/core": "$VENDURE_VERSION", "sql.js": "$SQLJS_VERSION"$PGDEP } }
+  "dependencies": { "@vendure/core": "$VENDURE_VERSION", "sql.js": "$SQLJS_VERSION", "typescript": "$TYPESCRIPT_VERSION"$PGDEP } }
 EOF
-    log "npm install @vendure/core@$VENDURE_VERSION sql.js@$SQLJS_VERSION${PGDEP:+ pg@$PG_VERSION} ..."
+    rm -f plugin/source.sha256   # this install drops the plugin (not in package.json): install it again below
+    log "npm install @vendure/core@$VENDURE_VERSION sql.js@$SQLJS_VERSION typescript@$TYPESCRIPT_VERSION${PGDEP:+ pg@$PG_VERSION} ..."
     npm install --prefer-offline --no-audit --no-fund --loglevel=error >npm-install.log 2>&1 \
       || { tail -30 npm-install.log >&2; exit 1; }
     log "installed in $(elapsed) ($(du -sh node_modules | cut -f1))"
+  fi
+
+  # ---- Ferry's plugin, packed from the repo and installed from the tarball ---------------------------
+  PLUGIN_HASH=$(plugin_hash)
+  if [ "$(cat plugin/source.sha256 2>/dev/null)" != "$PLUGIN_HASH" ] || [ ! -f node_modules/@ferry/vendure-plugin/dist/index.js ]; then
+    t_plugin=$(date +%s%3N)
+    rm -rf plugin; mkdir -p plugin/build
+    cp -r "$PLUGIN_SRC"/package.json "$PLUGIN_SRC"/tsconfig.json "$PLUGIN_SRC"/README.md "$PLUGIN_SRC"/src plugin/build/
+    # prepack runs tsc: typescript and @vendure/core's types resolve from DIR/node_modules (a parent folder).
+    (cd plugin/build && PATH="$DIR/node_modules/.bin:$PATH" npm pack --pack-destination .. --loglevel=error) >plugin-build.log 2>&1 \
+      || { log "npm pack of $PLUGIN_SRC failed:"; tail -30 plugin-build.log >&2; exit 1; }
+    TARBALL=$(cd plugin && ls -- *.tgz)
+    npm install --prefer-offline --no-audit --no-fund --loglevel=error "./plugin/$TARBALL" >>plugin-build.log 2>&1 \
+      || { log "npm install of the plugin tarball failed:"; tail -30 plugin-build.log >&2; exit 1; }
+    printf '%s\n' "$PLUGIN_HASH" > plugin/source.sha256
+    ms=$(( $(date +%s%3N) - t_plugin ))
+    log "packed and installed @ferry/vendure-plugin (plugin/$TARBALL) in $((ms/1000)).$(((ms%1000)/100))s"
   fi
   cp "$HERE/server.js" server.js
 
@@ -130,6 +164,7 @@ EOF
   # ---- start --------------------------------------------------------------------------------------
   VENDURE_DISABLE_TELEMETRY=true PORT="$PORT" DB_FILE="$DIR/vendure.sqlite" DATABASE_URL="$DATABASE_URL" \
     WEBHOOK_URL="${WEBHOOK_URL:-}" WEBHOOK_SECRET="${WEBHOOK_SECRET:-ferry-test-webhook-secret}" \
+    WEBHOOK_RETRY_SECONDS="${WEBHOOK_RETRY_SECONDS:-20}" \
     setsid nohup node server.js >>vendure.log 2>&1 </dev/null 9>&- &
   PID=$!
   echo "$PID" > vendure.pid

@@ -103,7 +103,7 @@ pub struct Options {
     #[serde(default = "default_category_facet")]
     pub category_facet: String,
     /// Fulfilment handler: `ferry-fulfillment` (stores the shipment number, needed by find_by_key) as
-    /// installed by scripts/peers/vendure/server.js, or `manual-fulfillment`.
+    /// declared by Ferry's plugin (integrations/vendure-plugin), or `manual-fulfillment`.
     #[serde(default = "default_fulfillment_handler")]
     pub fulfillment_handler: String,
 }
@@ -442,12 +442,14 @@ impl Connector for Vendure {
     }
 }
 
-/// What an event of the peer's webhook plugin (scripts/peers/vendure/server.js) names:
+/// What an event of Ferry's Vendure plugin (`@ferry/vendure-plugin`, integrations/vendure-plugin) names:
 /// - `order.state` `{code, from, to}` → the order `code`, once it reaches a state orders are read in
 ///   (`order_states`: a cart moving through AddingItems / ArrangingPayment is not an order yet);
 /// - `order.refund` `{code, refundId, …}` and `order.updated` `{code}` → the order `code`: Vendure 3.7
 ///   does not move an order's `updatedAt` when it is refunded or modified, so an incremental read cannot
 ///   see those changes; these events (or a `--full` read) bring them;
+/// - `order.cancelled` `{code, lineId}` → the order `code`: units of a line were cancelled
+///   (the order's lines change; a whole order cancelled is also an `order.state` to Cancelled);
 /// - `variant.created|updated|deleted` `{skus}` → those products (the SKU is the product key).
 ///
 /// `customer.*` events carry an email, but a customer's key is the ERP's customer code, so they name no
@@ -466,7 +468,7 @@ pub fn webhook_signals(body: &Value, order_states: &[String]) -> Vec<(Stream, Ve
                 _ => Vec::new(),
             }
         }
-        "order.refund" | "order.updated" => match body["code"].as_str().filter(|c| !c.is_empty()) {
+        "order.refund" | "order.updated" | "order.cancelled" => match body["code"].as_str().filter(|c| !c.is_empty()) {
             Some(code) => vec![(Stream::Orders, vec![code.to_owned()])],
             None => Vec::new(),
         },
@@ -545,18 +547,21 @@ mod tests {
         assert!(webhook_signals(&cart, &states).is_empty(), "a cart is not an order yet");
         let no_code = json!({"type": "order.state", "to": "PaymentSettled"});
         assert!(webhook_signals(&no_code, &states).is_empty());
-        // As the peer's plugin sends them (scripts/peers/vendure/server.js).
+        // As the plugin sends them (integrations/vendure-plugin/src/events.ts).
         let refund = json!({"type": "order.refund", "at": "2026-12-02T16:48:10.470Z", "id": 2, "code": "YNLWH4R6PBTWJLPZ", "refundId": 2, "from": "Pending", "to": "Settled"});
         assert_eq!(webhook_signals(&refund, &states), vec![(Stream::Orders, vec!["YNLWH4R6PBTWJLPZ".to_owned()])]);
         let modified = json!({"type": "order.updated", "at": "2026-12-02T16:48:10.470Z", "id": 2, "code": "YNLWH4R6PBTWJLPZ"});
         assert_eq!(webhook_signals(&modified, &states), vec![(Stream::Orders, vec!["YNLWH4R6PBTWJLPZ".to_owned()])]);
         assert!(webhook_signals(&json!({"type": "order.refund", "code": ""}), &states).is_empty());
+        let line_cancelled = json!({"type": "order.cancelled", "at": "2026-12-03T07:35:19.032Z", "id": 4, "code": "K3J9QX", "lineId": 11});
+        assert_eq!(webhook_signals(&line_cancelled, &states), vec![(Stream::Orders, vec!["K3J9QX".to_owned()])]);
         let variants = json!({"type": "variant.updated", "ids": ["1", "2"], "skus": ["A-1", "", "B-2"]});
         assert_eq!(webhook_signals(&variants, &states), vec![(Stream::Products, vec!["A-1".to_owned(), "B-2".to_owned()])]);
         for other in [
             json!({"type": "customer.updated", "id": 3, "email": "a@example.test"}),
             json!({"type": "stock.movement", "movements": []}),
             json!({"type": "product.updated", "id": 1}),
+            json!({"type": "customer_group.assigned", "group": "Trade", "ids": [3]}),
             json!({"nothing": true}),
         ] {
             assert!(webhook_signals(&other, &states).is_empty(), "{other}");

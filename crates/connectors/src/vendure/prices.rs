@@ -2,9 +2,10 @@
 //!
 //! Vendure has no price lists: a variant has one price per channel and currency. Its native way to
 //! give a customer group a different price is a promotion with the built-in `customer_group`
-//! condition. The built-in actions only discount by a percentage (not exact to the cent), so the test
-//! peer's plugin adds the action `ferry_variant_fixed_price` (variant id + target unit price in minor
-//! units, in the channel's tax mode), which discounts each unit of that variant down to the target.
+//! condition. The built-in actions only discount by a percentage (not exact to the cent), so Ferry's
+//! Vendure plugin (integrations/vendure-plugin) adds the action `ferry_variant_fixed_price` (variant
+//! id + target unit price in minor units, in the channel's tax mode), which discounts each unit of that
+//! variant down to the target.
 //!
 //! One promotion per entry, named `ferry:<price_list>/<sku>/<min_quantity>` (the entry's key):
 //! - `applies_to = customer_group(G)` → condition `customer_group` with group G (created when missing);

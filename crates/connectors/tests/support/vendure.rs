@@ -98,13 +98,21 @@ pub struct Api {
     http: reqwest::Client,
     url: String,
     token: std::sync::Mutex<Option<String>>,
+    /// `vendure-token` of a channel other than the default.
+    channel_token: Option<String>,
 }
 
 impl Api {
     pub fn new(url: &str) -> Self {
         // Below Node's 5 s keep-alive timeout, so a pooled connection is never one the server is closing.
         let http = reqwest::Client::builder().pool_idle_timeout(std::time::Duration::from_secs(4)).build().unwrap();
-        Api { http, url: url.to_owned(), token: std::sync::Mutex::new(None) }
+        Api { http, url: url.to_owned(), token: std::sync::Mutex::new(None), channel_token: None }
+    }
+
+    /// The same session, asking in the channel of this token from now on.
+    pub fn in_channel(mut self, token: &str) -> Self {
+        self.channel_token = Some(token.to_owned());
+        self
     }
 
     /// The Admin API, logged in as the superadmin.
@@ -128,6 +136,9 @@ impl Api {
         let mut req = self.http.post(&self.url).json(&serde_json::json!({"query": q, "variables": vars}));
         if let Some(t) = self.token.lock().unwrap().clone() {
             req = req.bearer_auth(t);
+        }
+        if let Some(channel) = &self.channel_token {
+            req = req.header("vendure-token", channel);
         }
         let resp = req.send().await.unwrap();
         if let Some(t) = resp.headers().get("vendure-auth-token") {

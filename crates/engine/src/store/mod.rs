@@ -6,6 +6,7 @@
 //! move together or not at all.
 
 pub mod dashboard;
+pub mod alerts;
 pub mod jobs;
 pub mod keys;
 pub mod records;
@@ -19,6 +20,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 
 pub use dashboard::DashboardStore;
+pub use alerts::AlertStore;
 pub use jobs::JobQueue;
 pub use keys::KeyStore;
 pub use records::RecordStore;

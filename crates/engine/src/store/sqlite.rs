@@ -9,6 +9,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 mod dashboard;
+mod alerts;
 mod jobs;
 mod records;
 mod retention;

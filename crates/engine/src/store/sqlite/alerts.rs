@@ -1,0 +1,338 @@
+//! [`AlertStore`] on the embedded SQLite store (migration 0012). Plain SQL that PostgreSQL runs too
+//! (`ON CONFLICT … DO …`, `RETURNING`, no JSON functions).
+
+use super::SqliteStore;
+use crate::alerts::{AlertState, Delivery};
+use crate::store::StoreResult;
+use crate::store::alerts::*;
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::Row;
+use std::collections::{BTreeMap, HashMap};
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+impl SqliteStore {
+    fn time(&self, what: &str, text: &str) -> StoreResult<DateTime<Utc>> {
+        DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).map_err(|e| self.err(what, format!("stored time {text:?}: {e}")))
+    }
+
+    fn time_opt(&self, what: &str, text: Option<String>) -> StoreResult<Option<DateTime<Utc>>> {
+        text.map(|t| self.time(what, &t)).transpose()
+    }
+}
+
+/// Open alerts, and resolved ones some channel still owes a "resolved" message.
+const ACTIVE: &str = "a.resolved_at IS NULL OR EXISTS (
+        SELECT 1 FROM alert_deliveries p WHERE p.alert_id = a.id AND p.fired_at IS NOT NULL AND p.resolved_at IS NULL)";
+
+#[async_trait]
+impl AlertStore for SqliteStore {
+    async fn flow_health(&self, flows: &[String]) -> StoreResult<BTreeMap<String, FlowHealth>> {
+        let mut out = BTreeMap::new();
+        for flow in flows {
+            let what = format!("read the runs of flow {flow}");
+            let err = |e| self.err(&what, e);
+            // Both walk the (flow, id) index backwards and stop at the first match.
+            let last = sqlx::query(
+                "SELECT id, status, started_at, finished_at, error FROM runs WHERE flow = ?1 AND status <> 'running' ORDER BY id DESC LIMIT 1",
+            )
+            .bind(flow)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+            let last_finished = match last {
+                Some(r) => Some(RunBrief {
+                    id: r.get(0),
+                    status: r.get(1),
+                    started_at: self.time(&what, r.get(2))?,
+                    finished_at: self.time_opt(&what, r.get(3))?,
+                    error: r.get(4),
+                }),
+                None => None,
+            };
+            let success: Option<String> = sqlx::query_scalar(
+                "SELECT COALESCE(finished_at, started_at) FROM runs WHERE flow = ?1 AND status IN ('ok', 'failed_records') ORDER BY id DESC LIMIT 1",
+            )
+            .bind(flow)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+            out.insert(flow.clone(), FlowHealth { last_finished, last_success_at: self.time_opt(&what, success)? });
+        }
+        Ok(out)
+    }
+
+    async fn open_failure_counts(&self) -> StoreResult<BTreeMap<String, u64>> {
+        let rows = sqlx::query("SELECT flow, COUNT(*) FROM failures GROUP BY flow")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err("count open failures", e))?;
+        Ok(rows.iter().map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1).max(0) as u64)).collect())
+    }
+
+    async fn oldest_due_job(&self, now: DateTime<Utc>) -> StoreResult<Option<WaitingJob>> {
+        let what = "read the queue's oldest due job";
+        let err = |e| self.err(what, e);
+        let due: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND run_after <= ?1")
+            .bind(ts(now))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)?;
+        if due == 0 {
+            return Ok(None);
+        }
+        let row = sqlx::query("SELECT id, flow, run_after FROM jobs WHERE status = 'queued' AND run_after <= ?1 ORDER BY run_after, id LIMIT 1")
+            .bind(ts(now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        match row {
+            Some(r) => Ok(Some(WaitingJob { id: r.get(0), flow: r.get(1), run_after: self.time(what, r.get(2))?, due })),
+            None => Ok(None),
+        }
+    }
+
+    async fn add_rejections(&self, rejections: &[Rejections]) -> StoreResult<()> {
+        if rejections.is_empty() {
+            return Ok(());
+        }
+        let err = |e| self.err("count rejected webhook deliveries", e);
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        for x in rejections {
+            sqlx::query(
+                "INSERT INTO webhook_rejections (connection, minute, code, count) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (connection, minute, code) DO UPDATE SET count = webhook_rejections.count + excluded.count",
+            )
+            .bind(&x.connection)
+            .bind(ts(x.minute))
+            .bind(&x.code)
+            .bind(x.count as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)
+    }
+
+    async fn rejections_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<Rejections>> {
+        let what = "read rejected webhook deliveries";
+        let rows = sqlx::query("SELECT connection, minute, code, count FROM webhook_rejections WHERE minute >= ?1 ORDER BY minute, connection, code")
+            .bind(ts(since))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(what, e))?;
+        rows.iter()
+            .map(|r| Ok(Rejections { connection: r.get(0), minute: self.time(what, r.get(1))?, code: r.get(2), count: r.get::<i64, _>(3).max(0) as u64 }))
+            .collect()
+    }
+
+    async fn forget_rejections(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        Ok(sqlx::query("DELETE FROM webhook_rejections WHERE minute < ?1")
+            .bind(ts(before))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err("forget old webhook rejections", e))?
+            .rows_affected())
+    }
+
+    async fn watching_since(&self, now: DateTime<Utc>) -> StoreResult<DateTime<Utc>> {
+        let what = "read when alerting began";
+        sqlx::query("INSERT INTO alert_watch (id, since) VALUES (1, ?1) ON CONFLICT (id) DO NOTHING")
+            .bind(ts(now))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(what, e))?;
+        let since: String = sqlx::query_scalar("SELECT since FROM alert_watch WHERE id = 1").fetch_one(&self.pool).await.map_err(|e| self.err(what, e))?;
+        self.time(what, &since)
+    }
+
+    async fn active_alerts(&self) -> StoreResult<Vec<AlertState>> {
+        let what = "read open alerts";
+        let err = |e| self.err(what, e);
+        let rows = sqlx::query(&format!("SELECT a.id, a.rule, a.subject, a.message, a.opened_at, a.resolved_at FROM alerts a WHERE {ACTIVE} ORDER BY a.id"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        let mut alerts = Vec::with_capacity(rows.len());
+        for r in &rows {
+            alerts.push(AlertState {
+                id: r.get(0),
+                rule: r.get(1),
+                subject: r.get(2),
+                message: r.get(3),
+                opened_at: self.time(what, r.get(4))?,
+                resolved_at: self.time_opt(what, r.get(5))?,
+                deliveries: BTreeMap::new(),
+            });
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT d.alert_id, d.channel, d.fired_at, d.resolved_at FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id WHERE {ACTIVE}"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        for r in &rows {
+            let id: i64 = r.get(0);
+            let delivery = Delivery { fired_at: self.time_opt(what, r.get(2))?, resolved_at: self.time_opt(what, r.get(3))? };
+            if let Some(a) = alerts.iter_mut().find(|a| a.id == id) {
+                a.deliveries.insert(r.get(1), delivery);
+            }
+        }
+        Ok(alerts)
+    }
+
+    async fn open_alert(&self, rule: &str, subject: &str, message: &str, now: DateTime<Utc>) -> StoreResult<Option<i64>> {
+        sqlx::query_scalar("INSERT INTO alerts (rule, subject, message, opened_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING RETURNING id")
+            .bind(rule)
+            .bind(subject)
+            .bind(message)
+            .bind(ts(now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(&format!("open alert {rule} ({subject})"), e))
+    }
+
+    async fn resolve_alert(&self, id: i64, now: DateTime<Utc>) -> StoreResult<()> {
+        sqlx::query("UPDATE alerts SET resolved_at = ?2 WHERE id = ?1 AND resolved_at IS NULL")
+            .bind(id)
+            .bind(ts(now))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(&format!("resolve alert {id}"), e))?;
+        Ok(())
+    }
+
+    async fn record_delivery(&self, id: i64, channel: &str, resolved: bool, now: DateTime<Utc>) -> StoreResult<()> {
+        let sql = if resolved {
+            "UPDATE alert_deliveries SET resolved_at = ?3 WHERE alert_id = ?1 AND channel = ?2"
+        } else {
+            "INSERT INTO alert_deliveries (alert_id, channel, fired_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (alert_id, channel) DO UPDATE SET fired_at = excluded.fired_at"
+        };
+        sqlx::query(sql)
+            .bind(id)
+            .bind(channel)
+            .bind(ts(now))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(&format!("record the message of alert {id} to channel {channel}"), e))?;
+        Ok(())
+    }
+
+    async fn last_fired(&self, since: DateTime<Utc>) -> StoreResult<HashMap<(String, String, String), DateTime<Utc>>> {
+        let what = "read the last alert messages";
+        let rows = sqlx::query(
+            "SELECT a.rule, a.subject, d.channel, MAX(d.fired_at) FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id
+             WHERE d.fired_at >= ?1 GROUP BY a.rule, a.subject, d.channel",
+        )
+        .bind(ts(since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(what, e))?;
+        rows.iter().map(|r| Ok(((r.get(0), r.get(1), r.get(2)), self.time(what, r.get(3))?))).collect()
+    }
+
+    async fn forget_alerts(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let err = |e| self.err("forget old alerts", e);
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        // Deliveries first (not left to ON DELETE CASCADE: it only acts with foreign keys enabled).
+        sqlx::query("DELETE FROM alert_deliveries WHERE alert_id IN (SELECT id FROM alerts WHERE resolved_at < ?1)")
+            .bind(ts(before))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        let n = sqlx::query("DELETE FROM alerts WHERE resolved_at < ?1").bind(ts(before)).execute(&mut *tx).await.map_err(err)?.rows_affected();
+        tx.commit().await.map_err(err)?;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StateStore;
+    use crate::store::jobs::{JobKind, JobQueue, NewJob};
+    use chrono::{Duration, TimeZone};
+
+    async fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("state.db")).await.unwrap();
+        (dir, s)
+    }
+
+    fn t(m: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 3, 12, 0, 0).unwrap() + Duration::minutes(m)
+    }
+
+    #[tokio::test]
+    async fn flow_health_reads_the_newest_finished_and_completed_runs() {
+        let (_d, s) = store().await;
+        let ok = s.begin_run("orders", "incremental").await.unwrap();
+        s.finish_run(ok, "ok", None).await.unwrap();
+        let aborted = s.begin_run("orders", "incremental").await.unwrap();
+        s.finish_run(aborted, "aborted", Some("endpoint down")).await.unwrap();
+        let _running = s.begin_run("orders", "incremental").await.unwrap();
+        let h = s.flow_health(&["orders".into(), "stock".into()]).await.unwrap();
+        let last = h["orders"].last_finished.clone().unwrap();
+        assert_eq!((last.id, last.status.as_str(), last.error.as_deref()), (aborted, "aborted", Some("endpoint down")));
+        assert!(h["orders"].last_success_at.is_some());
+        assert_eq!(h["stock"], FlowHealth::default());
+    }
+
+    #[tokio::test]
+    async fn failures_queue_rejections_and_watch_are_read_back() {
+        let (_d, s) = store().await;
+        assert!(s.open_failure_counts().await.unwrap().is_empty());
+        assert_eq!(s.oldest_due_job(t(0)).await.unwrap(), None);
+        let a = s.enqueue(NewJob::new("orders", JobKind::Manual, t(-20))).await.unwrap().id;
+        s.enqueue(NewJob::new("stock", JobKind::Manual, t(-5))).await.unwrap();
+        s.enqueue(NewJob::new("stock", JobKind::Manual, t(30))).await.unwrap();
+        assert_eq!(s.oldest_due_job(t(0)).await.unwrap(), Some(WaitingJob { id: a, flow: "orders".into(), run_after: t(-20), due: 2 }));
+
+        let x = |m, code: &str, count| Rejections { connection: "shop".into(), minute: t(m), code: code.into(), count };
+        s.add_rejections(&[x(0, "invalid_signature", 2), x(1, "invalid_signature", 1)]).await.unwrap();
+        s.add_rejections(&[x(0, "invalid_signature", 3)]).await.unwrap();
+        assert_eq!(s.rejections_since(t(0)).await.unwrap(), [x(0, "invalid_signature", 5), x(1, "invalid_signature", 1)]);
+        assert_eq!(s.forget_rejections(t(1)).await.unwrap(), 1);
+        assert_eq!(s.rejections_since(t(-60)).await.unwrap(), [x(1, "invalid_signature", 1)]);
+
+        assert_eq!(s.watching_since(t(0)).await.unwrap(), t(0));
+        assert_eq!(s.watching_since(t(99)).await.unwrap(), t(0), "the first instant stays");
+    }
+
+    #[tokio::test]
+    async fn one_open_alert_per_rule_and_subject_with_its_deliveries() {
+        let (_d, s) = store().await;
+        let id = s.open_alert("failed", "orders", "flow orders: run 1 aborted", t(0)).await.unwrap().unwrap();
+        assert_eq!(s.open_alert("failed", "orders", "again", t(1)).await.unwrap(), None, "already open");
+        let other = s.open_alert("failed", "stock", "flow stock: run 2 aborted", t(1)).await.unwrap().unwrap();
+        s.record_delivery(id, "mail", false, t(0)).await.unwrap();
+        s.record_delivery(id, "chat", false, t(1)).await.unwrap();
+        let active = s.active_alerts().await.unwrap();
+        assert_eq!(active.iter().map(|a| a.id).collect::<Vec<_>>(), [id, other]);
+        assert_eq!(active[0].deliveries["chat"], Delivery { fired_at: Some(t(1)), resolved_at: None });
+        assert_eq!(active[0].message, "flow orders: run 1 aborted");
+
+        s.resolve_alert(id, t(5)).await.unwrap();
+        s.resolve_alert(other, t(5)).await.unwrap();
+        s.record_delivery(id, "mail", true, t(5)).await.unwrap();
+        let active = s.active_alerts().await.unwrap();
+        assert_eq!(active.len(), 1, "chat still owes the resolved message; stock never fired: {active:?}");
+        assert_eq!(active[0].resolved_at, Some(t(5)));
+        s.record_delivery(id, "chat", true, t(6)).await.unwrap();
+        assert!(s.active_alerts().await.unwrap().is_empty());
+
+        // the same problem again: a new alert; the cool-down sees the last "fired" of the old one
+        let again = s.open_alert("failed", "orders", "flow orders: run 3 aborted", t(10)).await.unwrap().unwrap();
+        assert_ne!(again, id);
+        let last = s.last_fired(t(-60)).await.unwrap();
+        assert_eq!(last[&("failed".to_string(), "orders".to_string(), "chat".to_string())], t(1));
+        assert!(s.last_fired(t(2)).await.unwrap().is_empty(), "older than the window");
+
+        assert_eq!(s.forget_alerts(t(7)).await.unwrap(), 2);
+        assert_eq!(s.active_alerts().await.unwrap().iter().map(|a| a.id).collect::<Vec<_>>(), [again]);
+    }
+}
