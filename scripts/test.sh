@@ -54,6 +54,12 @@ fi
 ST_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/schemathesis
 mkdir -p "$ST_DIR"
 scripts/peers/schemathesis/install.sh "$ST_DIR" >"$ST_DIR/install.log" 2>&1 &
+# The dashboard's browser test (crates/cli/tests/dashboard_browser.rs) drives Debian's chromium with
+# playwright-core from npm: install both while the workspace compiles (the test installs them itself when
+# run alone; the install is locked and quick once done).
+CHROMIUM_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/chromium
+mkdir -p "$CHROMIUM_DIR"
+scripts/peers/chromium/install.sh "$CHROMIUM_DIR" >"$CHROMIUM_DIR/install.log" 2>&1 &
 # The alert tests (crates/server/tests/alerts.rs) send e-mail to aiosmtpd (PyPI), likewise installed early.
 SMTP_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/smtp
 mkdir -p "$SMTP_DIR"
