@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a warm one: `scripts/test.sh`.
 #
-# 1. starts the real peers (Tryton from PyPI, Vendure from npm) in the background, installing them on
-#    first use, while the workspace compiles;
+# 1. starts the real peers (Tryton from PyPI, Vendure from npm, OpenSSH's sshd from Debian for the SFTP
+#    tests) in the background, installing them on first use, while the workspace compiles;
 # 2. runs every test (unit, property, engine, CLI, live Tryton and Vendure) with cargo-nextest in parallel
 #    (cargo test when nextest is not installed);
 # 3. stops the peers it started.
@@ -31,7 +31,8 @@ if [ "${FERRY_SKIP_PEERS:-0}" != 1 ]; then
     TRYTON_PORT=${FERRY_TEST_TRYTON_PORT:-18000}
     VENDURE_PORT=${FERRY_TEST_VENDURE_PORT:-18300}
     WEBHOOK_PORT=${FERRY_TEST_WEBHOOK_PORT:-18301}
-    for spec in "tryton $TRYTON_PORT" "vendure $VENDURE_PORT"; do
+    SSHD_PORT=${FERRY_TEST_SSHD_PORT:-18302}
+    for spec in "tryton $TRYTON_PORT" "vendure $VENDURE_PORT" "sshd $SSHD_PORT"; do
         set -- $spec
         if [ -x "scripts/peers/$1/up.sh" ]; then
             echo "[test] starting $1 peer on 127.0.0.1:$2 (log: $FERRY_PEERS_DIR/$1-up.log)"
