@@ -378,3 +378,47 @@ async fn an_unknown_or_changed_host_key_is_refused() {
     let report = c.check().await.unwrap();
     assert!(report.ok, "{report:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sftp_example_config_runs_against_a_real_server() {
+    // examples/sftp-erp/ferry.toml with its server, key and known_hosts pointed at the test peer.
+    let erp = sshd::folder("example");
+    for sub in ["outbox", "inbox"] {
+        std::fs::create_dir(erp.local.join(sub)).unwrap();
+        sshd::give(&erp.local.join(sub));
+    }
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sftp-erp/ferry.toml");
+    let key = std::fs::read_to_string(sshd::peer_dir().join("user_ed25519")).unwrap();
+    let text = std::fs::read_to_string(example)
+        .unwrap()
+        .replace("sftp://ferry@erp.example.com:22/srv/erp", &erp.url)
+        // The secret as `prepare_config` resolves it from the state store: the key's text in the option.
+        .replace("private_key = { secret = \"erp-sftp-key\" }", &format!("private_key = '''{key}'''"))
+        .replace("known_hosts_path = \"known_hosts\"", &format!("known_hosts_path = \"{}\"", sshd::peer_dir().join("known_hosts").display()));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("shop")).unwrap();
+    let ws = Workspace::open(Config::parse(&text, dir.path().to_owned()).unwrap(), registry()).await.unwrap();
+
+    // The ERP's export, still without its done marker: nothing is read yet.
+    let outbox = sshd::Folder { local: erp.local.join("outbox"), url: format!("{}/outbox", erp.url) };
+    outbox.put("products.csv", "ItemCode;Description;SellPrice\nEX-1;Spade;19,95\nEX-2;Rake;1.249,00\n");
+    let report = sync(&ws, "products").await;
+    assert_eq!(report.counts.read, 0);
+    assert!(report.warnings.iter().any(|w| w.contains("no done marker products.csv.done")), "{:?}", report.warnings);
+    outbox.put("products.csv.done", "");
+    let report = sync(&ws, "products").await;
+    assert_eq!(report.counts.created, 2, "{report:#?}");
+    let shop = materialize(&dir.path().join("shop/products.jsonl"), Stream::Products).unwrap();
+    assert_eq!(shop["EX-2"]["price"]["amount"], "1249");
+    sync(&ws, "products").await;
+    assert_eq!(outbox.names("processed").len(), 1, "archived once committed");
+
+    // A web order in the shop goes to the ERP's inbox as orders.csv, under the renamed order-number column.
+    let mut line = serde_json::to_string(&order("WEB-EX-1")).unwrap();
+    line.push('\n');
+    std::fs::write(dir.path().join("shop/orders.jsonl"), line).unwrap();
+    assert_eq!(sync(&ws, "orders").await.counts.created, 1);
+    assert_eq!(sync(&ws, "orders").await.counts.created, 0);
+    let orders = std::fs::read_to_string(erp.local.join("inbox/orders.csv")).unwrap();
+    assert!(orders.starts_with("Belegnummer;placed_at;") && orders.matches("WEB-EX-1;").count() == 2, "{orders}");
+}
