@@ -388,7 +388,8 @@ async fn the_sftp_example_config_runs_against_a_real_server() {
         sshd::give(&erp.local.join(sub));
     }
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sftp-erp/ferry.toml");
-    let key = std::fs::read_to_string(sshd::peer_dir().join("user_ed25519")).unwrap();
+    // As `$(cat key)` passes it to `ferry secrets set --from-env`: without the final newline.
+    let key = std::fs::read_to_string(sshd::peer_dir().join("user_ed25519")).unwrap().trim_end().to_owned();
     let text = std::fs::read_to_string(example)
         .unwrap()
         .replace("sftp://ferry@erp.example.com:22/srv/erp", &erp.url)
