@@ -109,6 +109,17 @@ async fn a_products_export_read_over_sftp_is_synced_through_the_engine_into_json
     let synced = materialize(&shop.local.join("products.jsonl"), Stream::Products).unwrap();
     assert_eq!(synced["SFTP-000002"]["price"]["amount"], "21.25");
     assert_eq!(ws.flow("products").unwrap().source.location(Stream::Products).unwrap(), format!("{}/products.csv", erp.url));
+
+    // The JSONL folder on the server read back as a source, and compacted there (4 lines → 3).
+    let feed = build("jsonl", shop.options(json!({"pickup": "rename"})));
+    let items = read(feed.as_ref(), Stream::Products, None).await.unwrap();
+    assert_eq!(records(&items).len(), 3);
+    let compacted = feed.compact(Stream::Products, false).await.unwrap().unwrap();
+    assert_eq!((compacted.lines_before, compacted.lines_after), (4, 3));
+    assert_eq!(compacted.target, format!("{}/products.jsonl", shop.url));
+    assert_eq!(std::fs::read_to_string(shop.local.join("products.jsonl")).unwrap().lines().count(), 3);
+    assert_eq!(materialize(&shop.local.join("products.jsonl"), Stream::Products).unwrap(), synced);
+    assert_eq!(shop.names(""), ["products.jsonl"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

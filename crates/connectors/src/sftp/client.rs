@@ -52,18 +52,34 @@ impl HostKeyPolicy {
             }
         }
         if let Some(path) = &self.known_hosts {
-            match russh::keys::check_known_hosts_path(host, port, key, path) {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err(format!(
-                        "{what} is not in known_hosts {}: refusing an unknown host (add it, e.g. `ssh-keyscan -p {port} {host} >> {}` after \
-                         checking the fingerprint with the server's owner, or pin it with host_key_fingerprint = \"{shown}\")",
-                        path.display(),
-                        path.display()
-                    ));
-                }
-                Err(e) => return Err(format!("{what} refused: known_hosts {}: {e}", path.display())),
+            if !path.is_file() {
+                return Err(format!(
+                    "{what} refused: known_hosts {} does not exist (set known_hosts_path, or pin host_key_fingerprint = \"{shown}\" \
+                     after checking it with the server's owner)",
+                    path.display()
+                ));
             }
+            // russh's own check compares whole keys (comments included) and calls a host changed as soon as
+            // one listed key of the same type differs; OpenSSH accepts any listed key that matches.
+            let listed = russh::keys::known_hosts::known_host_keys_path(host, port, path)
+                .map_err(|e| format!("{what} refused: cannot read known_hosts {}: {e}", path.display()))?;
+            if listed.iter().any(|(_, k)| k.key_data() == key.key_data()) {
+                return Ok(());
+            }
+            return Err(match listed.iter().find(|(_, k)| k.algorithm() == key.algorithm()) {
+                Some((line, _)) => format!(
+                    "{what} refused: known_hosts {} line {line} lists another {} key for this host (the server was re-installed, \
+                     or someone is in between): check with the server's owner before replacing the line",
+                    path.display(),
+                    key.algorithm().as_str()
+                ),
+                None => format!(
+                    "{what} is not in known_hosts {}: refusing an unknown host (add it, e.g. `ssh-keyscan -p {port} {host} >> {}` after \
+                     checking the fingerprint with the server's owner, or pin it with host_key_fingerprint = \"{shown}\")",
+                    path.display(),
+                    path.display()
+                ),
+            });
         }
         Ok(())
     }
@@ -453,5 +469,65 @@ pub(crate) fn join(dir: &str, name: &str) -> String {
         "" => name.to_owned(),
         d if d.ends_with('/') => format!("{d}{name}"),
         d => format!("{d}/{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY_A: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGrOkY98CSv3LUMOG0SOQceoi1wegJnT07JDpZwjHMU3 a";
+    const KEY_A_FINGERPRINT: &str = "SHA256:nTLWr+mUYiSvFsDVdtlJ+ohWs83+S8BVqK+87d1fvjY";
+    const KEY_B: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGSLuyt++CUBrJWBDiuUdKr1b55muLA5KL5P5+ZHEZFg b";
+
+    fn key(text: &str) -> PublicKey {
+        PublicKey::from_openssh(text).unwrap()
+    }
+
+    fn known_hosts(lines: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        std::fs::write(&path, lines).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn a_pinned_fingerprint_must_be_the_servers_with_or_without_prefix_and_padding() {
+        let pin = |f: &str| HostKeyPolicy { known_hosts: None, fingerprint: Some(f.to_owned()) };
+        assert_eq!(pin(KEY_A_FINGERPRINT).verify("h", 22, &key(KEY_A)), Ok(()));
+        assert_eq!(pin(KEY_A_FINGERPRINT.trim_start_matches("SHA256:")).verify("h", 22, &key(KEY_A)), Ok(()));
+        assert_eq!(pin(&format!("{KEY_A_FINGERPRINT}=")).verify("h", 22, &key(KEY_A)), Ok(()));
+        let refused = pin(KEY_A_FINGERPRINT).verify("h", 2222, &key(KEY_B)).unwrap_err();
+        assert!(refused.contains("host key of h:2222 (ssh-ed25519 SHA256:") && refused.contains("does not match the pinned"), "{refused}");
+    }
+
+    #[test]
+    fn known_hosts_accepts_the_listed_key_and_refuses_an_unknown_host_or_another_key() {
+        let (_dir, path) = known_hosts(&format!("[files.example]:2222 {KEY_A}\nother.example {KEY_B}\n"));
+        let policy = HostKeyPolicy { known_hosts: Some(path), fingerprint: None };
+        assert_eq!(policy.verify("files.example", 2222, &key(KEY_A)), Ok(()));
+        let unknown = policy.verify("new.example", 22, &key(KEY_A)).unwrap_err();
+        assert!(unknown.contains("not in known_hosts") && unknown.contains(KEY_A_FINGERPRINT), "{unknown}");
+        let changed = policy.verify("files.example", 2222, &key(KEY_B)).unwrap_err();
+        assert!(changed.contains("refused"), "{changed}");
+        // The port is part of the host's name: the same host on 22 is another, unknown host.
+        assert!(policy.verify("files.example", 22, &key(KEY_A)).is_err());
+    }
+
+    #[test]
+    fn with_known_hosts_and_a_pin_both_must_agree() {
+        let (_dir, path) = known_hosts(&format!("h {KEY_B}\n"));
+        let policy = HostKeyPolicy { known_hosts: Some(path), fingerprint: Some(KEY_A_FINGERPRINT.into()) };
+        assert!(policy.verify("h", 22, &key(KEY_B)).unwrap_err().contains("pinned"));
+        assert!(policy.verify("h", 22, &key(KEY_A)).unwrap_err().contains("refused"));
+    }
+
+    #[test]
+    fn remote_paths_split_and_join_with_slashes() {
+        assert_eq!(split_dir("/srv/erp/orders.csv"), ("/srv/erp", "orders.csv"));
+        assert_eq!(split_dir("orders.csv"), ("", "orders.csv"));
+        assert_eq!(join("/srv/erp", "x"), "/srv/erp/x");
+        assert_eq!(join("/", "x"), "/x");
+        assert_eq!(join("", "x"), "x");
     }
 }
