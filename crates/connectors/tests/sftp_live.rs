@@ -297,8 +297,8 @@ async fn orders_are_published_by_temporary_name_and_rename_and_written_once() {
     assert_eq!(order_rows(&text), ["SFTP-NEW-1", "SFTP-NEW-1"]);
 }
 
-/// A TCP relay to the SSH server that cuts the first `cut` connections after `after` bytes from the
-/// server. Returns its port and the number of connections it accepted.
+/// A TCP relay to the SSH server that cuts each of its first `cut` connections once `after` bytes went
+/// through it (both ways). Returns its port and the number of connections it accepted.
 async fn cutting_relay(cut: usize, after: usize) -> (u16, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -307,40 +307,49 @@ async fn cutting_relay(cut: usize, after: usize) -> (u16, Arc<AtomicUsize>) {
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
             let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+            let limit = if n <= cut { after } else { usize::MAX };
             tokio::spawn(async move {
                 let server = tokio::net::TcpStream::connect(("127.0.0.1", sshd::port())).await.unwrap();
-                let (mut client_read, mut client_write) = client.into_split();
-                let (mut server_read, mut server_write) = server.into_split();
-                let up = tokio::spawn(async move { tokio::io::copy(&mut client_read, &mut server_write).await });
-                let mut buf = vec![0u8; 16 * 1024];
-                let mut total = 0;
-                loop {
-                    let k = server_read.read(&mut buf).await.unwrap_or(0);
-                    if k == 0 || (n <= cut && total + k > after) {
-                        break;
-                    }
-                    if client_write.write_all(&buf[..k]).await.is_err() {
-                        break;
-                    }
-                    total += k;
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                let moved = Arc::new(AtomicUsize::new(0));
+                let mut up = tokio::spawn(pipe(client_read, server_write, moved.clone(), limit));
+                let mut down = tokio::spawn(pipe(server_read, client_write, moved, limit));
+                // Whichever way stops first, the other is stopped too: both sockets close mid-transfer.
+                tokio::select! {
+                    _ = &mut up => down.abort(),
+                    _ = &mut down => up.abort(),
                 }
-                up.abort(); // both sockets close: the connection is gone mid-transfer
             });
         }
     });
     (port, accepted)
 }
 
+/// Copies until EOF, an error, or `limit` bytes moved through the connection in both directions together.
+async fn pipe(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, moved: Arc<AtomicUsize>, limit: usize) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let k = from.read(&mut buf).await.unwrap_or(0);
+        if k == 0 || moved.fetch_add(k, Ordering::SeqCst) + k > limit || to.write_all(&buf[..k]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A csv connection to `folder` through the relay on `port` (the host key pinned: known_hosts names the real port).
+fn via_relay(folder: &sshd::Folder, port: u16) -> Arc<dyn Connector> {
+    let mut o = folder.options(json!({"pickup": "rename", "timeout_seconds": 3, "host_key_fingerprint": sshd::host_fingerprint()}));
+    o["path"] = json!(folder.url.replace(&format!(":{}/", sshd::port()), &format!(":{port}/")));
+    o.as_object_mut().unwrap().remove("known_hosts_path");
+    build("csv", o)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_connection_dropped_mid_read_is_read_again_on_a_new_one_or_fails_naming_the_file() {
     let erp = sshd::folder("drop");
     erp.put("products.csv", &products_csv(20_000, "3.30")); // about 650 KB
-    let through = |port: u16| {
-        let mut o = erp.options(json!({"pickup": "rename", "timeout_seconds": 3, "host_key_fingerprint": sshd::host_fingerprint()}));
-        o["path"] = json!(erp.url.replace(&format!(":{}/", sshd::port()), &format!(":{port}/")));
-        o.as_object_mut().unwrap().remove("known_hosts_path");
-        build("csv", o)
-    };
+    let through = |port: u16| via_relay(&erp, port);
 
     let (port, accepted) = cutting_relay(1, 200_000).await;
     let items = read(through(port).as_ref(), Stream::Products, None).await.unwrap();
@@ -433,4 +442,47 @@ async fn the_sftp_example_config_runs_against_a_real_server() {
     assert_eq!(sync(&ws, "orders").await.counts.created, 0);
     let orders = std::fs::read_to_string(erp.local.join("inbox/orders.csv")).unwrap();
     assert!(orders.starts_with("Belegnummer;placed_at;") && orders.matches("WEB-EX-1;").count() == 2, "{orders}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn orders_written_while_connections_keep_dropping_arrive_exactly_once() {
+    // Every connection is cut after 100 KB (the orders file stays under 70 KB, so one upload fits in a
+    // connection), at whatever point the transfer then is: an upload, its answer, a rename. The
+    // connector makes new connections; a batch that still failed is retried the engine's way (keys looked
+    // up first, only the missing ones written).
+    let out = sshd::folder("drop-orders");
+    let (port, accepted) = cutting_relay(usize::MAX, 100_000).await;
+    let c = via_relay(&out, port);
+    let mut numbers = Vec::new();
+    for b in 0..6 {
+        let batch_numbers: Vec<String> = (0..20).map(|i| format!("DROP-{b}-{i:02}")).collect();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            assert!(attempts <= 10, "batch {b} never got through");
+            let found = match c.find_by_key(Stream::Orders, &batch_numbers).await {
+                Ok(found) => found,
+                Err(e) => {
+                    assert_eq!(e.kind, ErrorKind::Transient, "{e}");
+                    continue;
+                }
+            };
+            let missing: Vec<String> = batch_numbers.iter().filter(|n| !found.contains_key(*n)).cloned().collect();
+            if missing.is_empty() {
+                break;
+            }
+            match c.write(Stream::Orders, batch(&missing)).await {
+                Ok(outcomes) => assert!(outcomes.iter().all(|o| o.result.is_ok()), "{outcomes:?}"),
+                Err(e) => assert_eq!(e.kind, ErrorKind::Transient, "{e}"),
+            }
+        }
+        numbers.extend(batch_numbers);
+    }
+    assert!(accepted.load(Ordering::SeqCst) >= 2, "connections were cut and made again");
+    let text = std::fs::read_to_string(out.local.join("orders.csv")).unwrap();
+    let mut rows = order_rows(&text);
+    rows.sort();
+    let mut expected: Vec<String> = numbers.iter().flat_map(|n| [n.clone(), n.clone()]).collect();
+    expected.sort();
+    assert_eq!(rows, expected, "every order exactly once (two lines each)");
 }

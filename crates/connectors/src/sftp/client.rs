@@ -202,7 +202,19 @@ impl SftpClient {
         }
     }
 
+    /// A new connection, given up on (transiently) when the whole handshake, login and channel set-up
+    /// take longer than twice the timeout: a connection dropped half-way must not hang a run.
     async fn connect(&self) -> Result<Connection, ConnectorError> {
+        match tokio::time::timeout(self.timeout * 2, self.try_connect()).await {
+            Ok(result) => result,
+            Err(_) => Err(ConnectorError::transient(
+                self.location.url_of(""),
+                format!("no SSH session within {} s (handshake, login, sftp channel)", (self.timeout * 2).as_secs()),
+            )),
+        }
+    }
+
+    async fn try_connect(&self) -> Result<Connection, ConnectorError> {
         let l = &self.location;
         let endpoint = l.url_of("");
         let transient = |m: String| ConnectorError::transient(endpoint.clone(), m);
@@ -311,6 +323,7 @@ impl SftpClient {
     /// Copies `path` into the local file `to` (replacing it) and returns the stamp the file had before and
     /// after: a caller compares them to know the copy is of one unchanged file.
     pub(crate) async fn download(&self, path: &str, to: &Path) -> Result<(Stamp, Stamp), ConnectorError> {
+        let t = self.timeout;
         self.with_retry(path, "read the file", |c| async move {
             let before = c.sftp.metadata(path).await.map_err(classify)?;
             let mut remote = c.sftp.open(path).await.map_err(classify)?;
@@ -318,7 +331,7 @@ impl SftpClient {
             let mut local = tokio::fs::File::create(to).await.map_err(local_err)?;
             let mut buf = vec![0u8; COPY_BUFFER];
             loop {
-                let n = remote.read(&mut buf).await.map_err(|e| Failure::Transport(e.to_string()))?;
+                let n = within(t, "reading", remote.read(&mut buf)).await?;
                 if n == 0 {
                     break;
                 }
@@ -342,6 +355,7 @@ impl SftpClient {
     /// into a temporary name beside it (a dot file ending in `.part`), fsynced, then renamed over `path`
     /// atomically (OpenSSH's `posix-rename`). Returns the new file's stamp.
     pub(crate) async fn upload_replace(&self, from: &Path, path: &str) -> Result<Stamp, ConnectorError> {
+        let t = self.timeout;
         let (dir, name) = split_dir(path);
         let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
         let temp = join(dir, &format!(".{name}.ferry-{}-{n}.part", std::process::id()));
@@ -358,14 +372,14 @@ impl SftpClient {
                     if n == 0 {
                         break;
                     }
-                    remote.write_all(&buf[..n]).await.map_err(|e| Failure::Transport(e.to_string()))?;
+                    within(t, "writing", remote.write_all(&buf[..n])).await?;
                 }
-                remote.flush().await.map_err(|e| Failure::Transport(e.to_string()))?;
+                within(t, "writing", remote.flush()).await?;
                 // Durable before it gets its name: a crash of the server must not leave an empty file there.
-                if let Err(e) = remote.sync_all().await {
-                    tracing::debug!("fsync@openssh.com not available: {e}");
+                if let Err(Failure::Transport(e)) = within(t, "fsync", remote.sync_all()).await {
+                    tracing::debug!("fsync@openssh.com failed or not available: {e}");
                 }
-                remote.shutdown().await.map_err(|e| Failure::Transport(e.to_string()))?;
+                within(t, "closing", remote.shutdown()).await?;
                 drop(remote);
                 posix_rename(&c.raw, temp, path).await?;
                 let m = c.sftp.metadata(path).await.map_err(classify)?;
@@ -433,6 +447,16 @@ impl SftpClient {
             }
         })
         .await
+    }
+}
+
+/// One step of a transfer that must make progress within `t` (a write waiting for a window a dead
+/// connection never opens would otherwise wait forever).
+async fn within<T, E: std::fmt::Display>(t: Duration, what: &str, step: impl std::future::Future<Output = Result<T, E>>) -> Result<T, Failure> {
+    match tokio::time::timeout(t, step).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Failure::Transport(format!("{what}: {e}"))),
+        Err(_) => Err(Failure::Transport(format!("{what}: no progress within {} s", t.as_secs()))),
     }
 }
 
