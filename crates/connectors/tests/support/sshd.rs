@@ -100,6 +100,13 @@ impl Folder {
     }
 }
 
+/// The server's data folder does not fill up with test folders: each goes when its test is done.
+impl Drop for Folder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.local);
+    }
+}
+
 /// Hands a file or folder to the SFTP user, so the server may rename and replace it.
 pub fn give(path: &Path) {
     if let Err(e) = std::os::unix::fs::chown(path, Some(uid()), None) {
