@@ -2,7 +2,8 @@
 # The whole test suite, on a fresh machine or a warm one: `scripts/test.sh`.
 #
 # 1. starts the real peers (Tryton from PyPI, Vendure from npm; PostgreSQL and MariaDB from the machine,
-#    or Debian's packages) in the background, installing them on first use, while the workspace compiles;
+#    or Debian's packages; OpenSSH's sshd from Debian for the SFTP tests) in the background, installing them
+#    on first use, while the workspace compiles;
 # 2. runs every test (unit, property, engine, CLI, live Tryton and Vendure) with cargo-nextest in parallel
 #    (cargo test when nextest is not installed);
 # 3. stops the peers it started.
@@ -35,7 +36,8 @@ if [ "${FERRY_SKIP_PEERS:-0}" != 1 ]; then
     # The sql connector's tests: the machine's PostgreSQL / MariaDB when they answer there, else private ones.
     PG_PORT=${FERRY_TEST_POSTGRES_PORT:-5432}
     MY_PORT=${FERRY_TEST_MYSQL_PORT:-3306}
-    for spec in "tryton $TRYTON_PORT" "vendure $VENDURE_PORT" "postgres $PG_PORT" "mariadb $MY_PORT"; do
+    SSHD_PORT=${FERRY_TEST_SSHD_PORT:-18302}
+    for spec in "tryton $TRYTON_PORT" "vendure $VENDURE_PORT" "postgres $PG_PORT" "mariadb $MY_PORT" "sshd $SSHD_PORT"; do
         set -- $spec
         if [ -x "scripts/peers/$1/up.sh" ]; then
             echo "[test] starting $1 peer on 127.0.0.1:$2 (log: $FERRY_PEERS_DIR/$1-up.log)"
@@ -64,6 +66,12 @@ fi
 ST_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/schemathesis
 mkdir -p "$ST_DIR"
 scripts/peers/schemathesis/install.sh "$ST_DIR" >"$ST_DIR/install.log" 2>&1 &
+# The dashboard's browser test (crates/cli/tests/dashboard_browser.rs) drives Debian's chromium with
+# playwright-core from npm: install both while the workspace compiles (the test installs them itself when
+# run alone; the install is locked and quick once done).
+CHROMIUM_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/chromium
+mkdir -p "$CHROMIUM_DIR"
+scripts/peers/chromium/install.sh "$CHROMIUM_DIR" >"$CHROMIUM_DIR/install.log" 2>&1 &
 # The alert tests (crates/server/tests/alerts.rs) send e-mail to aiosmtpd (PyPI), likewise installed early.
 SMTP_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/smtp
 mkdir -p "$SMTP_DIR"

@@ -20,6 +20,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod alerts;
 mod bench;
+mod bench_dashboard;
 mod bench_serve;
 mod output;
 mod remote;
@@ -137,6 +138,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Measure the server: records API push throughput and webhook → job → target latency.
     BenchServe(bench_serve::BenchServeArgs),
+    /// Measure the dashboard: each page's render time for a large workspace (100 flows, 1M run records).
+    BenchDashboard(bench_dashboard::BenchDashboardArgs),
     /// Run schedules, webhooks, the job queue's workers and the REST API until SIGTERM / ctrl-c.
     Serve {
         /// Listen address (default: `[server] listen`, else 127.0.0.1:8080).
@@ -404,6 +407,7 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
         }
         Command::Bench(args) => bench::run(args, cli.json).await,
         Command::BenchServe(args) => bench_serve::run(args).await,
+        Command::BenchDashboard(args) => bench_dashboard::run(args).await,
         Command::Serve { listen } => {
             let config = Config::load(&cli.config)?;
             let server = ferry_server::Server::open(config, std::sync::Arc::new(ferry_engine::schedule::SystemClock)).await?;
@@ -411,7 +415,7 @@ async fn run(mut cli: Cli) -> Result<ExitCode> {
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
             let names: Vec<&str> = server.workspaces.keys().map(String::as_str).collect();
             eprintln!(
-                "ferry serve: listening on http://{addr} (API docs at /api/docs), workspaces: {}; SIGTERM or ctrl-c to stop",
+                "ferry serve: listening on http://{addr} (dashboard at /, API docs at /api/docs), workspaces: {}; SIGTERM or ctrl-c to stop",
                 names.join(", ")
             );
             ferry_server::serve_all(server, listener, ferry_server::shutdown_signal()).await?;

@@ -7,6 +7,10 @@ use ferry_engine::Registry;
 mod fileio;
 #[cfg(any(feature = "csv", feature = "jsonl", feature = "sql"))]
 mod rawkey;
+#[cfg(any(feature = "csv", feature = "jsonl"))]
+mod remote;
+#[cfg(any(feature = "csv", feature = "jsonl"))]
+mod sftp;
 
 #[cfg(any(feature = "tryton", feature = "vendure"))]
 pub mod retry;

@@ -24,6 +24,7 @@ pub mod secrets;
 pub mod store;
 pub mod targeted;
 pub mod workspace;
+pub mod written_changes;
 
 pub use config::{Config, FlowConfig, OnMissing};
 pub use create_once::OrderPolicy;

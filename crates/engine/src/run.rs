@@ -587,6 +587,7 @@ impl Runner<'_> {
             target_id: None,
             field: field.clone(),
             message: Some(message.clone()),
+            changes: None,
         });
         commit.failed.push(NewFailure { key, position, stage, field, message, retryable, source });
     }
@@ -617,7 +618,14 @@ impl Runner<'_> {
                 self.report.counts.skipped += 1;
                 commit.counts.skipped += 1;
                 self.resolve(commit, &w.pending.key);
-                commit.outcomes.push(RunRecord { key: w.pending.key, outcome: "skipped", target_id: None, field: Some("status".into()), message: Some(why) });
+                commit.outcomes.push(RunRecord {
+                    key: w.pending.key,
+                    outcome: "skipped",
+                    target_id: None,
+                    field: Some("status".into()),
+                    message: Some(why),
+                    changes: None,
+                });
                 continue;
             }
             out.push(w);
@@ -719,7 +727,7 @@ impl Runner<'_> {
         }
         match policy {
             OnDuplicate::Warn => {
-                commit.outcomes.push(RunRecord { key: p.key.clone(), outcome: "duplicate", target_id: None, field: None, message: Some(message) });
+                commit.outcomes.push(RunRecord { key: p.key.clone(), outcome: "duplicate", target_id: None, field: None, message: Some(message), changes: None });
                 Some(p)
             }
             OnDuplicate::Fail => {
@@ -792,9 +800,15 @@ impl Runner<'_> {
             // Found in the target without a cross-reference: whatever the connector had to do (drive it on, or
             // only confirm it is done), the record's interrupted write was resumed.
             let mut found: HashSet<String> = HashSet::new();
+            let mut before = self.listed_before(&chunk).await?;
             for ToWrite { pending: p, target_id, previous, found: was_found } in chunk {
                 if was_found {
                     found.insert(p.key.clone());
+                }
+                if let Some(previous) = &previous
+                    && self.listed_writes < MAX_WRITES_LISTED
+                {
+                    before.insert(p.key.clone(), previous.clone());
                 }
                 by_key.insert(p.key.clone(), Written_ { hash: p.hash, canonical: p.canonical, source_hash: p.source_hash, source: p.source });
                 records.push(WriteRecord { key: p.key, target_id, record: p.record, previous });
@@ -845,12 +859,16 @@ impl Runner<'_> {
                         // Warnings are always listed, like failures.
                         if self.listed_writes < MAX_WRITES_LISTED || written.warning.is_some() {
                             self.listed_writes += 1;
+                            let changes = matches!(label, "created" | "updated")
+                                .then(|| crate::written_changes::changes(before.get(&outcome.key), &sent.canonical))
+                                .flatten();
                             commit.outcomes.push(RunRecord {
                                 key: outcome.key.clone(),
                                 outcome: label,
                                 target_id: Some(written.target_id.clone()),
                                 field: None,
                                 message: written.warning.clone(),
+                                changes,
                             });
                         }
                         commit.synced.push(Synced {
@@ -875,6 +893,19 @@ impl Runner<'_> {
             }
         }
         Ok(Some(commit))
+    }
+
+    /// What the target last acknowledged of the records of `chunk` this run will list (while fewer than
+    /// `MAX_WRITES_LISTED` are), so their outcomes carry field-level changes. Create-once records bring
+    /// theirs along (`previous`); found and new records have none.
+    async fn listed_before(&self, chunk: &[ToWrite]) -> Result<HashMap<String, serde_json::Value>, String> {
+        let room = MAX_WRITES_LISTED.saturating_sub(self.listed_writes);
+        let keys: Vec<String> =
+            chunk.iter().filter(|w| w.target_id.is_some() && w.previous.is_none() && !w.found).map(|w| w.pending.key.clone()).take(room).collect();
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        self.store.payloads(&self.flow.name, &keys).await.map_err(|e| e.to_string())
     }
 
     async fn plan(&mut self, to_write: &[ToWrite]) -> Result<(), String> {
@@ -1066,7 +1097,14 @@ impl Runner<'_> {
                         commit.counts.retired += 1;
                         self.report.counts.retired += 1;
                         self.resolve(&mut commit, &o.key);
-                        commit.outcomes.push(RunRecord { key: o.key.clone(), outcome: "retired", target_id: Some(w.target_id.clone()), field: None, message: None });
+                        commit.outcomes.push(RunRecord {
+                            key: o.key.clone(),
+                            outcome: "retired",
+                            target_id: Some(w.target_id.clone()),
+                            field: None,
+                            message: None,
+                            changes: None,
+                        });
                         if mode == RetireMode::Delete {
                             commit.forgotten.push(o.key);
                         } else {

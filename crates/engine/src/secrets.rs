@@ -328,6 +328,10 @@ pub fn confine_paths(config: &Config) -> Result<(), String> {
                 continue;
             }
             let Some(p) = v.as_str() else { continue };
+            // A folder on another server (`sftp://user@host/dir`) is no file of this machine.
+            if p.trim_start().to_ascii_lowercase().starts_with("sftp://") {
+                continue;
+            }
             let joined = if Path::new(p).is_absolute() { PathBuf::from(p) } else { config.base_dir.join(p) };
             let real = normalize(&canonical_prefix(&normalize(&joined)));
             if !real.starts_with(&root) {
@@ -529,6 +533,8 @@ mod tests {
             let e = confine_paths(&c(outside)).unwrap_err();
             assert!(e.contains("connections.erp.path") && e.contains("allow_paths_outside_workspace"), "{e}");
         }
+        // A remote folder is not confined (its key and known_hosts files, `*_path`, are).
+        assert!(confine_paths(&c("sftp://erp@files.example.com/../../srv/outbox")).is_ok());
         #[cfg(unix)]
         {
             std::os::unix::fs::symlink(dir.path().join("beta"), ws.join("link")).unwrap();

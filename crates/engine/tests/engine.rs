@@ -123,6 +123,21 @@ async fn first_run_creates_all_second_writes_nothing_one_change_writes_one() {
 }
 
 #[tokio::test]
+async fn a_runs_written_records_carry_their_field_level_changes() {
+    let r = rig(Stream::Products, ReadMode::Snapshot, WriteMode::Upsert, vec![product("P1", "10"), product("P2", "10")]).await;
+    let first = r.sync(opts()).await;
+    let created = r.store.run_records(first.run_id.unwrap()).await.unwrap();
+    let paths: Vec<&str> = created[0].changes.as_ref().unwrap().as_array().unwrap().iter().map(|c| c["path"].as_str().unwrap()).collect();
+    assert!(paths.contains(&"price.amount") && paths.contains(&"sku"), "a created record lists each field as new: {paths:?}");
+
+    r.source.source.lock().unwrap()[1] = product("P2", "12.50");
+    let second = r.sync(opts()).await;
+    let updated = r.store.run_records(second.run_id.unwrap()).await.unwrap();
+    assert_eq!(updated.len(), 1);
+    assert_eq!(updated[0].changes, Some(json!([{"path": "price.amount", "old": "10", "new": "12.5"}])), "an update lists what changed, before and after");
+}
+
+#[tokio::test]
 async fn a_bad_record_fails_alone_naming_record_and_field_and_heals_when_fixed() {
     let mut records: Vec<_> = (0..5).map(|i| product(&format!("P{i}"), "10")).collect();
     records[2]["price"]["amount"] = json!("ten");

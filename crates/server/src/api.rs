@@ -258,7 +258,7 @@ pub async fn xref(State(server): S, headers: HeaderMap, Path(key): Path<String>)
 
 /// A connection's check, with its options as the API may show them: secrets (passwords, tokens, the
 /// webhook secret, credentials in URLs) never leave the server, not even inside a connector's message.
-async fn check_one(state: &AppState, name: &str) -> Value {
+pub(crate) async fn check_one(state: &AppState, name: &str) -> Value {
     let Some(conf) = state.workspace.config.connections.get(name) else {
         return json!({"name": name, "ok": false});
     };

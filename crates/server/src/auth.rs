@@ -12,6 +12,16 @@ use std::sync::Arc;
 pub async fn require(server: &Server, headers: &HeaderMap, scope: Scope) -> Result<(Arc<AppState>, ApiKey), ApiError> {
     let token = bearer(headers)
         .ok_or_else(|| ApiError::unauthorized("send an API key as `Authorization: Bearer <key>` (create one with `ferry keys create`)"))?;
+    let (state, key) = key_of(server, token).await?;
+    if !key.allows(scope) {
+        tracing::warn!(key_id = %key.id, workspace = %state.name, needed = scope.as_str(), "rejected API request: missing scope");
+        return Err(ApiError::forbidden(format!("this key lacks the {} scope", scope.as_str())));
+    }
+    Ok((state, key))
+}
+
+/// The workspace a valid, unrevoked token belongs to, and its key (401 otherwise).
+pub async fn key_of(server: &Server, token: &str) -> Result<(Arc<AppState>, ApiKey), ApiError> {
     // The token itself is never logged; its public id part is, when it has the shape of one.
     let id = token.strip_prefix("fy_").and_then(|t| t.split('_').next()).unwrap_or("?");
     let mut found: Option<(Arc<AppState>, ApiKey)> = None;
@@ -29,10 +39,6 @@ pub async fn require(server: &Server, headers: &HeaderMap, scope: Scope) -> Resu
         tracing::warn!(key_id = id, "rejected API request: unknown or revoked key");
         return Err(ApiError::unauthorized("unknown or revoked API key"));
     };
-    if !key.allows(scope) {
-        tracing::warn!(key_id = %key.id, workspace = %state.name, needed = scope.as_str(), "rejected API request: missing scope");
-        return Err(ApiError::forbidden(format!("this key lacks the {} scope", scope.as_str())));
-    }
     Ok((state, key))
 }
 

@@ -11,6 +11,7 @@
 pub mod alerts;
 pub mod api;
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod metrics;
 pub mod records;
@@ -81,6 +82,9 @@ pub struct ServerSettings {
     pub allow_paths_outside_workspace: bool,
     /// Bearer token for `/metrics` of every workspace (env `FERRY_METRICS_TOKEN`).
     pub metrics_token: Option<Secret>,
+    /// The dashboard's admin password (env `FERRY_ADMIN_PASSWORD`): admin in every workspace. Without
+    /// it, people sign in with API keys only.
+    pub admin_password: Option<Secret>,
 }
 
 impl Default for ServerSettings {
@@ -99,6 +103,7 @@ impl Default for ServerSettings {
             webhook_dedup_window: Duration::from_secs(24 * 3600),
             allow_paths_outside_workspace: false,
             metrics_token: None,
+            admin_password: None,
         }
     }
 }
@@ -118,10 +123,11 @@ impl ServerSettings {
     /// Reads `[server]`: `listen`, `workers`, `lease_seconds`, `shutdown_grace_seconds`, `poll_millis`,
     /// `workspaces`, `webhook_max_bytes`, `api_max_bytes`, `request_timeout_seconds`,
     /// `max_concurrent_requests`, `webhook_dedup_window_seconds`, `allow_paths_outside_workspace`;
-    /// and env `FERRY_METRICS_TOKEN`.
+    /// and env `FERRY_METRICS_TOKEN` and `FERRY_ADMIN_PASSWORD`.
     pub fn from_config(config: &Config) -> Result<ServerSettings, String> {
         let mut s = ServerSettings {
             metrics_token: std::env::var(METRICS_TOKEN_ENV).ok().filter(|t| !t.trim().is_empty()).map(Secret),
+            admin_password: std::env::var(dashboard::session::ADMIN_PASSWORD_ENV).ok().filter(|t| !t.is_empty()).map(Secret),
             ..ServerSettings::default()
         };
         let Some(table) = &config.server else { return Ok(s) };
@@ -329,13 +335,15 @@ pub struct Server {
     /// Served from `[server.workspaces]` (metrics carry a `workspace` label; webhooks name the workspace).
     pub multi: bool,
     pub settings: ServerSettings,
+    /// The dashboard's sessions and last connection checks.
+    pub dashboard: dashboard::Dashboard,
 }
 
 impl Server {
     /// One config file served as the workspace `default` (`/hooks/{connection}` reaches it).
     pub fn single(state: Arc<AppState>) -> Arc<Server> {
         let settings = state.settings.clone();
-        Arc::new(Server { workspaces: BTreeMap::from([(state.name.clone(), state)]), multi: false, settings })
+        Arc::new(Server { workspaces: BTreeMap::from([(state.name.clone(), state)]), multi: false, settings, dashboard: Default::default() })
     }
 
     /// Opens what `config` describes: itself as the one workspace, or each workspace of
@@ -392,7 +400,7 @@ impl Server {
                 }
             }
         }
-        Ok(Arc::new(Server { workspaces, multi: true, settings }))
+        Ok(Arc::new(Server { workspaces, multi: true, settings, dashboard: Default::default() }))
     }
 
     pub fn workspace(&self, name: &str) -> Option<&Arc<AppState>> {
@@ -449,6 +457,7 @@ pub fn router_for(server: Arc<Server>) -> Router {
         .route("/api/docs", get(api::docs))
         .merge(hooks)
         .merge(api)
+        .merge(dashboard::router())
         .fallback(|| async { ApiError::not_found("no such endpoint; see /api/docs") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method; see /api/docs")

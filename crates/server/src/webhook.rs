@@ -89,7 +89,54 @@ pub async fn receive(
 /// Header naming a delivery: a repeat within `[server] webhook_dedup_window_seconds` gets no new job.
 pub const DELIVERY_HEADER: &str = "x-ferry-delivery";
 
+/// Answers a delivery and logs it (the dashboard's webhook log), accepted or refused and why. Deliveries
+/// to unknown connections are not logged: anyone can send those.
 async fn receive_in(state: &AppState, connection: String, headers: HeaderMap, body: Bytes) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let received_at = state.clock.now();
+    let bytes = body.len();
+    let delivery = headers.get(DELIVERY_HEADER).and_then(|v| v.to_str().ok()).map(|v| v.trim().chars().take(200).collect::<String>());
+    let known = state.workspace.config.connections.contains_key(&connection);
+    let result = answer(state, connection.clone(), headers, body).await;
+    if known {
+        let entry = match &result {
+            Ok((status, Json(v))) => ferry_engine::store::dashboard::NewWebhookLog {
+                connection,
+                received_at,
+                status: status.as_u16(),
+                outcome: if v["duplicate"] == true {
+                    "duplicate"
+                } else if v["jobs"].as_array().is_some_and(|j| !j.is_empty()) {
+                    "enqueued"
+                } else {
+                    "ignored"
+                },
+                code: None,
+                message: v["note"].as_str().map(str::to_owned),
+                delivery_id: delivery,
+                jobs: v["jobs"].as_array().map(|a| a.iter().filter_map(|j| j["job"].as_i64()).collect()).unwrap_or_default(),
+                bytes,
+            },
+            Err(e) => ferry_engine::store::dashboard::NewWebhookLog {
+                connection,
+                received_at,
+                status: e.status.as_u16(),
+                outcome: if e.status == StatusCode::UNAUTHORIZED { "rejected" } else { "failed" },
+                code: Some(e.body.code.to_owned()),
+                message: Some(e.body.message.clone()),
+                delivery_id: delivery,
+                jobs: Vec::new(),
+                bytes,
+            },
+        };
+        // The log is for people; a delivery's answer never depends on it.
+        if let Err(e) = state.store.log_webhook(entry).await {
+            tracing::warn!(error = %e, "could not log the webhook delivery");
+        }
+    }
+    result
+}
+
+async fn answer(state: &AppState, connection: String, headers: HeaderMap, body: Bytes) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let arrived = Instant::now();
     if !state.workspace.config.connections.contains_key(&connection) {
         // One series for every unknown name: unauthenticated callers must not grow the metrics.

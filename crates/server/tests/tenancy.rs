@@ -310,6 +310,7 @@ async fn a_key_of_one_workspace_never_reaches_another_workspaces_data() {
         workspaces: server.workspaces.clone(),
         multi: true,
         settings: ferry_server::ServerSettings { metrics_token: Some(ferry_server::Secret::new("ops-token-1")), ..server.settings.clone() },
+        dashboard: Default::default(),
     });
     let (status, _) = call(&operator, "GET", "/metrics", Some("ops-token-2"), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);

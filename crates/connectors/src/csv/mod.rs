@@ -2,7 +2,9 @@
 //! shipments read as snapshots) and an orders file they can import (one row per order line).
 //!
 //! Options:
-//! - `path`: the folder (relative to the config file).
+//! - `path`: the folder (relative to the config file), or a folder on an SFTP server,
+//!   `sftp://user@host:port/dir`, with the options of [`crate::sftp`] (credentials, host key, pickup,
+//!   archive).
 //! - `delimiter`: one character, default `,` (`;` is common where the decimal separator is a comma).
 //! - `decimal_comma`: read `1.234,50` as `1234.50` and write decimals with a comma. Default false.
 //! - `files`: stream → file name, default `<stream>.csv`.
@@ -26,6 +28,7 @@ pub use orders::ORDER_COLUMNS;
 pub use rows::decimal_comma_to_dot;
 
 use crate::fileio::{self, run_blocking};
+use crate::sftp::{Mirror, RemoteFolder};
 use async_trait::async_trait;
 use ferry_engine::{
     BuildContext, CheckReport, Connector, ConnectorError, ConnectorFactory, Description, ReadItem, ReadMode, ReadRequest,
@@ -88,7 +91,8 @@ impl ConnectorFactory for CsvFactory {
     }
 
     fn build(&self, options: &serde_json::Value, ctx: &BuildContext) -> Result<Arc<dyn Connector>, ConnectorError> {
-        let o: Options = parse_options(options, ctx)?;
+        let (options, remote) = crate::remote::split(options, ctx)?;
+        let o: Options = parse_options(&options, ctx)?;
         let endpoint = format!("connection {}", ctx.connection);
         let bad = |option: &str, msg: String| ConnectorError::config(endpoint.clone(), format!("option {option}: {msg}"));
         if o.path.trim().is_empty() {
@@ -118,7 +122,10 @@ impl ConnectorFactory for CsvFactory {
             columns.insert(s, map);
         }
         let settings = Settings {
-            folder: ctx.resolve(&o.path),
+            folder: match &remote {
+                Some(r) => r.mirror_path(""),
+                None => ctx.resolve(&o.path),
+            },
             delimiter,
             decimal_comma: o.decimal_comma,
             files,
@@ -127,7 +134,7 @@ impl ConnectorFactory for CsvFactory {
             fsync: o.fsync,
             escape_formulas: o.escape_formulas,
         };
-        Ok(Arc::new(CsvConnector::new(settings)))
+        Ok(Arc::new(CsvConnector::new(settings, remote)))
     }
 }
 
@@ -221,21 +228,40 @@ fn check_folder(settings: &Settings) -> CheckReport {
 /// A connection to one folder of CSV files.
 pub struct CsvConnector {
     settings: Arc<Settings>,
+    /// Appends to the orders file: the local one, or the local copy of the remote one.
     orders: Arc<Mutex<OrdersSink>>,
+    remote: Option<Remote>,
+}
+
+/// A folder on an SFTP server: files are read through local copies and the orders file is written to a
+/// local copy published after every batch (see [`crate::sftp`]).
+struct Remote {
+    folder: Arc<RemoteFolder>,
+    orders: Mutex<Mirror>,
 }
 
 impl CsvConnector {
-    fn new(settings: Settings) -> Self {
+    fn new(settings: Settings, remote: Option<Arc<RemoteFolder>>) -> Self {
         let no_renames = HashMap::new();
         let renames = settings.columns.get(&Stream::Orders).unwrap_or(&no_renames);
         let format = OrderFormat::new(settings.delimiter, settings.decimal_comma, renames, settings.escape_formulas);
-        let path = settings.folder.join(settings.file_name(Stream::Orders));
-        CsvConnector { orders: Arc::new(Mutex::new(OrdersSink::new(path, format))), settings: Arc::new(settings) }
+        let orders_file = settings.file_name(Stream::Orders);
+        let path = settings.folder.join(&orders_file);
+        let remote = remote.map(|folder| Remote { orders: Mutex::new(Mirror::new(folder.clone(), &orders_file)), folder });
+        CsvConnector { orders: Arc::new(Mutex::new(OrdersSink::new(path, format))), settings: Arc::new(settings), remote }
+    }
+
+    /// How messages name the folder.
+    fn folder_label(&self) -> String {
+        match &self.remote {
+            Some(r) => r.folder.url(""),
+            None => self.settings.folder.display().to_string(),
+        }
     }
 
     fn not_supported(&self, stream: Stream, what: &str) -> ConnectorError {
         ConnectorError::config(
-            format!("{NAME} {}", self.settings.folder.display()),
+            format!("{NAME} {}", self.folder_label()),
             format!("cannot {what} stream {stream}: CSV reads products, prices, stock, customers, shipments and writes orders"),
         )
     }
@@ -244,9 +270,11 @@ impl CsvConnector {
 #[async_trait]
 impl Connector for CsvConnector {
     fn describe(&self) -> Description {
+        // An archiving SFTP folder delivers changes (a missing file is "nothing new"); a folder holds exports.
+        let read_mode = self.remote.as_ref().map_or(ReadMode::Snapshot, |r| r.folder.read_mode());
         let mut streams: Vec<StreamCapability> = READ_STREAMS
             .into_iter()
-            .map(|stream| StreamCapability { stream, read: Some(ReadMode::Snapshot), write: None, find_by_key: false, retire: vec![] })
+            .map(|stream| StreamCapability { stream, read: Some(read_mode), write: None, find_by_key: false, retire: vec![] })
             .collect();
         streams.push(StreamCapability {
             stream: Stream::Orders,
@@ -263,7 +291,7 @@ impl Connector for CsvConnector {
                 "additionalProperties": false,
                 "required": ["path"],
                 "properties": {
-                    "path": {"type": "string", "description": "Folder of CSV files; relative to the config file"},
+                    "path": {"type": "string", "description": "Folder of CSV files; relative to the config file, or sftp://user@host:port/dir"},
                     "delimiter": {"type": "string", "minLength": 1, "maxLength": 1, "default": ","},
                     "decimal_comma": {"type": "boolean", "default": false, "description": "Numbers use a decimal comma (1.234,50)"},
                     "files": {"type": "object", "additionalProperties": {"type": "string"}, "description": "stream → file name (default <stream>.csv)"},
@@ -272,7 +300,18 @@ impl Connector for CsvConnector {
                     "text_columns": {"type": "array", "items": {"type": "string"}, "description": "Headers never converted from decimal comma"},
                     "fsync": {"type": "boolean", "default": true},
                     "escape_formulas": {"type": "boolean", "default": true,
-                                        "description": "Prefix written text starting with = + - @ tab or CR with ' (spreadsheet formula injection)"}
+                                        "description": "Prefix written text starting with = + - @ tab or CR with ' (spreadsheet formula injection)"},
+                    "password": crate::sftp::option_schema("password"),
+                    "private_key": crate::sftp::option_schema("private_key"),
+                    "key_path": crate::sftp::option_schema("key_path"),
+                    "passphrase": crate::sftp::option_schema("passphrase"),
+                    "known_hosts_path": crate::sftp::option_schema("known_hosts_path"),
+                    "host_key_fingerprint": crate::sftp::option_schema("host_key_fingerprint"),
+                    "pickup": crate::sftp::option_schema("pickup"),
+                    "settle_seconds": crate::sftp::option_schema("settle_seconds"),
+                    "done_suffix": crate::sftp::option_schema("done_suffix"),
+                    "archive": crate::sftp::option_schema("archive"),
+                    "timeout_seconds": crate::sftp::option_schema("timeout_seconds")
                 }
             }),
             streams,
@@ -282,11 +321,18 @@ impl Connector for CsvConnector {
     }
 
     async fn check(&self) -> Result<CheckReport, ConnectorError> {
+        if let Some(remote) = &self.remote {
+            let reads: Vec<String> = READ_STREAMS.into_iter().map(|s| self.settings.file_name(s)).collect();
+            return Ok(remote.folder.check(&reads, true).await);
+        }
         let settings = self.settings.clone();
         run_blocking(&self.settings.folder, move || Ok(check_folder(&settings))).await
     }
 
     fn location(&self, stream: Stream) -> Option<String> {
+        if let Some(remote) = &self.remote {
+            return Some(remote.folder.url(&self.settings.file_name(stream)));
+        }
         Some(self.settings.folder.join(self.settings.file_name(stream)).display().to_string())
     }
 
@@ -300,10 +346,10 @@ impl Connector for CsvConnector {
         let label = settings.file_name(stream);
         let path = settings.folder.join(&label);
         let only: Option<HashSet<String>> = request.keys.map(|k| k.into_iter().collect());
-        fileio::blocking_stream(path.display().to_string(), move |em| {
+        let read_local = move |path: &std::path::Path, em: &mut fileio::Emitter| {
             let no_renames = HashMap::new();
             let table = rows::TableRead {
-                path: &path,
+                path,
                 label: &label,
                 stream,
                 delimiter: settings.delimiter,
@@ -313,7 +359,11 @@ impl Connector for CsvConnector {
                 only: only.as_ref(),
             };
             rows::read_table(table, em)
-        })
+        };
+        match &self.remote {
+            Some(remote) => crate::remote::read(remote.folder.clone(), self.settings.file_name(stream), request.checkpoint, read_local),
+            None => fileio::blocking_stream(path.display().to_string(), move |em| read_local(&path, em)),
+        }
     }
 
     async fn write(&self, stream: Stream, batch: Vec<WriteRecord>) -> Result<Vec<WriteOutcome>, ConnectorError> {
@@ -321,9 +371,22 @@ impl Connector for CsvConnector {
             return Err(self.not_supported(stream, "write"));
         }
         let mut sink = self.orders.clone().lock_owned().await;
-        let fsync = self.settings.fsync;
         let path = sink.path.clone();
-        run_blocking(&path, move || sink.write(batch, fsync)).await
+        let Some(remote) = &self.remote else {
+            let fsync = self.settings.fsync;
+            return run_blocking(&path, move || sink.write(batch, fsync)).await;
+        };
+        let mut mirror = remote.orders.lock().await;
+        // The local copy needs no fsync: the upload is fsynced on the server before it is renamed into place.
+        crate::remote::write_through(&mut mirror, |replaced| {
+            run_blocking(&path, move || {
+                if replaced {
+                    sink.reset();
+                }
+                sink.write(batch, false)
+            })
+        })
+        .await
     }
 
     async fn find_by_key(&self, stream: Stream, keys: &[String]) -> Result<HashMap<String, String>, ConnectorError> {
@@ -333,6 +396,18 @@ impl Connector for CsvConnector {
         let mut sink = self.orders.clone().lock_owned().await;
         let keys = keys.to_vec();
         let path = sink.path.clone();
-        run_blocking(&path, move || sink.find(keys)).await
+        let Some(remote) = &self.remote else {
+            return run_blocking(&path, move || sink.find(keys)).await;
+        };
+        let mut mirror = remote.orders.lock().await;
+        crate::remote::write_through(&mut mirror, |replaced| {
+            run_blocking(&path, move || {
+                if replaced {
+                    sink.reset();
+                }
+                sink.find(keys)
+            })
+        })
+        .await
     }
 }

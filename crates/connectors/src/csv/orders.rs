@@ -280,6 +280,12 @@ impl OrdersSink {
         Ok(keys)
     }
 
+    /// Forgets the open file and the key set: the file was replaced (a fresh copy of a remote file).
+    pub(crate) fn reset(&mut self) {
+        self.file = None;
+        self.keys = None;
+    }
+
     pub(crate) fn find(&mut self, wanted: Vec<String>) -> Result<HashMap<String, String>, ConnectorError> {
         let present = self.keys()?;
         Ok(wanted.into_iter().filter(|k| present.contains(k.as_str())).map(|k| (k.clone(), k)).collect())

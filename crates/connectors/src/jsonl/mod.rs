@@ -4,8 +4,9 @@
 //! Writes append (so a write is one sequential IO, and a crash can only tear the last line); the file's
 //! state is its last version per key with tombstones applied — see [`materialize`].
 //!
-//! Options: `path` (folder, relative to the config file), `fsync` (default true: make every written batch
-//! durable before reporting it written), `create` (default true: create the folder).
+//! Options: `path` (folder, relative to the config file, or `sftp://user@host:port/dir` with the options
+//! of [`crate::sftp`]), `fsync` (default true: make every written batch durable before reporting it
+//! written), `create` (default true: create the folder).
 
 mod store;
 #[cfg(test)]
@@ -15,6 +16,7 @@ pub use crate::rawkey::record_key;
 pub use store::materialize;
 
 use crate::fileio::{self, Emitter, io_error, run_blocking};
+use crate::sftp::{Mirror, RemoteFolder};
 use async_trait::async_trait;
 use ferry_engine::{
     BuildContext, CheckReport, Compaction, Connector, ConnectorError, ConnectorFactory, Description, ReadItem, ReadMode, ReadRequest,
@@ -62,11 +64,16 @@ impl ConnectorFactory for JsonlFactory {
     }
 
     fn build(&self, options: &serde_json::Value, ctx: &BuildContext) -> Result<Arc<dyn Connector>, ConnectorError> {
-        let options: Options = parse_options(options, ctx)?;
+        let (options, remote) = crate::remote::split(options, ctx)?;
+        let options: Options = parse_options(&options, ctx)?;
         if options.path.trim().is_empty() {
             return Err(ConnectorError::config(format!("connection {}", ctx.connection), "option path: must name a folder"));
         }
-        Ok(Arc::new(JsonlConnector::new(ctx.resolve(&options.path), options.fsync, options.create)))
+        Ok(Arc::new(match remote {
+            // The local copies need no fsync: every upload is fsynced on the server before it is renamed into place.
+            Some(folder) => JsonlConnector::remote(folder),
+            None => JsonlConnector::new(ctx.resolve(&options.path), options.fsync, options.create),
+        }))
     }
 }
 
@@ -77,6 +84,15 @@ pub struct JsonlConnector {
     create: bool,
     /// One appender per stream; the lock serialises writers of a file (reads open their own handle).
     sinks: HashMap<Stream, Arc<Mutex<Sink>>>,
+    /// A folder on an SFTP server: `folder` then holds the local copies of its files.
+    remote: Option<Remote>,
+}
+
+/// Reads go through local copies of the remote files; writes go to a local copy of each stream's file,
+/// published after every batch (see [`crate::sftp`]).
+struct Remote {
+    folder: Arc<RemoteFolder>,
+    mirrors: HashMap<Stream, Mutex<Mirror>>,
 }
 
 impl JsonlConnector {
@@ -85,7 +101,38 @@ impl JsonlConnector {
             .into_iter()
             .map(|s| (s, Arc::new(Mutex::new(Sink { stream: s, path: file_path(&folder, s), writer: None, keys: None }))))
             .collect();
-        JsonlConnector { folder, fsync, create, sinks }
+        JsonlConnector { folder, fsync, create, sinks, remote: None }
+    }
+
+    fn remote(folder: Arc<RemoteFolder>) -> Self {
+        let mut connector = JsonlConnector::new(folder.mirror_path(""), false, true);
+        let mirrors = Stream::ALL.into_iter().map(|s| (s, Mutex::new(Mirror::new(folder.clone(), &file_name(s))))).collect();
+        connector.remote = Some(Remote { folder, mirrors });
+        connector
+    }
+
+    /// Runs `work` on a stream's sink: directly for a local folder; for a remote one on the local copy,
+    /// brought up to date first and published after (see [`crate::remote::write_through`]).
+    async fn with_sink<T, F>(&self, stream: Stream, work: F) -> Result<T, ConnectorError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Sink) -> Result<T, ConnectorError> + Send + 'static,
+    {
+        let mut sink = self.sink(stream).lock_owned().await;
+        let path = self.file(stream);
+        let Some(remote) = &self.remote else {
+            return run_blocking(&path, move || work(&mut sink)).await;
+        };
+        let mut mirror = remote.mirrors[&stream].lock().await;
+        crate::remote::write_through(&mut mirror, |replaced| {
+            run_blocking(&path, move || {
+                if replaced {
+                    sink.reset();
+                }
+                work(&mut sink)
+            })
+        })
+        .await
     }
 
     pub fn file(&self, stream: Stream) -> PathBuf {
@@ -98,7 +145,11 @@ impl JsonlConnector {
 }
 
 fn file_path(folder: &Path, stream: Stream) -> PathBuf {
-    folder.join(format!("{stream}.jsonl"))
+    folder.join(file_name(stream))
+}
+
+fn file_name(stream: Stream) -> String {
+    format!("{stream}.jsonl")
 }
 
 /// Orders and shipments are created once; everything else is simply overwritten by a newer version.
@@ -298,6 +349,7 @@ fn read_file(path: &Path, stream: Stream, only: Option<HashSet<String>>, em: &mu
 #[async_trait]
 impl Connector for JsonlConnector {
     fn describe(&self) -> Description {
+        let read_mode = self.remote.as_ref().map_or(ReadMode::Snapshot, |r| r.folder.read_mode());
         Description {
             name: NAME,
             summary: "A folder of canonical JSON-lines files, one per stream (read and write)",
@@ -306,16 +358,27 @@ impl Connector for JsonlConnector {
                 "additionalProperties": false,
                 "required": ["path"],
                 "properties": {
-                    "path": {"type": "string", "description": "Folder holding <stream>.jsonl files; relative to the config file"},
+                    "path": {"type": "string", "description": "Folder holding <stream>.jsonl files; relative to the config file, or sftp://user@host:port/dir"},
                     "fsync": {"type": "boolean", "default": true, "description": "fsync after every written batch"},
-                    "create": {"type": "boolean", "default": true, "description": "create the folder if missing"}
+                    "create": {"type": "boolean", "default": true, "description": "create the folder if missing"},
+                    "password": crate::sftp::option_schema("password"),
+                    "private_key": crate::sftp::option_schema("private_key"),
+                    "key_path": crate::sftp::option_schema("key_path"),
+                    "passphrase": crate::sftp::option_schema("passphrase"),
+                    "known_hosts_path": crate::sftp::option_schema("known_hosts_path"),
+                    "host_key_fingerprint": crate::sftp::option_schema("host_key_fingerprint"),
+                    "pickup": crate::sftp::option_schema("pickup"),
+                    "settle_seconds": crate::sftp::option_schema("settle_seconds"),
+                    "done_suffix": crate::sftp::option_schema("done_suffix"),
+                    "archive": crate::sftp::option_schema("archive"),
+                    "timeout_seconds": crate::sftp::option_schema("timeout_seconds")
                 }
             }),
             streams: Stream::ALL
                 .into_iter()
                 .map(|stream| StreamCapability {
                     stream,
-                    read: Some(ReadMode::Snapshot),
+                    read: Some(read_mode),
                     write: Some(write_mode(stream)),
                     find_by_key: true,
                     retire: vec![RetireMode::Deactivate, RetireMode::Delete],
@@ -327,6 +390,10 @@ impl Connector for JsonlConnector {
     }
 
     async fn check(&self) -> Result<CheckReport, ConnectorError> {
+        if let Some(remote) = &self.remote {
+            let files: Vec<String> = Stream::ALL.into_iter().map(file_name).collect();
+            return Ok(remote.folder.check(&files, true).await);
+        }
         let folder = self.folder.clone();
         let create = self.create;
         run_blocking(&self.folder, move || {
@@ -359,6 +426,9 @@ impl Connector for JsonlConnector {
     }
 
     fn location(&self, stream: Stream) -> Option<String> {
+        if let Some(remote) = &self.remote {
+            return Some(remote.folder.url(&file_name(stream)));
+        }
         Some(file_path(&self.folder, stream).display().to_string())
     }
 
@@ -366,19 +436,22 @@ impl Connector for JsonlConnector {
         let stream = request.stream();
         let path = self.file(stream);
         let only = request.keys.map(|k| k.into_iter().collect::<HashSet<_>>());
+        if let Some(remote) = &self.remote {
+            return crate::remote::read(remote.folder.clone(), file_name(stream), request.checkpoint, move |local, em| {
+                read_file(local, stream, only, em)
+            });
+        }
         fileio::blocking_stream(path.display().to_string(), move |em| read_file(&path, stream, only, em))
     }
 
     async fn write(&self, stream: Stream, batch: Vec<WriteRecord>) -> Result<Vec<WriteOutcome>, ConnectorError> {
-        let mut sink = self.sink(stream).lock_owned().await;
         let (fsync, create) = (self.fsync, self.create);
-        run_blocking(&self.file(stream), move || sink.write(batch, fsync, create)).await
+        self.with_sink(stream, move |sink| sink.write(batch, fsync, create)).await
     }
 
     async fn find_by_key(&self, stream: Stream, keys: &[String]) -> Result<HashMap<String, String>, ConnectorError> {
-        let mut sink = self.sink(stream).lock_owned().await;
         let keys = keys.to_vec();
-        run_blocking(&self.file(stream), move || {
+        self.with_sink(stream, move |sink| {
             let present = sink.keys()?;
             Ok(keys.into_iter().filter(|k| present.contains(k.as_str())).map(|k| (k.clone(), k)).collect())
         })
@@ -386,17 +459,16 @@ impl Connector for JsonlConnector {
     }
 
     async fn retire(&self, stream: Stream, items: Vec<(String, String)>, mode: RetireMode) -> Result<Vec<WriteOutcome>, ConnectorError> {
-        let mut sink = self.sink(stream).lock_owned().await;
         let (fsync, create) = (self.fsync, self.create);
-        run_blocking(&self.file(stream), move || sink.retire(items, mode, fsync, create)).await
+        self.with_sink(stream, move |sink| sink.retire(items, mode, fsync, create)).await
     }
 
     /// Keeps the latest line per key (see [`store::compact`]); writers of this connection wait, and the
     /// appender reopens the new file afterwards.
     async fn compact(&self, stream: Stream, dry_run: bool) -> Result<Option<Compaction>, ConnectorError> {
-        let mut sink = self.sink(stream).lock_owned().await;
         let path = self.file(stream);
-        run_blocking(&self.file(stream), move || {
+        let target = self.location(stream).unwrap_or_else(|| path.display().to_string());
+        self.with_sink(stream, move |sink| {
             if !path.is_file() {
                 return Ok(None);
             }
@@ -406,7 +478,7 @@ impl Connector for JsonlConnector {
                 sink.reset();
             }
             let counts = result?;
-            Ok(Some(Compaction { target: path.display().to_string(), lines_before: counts.lines_before, lines_after: counts.lines_after }))
+            Ok(Some(Compaction { target, lines_before: counts.lines_before, lines_after: counts.lines_after }))
         })
         .await
     }

@@ -2,6 +2,7 @@
 //! (once per test process; the scripts serialise concurrent callers with a flock).
 #![allow(dead_code, unused_imports)]
 
+pub mod sshd;
 #[cfg(feature = "tryton")]
 pub mod tryton;
 #[cfg(feature = "vendure")]

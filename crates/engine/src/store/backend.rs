@@ -9,7 +9,7 @@ use tokio::sync::watch;
 /// Everything a state store does, so the server and the CLI hold one `Arc<dyn Store>` and hand out the
 /// narrower traits (`Arc<dyn RecordStore>` to the `api` connector, `&dyn StateStore` to runs).
 #[async_trait]
-pub trait Store: StateStore + JobQueue + RecordStore + KeyStore + RetentionStore + SecretStore + DeliveryLog + AlertStore {
+pub trait Store: StateStore + JobQueue + RecordStore + KeyStore + RetentionStore + SecretStore + DeliveryLog + AlertStore + DashboardStore {
     /// Which backend: `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
     /// Where the store is (file, or URL without password and schema), for messages.

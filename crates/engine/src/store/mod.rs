@@ -5,6 +5,7 @@
 //! through [`StateStore::commit_batch`], one transaction: cross-reference + hashes + failures + checkpoint
 //! move together or not at all.
 
+pub mod dashboard;
 pub mod alerts;
 pub mod backend;
 pub mod copy;
@@ -23,6 +24,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::HashMap;
 
+pub use dashboard::DashboardStore;
 pub use alerts::AlertStore;
 pub use jobs::JobQueue;
 pub use keys::KeyStore;
@@ -128,6 +130,10 @@ pub struct RunRecord {
     pub target_id: Option<String>,
     pub field: Option<String>,
     pub message: Option<String>,
+    /// A written record's field-level changes (`[{path, old, new}]`; a created record's fields all new),
+    /// kept for the records a run lists (see `run::MAX_WRITES_LISTED`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<serde_json::Value>,
 }
 
 /// Counters of a run (also the per-batch deltas added to it).

@@ -14,6 +14,7 @@ use sqlx::{ConnectOptions, Row};
 use std::str::FromStr;
 
 mod alerts;
+mod dashboard;
 mod jobs;
 mod keys;
 mod records;
@@ -175,6 +176,35 @@ fn last_per_key<T>(items: &[T], key: impl Fn(&T) -> &str) -> Vec<&T> {
     kept
 }
 
+/// The columns of `runs` that [`run_row`] decodes, in its order.
+pub(super) const RUN_COLUMNS: &str = "id, flow, mode, started_at, finished_at, status, read, created, updated, unchanged, failed,
+    retired, skipped, error, resumed, warned, warnings";
+
+/// A `runs` row selected with [`RUN_COLUMNS`].
+pub(super) fn run_row(r: &sqlx::postgres::PgRow) -> RunRow {
+    RunRow {
+        id: r.get(0),
+        flow: r.get(1),
+        mode: r.get(2),
+        started_at: r.get(3),
+        finished_at: r.get(4),
+        status: r.get(5),
+        counts: Counts {
+            read: r.get::<i64, _>(6) as u64,
+            created: r.get::<i64, _>(7) as u64,
+            updated: r.get::<i64, _>(8) as u64,
+            unchanged: r.get::<i64, _>(9) as u64,
+            failed: r.get::<i64, _>(10) as u64,
+            retired: r.get::<i64, _>(11) as u64,
+            skipped: r.get::<i64, _>(12) as u64,
+            resumed: r.get::<i64, _>(14) as u64,
+            warned: r.get::<i64, _>(15) as u64,
+        },
+        error: r.get(13),
+        warnings: r.get::<Option<String>, _>(16).and_then(|w| serde_json::from_str(&w).ok()).unwrap_or_default(),
+    }
+}
+
 #[async_trait]
 impl StateStore for PgStore {
     async fn lock_flow(&self, flow: &str, holder: &str, lease: chrono::Duration) -> StoreResult<()> {
@@ -307,11 +337,7 @@ impl StateStore for PgStore {
     }
 
     async fn runs(&self, flow: Option<&str>, limit: i64) -> StoreResult<Vec<RunRow>> {
-        let rows = sqlx::query(
-            "SELECT id, flow, mode, started_at, finished_at, status, read, created, updated, unchanged, failed,
-                    retired, skipped, error, resumed, warned, warnings
-             FROM runs WHERE $1::text IS NULL OR flow = $1 ORDER BY id DESC LIMIT $2",
-        )
+        let rows = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE $1::text IS NULL OR flow = $1 ORDER BY id DESC LIMIT $2"))
         .bind(flow)
         .bind(limit.max(0))
         .fetch_all(&self.pool)
@@ -319,32 +345,12 @@ impl StateStore for PgStore {
         .map_err(|e| self.err("list runs", e))?;
         Ok(rows
             .into_iter()
-            .map(|r| RunRow {
-                id: r.get(0),
-                flow: r.get(1),
-                mode: r.get(2),
-                started_at: r.get(3),
-                finished_at: r.get(4),
-                status: r.get(5),
-                counts: Counts {
-                    read: r.get::<i64, _>(6) as u64,
-                    created: r.get::<i64, _>(7) as u64,
-                    updated: r.get::<i64, _>(8) as u64,
-                    unchanged: r.get::<i64, _>(9) as u64,
-                    failed: r.get::<i64, _>(10) as u64,
-                    retired: r.get::<i64, _>(11) as u64,
-                    skipped: r.get::<i64, _>(12) as u64,
-                    resumed: r.get::<i64, _>(14) as u64,
-                    warned: r.get::<i64, _>(15) as u64,
-                },
-                error: r.get(13),
-                warnings: r.get::<Option<String>, _>(16).and_then(|w| serde_json::from_str(&w).ok()).unwrap_or_default(),
-            })
+            .map(|r| run_row(&r))
             .collect())
     }
 
     async fn run_records(&self, run_id: i64) -> StoreResult<Vec<RunRecord>> {
-        let rows = sqlx::query("SELECT key, outcome, target_id, field, message FROM run_records WHERE run_id = $1 ORDER BY seq")
+        let rows = sqlx::query("SELECT key, outcome, target_id, field, message, changes FROM run_records WHERE run_id = $1 ORDER BY seq")
             .bind(run_id)
             .fetch_all(&self.pool)
             .await
@@ -366,6 +372,7 @@ impl StateStore for PgStore {
                 target_id: r.get(2),
                 field: r.get(3),
                 message: r.get(4),
+                changes: r.get::<Option<&str>, _>(5).and_then(|c| serde_json::from_str(c).ok()),
             })
             .collect())
     }
@@ -542,8 +549,9 @@ impl StateStore for PgStore {
         if !batch.outcomes.is_empty() {
             let o = &batch.outcomes;
             sqlx::query(
-                "INSERT INTO run_records (run_id, key, outcome, target_id, field, message)
-                 SELECT $1, k, o, t, f, m FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS u (k, o, t, f, m, n)
+                "INSERT INTO run_records (run_id, key, outcome, target_id, field, message, changes)
+                 SELECT $1, k, o, t, f, m, c FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+                     WITH ORDINALITY AS u (k, o, t, f, m, c, n)
                  ORDER BY n",
             )
             .bind(run_id)
@@ -552,6 +560,7 @@ impl StateStore for PgStore {
             .bind(o.iter().map(|r| r.target_id.as_deref()).collect::<Vec<_>>())
             .bind(o.iter().map(|r| r.field.as_deref()).collect::<Vec<_>>())
             .bind(o.iter().map(|r| r.message.as_deref()).collect::<Vec<_>>())
+            .bind(o.iter().map(|r| r.changes.as_ref().map(|c| c.to_string())).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await
             .map_err(|e| self.err("record run outcomes", e))?;
@@ -665,6 +674,9 @@ impl PgStore {
 
 #[cfg(test)]
 impl super::suite::Hooks for PgStore {
+    async fn dropped_reason(&self, key: &str) -> Option<(String, String)> {
+        sqlx::query_as("SELECT reason, dropped_by FROM dropped_failures WHERE key = $1").bind(key).fetch_optional(&self.pool).await.unwrap()
+    }
     async fn backdate_run(&self, id: i64, started_at: DateTime<Utc>) {
         sqlx::query("UPDATE runs SET started_at = $1 WHERE id = $2")
             .bind(started_at.to_rfc3339_opts(SecondsFormat::Micros, true))

@@ -8,6 +8,7 @@ use sqlx::{Row, SqlitePool};
 use std::path::Path;
 use std::str::FromStr;
 
+mod dashboard;
 mod alerts;
 mod jobs;
 mod records;
@@ -57,6 +58,35 @@ impl SqliteStore {
 
     fn err(&self, context: &str, e: impl std::fmt::Display) -> StoreError {
         StoreError { location: self.location.clone(), message: format!("{context}: {e}") }
+    }
+}
+
+/// The columns [`run_row`] reads, in its order.
+pub(super) const RUN_COLUMNS: &str = "id, flow, mode, started_at, finished_at, status, read, created, updated, unchanged, failed,
+                    retired, skipped, error, resumed, warned, warnings";
+
+/// A `runs` row selected with [`RUN_COLUMNS`].
+pub(super) fn run_row(r: &sqlx::sqlite::SqliteRow) -> RunRow {
+    RunRow {
+        id: r.get(0),
+        flow: r.get(1),
+        mode: r.get(2),
+        started_at: r.get(3),
+        finished_at: r.get(4),
+        status: r.get(5),
+        counts: Counts {
+            read: r.get::<i64, _>(6) as u64,
+            created: r.get::<i64, _>(7) as u64,
+            updated: r.get::<i64, _>(8) as u64,
+            unchanged: r.get::<i64, _>(9) as u64,
+            failed: r.get::<i64, _>(10) as u64,
+            retired: r.get::<i64, _>(11) as u64,
+            skipped: r.get::<i64, _>(12) as u64,
+            resumed: r.get::<i64, _>(14) as u64,
+            warned: r.get::<i64, _>(15) as u64,
+        },
+        error: r.get(13),
+        warnings: r.get::<Option<String>, _>(16).and_then(|w| serde_json::from_str(&w).ok()).unwrap_or_default(),
     }
 }
 
@@ -210,34 +240,11 @@ impl StateStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| self.err("list runs", e))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| RunRow {
-                id: r.get(0),
-                flow: r.get(1),
-                mode: r.get(2),
-                started_at: r.get(3),
-                finished_at: r.get(4),
-                status: r.get(5),
-                counts: Counts {
-                    read: r.get::<i64, _>(6) as u64,
-                    created: r.get::<i64, _>(7) as u64,
-                    updated: r.get::<i64, _>(8) as u64,
-                    unchanged: r.get::<i64, _>(9) as u64,
-                    failed: r.get::<i64, _>(10) as u64,
-                    retired: r.get::<i64, _>(11) as u64,
-                    skipped: r.get::<i64, _>(12) as u64,
-                    resumed: r.get::<i64, _>(14) as u64,
-                    warned: r.get::<i64, _>(15) as u64,
-                },
-                error: r.get(13),
-                warnings: r.get::<Option<String>, _>(16).and_then(|w| serde_json::from_str(&w).ok()).unwrap_or_default(),
-            })
-            .collect())
+        Ok(rows.iter().map(run_row).collect())
     }
 
     async fn run_records(&self, run_id: i64) -> StoreResult<Vec<RunRecord>> {
-        let rows = sqlx::query("SELECT key, outcome, target_id, field, message FROM run_records WHERE run_id = ?1 ORDER BY rowid")
+        let rows = sqlx::query("SELECT key, outcome, target_id, field, message, changes FROM run_records WHERE run_id = ?1 ORDER BY rowid")
             .bind(run_id)
             .fetch_all(&self.pool)
             .await
@@ -259,6 +266,7 @@ impl StateStore for SqliteStore {
                 target_id: r.get(2),
                 field: r.get(3),
                 message: r.get(4),
+                changes: r.get::<Option<&str>, _>(5).and_then(|c| serde_json::from_str(c).ok()),
             })
             .collect())
     }
@@ -445,9 +453,15 @@ impl StateStore for SqliteStore {
             .map_err(|e| self.err("park failure", e))?;
         }
         for rows in batch.outcomes.chunks(ROWS_PER_STATEMENT) {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO run_records (run_id, key, outcome, target_id, field, message) ");
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO run_records (run_id, key, outcome, target_id, field, message, changes) ");
             insert.push_values(rows, |mut row, o| {
-                row.push_bind(run_id).push_bind(&o.key).push_bind(o.outcome).push_bind(&o.target_id).push_bind(&o.field).push_bind(&o.message);
+                row.push_bind(run_id)
+                    .push_bind(&o.key)
+                    .push_bind(o.outcome)
+                    .push_bind(&o.target_id)
+                    .push_bind(&o.field)
+                    .push_bind(&o.message)
+                    .push_bind(o.changes.as_ref().map(|c| c.to_string()));
             });
             insert.build().execute(&mut *tx).await.map_err(|e| self.err("record run outcomes", e))?;
         }
@@ -554,6 +568,9 @@ impl SqliteStore {
 
 #[cfg(test)]
 impl super::suite::Hooks for SqliteStore {
+    async fn dropped_reason(&self, key: &str) -> Option<(String, String)> {
+        sqlx::query_as("SELECT reason, dropped_by FROM dropped_failures WHERE key = ?1").bind(key).fetch_optional(&self.pool).await.unwrap()
+    }
     async fn backdate_run(&self, id: i64, started_at: DateTime<Utc>) {
         sqlx::query("UPDATE runs SET started_at = ?1 WHERE id = ?2")
             .bind(started_at.to_rfc3339_opts(SecondsFormat::Micros, true))

@@ -8,6 +8,9 @@ use super::records::{RecordPut, RecordQuery};
 use super::retention::{RecordsPrune, RunsPrune, RunsPruned};
 use super::secrets::SealedSecret;
 use super::*;
+use super::alerts::{FlowHealth, Rejections, WaitingJob};
+use super::dashboard::{GroupKey, NewWebhookLog};
+use crate::alerts::Delivery;
 use crate::connector::WriteAction;
 use chrono::{Duration as ChronoDuration, TimeZone};
 use std::time::Duration;
@@ -15,6 +18,8 @@ use std::time::Duration;
 /// What a test needs beyond the traits (backdating rows it cannot make old through them).
 pub(super) trait Hooks {
     async fn backdate_run(&self, id: i64, started_at: DateTime<Utc>);
+    /// The reason and who, of a failure dropped from the dashboard (`dropped_failures`).
+    async fn dropped_reason(&self, key: &str) -> Option<(String, String)>;
 }
 
 fn t0() -> DateTime<Utc> {
@@ -71,9 +76,16 @@ pub(super) async fn a_batch_commits_xref_failures_outcomes_checkpoint_and_counts
     let run = s.begin_run("products", "full").await.unwrap();
     let counts = Counts { read: 4, created: 2, failed: 1, warned: 1, ..Default::default() };
     let outcomes = vec![
-        RunRecord { key: "B".into(), outcome: "created", target_id: Some("t-b".into()), field: None, message: None },
-        RunRecord { key: "A".into(), outcome: "created", target_id: Some("t-a".into()), field: None, message: None },
-        RunRecord { key: "C".into(), outcome: "failed", target_id: None, field: Some("price.amount".into()), message: Some("not a decimal".into()) },
+        RunRecord {
+            key: "B".into(),
+            outcome: "created",
+            target_id: Some("t-b".into()),
+            field: None,
+            message: None,
+            changes: Some(serde_json::json!([{"path": "price.amount", "old": null, "new": "10.50"}])),
+        },
+        RunRecord { key: "A".into(), outcome: "created", target_id: Some("t-a".into()), field: None, message: None, changes: None },
+        RunRecord { key: "C".into(), outcome: "failed", target_id: None, field: Some("price.amount".into()), message: Some("not a decimal".into()), changes: None },
     ];
     s.commit_batch(
         "products",
@@ -100,6 +112,8 @@ pub(super) async fn a_batch_commits_xref_failures_outcomes_checkpoint_and_counts
     let recs = s.run_records(run).await.unwrap();
     assert_eq!(recs.iter().map(|r| (r.key.as_str(), r.outcome)).collect::<Vec<_>>(), [("B", "created"), ("A", "created"), ("C", "failed")]);
     assert_eq!(recs[2].field.as_deref(), Some("price.amount"));
+    assert_eq!(recs[0].changes, Some(serde_json::json!([{"path": "price.amount", "old": null, "new": "10.50"}])), "a write's field-level changes are kept");
+    assert_eq!(recs[1].changes, None);
     let runs = s.runs(Some("products"), 10).await.unwrap();
     assert_eq!((runs[0].id, runs[0].counts, runs[0].status.as_str()), (run, counts, "running"));
     // The failure: parked, retried later, attempts grow, resolved by a later write.
@@ -348,7 +362,7 @@ pub(super) async fn keys_are_verified_by_token_and_revocable<S: Store + Hooks>(s
 
 async fn run<S: Store + Hooks>(s: &S, flow: &str, d: u32, status: &str, records: usize) -> i64 {
     let id = s.begin_run(flow, "incremental").await.unwrap();
-    let outcomes = (0..records).map(|i| RunRecord { key: format!("K{i}"), outcome: "created", target_id: None, field: None, message: None }).collect();
+    let outcomes = (0..records).map(|i| RunRecord { key: format!("K{i}"), outcome: "created", target_id: None, field: None, message: None, changes: None }).collect();
     s.commit_batch(flow, id, BatchCommit { outcomes, ..Default::default() }).await.unwrap();
     if status != "running" {
         s.finish_run(id, status, None).await.unwrap();
@@ -473,6 +487,166 @@ pub(super) async fn a_delivery_is_first_once_within_its_window<S: Store + Hooks>
     assert!(s.claim_delivery("shop", "d1", t0 + hour).await.unwrap());
 }
 
+// ---- dashboard ----
+
+fn grouped_failure(key: &str, field: &str) -> NewFailure {
+    NewFailure {
+        key: key.into(),
+        position: None,
+        stage: Stage::Validate,
+        field: Some(field.into()),
+        message: format!("{key}: {field} is wrong"),
+        retryable: false,
+        source: serde_json::json!({"sku": key}),
+    }
+}
+
+pub(super) async fn failures_group_by_flow_stage_and_field_page_by_id_and_drop_with_their_reason<S: Store + Hooks>(s: &S) {
+    let run = s.begin_run("products", "incremental").await.unwrap();
+    let failed = vec![grouped_failure("A", "price.amount"), grouped_failure("B", "price.amount"), grouped_failure("C", "name")];
+    s.commit_batch("products", run, BatchCommit { failed, ..Default::default() }).await.unwrap();
+    let groups = s.failure_groups(10).await.unwrap();
+    assert_eq!(groups.len(), 2);
+    assert_eq!((groups[0].field.as_str(), groups[0].count, groups[0].sample_message.as_str()), ("price.amount", 2, "A: price.amount is wrong"));
+    let group = GroupKey { flow: "products".into(), stage: "validate".into(), field: "price.amount".into() };
+    let first = s.failures_page(&group, None, 1).await.unwrap();
+    assert_eq!(first[0].key, "A");
+    let second = s.failures_page(&group, Some(first[0].id), 1).await.unwrap();
+    assert_eq!(second[0].key, "B");
+    assert!(s.failures_page(&group, Some(second[0].id), 1).await.unwrap().is_empty());
+
+    assert!(s.set_failure_source(first[0].id, &serde_json::json!({"sku": "A", "price": "1"})).await.unwrap());
+    assert_eq!(s.failure(first[0].id).await.unwrap().unwrap().source, serde_json::json!({"sku": "A", "price": "1"}));
+    assert!(s.drop_failure_with_reason(second[0].id, "discontinued item", "admin", Utc::now()).await.unwrap());
+    assert!(!s.drop_failure_with_reason(second[0].id, "again", "admin", Utc::now()).await.unwrap());
+    assert_eq!(s.dropped_reason("B").await, Some(("discontinued item".into(), "admin".into())));
+    assert_eq!(s.open_failures_by_flow().await.unwrap()["products"], 2);
+}
+
+pub(super) async fn a_record_is_found_by_key_or_target_id_with_the_runs_that_touched_it<S: Store + Hooks>(s: &S) {
+    let run = s.begin_run("orders", "incremental").await.unwrap();
+    let synced = vec![crate::store::Synced {
+        key: "WEB-1001".into(),
+        target_id: "sale-7".into(),
+        hash: "h".into(),
+        payload: r#"{"number":"WEB-1001"}"#.into(),
+        source_hash: None,
+    }];
+    let outcomes = vec![crate::store::RunRecord {
+        key: "WEB-1001".into(),
+        outcome: "created",
+        target_id: Some("sale-7".into()),
+        field: None,
+        message: None,
+        changes: Some(serde_json::json!([{"path": "number", "old": null, "new": "WEB-1001"}])),
+    }];
+    s.commit_batch("orders", run, BatchCommit { synced, outcomes, ..Default::default() }).await.unwrap();
+    let flows = vec!["orders".to_owned(), "products".to_owned()];
+    let by_key = s.find_record(&flows, "WEB-1001").await.unwrap();
+    assert_eq!((by_key.len(), by_key[0].target_id.as_str()), (1, "sale-7"));
+    assert_eq!(s.find_record(&flows, "sale-7").await.unwrap()[0].key, "WEB-1001");
+    assert!(s.find_record(&flows, "nothing").await.unwrap().is_empty());
+    let runs = s.runs_touching("WEB-1001", 10).await.unwrap();
+    assert_eq!((runs[0].run_id, runs[0].outcome.as_str()), (run, "created"));
+    let records = s.run_records_page(run, None, 10).await.unwrap();
+    assert_eq!(records[0].changes, Some(serde_json::json!([{"path": "number", "old": null, "new": "WEB-1001"}])));
+    assert!(s.run_records_page(run, Some(records[0].seq), 10).await.unwrap().is_empty());
+    assert_eq!(s.last_runs(&flows).await.unwrap()["orders"].id, run);
+    assert_eq!(s.runs_page("orders", Some(run), 10).await.unwrap().len(), 0);
+}
+
+pub(super) async fn the_webhook_log_pages_newest_first_per_connection<S: Store + Hooks>(s: &S) {
+    for (i, conn) in ["shop", "erp", "shop"].iter().enumerate() {
+        s.log_webhook(NewWebhookLog {
+            connection: (*conn).into(),
+            received_at: Utc::now(),
+            status: if i == 2 { 401 } else { 202 },
+            outcome: if i == 2 { "rejected" } else { "enqueued" },
+            code: (i == 2).then(|| "invalid_signature".into()),
+            message: None,
+            delivery_id: None,
+            jobs: vec![i as i64],
+            bytes: 10,
+        })
+        .await
+        .unwrap();
+    }
+    let shop = s.webhook_log_page(Some("shop"), None, 10).await.unwrap();
+    assert_eq!(shop.iter().map(|e| e.outcome.as_str()).collect::<Vec<_>>(), ["rejected", "enqueued"]);
+    assert_eq!(shop[0].code.as_deref(), Some("invalid_signature"));
+    let older = s.webhook_log_page(None, Some(shop[0].id), 1).await.unwrap();
+    assert_eq!(older[0].connection, "erp");
+}
+
+// ---- alerts ----
+
+fn minute(m: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 3, 12, 0, 0).unwrap() + ChronoDuration::minutes(m)
+}
+
+pub(super) async fn flow_health_reads_the_newest_finished_and_completed_runs<S: Store + Hooks>(s: &S) {
+    let ok = s.begin_run("orders", "incremental").await.unwrap();
+    s.finish_run(ok, "ok", None).await.unwrap();
+    let aborted = s.begin_run("orders", "incremental").await.unwrap();
+    s.finish_run(aborted, "aborted", Some("endpoint down")).await.unwrap();
+    let _running = s.begin_run("orders", "incremental").await.unwrap();
+    let h = s.flow_health(&["orders".into(), "stock".into()]).await.unwrap();
+    let last = h["orders"].last_finished.clone().unwrap();
+    assert_eq!((last.id, last.status.as_str(), last.error.as_deref()), (aborted, "aborted", Some("endpoint down")));
+    assert!(h["orders"].last_success_at.is_some());
+    assert_eq!(h["stock"], FlowHealth::default());
+}
+
+pub(super) async fn failures_queue_rejections_and_watch_are_read_back<S: Store + Hooks>(s: &S) {
+    assert!(s.open_failure_counts().await.unwrap().is_empty());
+    assert_eq!(s.oldest_due_job(minute(0)).await.unwrap(), None);
+    let a = s.enqueue(NewJob::new("orders", JobKind::Manual, minute(-20))).await.unwrap().id;
+    s.enqueue(NewJob::new("stock", JobKind::Manual, minute(-5))).await.unwrap();
+    s.enqueue(NewJob::new("stock", JobKind::Manual, minute(30))).await.unwrap();
+    assert_eq!(s.oldest_due_job(minute(0)).await.unwrap(), Some(WaitingJob { id: a, flow: "orders".into(), run_after: minute(-20), due: 2 }));
+
+    let x = |m, code: &str, count| Rejections { connection: "shop".into(), minute: minute(m), code: code.into(), count };
+    s.add_rejections(&[x(0, "invalid_signature", 2), x(1, "invalid_signature", 1)]).await.unwrap();
+    s.add_rejections(&[x(0, "invalid_signature", 3)]).await.unwrap();
+    assert_eq!(s.rejections_since(minute(0)).await.unwrap(), [x(0, "invalid_signature", 5), x(1, "invalid_signature", 1)]);
+    assert_eq!(s.forget_rejections(minute(1)).await.unwrap(), 1);
+    assert_eq!(s.rejections_since(minute(-60)).await.unwrap(), [x(1, "invalid_signature", 1)]);
+
+    assert_eq!(s.watching_since(minute(0)).await.unwrap(), minute(0));
+    assert_eq!(s.watching_since(minute(99)).await.unwrap(), minute(0), "the first instant stays");
+}
+
+pub(super) async fn one_open_alert_per_rule_and_subject_with_its_deliveries<S: Store + Hooks>(s: &S) {
+    let id = s.open_alert("failed", "orders", "flow orders: run 1 aborted", minute(0)).await.unwrap().unwrap();
+    assert_eq!(s.open_alert("failed", "orders", "again", minute(1)).await.unwrap(), None, "already open");
+    let other = s.open_alert("failed", "stock", "flow stock: run 2 aborted", minute(1)).await.unwrap().unwrap();
+    s.record_delivery(id, "mail", false, minute(0)).await.unwrap();
+    s.record_delivery(id, "chat", false, minute(1)).await.unwrap();
+    let active = s.active_alerts().await.unwrap();
+    assert_eq!(active.iter().map(|a| a.id).collect::<Vec<_>>(), [id, other]);
+    assert_eq!(active[0].deliveries["chat"], Delivery { fired_at: Some(minute(1)), resolved_at: None });
+    assert_eq!(active[0].message, "flow orders: run 1 aborted");
+
+    s.resolve_alert(id, minute(5)).await.unwrap();
+    s.resolve_alert(other, minute(5)).await.unwrap();
+    s.record_delivery(id, "mail", true, minute(5)).await.unwrap();
+    let active = s.active_alerts().await.unwrap();
+    assert_eq!(active.len(), 1, "chat still owes the resolved message; stock never fired: {active:?}");
+    assert_eq!(active[0].resolved_at, Some(minute(5)));
+    s.record_delivery(id, "chat", true, minute(6)).await.unwrap();
+    assert!(s.active_alerts().await.unwrap().is_empty());
+
+    // the same problem again: a new alert; the cool-down sees the last "fired" of the old one
+    let again = s.open_alert("failed", "orders", "flow orders: run 3 aborted", minute(10)).await.unwrap().unwrap();
+    assert_ne!(again, id);
+    let last = s.last_fired(minute(-60)).await.unwrap();
+    assert_eq!(last[&("failed".to_string(), "orders".to_string(), "chat".to_string())], minute(1));
+    assert!(s.last_fired(minute(2)).await.unwrap().is_empty(), "older than the window");
+
+    assert_eq!(s.forget_alerts(minute(7)).await.unwrap(), 2);
+    assert_eq!(s.active_alerts().await.unwrap().iter().map(|a| a.id).collect::<Vec<_>>(), [again]);
+}
+
 macro_rules! suite {
     ($backend:ident, $open:ident, $open_many:ident, [$($test:ident),* $(,)?]) => {
         mod $backend {
@@ -518,6 +692,12 @@ both!(
     the_last_prune_is_remembered,
     secrets_round_trip_list_delete_and_reseal,
     a_delivery_is_first_once_within_its_window,
+    failures_group_by_flow_stage_and_field_page_by_id_and_drop_with_their_reason,
+    a_record_is_found_by_key_or_target_id_with_the_runs_that_touched_it,
+    the_webhook_log_pages_newest_first_per_connection,
+    flow_health_reads_the_newest_finished_and_completed_runs,
+    failures_queue_rejections_and_watch_are_read_back,
+    one_open_alert_per_rule_and_subject_with_its_deliveries,
 );
 
 async fn open_sqlite() -> (SqliteStore, tempfile::TempDir) {

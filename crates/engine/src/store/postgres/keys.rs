@@ -15,7 +15,7 @@ fn ts(t: DateTime<Utc>) -> String {
 /// A key's `last_used_at` is rewritten at most this often (as on SQLite).
 const LAST_USED_PRECISION_SECONDS: i64 = 60;
 
-fn key_row(r: sqlx::postgres::PgRow) -> ApiKey {
+pub(super) fn key_row(r: sqlx::postgres::PgRow) -> ApiKey {
     let scopes: String = r.get(2);
     ApiKey {
         id: r.get(0),

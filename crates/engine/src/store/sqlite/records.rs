@@ -123,7 +123,7 @@ impl RecordStore for SqliteStore {
     }
 }
 
-fn key_row(r: sqlx::sqlite::SqliteRow) -> ApiKey {
+pub(super) fn key_row(r: sqlx::sqlite::SqliteRow) -> ApiKey {
     let scopes: String = r.get(2);
     ApiKey {
         id: r.get(0),

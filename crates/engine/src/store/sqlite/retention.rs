@@ -115,7 +115,7 @@ mod tests {
     /// A finished run of `flow` started on March `d`, with `records` per-record outcomes.
     async fn run(s: &SqliteStore, flow: &str, d: u32, status: &str, records: usize) -> i64 {
         let id = s.begin_run(flow, "incremental").await.unwrap();
-        let outcomes = (0..records).map(|i| RunRecord { key: format!("K{i}"), outcome: "created", target_id: None, field: None, message: None }).collect();
+        let outcomes = (0..records).map(|i| RunRecord { key: format!("K{i}"), outcome: "created", target_id: None, field: None, message: None, changes: None }).collect();
         s.commit_batch(flow, id, BatchCommit { outcomes, ..Default::default() }).await.unwrap();
         if status != "running" {
             s.finish_run(id, status, None).await.unwrap();
