@@ -360,7 +360,8 @@ fn a_killed_run_shows_as_interrupted_in_status() {
     let dir = tempfile::tempdir().unwrap();
     let config = big_catalogue(dir.path(), 40_000);
     let mut killed = 0;
-    for delay_ms in [300, 600, 1000] {
+    // Early enough that a kill lands mid-run on a fast, idle machine (40,000 records sync in under 1 s).
+    for delay_ms in [100, 250, 500] {
         killed += kill_during(&config, &["sync", "products"], Duration::from_millis(delay_ms)) as u32;
     }
     assert!(killed > 0, "at least one kill landed mid-run");
@@ -370,7 +371,13 @@ fn a_killed_run_shows_as_interrupted_in_status() {
     assert!(runs.iter().all(|r| r["status"] != "running"), "{status}");
     let interrupted: Vec<_> = runs.iter().filter(|r| r["status"] == "interrupted").collect();
     assert!(!interrupted.is_empty(), "{status}");
-    assert!(interrupted[0]["error"].as_str().unwrap().contains("no longer exists"), "{status}");
+    // A run killed last is found by `status` (its process no longer exists); one killed earlier was found by
+    // the next run, which took its flow's lease over. Either way the error says what happened.
+    for run in &interrupted {
+        let error = run["error"].as_str().unwrap();
+        assert!(error.contains("stopped without finishing (killed?)"), "{status}");
+        assert!(error.contains("no longer exists") || error.contains("lease passed to"), "{status}");
+    }
     let text = stdout(&run(&config, &["status"]));
     assert!(text.contains("interrupted"), "{text}");
 }
