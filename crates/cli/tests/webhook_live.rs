@@ -83,6 +83,20 @@ async fn sales_with_reference(t: &ferry_connectors::tryton::Tryton, reference: &
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vendure_order_becomes_exactly_one_tryton_sale_through_ferry_serve_webhooks() {
+    order_becomes_one_sale_through_webhooks(None).await;
+}
+
+/// The same through a deployment of two nodes on one PostgreSQL store: the node the webhooks reach runs no
+/// jobs (`workers = 0`), so the sale is written by the other node, woken by the queue's NOTIFY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_accepted_by_one_node_becomes_the_sale_another_node_writes() {
+    let scratch = ferry_engine::store::postgres::ScratchSchema::new("webhook_nodes");
+    order_becomes_one_sale_through_webhooks(Some(&scratch)).await;
+}
+
+/// Places an order in Vendure and waits for its one Tryton sale. `postgres`: two nodes on this store
+/// (the webhook's receiver without workers, and a worker node); `None`: one node on SQLite.
+async fn order_becomes_one_sale_through_webhooks(postgres: Option<&ferry_engine::store::postgres::ScratchSchema>) {
     let vendure = vendure_support::vendure();
     let tryton = tryton_support::tryton(json!({}));
     let u = vendure_support::unique().to_uppercase();
@@ -108,19 +122,16 @@ async fn a_vendure_order_becomes_exactly_one_tryton_sale_through_ferry_serve_web
     let variant = out[0].result.as_ref().unwrap().target_id.clone();
     shop_admin.write(Stream::Stock, vec![rec(Stream::Stock, json!({"sku": sku, "on_hand": "50"}))]).await.unwrap();
 
-    // ferry serve where the Vendure peer posts its webhooks.
+    // ferry serve where the Vendure peer posts its webhooks (and, on PostgreSQL, a second node that works).
     let dir = tempfile::tempdir().unwrap();
+    let state = match postgres {
+        Some(pg) => format!("[state]\nurl = \"{}\"\nschema = \"{}\"\n", pg.url, pg.schema),
+        None => "[state]\npath = \"state.db\"\n".to_owned(),
+    };
+    let server = |port: u16, workers: u32| format!("[server]\nlisten = \"127.0.0.1:{port}\"\nworkers = {workers}\npoll_millis = 100\n");
     let config = dir.path().join("ferry.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let common = format!(
             r#"
-[state]
-path = "state.db"
-[server]
-listen = "127.0.0.1:{port}"
-workers = 2
-poll_millis = 100
 [connections.shop]
 type = "vendure"
 url = "{vurl}"
@@ -142,7 +153,6 @@ stream = "orders"
 # comes up it also hears of other tests' recent orders, whose sales are theirs to create.
 filter = 'any(.lines[]; .sku == "{sku}")'
 "#,
-            port = vendure_support::webhook_port(),
             vurl = vendure.base_url,
             vuser = vendure.username,
             vpass = vendure.password,
@@ -150,32 +160,47 @@ filter = 'any(.lines[]; .sku == "{sku}")'
             tport = tryton_support::port(),
             tpass = tryton_support::PASSWORD,
             sku = sku,
-        ),
-    )
-    .unwrap();
+        );
+    let receiver_workers = if postgres.is_some() { 0 } else { 2 };
+    std::fs::write(&config, format!("{state}{}{common}", server(vendure_support::webhook_port(), receiver_workers))).unwrap();
     assert_eq!(vendure_support::WEBHOOK_PATH, "/hooks/shop", "the peer posts to the route of the connection named shop");
     let ferry = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_ferry")).env_remove("FERRY_CONFIG").arg("--config").arg(&config).args(args).output().unwrap();
     let key = ferry(&["keys", "create", "--scope", "read,write"]);
     assert!(key.status.success(), "{}", String::from_utf8_lossy(&key.stderr));
     let token = String::from_utf8(key.stdout).unwrap().trim().to_owned();
+    let serve = |config: &Path, log: &Path| {
+        Serve(
+            Command::new(env!("CARGO_BIN_EXE_ferry"))
+                .env_remove("FERRY_CONFIG")
+                .env("FERRY_LOG", "info")
+                .arg("--config")
+                .arg(config)
+                .arg("serve")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(log).unwrap())
+                .spawn()
+                .unwrap(),
+        )
+    };
     let log = dir.path().join("serve.log");
-    let _server = Serve(
-        Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .env_remove("FERRY_CONFIG")
-            .env("FERRY_LOG", "info")
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let _server = serve(&config, &log);
     let base = format!("http://127.0.0.1:{}", vendure_support::webhook_port());
+    // The node that runs the jobs (the receiver itself on SQLite).
+    let (worker_base, _worker) = match postgres {
+        Some(_) => {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let worker_config = dir.path().join("worker.toml");
+            std::fs::write(&worker_config, format!("{state}{}{common}", server(port, 2))).unwrap();
+            (format!("http://127.0.0.1:{port}"), Some(serve(&worker_config, &dir.path().join("worker.log"))))
+        }
+        None => (base.clone(), None),
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while get(&format!("{base}/healthz"), None).await.0 != 200 {
-        assert!(Instant::now() < deadline, "ferry serve did not come up on {base} (port taken?):\n{}", log_tail(&log));
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for node in [&base, &worker_base] {
+        while get(&format!("{node}/healthz"), None).await.0 != 200 {
+            assert!(Instant::now() < deadline, "ferry serve did not come up on {node} (port taken?):\n{}", log_tail(&log));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     // A guest checks out in the shop.
@@ -244,7 +269,15 @@ filter = 'any(.lines[]; .sku == "{sku}")'
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(sales_with_reference(&tryton, &code).await, vec![sale], "exactly one sale for order {code}");
-    let (_, metrics) = get(&format!("{base}/metrics"), Some(&token)).await;
+    if postgres.is_some() {
+        // Every job of this order ran on the worker node: the receiver has no workers.
+        let (_, jobs) = get(&format!("{base}/api/v1/jobs?flow=orders&limit=1000"), Some(&token)).await;
+        let jobs: Value = serde_json::from_str(&jobs).unwrap();
+        let mine: Vec<&Value> = jobs["jobs"].as_array().unwrap().iter().filter(|j| j["keys"] == json!([code])).collect();
+        assert!(mine.len() >= 2 && mine.iter().all(|j| j["status"] == "succeeded"), "{mine:?}");
+    }
+    // The webhook → target metric is kept by the node that ran the job.
+    let (_, metrics) = get(&format!("{worker_base}/metrics"), Some(&token)).await;
     let metric = |name: &str| metrics.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok())).unwrap_or(f64::NAN);
     let (sum, count) = (metric("ferry_webhook_to_target_seconds_sum"), metric("ferry_webhook_to_target_seconds_count"));
     eprintln!(

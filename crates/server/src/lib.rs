@@ -57,7 +57,8 @@ impl std::fmt::Debug for Secret {
 #[derive(Clone, Debug)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
-    /// Workers per workspace.
+    /// Workers per workspace. 0: this node accepts webhooks and API calls and runs no jobs (the nodes
+    /// sharing its PostgreSQL store run them).
     pub workers: usize,
     /// How long a job's lease lasts without a heartbeat (a killed worker's job is claimable after it).
     pub lease: Duration,
@@ -135,7 +136,7 @@ impl ServerSettings {
             let bad = || format!("[server] {k}: unexpected value {v}");
             match k.as_str() {
                 "listen" => s.listen = v.as_str().ok_or_else(bad)?.parse().map_err(|e| format!("[server] listen: {e}"))?,
-                "workers" => s.workers = v.as_integer().filter(|n| *n >= 1).ok_or_else(bad)? as usize,
+                "workers" => s.workers = v.as_integer().filter(|n| *n >= 0).ok_or_else(bad)? as usize,
                 "lease_seconds" => s.lease = Duration::from_secs(v.as_integer().filter(|n| *n >= 5).ok_or_else(bad)? as u64),
                 "shutdown_grace_seconds" => s.shutdown_grace = Duration::from_secs(v.as_integer().filter(|n| *n >= 0).ok_or_else(bad)? as u64),
                 "poll_millis" => s.poll = Duration::from_millis(v.as_integer().filter(|n| *n >= 10).ok_or_else(bad)? as u64),
