@@ -48,6 +48,15 @@ pub struct Rejections {
     pub count: u64,
 }
 
+/// An instant read back from the alert tables: a time that does not parse names what was read and where.
+pub(crate) fn stored_time(location: &str, what: &str, text: &str) -> StoreResult<DateTime<Utc>> {
+    super::parse_ts(text).ok_or_else(|| super::StoreError { location: location.to_owned(), message: format!("{what}: stored time {text:?} is not RFC 3339") })
+}
+
+pub(crate) fn stored_time_opt(location: &str, what: &str, text: Option<String>) -> StoreResult<Option<DateTime<Utc>>> {
+    text.map(|t| stored_time(location, what, &t)).transpose()
+}
+
 #[async_trait]
 pub trait AlertStore: Send + Sync {
     // ---- readings ----

@@ -37,6 +37,22 @@ pub use sqlite::SqliteStore;
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// How every store writes an instant: RFC 3339 UTC with microseconds, fixed width, so that text order is
+/// time order (both backends compare and sort these strings).
+pub(crate) fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// [`ts`] of the current instant.
+pub(crate) fn now() -> String {
+    ts(Utc::now())
+}
+
+/// An instant a store wrote with [`ts`].
+pub(crate) fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("state store {location}: {message}")]
 pub struct StoreError {

@@ -6,6 +6,7 @@
 //! claim skips rows other workers hold (`FOR UPDATE SKIP LOCKED`, see `postgres/jobs.rs`), and idle workers
 //! are woken through `LISTEN/NOTIFY` instead of polling.
 
+use crate::store::{now};
 use super::*;
 use crate::backoff::Backoff;
 use chrono::{SecondsFormat, Utc};
@@ -34,9 +35,6 @@ pub struct PgStore {
     signal: std::sync::OnceLock<tokio::sync::watch::Receiver<u64>>,
 }
 
-fn now() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
-}
 
 /// A schema name Ferry accepts: it is put into SQL and a channel name, so letters, digits and `_` only.
 pub fn valid_schema(schema: &str) -> bool {

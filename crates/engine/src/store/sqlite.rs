@@ -1,5 +1,6 @@
 //! The embedded default state store: one SQLite file (WAL), via sqlx.
 
+use crate::store::{now};
 use super::*;
 use crate::backoff::Backoff;
 use chrono::{SecondsFormat, Utc};
@@ -20,9 +21,6 @@ pub struct SqliteStore {
     pub(super) location: String,
 }
 
-fn now() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
-}
 
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path` and applies migrations.

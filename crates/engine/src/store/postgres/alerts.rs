@@ -1,27 +1,15 @@
 //! [`AlertStore`] on PostgreSQL (migration 0002): the SQLite queries with `$n` parameters.
 
+use crate::store::{ts};
 use super::PgStore;
 use crate::alerts::{AlertState, Delivery};
 use crate::store::StoreResult;
 use crate::store::alerts::*;
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 use std::collections::{BTreeMap, HashMap};
 
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-impl PgStore {
-    fn time(&self, what: &str, text: &str) -> StoreResult<DateTime<Utc>> {
-        DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).map_err(|e| self.err(what, format!("stored time {text:?}: {e}")))
-    }
-
-    fn time_opt(&self, what: &str, text: Option<String>) -> StoreResult<Option<DateTime<Utc>>> {
-        text.map(|t| self.time(what, &t)).transpose()
-    }
-}
 
 /// Open alerts, and resolved ones some channel still owes a "resolved" message.
 const ACTIVE: &str = "a.resolved_at IS NULL OR EXISTS (
@@ -46,8 +34,8 @@ impl AlertStore for PgStore {
                 Some(r) => Some(RunBrief {
                     id: r.get(0),
                     status: r.get(1),
-                    started_at: self.time(&what, r.get(2))?,
-                    finished_at: self.time_opt(&what, r.get(3))?,
+                    started_at: stored_time(&self.location, &what, r.get(2))?,
+                    finished_at: stored_time_opt(&self.location, &what, r.get(3))?,
                     error: r.get(4),
                 }),
                 None => None,
@@ -59,7 +47,7 @@ impl AlertStore for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(err)?;
-            out.insert(flow.clone(), FlowHealth { last_finished, last_success_at: self.time_opt(&what, success)? });
+            out.insert(flow.clone(), FlowHealth { last_finished, last_success_at: stored_time_opt(&self.location, &what, success)? });
         }
         Ok(out)
     }
@@ -89,7 +77,7 @@ impl AlertStore for PgStore {
             .await
             .map_err(err)?;
         match row {
-            Some(r) => Ok(Some(WaitingJob { id: r.get(0), flow: r.get(1), run_after: self.time(what, r.get(2))?, due })),
+            Some(r) => Ok(Some(WaitingJob { id: r.get(0), flow: r.get(1), run_after: stored_time(&self.location, what, r.get(2))?, due })),
             None => Ok(None),
         }
     }
@@ -124,7 +112,7 @@ impl AlertStore for PgStore {
             .await
             .map_err(|e| self.err(what, e))?;
         rows.iter()
-            .map(|r| Ok(Rejections { connection: r.get(0), minute: self.time(what, r.get(1))?, code: r.get(2), count: r.get::<i64, _>(3).max(0) as u64 }))
+            .map(|r| Ok(Rejections { connection: r.get(0), minute: stored_time(&self.location, what, r.get(1))?, code: r.get(2), count: r.get::<i64, _>(3).max(0) as u64 }))
             .collect()
     }
 
@@ -145,7 +133,7 @@ impl AlertStore for PgStore {
             .await
             .map_err(|e| self.err(what, e))?;
         let since: String = sqlx::query_scalar("SELECT since FROM alert_watch WHERE id = 1").fetch_one(&self.pool).await.map_err(|e| self.err(what, e))?;
-        self.time(what, &since)
+        stored_time(&self.location, what, &since)
     }
 
     async fn active_alerts(&self) -> StoreResult<Vec<AlertState>> {
@@ -162,8 +150,8 @@ impl AlertStore for PgStore {
                 rule: r.get(1),
                 subject: r.get(2),
                 message: r.get(3),
-                opened_at: self.time(what, r.get(4))?,
-                resolved_at: self.time_opt(what, r.get(5))?,
+                opened_at: stored_time(&self.location, what, r.get(4))?,
+                resolved_at: stored_time_opt(&self.location, what, r.get(5))?,
                 deliveries: BTreeMap::new(),
             });
         }
@@ -175,7 +163,7 @@ impl AlertStore for PgStore {
         .map_err(err)?;
         for r in &rows {
             let id: i64 = r.get(0);
-            let delivery = Delivery { fired_at: self.time_opt(what, r.get(2))?, resolved_at: self.time_opt(what, r.get(3))? };
+            let delivery = Delivery { fired_at: stored_time_opt(&self.location, what, r.get(2))?, resolved_at: stored_time_opt(&self.location, what, r.get(3))? };
             if let Some(a) = alerts.iter_mut().find(|a| a.id == id) {
                 a.deliveries.insert(r.get(1), delivery);
             }
@@ -231,7 +219,7 @@ impl AlertStore for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| self.err(what, e))?;
-        rows.iter().map(|r| Ok(((r.get(0), r.get(1), r.get(2)), self.time(what, r.get(3))?))).collect()
+        rows.iter().map(|r| Ok(((r.get(0), r.get(1), r.get(2)), stored_time(&self.location, what, r.get(3))?))).collect()
     }
 
     async fn forget_alerts(&self, before: DateTime<Utc>) -> StoreResult<u64> {

@@ -1,19 +1,17 @@
 //! [`DashboardStore`] on PostgreSQL (migration 0003): the SQLite statements with `$n` parameters, text
 //! arrays (`ANY`, `unnest`) where SQLite reads a JSON array, and `seq` where SQLite pages by rowid.
 
+use crate::store::{ts};
 use super::keys::key_row;
 use super::{PgStore, RUN_COLUMNS, run_row};
 use crate::store::dashboard::*;
 use crate::store::keys::ApiKey;
 use crate::store::{Failure, RunRow, StoreResult, XrefRow};
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 use std::collections::HashMap;
 
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
 
 const FAILURE_COLUMNS: &str =
     "id, flow, key, position, stage, field, message, retryable, attempts, first_failed_at, last_failed_at, next_retry_at, source";

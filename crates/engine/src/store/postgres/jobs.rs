@@ -10,19 +10,17 @@
 //! Idle workers wait on `LISTEN ferry_jobs.<schema>` (a trigger on `jobs` notifies, migration 0001), so a
 //! job enqueued by any process starts within milliseconds; polling stays as the fallback.
 
+use crate::store::{ts};
 use super::PgStore;
 use crate::store::StoreResult;
 use crate::store::jobs::*;
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use std::time::Duration;
 use tokio::sync::watch;
 
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
 
 fn plus(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)

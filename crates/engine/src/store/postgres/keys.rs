@@ -1,16 +1,14 @@
 //! [`KeyStore`] on PostgreSQL (API keys: only a SHA-256 of each token is stored).
 
+use crate::store::{ts};
 use super::PgStore;
-use super::records::parse_ts;
+use crate::store::parse_ts;
 use crate::store::StoreResult;
 use crate::store::keys::*;
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::Utc;
 use sqlx::Row;
 
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
 
 /// A key's `last_used_at` is rewritten at most this often (as on SQLite).
 const LAST_USED_PRECISION_SECONDS: i64 = 60;

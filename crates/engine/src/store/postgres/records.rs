@@ -1,21 +1,16 @@
 //! [`RecordStore`] on PostgreSQL (the records API's pushed and pulled canonical records).
 
+use crate::store::{ts, parse_ts};
 use super::PgStore;
 use crate::connector::WriteAction;
 use crate::store::StoreResult;
 use crate::store::records::*;
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 use std::collections::HashMap;
 
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
 
-pub(super) fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
-}
 
 #[async_trait]
 impl RecordStore for PgStore {

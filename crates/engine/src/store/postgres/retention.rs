@@ -1,14 +1,12 @@
 //! [`RetentionStore`] on PostgreSQL.
 
+use crate::store::{ts};
 use super::PgStore;
 use crate::store::StoreResult;
 use crate::store::retention::*;
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
 
 /// The runs a rule removes: never one still running, never the newest of its flow. `$1`: the age cutoff
 /// or NULL; `$2`: how many to keep per flow or NULL.

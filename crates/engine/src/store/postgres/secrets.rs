@@ -1,15 +1,13 @@
 //! [`SecretStore`] and [`DeliveryLog`] on PostgreSQL.
 
+use crate::store::{ts};
 use super::PgStore;
 use crate::store::StoreResult;
 use crate::store::secrets::*;
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
 
 fn sealed(r: &sqlx::postgres::PgRow) -> SealedSecret {
     SealedSecret { name: r.get(0), key_id: r.get(1), nonce: r.get(2), ciphertext: r.get(3) }

@@ -2,19 +2,17 @@
 //! an index: `runs_by_flow (flow, id)`, `run_records_by_run (run_id)` (+ rowid), `run_records_by_key`,
 //! `failures_by_group`, `webhook_log` (id), `api_keys` (id), `xref (flow, key)` and `xref_by_target`.
 
+use crate::store::{ts};
 use super::records::key_row;
 use super::{RUN_COLUMNS, SqliteStore, run_row};
 use crate::store::dashboard::*;
 use crate::store::keys::ApiKey;
 use crate::store::{Failure, RunRow, StoreResult, XrefRow};
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 use std::collections::HashMap;
 
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
 
 const FAILURE_COLUMNS: &str =
     "id, flow, key, position, stage, field, message, retryable, attempts, first_failed_at, last_failed_at, next_retry_at, source";

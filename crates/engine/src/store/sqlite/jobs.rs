@@ -1,17 +1,15 @@
 //! [`JobQueue`] on the embedded SQLite store (migration 0002_jobs.sql).
 
+use crate::store::{ts};
 use super::SqliteStore;
 use crate::store::StoreResult;
 use crate::store::jobs::*;
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use std::time::Duration;
 
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
 
 fn plus(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)

@@ -1,22 +1,17 @@
 //! [`RecordStore`] and [`KeyStore`] on the embedded SQLite store (migrations 0003, 0004).
 
+use crate::store::{ts, parse_ts};
 use super::SqliteStore;
 use crate::connector::WriteAction;
 use crate::store::StoreResult;
 use crate::store::keys::*;
 use crate::store::records::*;
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 use std::collections::HashMap;
 
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
 
-fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
-}
 
 /// A key's `last_used_at` is rewritten at most this often.
 const LAST_USED_PRECISION_SECONDS: i64 = 60;
