@@ -14,11 +14,11 @@
 //! - an invoice found again (a lost answer, a crash between create, post and pay) is read and carried on
 //!   from its state; refunds become credit notes (refunds.rs) against the invoice's party.
 
-use super::orders::{Expected, created_id};
+use super::orders::{Draft, Expected, amounts_verdict, created_id};
 use super::refunds::BookedAs;
 use super::rpc::{self, as_decimal, as_text, dec};
 use super::sale_state::{content_changes, describe_changes};
-use super::{InvoiceDate, InvoiceState, OnTaxMismatch, Tryton};
+use super::{InvoiceDate, InvoiceState, Tryton};
 use ferry_engine::{ConnectorError, RecordFailure, WriteAction, WriteOutcome, WriteRecord};
 use ferry_model::{Order, OrderStatus, Payment, Record};
 use rust_decimal::Decimal;
@@ -537,31 +537,8 @@ impl Tryton {
         for s in steps.iter().filter(|s| drafts.contains(&s.id)) {
             let resource = format!("account.invoice,{}", s.id);
             let get = |f: &str| amounts.get(&s.id).and_then(|r| r.get(f)).and_then(as_decimal).unwrap_or_default();
-            let (tax, total) = (get("tax_amount"), get("total_amount"));
-            let (want_tax, want_total, planned_note) = match &s.expected {
-                Some(e) => (e.tax, e.total, e.note.clone()),
-                None => (s.order.totals.tax, s.order.totals.total, None),
-            };
-            let total_off = (total - want_total).abs() > self.opts.total_tolerance;
-            let tax_off = tax != want_tax && !(s.expected.is_none() && noted.contains(&resource) && (tax - want_tax).abs() <= self.opts.tax_tolerance);
-            let mut verdict = Ok(planned_note.clone());
-            if tax_off || total_off {
-                let msg = format!(
-                    "Tryton computes tax {tax} and total {total} on the invoice but the shop charged tax {} and total {} (tax_rounding {}, total_tolerance {})",
-                    s.order.totals.tax,
-                    s.order.totals.total,
-                    rounding.as_str(),
-                    self.opts.total_tolerance
-                );
-                verdict = match self.opts.on_tax_mismatch {
-                    OnTaxMismatch::Fail => {
-                        let field = if tax_off { "totals.tax" } else { "totals.total" };
-                        let tail = if s.imported { format!("; account.invoice {} left in draft", s.id) } else { format!("; account.invoice {} deleted again", s.id) };
-                        Err(RecordFailure::permanent(Some(field.into()), format!("{msg}{tail}")))
-                    }
-                    OnTaxMismatch::Note => Ok(Some([planned_note, Some(msg)].into_iter().flatten().collect::<Vec<_>>().join("; "))),
-                };
-            }
+            let draft = Draft { resource: &resource, order: &s.order, expected: s.expected.as_ref(), imported: s.imported, noted: noted.contains(&resource) };
+            let verdict = amounts_verdict(&self.opts, rounding, &draft, get("tax_amount"), get("total_amount"));
             if let Ok(Some(note)) = &verdict
                 && !noted.contains(&resource)
             {

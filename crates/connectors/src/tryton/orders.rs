@@ -15,7 +15,7 @@
 use super::amounts::{self, Part, Tax, TaxRounding};
 use super::rpc::{self, RpcError, as_decimal, as_text, dec, dotted};
 use super::sale_state::{SALE_FIELDS, SaleState, content_changes, describe_changes};
-use super::{LineDiscounts, OnTaxMismatch, TaxRoundingOption, Tryton};
+use super::{LineDiscounts, OnTaxMismatch, Options, TaxRoundingOption, Tryton};
 use ferry_engine::{ConnectorError, RecordFailure, WriteAction, WriteOutcome, WriteRecord};
 use ferry_model::{Address, DiscountKind, Order, OrderStatus, Record};
 use rust_decimal::Decimal;
@@ -67,6 +67,51 @@ pub(super) struct Expected {
     pub total: Decimal,
     /// An accepted difference: noted on the sale and reported as the outcome's warning.
     pub note: Option<String>,
+}
+
+/// A draft sale or invoice whose amounts Tryton just computed, to hold against the shop's.
+pub(super) struct Draft<'a> {
+    /// `sale.sale,7` or `account.invoice,7`.
+    pub resource: &'a str,
+    pub order: &'a Order,
+    /// What the price planning predicted; `None` for a draft resumed from an earlier attempt.
+    pub expected: Option<&'a Expected>,
+    /// Tryton already held the draft before this attempt (it is left in draft, not deleted, on a mismatch).
+    pub imported: bool,
+    /// An earlier attempt already noted an accepted difference on it.
+    pub noted: bool,
+}
+
+/// Whether Tryton's `tax` and `total` of a draft agree with the shop's: `Ok` with the note to keep (an
+/// accepted difference), or the failure `on_tax_mismatch = "fail"` asks for, naming `totals.tax` or
+/// `totals.total`.
+pub(super) fn amounts_verdict(opts: &Options, rounding: TaxRounding, d: &Draft, tax: Decimal, total: Decimal) -> Result<Option<String>, RecordFailure> {
+    let (want_tax, want_total, planned_note) = match d.expected {
+        Some(e) => (e.tax, e.total, e.note.clone()),
+        None => (d.order.totals.tax, d.order.totals.total, None),
+    };
+    let total_off = (total - want_total).abs() > opts.total_tolerance;
+    // a resumed draft whose difference an earlier attempt accepted (and noted) keeps it
+    let tax_off = tax != want_tax && !(d.expected.is_none() && d.noted && (tax - want_tax).abs() <= opts.tax_tolerance);
+    if !tax_off && !total_off {
+        return Ok(planned_note);
+    }
+    let (model, id) = d.resource.split_once(',').unwrap_or((d.resource, ""));
+    let msg = format!(
+        "Tryton computes tax {tax} and total {total} on {model} {id} but the shop charged tax {} and total {} (tax_rounding {}, total_tolerance {})",
+        d.order.totals.tax,
+        d.order.totals.total,
+        rounding.as_str(),
+        opts.total_tolerance
+    );
+    match opts.on_tax_mismatch {
+        OnTaxMismatch::Fail => {
+            let field = if tax_off { "totals.tax" } else { "totals.total" };
+            let tail = if d.imported { "left in draft" } else { "deleted again" };
+            Err(RecordFailure::permanent(Some(field.into()), format!("{msg}; {model} {id} {tail}")))
+        }
+        OnTaxMismatch::Note => Ok(Some([planned_note, Some(msg)].into_iter().flatten().collect::<Vec<_>>().join("; "))),
+    }
 }
 
 /// An order whose sale Tryton has (from the cross-reference, or found by its web id).
@@ -669,32 +714,8 @@ impl Tryton {
         for a in items.iter().filter(|a| drafts.contains(&a.id)) {
             let resource = format!("sale.sale,{}", a.id);
             let get = |f: &str| amounts.get(&a.id).and_then(|r| r.get(f)).and_then(as_decimal).unwrap_or_default();
-            let (tax, total) = (get("tax_amount"), get("total_amount"));
-            let (want_tax, want_total, planned_note) = match &a.expected {
-                Some(e) => (e.tax, e.total, e.note.clone()),
-                None => (a.order.totals.tax, a.order.totals.total, None),
-            };
-            let total_off = (total - want_total).abs() > self.opts.total_tolerance;
-            // a resumed sale whose difference an earlier attempt accepted (and noted) keeps it
-            let tax_off = tax != want_tax && !(a.expected.is_none() && noted.contains(&resource) && (tax - want_tax).abs() <= self.opts.tax_tolerance);
-            let mut verdict = Ok(planned_note.clone());
-            if tax_off || total_off {
-                let msg = format!(
-                    "Tryton computes tax {tax} and total {total} but the shop charged tax {} and total {} (tax_rounding {}, total_tolerance {})",
-                    a.order.totals.tax,
-                    a.order.totals.total,
-                    rounding.as_str(),
-                    self.opts.total_tolerance
-                );
-                verdict = match self.opts.on_tax_mismatch {
-                    OnTaxMismatch::Fail => {
-                        let field = if tax_off { "totals.tax" } else { "totals.total" };
-                        let tail = if a.imported { format!("; sale.sale {} left in draft", a.id) } else { format!("; sale.sale {} deleted again", a.id) };
-                        Err(RecordFailure::permanent(Some(field.into()), format!("{msg}{tail}")))
-                    }
-                    OnTaxMismatch::Note => Ok(Some([planned_note, Some(msg)].into_iter().flatten().collect::<Vec<_>>().join("; "))),
-                };
-            }
+            let draft = Draft { resource: &resource, order: &a.order, expected: a.expected.as_ref(), imported: a.imported, noted: noted.contains(&resource) };
+            let verdict = amounts_verdict(&self.opts, rounding, &draft, get("tax_amount"), get("total_amount"));
             if let Ok(Some(note)) = &verdict
                 && !noted.contains(&resource)
             {
@@ -1098,6 +1119,46 @@ mod tests {
         let e = created_id(&[], "http://tryton", "sale.sale").unwrap_err();
         assert!(e.message.contains("no id") && e.call == "model.sale.sale.create", "{e:?}");
         assert_eq!(created_id(&[7], "http://tryton", "sale.sale").unwrap(), 7);
+    }
+
+    /// The verdict sales and invoices share: agreement, an accepted difference kept on resume, and a
+    /// mismatch failed on the field that is off or noted, as `on_tax_mismatch` says.
+    #[test]
+    fn a_drafts_amounts_are_held_against_the_shops() {
+        let order: Order = Record::parse(
+            ferry_model::Stream::Orders,
+            json!({"number": "W-1", "placed_at": "2026-04-04T13:30:00Z", "currency": "AUD", "prices_include_tax": false,
+                   "lines": [{"sku": "A", "quantity": "1", "unit_price": "114.65", "total": "114.65"}],
+                   "totals": {"subtotal": "114.65", "tax": "11.47", "total": "126.12"}}),
+            "test",
+        )
+        .map(|r| match r {
+            Record::Order(o) => o,
+            other => panic!("{other:?}"),
+        })
+        .unwrap();
+        let opts = |mode: &str| -> Options {
+            serde_json::from_value(json!({"url": "http://127.0.0.1:9", "database": "t", "password": "p", "on_tax_mismatch": mode})).unwrap()
+        };
+        let d = |x: &str| Decimal::from_str(x).unwrap();
+        let draft = |expected, imported, noted| Draft { resource: "sale.sale,7", order: &order, expected, imported, noted };
+        let verdict = |mode: &str, draft: &Draft, tax, total| amounts_verdict(&opts(mode), TaxRounding::Document, draft, d(tax), d(total));
+
+        assert_eq!(verdict("fail", &draft(None, false, false), "11.47", "126.12"), Ok(None), "Tryton agrees");
+        let planned = Expected { tax: d("11.46"), total: d("126.12"), note: Some("GST 0.01 under".into()) };
+        assert_eq!(verdict("fail", &draft(Some(&planned), false, false), "11.46", "126.12"), Ok(Some("GST 0.01 under".into())), "as planned");
+
+        let e = verdict("fail", &draft(None, false, false), "11.46", "126.11").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("totals.tax"));
+        assert!(e.message.contains("on sale.sale 7") && e.message.ends_with("sale.sale 7 deleted again"), "{}", e.message);
+        let e = verdict("fail", &draft(None, true, false), "11.47", "127.12").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("totals.total"));
+        assert!(e.message.ends_with("sale.sale 7 left in draft"), "{}", e.message);
+
+        let noted = verdict("fail", &draft(None, true, true), "11.46", "126.12");
+        assert_eq!(noted, Ok(None), "a resumed draft keeps the difference an earlier attempt accepted and noted");
+        let note = verdict("note", &draft(Some(&planned), false, false), "11.45", "126.12").unwrap().unwrap();
+        assert!(note.starts_with("GST 0.01 under; Tryton computes tax 11.45"), "{note}");
     }
 
     #[test]
