@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod backoff;
+mod carried_counts;
 pub mod config;
 pub mod connector;
 pub mod create_once;

@@ -15,6 +15,7 @@
 //! store's until then), so at most two batches are written and not yet committed.
 
 use crate::backoff::Backoff;
+use crate::carried_counts::CarriedCounts;
 use crate::config::{FlowConfig, OnMissing};
 use crate::connector::*;
 use crate::create_once;
@@ -239,6 +240,8 @@ struct Runner<'a> {
     listed_writes: usize,
     /// The batch written to the target last, committed while the next one is written.
     unsaved: Option<BatchCommit>,
+    /// Counts of batches that changed nothing, waiting for a commit (see `carried_counts`).
+    carried: CarriedCounts,
     /// A targeted run's keys (canonical, after mapping).
     selection: Option<KeySelection>,
     /// Records of a targeted run that failed before their key was known, left alone (not parked).
@@ -298,6 +301,7 @@ pub async fn run_flow(flow: &Flow, store: &dyn StateStore, options: &RunOptions,
         in_flight: None,
         listed_writes: 0,
         unsaved: None,
+        carried: CarriedCounts::default(),
         selection: options.keys.as_deref().map(|keys| KeySelection::new(keys, &flow.config.mapping, stream)),
         unattributed_failures: 0,
         source_items: 0,
@@ -703,7 +707,7 @@ impl Runner<'_> {
         };
         let (saved, written) = tokio::join!(save_previous, self.write_batch(pending, recent, commit));
         saved?;
-        self.unsaved = written?;
+        self.unsaved = self.carried.hold(written?, std::time::Instant::now());
         self.progress.update(&self.report.counts);
         Ok(())
     }
@@ -741,7 +745,7 @@ impl Runner<'_> {
 
     /// Commits the batch written last, if not yet committed.
     async fn save(&mut self) -> Result<(), String> {
-        if let Some(commit) = self.unsaved.take() {
+        if let Some(commit) = self.carried.release(self.unsaved.take()) {
             self.store.commit_batch(&self.flow.name, self.run_id, commit).await.map_err(|e| e.to_string())?;
         }
         Ok(())

@@ -463,13 +463,13 @@ impl StateStore for PgStore {
             return Ok(());
         }
         let at = now();
-        let mut tx = self.pool.begin().await.map_err(|e| self.err("begin batch", e))?;
         // Durability as the SQLite store's (WAL, synchronous = NORMAL): a killed Ferry loses nothing, a
         // crash of the database server itself may lose the last batches' commits, which the next run heals
         // (content hashes, find_by_key) by writing those records once more. Not waiting for the WAL flush
         // of every batch is what keeps an unchanged re-sync within reach of SQLite's speed. The queue, keys,
         // secrets and deliveries stay fully durable (a lost enqueue would be a lost webhook).
-        sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await.map_err(|e| self.err("begin batch", e))?;
+        // Both in the transaction's first round trip (one simple query).
+        let mut tx = self.pool.begin_with("BEGIN; SET LOCAL synchronous_commit = off").await.map_err(|e| self.err("begin batch", e))?;
         if !batch.synced.is_empty() {
             // One statement for the whole batch: the rows travel as parallel arrays.
             let synced = last_per_key(&batch.synced, |s| &s.key);
