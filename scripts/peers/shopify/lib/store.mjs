@@ -327,7 +327,7 @@ export class Shop {
     if (identifier?.id) { c = this.get(identifier.id, 'Customer'); if (!c) return { customer: null, userErrors: [{ field: ['identifier', 'id'], message: 'Resource matching the identifier was not found.', code: 'NOT_FOUND' }] }; }
     else if (identifier?.email) c = this.customerByEmail(identifier.email);
     else if (identifier?.phone) c = this.customers.find(x => x.phone === identifier.phone) || null;
-    else if (identifier?.customId) return { customer: null, userErrors: [{ field: ['identifier', 'customId'], message: 'customId identifiers are not supported by the emulator', code: 'INVALID_INPUT' }] };
+    else if (identifier?.customId) return { customer: null, userErrors: [{ field: ['identifier', 'customId'], message: 'customId identifiers are not supported by the emulator', code: 'INVALID' }] };
     if (identifier?.email && input.email && identifier.email.toLowerCase() !== input.email.toLowerCase()) return { customer: null, userErrors: [{ field: ['input', 'email'], message: 'The identifier value does not match the value of the corresponding field in the input.', code: 'INPUT_MISMATCH' }] };
     if (input.email && !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(input.email)) return { customer: null, userErrors: [{ field: ['input', 'email'], message: 'Email is invalid', code: 'INVALID' }] };
     const clash = input.email ? this.customerByEmail(input.email) : null;
@@ -381,7 +381,7 @@ export class Shop {
   }
   catalogCreate({ input }) {
     const ids = input.context?.companyLocationIds || [];
-    for (const id of ids) if (!this.get(id, 'CompanyLocation')) return { catalog: null, userErrors: [{ field: ['input', 'context', 'companyLocationIds'], message: `Company location ${id} does not exist`, code: 'COMPANY_LOCATION_CATALOG_STATUS_PLAN' }] };
+    for (const id of ids) if (!this.get(id, 'CompanyLocation')) return { catalog: null, userErrors: [{ field: ['input', 'context', 'companyLocationIds'], message: `Company location ${id} does not exist`, code: 'COMPANY_LOCATION_NOT_FOUND' }] };
     if (input.priceListId && !this.get(input.priceListId, 'PriceList')) return { catalog: null, userErrors: [{ field: ['input', 'priceListId'], message: 'Price list not found.', code: 'PRICE_LIST_NOT_FOUND' }] };
     const cat = this.add('CompanyLocationCatalog', { title: input.title, status: input.status, companyLocationIds: ids, priceListId: input.priceListId ?? null, publicationId: input.publicationId ?? null });
     for (const id of ids) this.get(id).catalogIds.push(cat.id);
@@ -405,7 +405,7 @@ export class Shop {
     const errs = [];
     prices.forEach((p, i) => {
       if (!this.get(p.variantId, 'ProductVariant')) errs.push({ field: [field, String(i), 'variantId'], message: "The specified variant doesn't exist.", code: 'VARIANT_NOT_FOUND' });
-      else if (p.price.currencyCode !== pl.currency) errs.push({ field: [field, String(i), 'price', 'currencyCode'], message: `The price's currency (${p.price.currencyCode}) doesn't match the price list's currency (${pl.currency}).`, code: 'PRICES_TO_ADD_CURRENCY_MISMATCH' });
+      else if (p.price.currencyCode !== pl.currency) errs.push({ field: [field, String(i), 'price', 'currencyCode'], message: `The price's currency (${p.price.currencyCode}) doesn't match the price list's currency (${pl.currency}).`, code: 'PRICE_LIST_CURRENCY_MISMATCH' });
     });
     return errs;
   }

@@ -1,0 +1,174 @@
+// Catalogue and stock: productSet by handle, inventorySetQuantities' compare-and-swap guard, bulk query JSONL,
+// price lists with quantity price breaks.
+import { test, before, after, beforeEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { start, seedProduct, PRODUCT_SET } from './helpers.mjs';
+
+let t;
+before(async () => { t = await start(); });
+after(async () => { await t.close(); });
+beforeEach(async () => { await t.post('/_emulator/reset'); });
+
+const shirt = (variants) => ({ title: 'Linen shirt', handle: 'linen-shirt', status: 'ACTIVE', vendor: 'Ferry', tags: ['linen', 'summer'],
+  descriptionHtml: '<p>Cool.</p>', productOptions: [{ name: 'Size', values: variants.map(v => ({ name: v.size })) }],
+  variants: variants.map(v => ({ sku: v.sku, price: v.price, compareAtPrice: v.compareAt ?? null, optionValues: [{ optionName: 'Size', name: v.size }] })) });
+
+test('productSet by handle is idempotent: the same input twice leaves one product, the same ids and no update', async () => {
+  const input = shirt([{ sku: 'LS-S', size: 'S', price: '49.95' }, { sku: 'LS-M', size: 'M', price: '49.95', compareAt: '59.95' }]);
+  const first = (await t.data(PRODUCT_SET, { identifier: { handle: 'linen-shirt' }, input })).productSet;
+  assert.deepEqual(first.userErrors, []);
+  const hooksAfterCreate = (await (await fetch(t.base + '/_emulator/state')).json()).products['linen-shirt'];
+  const second = (await t.data(PRODUCT_SET, { identifier: { handle: 'linen-shirt' }, input })).productSet;
+  assert.deepEqual(second.userErrors, []);
+  assert.deepEqual(second.product, first.product); // ids, SKUs, prices and updatedAt unchanged
+  const state = await t.state();
+  assert.deepEqual(Object.keys(state.products), ['linen-shirt']);
+  assert.equal(state.products['linen-shirt'].updatedAt, hooksAfterCreate.updatedAt);
+  assert.deepEqual(state.products['linen-shirt'].variants.map(v => [v.sku, v.price, v.compareAtPrice]), [['LS-S', '49.95', null], ['LS-M', '49.95', '59.95']]);
+});
+
+test('productSet replaces the variant list: matched by SKU (ids kept), new ones created, missing ones deleted', async () => {
+  const first = (await t.data(PRODUCT_SET, { identifier: { handle: 'linen-shirt' }, input: shirt([{ sku: 'LS-S', size: 'S', price: '49.95' }, { sku: 'LS-M', size: 'M', price: '49.95' }]) })).productSet.product;
+  // M renamed to Medium keeps its variant (same SKU); S goes; L comes
+  const next = (await t.data(PRODUCT_SET, { identifier: { handle: 'linen-shirt' }, input: shirt([{ sku: 'LS-M', size: 'Medium', price: '52.00' }, { sku: 'LS-L', size: 'L', price: '52.00' }]) })).productSet;
+  assert.deepEqual(next.userErrors, []);
+  const bySku = Object.fromEntries(next.product.variants.nodes.map(v => [v.sku, v]));
+  assert.equal(bySku['LS-M'].id, first.variants.nodes.find(v => v.sku === 'LS-M').id);
+  assert.equal(bySku['LS-M'].price, '52.00');
+  assert.deepEqual(bySku['LS-M'].selectedOptions, [{ name: 'Size', value: 'Medium' }]);
+  assert.ok(bySku['LS-L'] && !first.variants.nodes.some(v => v.id === bySku['LS-L'].id));
+  assert.equal(bySku['LS-S'], undefined);
+  const lookup = await t.data('query V($q: String!) { productVariants(first: 5, query: $q) { nodes { id } } }', { q: 'sku:LS-S' });
+  assert.deepEqual(lookup.productVariants.nodes, []);
+  const byHandle = await t.data('query P($h: String!) { productByIdentifier(identifier: { handle: $h }) { id title tags vendor } }', { h: 'linen-shirt' });
+  assert.deepEqual(byHandle.productByIdentifier, { id: first.id, title: 'Linen shirt', tags: ['linen', 'summer'], vendor: 'Ferry' });
+});
+
+test('productSet user errors: a handle in use by another product, an option value no option has', async () => {
+  await seedProduct(t, 'taken', ['T-1']);
+  const clash = (await t.data(PRODUCT_SET, { identifier: { handle: 'other' }, input: { title: 'Other', handle: 'other' } })).productSet;
+  assert.deepEqual(clash.userErrors, []);
+  const r = (await t.data(PRODUCT_SET, { identifier: { id: clash.product.id }, input: { handle: 'taken' } })).productSet;
+  assert.equal(r.userErrors[0].code, 'HANDLE_NOT_UNIQUE');
+  const bad = (await t.data(PRODUCT_SET, { identifier: { handle: 'x' }, input: { title: 'X', productOptions: [{ name: 'Size', values: [{ name: 'S' }] }], variants: [{ sku: 'X-1', optionValues: [{ optionName: 'Size', name: 'XL' }] }] } })).productSet;
+  assert.equal(bad.userErrors[0].code, 'OPTION_VALUE_DOES_NOT_EXIST');
+  assert.deepEqual(bad.userErrors[0].field, ['input', 'variants', '0', 'optionValues']);
+});
+
+const SET_QTY = `mutation Q($input: InventorySetQuantitiesInput!) {
+  inventorySetQuantities(input: $input) { inventoryAdjustmentGroup { reason referenceDocumentUri changes { name delta quantityAfterChange } } userErrors { field message code } }
+}`;
+const LEVEL = `query L($id: ID!, $loc: ID!) { inventoryItem(id: $id) { sku inventoryLevel(locationId: $loc) { quantities(names: ["available", "on_hand"]) { name quantity } } } }`;
+
+test('inventorySetQuantities: the changeFromQuantity guard sets, refuses a stale expectation, and demands the field', async () => {
+  const p = await seedProduct(t, 'mug', ['MUG-1']);
+  const item = p.variants.nodes[0].inventoryItem.id;
+  const loc = (await t.data('{ locations(first: 1) { nodes { id } } }')).locations.nodes[0].id;
+  const set = (quantity, extra) => t.data(SET_QTY, { input: { name: 'available', reason: 'correction', referenceDocumentUri: 'gid://ferry/StockSync/1', quantities: [{ inventoryItemId: item, locationId: loc, quantity, ...extra }] } });
+  const ok = (await set(12, { changeFromQuantity: 0 })).inventorySetQuantities;
+  assert.deepEqual(ok.userErrors, []);
+  assert.deepEqual(ok.inventoryAdjustmentGroup.changes.find(c => c.name === 'available'), { name: 'available', delta: 12, quantityAfterChange: 12 });
+  const stale = (await set(20, { changeFromQuantity: 0 })).inventorySetQuantities;
+  assert.equal(stale.inventoryAdjustmentGroup, null);
+  assert.equal(stale.userErrors[0].code, 'CHANGE_FROM_QUANTITY_STALE');
+  assert.deepEqual(stale.userErrors[0].field, ['input', 'quantities', '0', 'changeFromQuantity']);
+  const missing = (await set(20, {})).inventorySetQuantities;
+  assert.equal(missing.userErrors[0].code, 'COMPARE_QUANTITY_REQUIRED');
+  const level = await t.data(LEVEL, { id: item, loc });
+  assert.deepEqual(level.inventoryItem.inventoryLevel.quantities, [{ name: 'available', quantity: 12 }, { name: 'on_hand', quantity: 12 }]);
+  // null skips the check
+  assert.deepEqual((await set(7, { changeFromQuantity: null })).inventorySetQuantities.userErrors, []);
+  assert.equal((await t.state()).inventoryLevels.find(l => l.sku === 'MUG-1' && l.location === 'Main warehouse').available, 7);
+  // a location the item is not stocked at: activate first
+  const sydney = (await t.data('{ locations(first: 2) { nodes { id } } }')).locations.nodes[1].id;
+  const notStocked = (await t.data(SET_QTY, { input: { name: 'available', reason: 'correction', quantities: [{ inventoryItemId: item, locationId: sydney, quantity: 3, changeFromQuantity: 0 }] } })).inventorySetQuantities;
+  assert.equal(notStocked.userErrors[0].code, 'INVALID_LOCATION');
+  const act = await t.data('mutation A($i: ID!, $l: ID!) { inventoryActivate(inventoryItemId: $i, locationId: $l) { inventoryLevel { location { name } } userErrors { message } } }', { i: item, l: sydney });
+  assert.equal(act.inventoryActivate.inventoryLevel.location.name, 'Sydney store');
+  assert.deepEqual((await t.data(SET_QTY, { input: { name: 'available', reason: 'correction', quantities: [{ inventoryItemId: item, locationId: sydney, quantity: 3, changeFromQuantity: 0 }] } })).inventorySetQuantities.userErrors, []);
+  const badReason = (await t.data(SET_QTY, { input: { name: 'available', reason: 'because', quantities: [{ inventoryItemId: item, locationId: sydney, quantity: 3, changeFromQuantity: 3 }] } })).inventorySetQuantities;
+  assert.equal(badReason.userErrors[0].code, 'INVALID_REASON');
+});
+
+test('bulk query: JSONL with one line per product and its variants on their own lines with __parentId', async () => {
+  const a = await seedProduct(t, 'bulk-a', ['BA-1', 'BA-2'], { price: '5.00' });
+  const b = await seedProduct(t, 'bulk-b', ['BB-1', 'BB-2'], { price: '7.50' });
+  const run = await t.data(`mutation B($q: String!) { bulkOperationRunQuery(query: $q, groupObjects: false) { bulkOperation { id status } userErrors { field message code } } }`,
+    { q: '{ products { edges { node { id handle variants { edges { node { id sku price } } } } } } }' });
+  assert.deepEqual(run.bulkOperationRunQuery.userErrors, []);
+  assert.equal(run.bulkOperationRunQuery.bulkOperation.status, 'CREATED');
+  let op;
+  for (let i = 0; i < 100; i++) {
+    op = (await t.data('{ currentBulkOperation { id status objectCount rootObjectCount url } }')).currentBulkOperation;
+    if (op.status === 'COMPLETED') break;
+    await new Promise(r => setTimeout(r, 20));
+  }
+  assert.equal(op.status, 'COMPLETED');
+  assert.equal(op.id, run.bulkOperationRunQuery.bulkOperation.id);
+  assert.equal(op.objectCount, '6');
+  assert.equal(op.rootObjectCount, '2');
+  const lines = (await (await fetch(op.url)).text()).trim().split('\n').map(l => JSON.parse(l));
+  assert.deepEqual(lines, [
+    { id: a.id, handle: 'bulk-a' },
+    { id: a.variants.nodes[0].id, sku: 'BA-1', price: '5.00', __parentId: a.id },
+    { id: a.variants.nodes[1].id, sku: 'BA-2', price: '5.00', __parentId: a.id },
+    { id: b.id, handle: 'bulk-b' },
+    { id: b.variants.nodes[0].id, sku: 'BB-1', price: '7.50', __parentId: b.id },
+    { id: b.variants.nodes[1].id, sku: 'BB-2', price: '7.50', __parentId: b.id },
+  ]);
+  const invalid = await t.data(`mutation B($q: String!) { bulkOperationRunQuery(query: $q, groupObjects: false) { bulkOperation { id } userErrors { message code } } }`, { q: '{ products { edges { node { nope } } } }' });
+  assert.equal(invalid.bulkOperationRunQuery.userErrors[0].code, 'INVALID');
+});
+
+test('bulk mutation: variables uploaded to the staged target, one result line per input line', async () => {
+  const staged = await t.data(`mutation S($input: [StagedUploadInput!]!) { stagedUploadsCreate(input: $input) { stagedTargets { url resourceUrl parameters { name value } } userErrors { message } } }`,
+    { input: [{ resource: 'BULK_MUTATION_VARIABLES', filename: 'products.jsonl', mimeType: 'text/jsonl', httpMethod: 'POST' }] });
+  const target = staged.stagedUploadsCreate.stagedTargets[0];
+  const form = new FormData();
+  for (const p of target.parameters) form.append(p.name, p.value);
+  const jsonl = ['bulk-x', 'bulk-y'].map(h => JSON.stringify({ identifier: { handle: h }, input: { title: h.toUpperCase(), variants: [{ sku: h + '-1', price: '3.00', optionValues: [{ optionName: 'Title', name: 'Default Title' }] }] } })).join('\n');
+  form.append('file', new Blob([jsonl]), 'products.jsonl');
+  const up = await fetch(target.url, { method: 'POST', body: form });
+  assert.equal(up.status, 201);
+  const key = target.parameters.find(p => p.name === 'key').value;
+  const run = await t.data(`mutation R($m: String!, $p: String!) { bulkOperationRunMutation(mutation: $m, stagedUploadPath: $p) { bulkOperation { id status } userErrors { message code } } }`,
+    { m: 'mutation call($identifier: ProductSetIdentifiers, $input: ProductSetInput!) { productSet(identifier: $identifier, input: $input) { product { id handle } userErrors { message } } }', p: key });
+  assert.deepEqual(run.bulkOperationRunMutation.userErrors, []);
+  let op;
+  for (let i = 0; i < 100; i++) {
+    op = (await t.data('query C { currentBulkOperation(type: MUTATION) { status url objectCount } }')).currentBulkOperation;
+    if (op.status === 'COMPLETED') break;
+    await new Promise(r => setTimeout(r, 20));
+  }
+  const lines = (await (await fetch(op.url)).text()).trim().split('\n').map(l => JSON.parse(l));
+  assert.deepEqual(lines.map(l => [l.__lineNumber, l.data.productSet.product.handle, l.data.productSet.userErrors]), [[0, 'bulk-x', []], [1, 'bulk-y', []]]);
+  assert.deepEqual(Object.keys((await t.state()).products).sort(), ['bulk-x', 'bulk-y']);
+});
+
+test('price lists: fixed prices and quantity price breaks on a company location catalog', async () => {
+  const p = await seedProduct(t, 'bolt', ['BOLT-10'], { price: '2.00' });
+  const variantId = p.variants.nodes[0].id;
+  const co = await t.data(`mutation C($input: CompanyCreateInput!) { companyCreate(input: $input) { company { id name locations(first: 1) { nodes { id } } mainContact { customer { email } } } userErrors { field message code } } }`,
+    { input: { company: { name: 'Acme Pty Ltd', externalId: 'ERP-42' }, companyLocation: { name: 'Acme Melbourne' }, companyContact: { email: 'buyer@acme.test', firstName: 'Bea' } } });
+  assert.deepEqual(co.companyCreate.userErrors, []);
+  assert.equal(co.companyCreate.company.mainContact.customer.email, 'buyer@acme.test');
+  const locId = co.companyCreate.company.locations.nodes[0].id;
+  const pl = await t.data(`mutation P($input: PriceListCreateInput!) { priceListCreate(input: $input) { priceList { id currency } userErrors { code } } }`,
+    { input: { name: 'Acme AUD', currency: 'AUD', parent: { adjustment: { type: 'PERCENTAGE_DECREASE', value: 0 } } } });
+  const priceListId = pl.priceListCreate.priceList.id;
+  const cat = await t.data(`mutation K($input: CatalogCreateInput!) { catalogCreate(input: $input) { catalog { id title priceList { id } } userErrors { code message } } }`,
+    { input: { title: 'Acme', status: 'ACTIVE', context: { companyLocationIds: [locId] }, priceListId } });
+  assert.deepEqual(cat.catalogCreate.userErrors, []);
+  const q = await t.data(`mutation Q($pl: ID!, $input: QuantityPricingByVariantUpdateInput!) { quantityPricingByVariantUpdate(priceListId: $pl, input: $input) { productVariants { id } userErrors { field message code } } }`,
+    { pl: priceListId, input: { pricesToAdd: [{ variantId, price: { amount: '1.80', currencyCode: 'AUD' } }], pricesToDeleteByVariantId: [],
+      quantityPriceBreaksToAdd: [{ variantId, minimumQuantity: 100, price: { amount: '1.50', currencyCode: 'AUD' } }, { variantId, minimumQuantity: 500, price: { amount: '1.20', currencyCode: 'AUD' } }],
+      quantityPriceBreaksToDelete: [], quantityRulesToAdd: [{ variantId, minimum: 10, increment: 10 }], quantityRulesToDeleteByVariantId: [] } });
+  assert.deepEqual(q.quantityPricingByVariantUpdate.userErrors, []);
+  const read = await t.data(`query R($id: ID!) { priceList(id: $id) { fixedPricesCount prices(first: 10) { nodes { price { amount currencyCode } variant { sku } quantityPriceBreaks(first: 5) { nodes { minimumQuantity price { amount } } } } } } }`, { id: priceListId });
+  assert.equal(read.priceList.fixedPricesCount, 1);
+  assert.deepEqual(read.priceList.prices.nodes[0], { price: { amount: '1.80', currencyCode: 'AUD' }, variant: { sku: 'BOLT-10' },
+    quantityPriceBreaks: { nodes: [{ minimumQuantity: 100, price: { amount: '1.50' } }, { minimumQuantity: 500, price: { amount: '1.20' } }] } });
+  const wrongCurrency = await t.data(`mutation F($pl: ID!, $prices: [PriceListPriceInput!]!) { priceListFixedPricesAdd(priceListId: $pl, prices: $prices) { prices { price { amount } } userErrors { field code } } }`,
+    { pl: priceListId, prices: [{ variantId, price: { amount: '1.00', currencyCode: 'NZD' } }] });
+  assert.equal(wrongCurrency.priceListFixedPricesAdd.userErrors[0].code, 'PRICE_LIST_CURRENCY_MISMATCH');
+});
