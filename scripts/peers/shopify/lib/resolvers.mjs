@@ -1,9 +1,10 @@
 // Resolvers: root fields (QueryRoot, Mutation) the emulator implements, and computed fields of the
 // records' types. Any other field is read from the record by name (see server.mjs's fieldResolver).
 import { bag, money, fmt, parseSearch, matches, connection, GraphQLishError } from './util.mjs';
+import { OWNER_TYPES } from './store.mjs';
 
 const lower = s => (s == null ? s : String(s).toLowerCase());
-const byNumericId = (a, b) => Number(a.legacyResourceId) - Number(b.legacyResourceId);
+const byNumericId = (a, b) => numId(a.id) - numId(b.id);
 const numId = id => { const m = /\/(\d+)$/.exec(String(id)); return m ? Number(m[1]) : null; };
 
 // search fields by type: key → value(s) for Shopify's query syntax; null key = bare words
@@ -21,6 +22,7 @@ const SEARCH = {
   Company: (s, c, k) => ({ null: [c.name, c.externalId], name: c.name, external_id: c.externalId, id: numId(c.id), updated_at: c.updatedAt })[k],
   Location: (s, l, k) => ({ null: [l.name], name: l.name, id: numId(l.id), active: l.isActive })[k],
   Catalog: (s, c, k) => ({ null: [c.title], title: c.title, status: lower(c.status), id: numId(c.id) })[k],
+  PriceListPrice: (s, x, k) => ({ null: [s.get(x.variantId)?.sku], variant_id: numId(x.variantId), product_id: numId(s.get(x.variantId)?.productId), sku: s.get(x.variantId)?.sku })[k],
   MetafieldDefinition: (s, d, k) => ({ null: [d.name, d.key], key: d.key, namespace: d.namespace, name: d.name, type: d.typeName, id: numId(d.id) })[k],
 };
 const SORT = {
@@ -127,7 +129,7 @@ export function makeResolvers(shop, { bulk, stagedUploads, subscriptions, baseUr
     InventoryChange: { item: c => shop.get(c.itemId), location: c => shop.get(c.locationId) },
     Metafield: {
       jsonValue: m => { try { return JSON.parse(m.value); } catch { return m.value; } },
-      owner: m => shop.get(m.ownerId), ownerType: m => ({ Product: 'PRODUCT', ProductVariant: 'PRODUCTVARIANT', Collection: 'COLLECTION', Customer: 'CUSTOMER', Company: 'COMPANY' })[shop.get(m.ownerId)?.__typename] || 'PRODUCT',
+      owner: m => shop.get(m.ownerId), ownerType: m => OWNER_TYPES[shop.get(m.ownerId)?.__typename] || 'PRODUCT',
       definition: m => { const o = shop.get(m.ownerId); const ot = types.Metafield.ownerType(m); return shop.metafieldDefinitions.find(d => d.ownerType === ot && d.namespace === m.namespace && d.key === m.key) || (o && null); },
       compareDigest: m => Buffer.from(String(m.value)).toString('base64url'), sizeInBytes: m => Buffer.byteLength(String(m.value)),
     },
@@ -185,7 +187,8 @@ export function makeResolvers(shop, { bulk, stagedUploads, subscriptions, baseUr
     PriceList: {
       catalog: p => (p.catalogId ? shop.get(p.catalogId) : null),
       fixedPricesCount: p => p.fixed.size,
-      prices: (p, a, ctx) => connection([...p.fixed.keys()].map(v => shop.priceListPrice(p, v)), a, { unlimited: !!ctx?.bulk }),
+      // only fixed prices are stored (relative ones follow from the parent adjustment, not listed here)
+      prices: (p, a, ctx) => list('PriceListPrice', a.originType === 'RELATIVE' ? [] : [...p.fixed.keys()].map(v => shop.priceListPrice(p, v)), a, ctx),
       quantityRules: (p, a, ctx) => connection([...p.quantityRules].map(([v, r]) => ({ __typename: 'QuantityRule', id: v, variantId: v, ...r, isDefault: false, originType: 'FIXED' })), a, { unlimited: !!ctx?.bulk }),
       parent: p => ({ ...p.parent, settings: { compareAtMode: 'ADJUSTED' } }),
     },
@@ -386,6 +389,10 @@ export function makeResolvers(shop, { bulk, stagedUploads, subscriptions, baseUr
       b.status = 'CANCELED'; b.completedAt = new Date().toISOString();
       return { bulkOperation: b, userErrors: [] };
     },
+    metafieldsSet: (_, a) => shop.metafieldsSet(a),
+    tagsAdd: (_, a) => shop.tags(a.id, a.tags, true),
+    tagsRemove: (_, a) => shop.tags(a.id, a.tags, false),
+    catalogContextUpdate: (_, a) => shop.catalogContextUpdate(a),
     stagedUploadsCreate: (_, a) => stagedUploads.create(a),
     webhookSubscriptionCreate: (_, a) => subscriptions.create(a),
     webhookSubscriptionDelete: (_, a) => subscriptions.remove(a),

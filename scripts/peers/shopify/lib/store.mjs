@@ -459,6 +459,59 @@ export class Shop {
     return { productVariants: [...touched].map(id => this.get(id)).filter(Boolean), userErrors: [] };
   }
 
+  // metafieldsSet: up to 25 per call, all validated before any is written; compareDigest guards a value
+  metafieldsSet({ metafields }) {
+    const errs = [];
+    if (metafields.length > 25) errs.push({ field: ['metafields'], message: 'Exceeded the maximum metafields input limit of 25.', code: 'LESS_THAN_OR_EQUAL_TO', elementIndex: null });
+    const owners = metafields.map((m, i) => {
+      const owner = this.get(m.ownerId);
+      const f = k => ['metafields', String(i), k];
+      if (!owner || !OWNER_TYPES[owner.__typename]) { errs.push({ field: f('ownerId'), message: 'Owner does not exist.', code: 'INVALID', elementIndex: i }); return null; }
+      const ns = m.namespace || '$app';
+      const def = this.metafieldDefinitions.find(d => d.ownerType === OWNER_TYPES[owner.__typename] && d.namespace === ns && d.key === m.key);
+      const existing = (owner.metafields || []).find(x => x.namespace === ns && x.key === m.key);
+      const type = m.type || def?.typeName || existing?.type;
+      if (!type) errs.push({ field: f('type'), message: "Type can't be blank.", code: 'BLANK', elementIndex: i });
+      else if (def && def.typeName !== type) errs.push({ field: f('type'), message: `Type must be ${def.typeName} (the metafield definition's).`, code: 'INVALID_TYPE', elementIndex: i });
+      else if (!METAFIELD_TYPES.includes(type)) errs.push({ field: f('type'), message: `'${type}' is not a metafield type the emulator knows.`, code: 'INVALID_TYPE', elementIndex: i });
+      else if (type === 'number_integer' && !/^-?\d+$/.test(m.value)) errs.push({ field: f('value'), message: 'Value must be an integer.', code: 'INVALID_VALUE', elementIndex: i });
+      else if (type === 'json' || type.startsWith('list.')) { try { JSON.parse(m.value); } catch { errs.push({ field: f('value'), message: 'Value is invalid JSON.', code: 'INVALID_VALUE', elementIndex: i }); } }
+      if (m.compareDigest != null && (existing ? Buffer.from(String(existing.value)).toString('base64url') : null) !== m.compareDigest) {
+        errs.push({ field: f('compareDigest'), message: 'The resource has been updated since it was loaded. Try again with an updated `compareDigest` value.', code: 'STALE_OBJECT', elementIndex: i });
+      }
+      return owner;
+    });
+    if (errs.length) return { metafields: [], userErrors: errs };
+    const out = metafields.map((m, i) => {
+      const owner = owners[i];
+      this.setMetafields(owner, [{ namespace: m.namespace, key: m.key, type: m.type || this.metafieldDefinitions.find(d => d.ownerType === OWNER_TYPES[owner.__typename] && d.namespace === (m.namespace || '$app') && d.key === m.key)?.typeName || (owner.metafields || []).find(x => x.namespace === (m.namespace || '$app') && x.key === m.key)?.type, value: m.value }]);
+      owner.updatedAt = now();
+      return owner.metafields.find(x => x.namespace === (m.namespace || '$app') && x.key === m.key);
+    });
+    return { metafields: out, userErrors: [] };
+  }
+  // tagsAdd / tagsRemove on products, customers, orders (Shopify trims tags and keeps them unique)
+  tags(id, tags, add) {
+    const r = this.get(id);
+    if (!r || !['Product', 'Customer', 'Order', 'DraftOrder'].includes(r.__typename)) return { node: null, userErrors: [{ field: ['id'], message: 'Resource does not exist or does not support tags' }] };
+    const clean = tags.flatMap(t => String(t).split(',')).map(t => t.trim()).filter(Boolean);
+    if (clean.some(t => t.length > 255)) return { node: null, userErrors: [{ field: ['tags'], message: 'Tags are limited to 255 characters' }] };
+    const next = add ? [...new Set([...(r.tags || []), ...clean])] : (r.tags || []).filter(t => !clean.includes(t));
+    if (JSON.stringify(next) !== JSON.stringify(r.tags)) { r.tags = next; r.updatedAt = now(); }
+    return { node: r, userErrors: [] };
+  }
+  catalogContextUpdate({ catalogId, contextsToAdd, contextsToRemove }) {
+    const cat = this.get(catalogId, 'CompanyLocationCatalog');
+    if (!cat) return { catalog: null, userErrors: [{ field: ['catalogId'], message: 'Catalog does not exist.', code: 'CATALOG_NOT_FOUND' }] };
+    if (contextsToAdd?.marketIds?.length || contextsToRemove?.marketIds?.length) return { catalog: null, userErrors: [{ field: ['contextsToAdd'], message: 'A company location catalog takes company locations only.', code: 'INVALID_CATALOG_CONTEXT_TYPE' }] };
+    const add = contextsToAdd?.companyLocationIds || [], remove = contextsToRemove?.companyLocationIds || [];
+    for (const id of [...add, ...remove]) if (!this.get(id, 'CompanyLocation')) return { catalog: null, userErrors: [{ field: ['contextsToAdd', 'companyLocationIds'], message: `Company location ${id} does not exist.`, code: 'COMPANY_LOCATION_NOT_FOUND' }] };
+    for (const id of add) if (!cat.companyLocationIds.includes(id)) { cat.companyLocationIds.push(id); this.get(id).catalogIds.push(cat.id); }
+    for (const id of remove) { cat.companyLocationIds = cat.companyLocationIds.filter(x => x !== id); const cl = this.get(id); cl.catalogIds = cl.catalogIds.filter(x => x !== cat.id); }
+    cat.updatedAt = now();
+    return { catalog: cat, userErrors: [] };
+  }
+
   // ---- orders (placed through /_emulator/orders) ------------------------------------------------
   // Shopify's arithmetic: line discounts allocated per line (a fixed amount across lines in proportion
   // to their totals, remainder on the last), tax per line on the discounted line total rounded to the
@@ -762,6 +815,8 @@ export class Shop {
 
 // percentage "10" (as ppm of 1, i.e. 10_000_000 for 10) of an amount in cents, rounded to the cent
 function divRoundPct(amountCents, pctPpm) { return Math.floor((2 * amountCents * pctPpm + 100e6) / (200e6)); }
+
+export const OWNER_TYPES = { Product: 'PRODUCT', ProductVariant: 'PRODUCTVARIANT', Collection: 'COLLECTION', Customer: 'CUSTOMER', Order: 'ORDER', Company: 'COMPANY', CompanyLocation: 'COMPANY_LOCATION', Location: 'LOCATION', Shop: 'SHOP' };
 
 // Reasons inventorySetQuantities accepts (shopify.dev "Manage inventory quantities and states").
 export const REASONS = ['correction', 'cycle_count_available', 'damaged', 'movement_created', 'movement_updated', 'movement_received',

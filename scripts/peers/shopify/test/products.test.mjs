@@ -172,3 +172,41 @@ test('price lists: fixed prices and quantity price breaks on a company location 
     { pl: priceListId, prices: [{ variantId, price: { amount: '1.00', currencyCode: 'NZD' } }] });
   assert.equal(wrongCurrency.priceListFixedPricesAdd.userErrors[0].code, 'PRICE_LIST_CURRENCY_MISMATCH');
 });
+
+test('metafieldsSet (typed by the definition, compareDigest guard), tagsAdd and tag search, catalogContextUpdate', async () => {
+  const p = await seedProduct(t, 'plate', ['PL-1']);
+  const def = await t.data(`mutation D($d: MetafieldDefinitionInput!) { metafieldDefinitionCreate(definition: $d) { createdDefinition { id key namespace type { name } } userErrors { code } } }`,
+    { d: { name: 'Weight class', namespace: 'ferry', key: 'weight_class', type: 'number_integer', ownerType: 'PRODUCT' } });
+  assert.equal(def.metafieldDefinitionCreate.createdDefinition.type.name, 'number_integer');
+  const again = await t.data(`mutation D($d: MetafieldDefinitionInput!) { metafieldDefinitionCreate(definition: $d) { createdDefinition { id } userErrors { code } } }`,
+    { d: { name: 'Weight class', namespace: 'ferry', key: 'weight_class', type: 'number_integer', ownerType: 'PRODUCT' } });
+  assert.equal(again.metafieldDefinitionCreate.userErrors[0].code, 'TAKEN');
+  const SET = `mutation M($m: [MetafieldsSetInput!]!) { metafieldsSet(metafields: $m) { metafields { namespace key type value compareDigest } userErrors { field code } } }`;
+  const bad = await t.data(SET, { m: [{ ownerId: p.id, namespace: 'ferry', key: 'weight_class', value: 'heavy' }] });
+  assert.deepEqual(bad.metafieldsSet.userErrors, [{ field: ['metafields', '0', 'value'], code: 'INVALID_VALUE' }]);
+  const ok = await t.data(SET, { m: [{ ownerId: p.id, namespace: 'ferry', key: 'weight_class', value: '3' }] });
+  assert.deepEqual(ok.metafieldsSet.metafields.map(m => [m.namespace, m.key, m.type, m.value]), [['ferry', 'weight_class', 'number_integer', '3']]);
+  const stale = await t.data(SET, { m: [{ ownerId: p.id, namespace: 'ferry', key: 'weight_class', value: '4', compareDigest: 'not-the-digest' }] });
+  assert.equal(stale.metafieldsSet.userErrors[0].code, 'STALE_OBJECT');
+  const fresh = await t.data(SET, { m: [{ ownerId: p.id, namespace: 'ferry', key: 'weight_class', value: '4', compareDigest: ok.metafieldsSet.metafields[0].compareDigest }] });
+  assert.deepEqual(fresh.metafieldsSet.userErrors, []);
+  const read = await t.data('query P($id: ID!) { product(id: $id) { metafield(namespace: "ferry", key: "weight_class") { value definition { key } } } }', { id: p.id });
+  assert.deepEqual(read.product.metafield, { value: '4', definition: { key: 'weight_class' } });
+
+  const tags = await t.data('mutation T($id: ID!, $tags: [String!]!) { tagsAdd(id: $id, tags: $tags) { node { id } userErrors { message } } }', { id: p.id, tags: ['ferry-sku:PL-1', ' clearance '] });
+  assert.deepEqual(tags.tagsAdd.userErrors, []);
+  const found = await t.data(`{ products(first: 5, query: "tag:'ferry-sku:PL-1'") { nodes { handle tags } } }`);
+  assert.deepEqual(found.products.nodes, [{ handle: 'plate', tags: ['ferry-sku:PL-1', 'clearance'] }]);
+  assert.deepEqual((await t.data(`{ products(first: 5, query: "tag:'other'") { nodes { handle } } }`)).products.nodes, []);
+
+  const co = await t.data(`mutation C($input: CompanyCreateInput!) { companyCreate(input: $input) { company { locations(first: 1) { nodes { id catalogs(first: 5) { nodes { id } } } } } userErrors { code } } }`,
+    { input: { company: { name: 'Bolt Co' }, companyLocation: { name: 'Bolt HQ' } } });
+  const locId = co.companyCreate.company.locations.nodes[0].id;
+  const cat = await t.data(`mutation K($input: CatalogCreateInput!) { catalogCreate(input: $input) { catalog { id } userErrors { code } } }`, { input: { title: 'Trade', status: 'ACTIVE', context: { companyLocationIds: [] } } });
+  const ctx = await t.data(`mutation U($id: ID!, $add: CatalogContextInput) { catalogContextUpdate(catalogId: $id, contextsToAdd: $add) { catalog { id ... on CompanyLocationCatalog { companyLocations(first: 5) { nodes { id } } } } userErrors { code } } }`,
+    { id: cat.catalogCreate.catalog.id, add: { companyLocationIds: [locId] } });
+  assert.deepEqual(ctx.catalogContextUpdate.catalog.companyLocations.nodes, [{ id: locId }]);
+  const missing = await t.data(`mutation U($id: ID!, $add: CatalogContextInput) { catalogContextUpdate(catalogId: $id, contextsToAdd: $add) { userErrors { code } } }`,
+    { id: cat.catalogCreate.catalog.id, add: { companyLocationIds: ['gid://shopify/CompanyLocation/999'] } });
+  assert.equal(missing.catalogContextUpdate.userErrors[0].code, 'COMPANY_LOCATION_NOT_FOUND');
+});
