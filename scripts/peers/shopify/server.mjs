@@ -95,8 +95,9 @@ export function createEmulator(opts = {}) {
   };
   const bulk = {
     runQuery({ query }) {
-      if (shop.bulkOperations.some(b => b.type === 'QUERY' && ['CREATED', 'RUNNING'].includes(b.status))) {
-        return { bulkOperation: null, userErrors: [{ field: ['query'], message: 'A bulk query operation for this app and shop is already in progress.', code: 'OPERATION_IN_PROGRESS' }] };
+      // API 2026-01 and later: up to five bulk query operations at a time per shop
+      if (shop.bulkOperations.filter(b => b.type === 'QUERY' && ['CREATED', 'RUNNING'].includes(b.status)).length >= 5) {
+        return { bulkOperation: null, userErrors: [{ field: ['query'], message: 'A maximum of 5 bulk query operations can run at a time for this app and shop.', code: 'LIMIT_REACHED' }] };
       }
       let doc;
       try { doc = graphql.parse(query); } catch (e) { return { bulkOperation: null, userErrors: [{ field: ['query'], message: `Invalid query: ${e.message}`, code: 'INVALID' }] }; }
@@ -104,6 +105,8 @@ export function createEmulator(opts = {}) {
       if (errors.length) return { bulkOperation: null, userErrors: errors.map(e => ({ field: ['query'], message: e.message, code: 'INVALID' })) };
       const op = doc.definitions.find(d => d.kind === 'OperationDefinition');
       if (!op || op.operation !== 'query') return { bulkOperation: null, userErrors: [{ field: ['query'], message: 'Bulk queries must be a query operation.', code: 'INVALID' }] };
+      const restriction = bulkRestriction(doc);
+      if (restriction) return { bulkOperation: null, userErrors: [{ field: ['query'], message: restriction, code: 'INVALID' }] };
       const b = shop.add('BulkOperation', { type: 'QUERY', status: 'CREATED', query, objectCount: '0', rootObjectCount: '0', fileSize: null, url: null, partialDataUrl: null, errorCode: null, completedAt: null });
       shop.bulkOperations.push(b);
       later(() => finishBulkQuery(b, doc));
@@ -126,6 +129,27 @@ export function createEmulator(opts = {}) {
       return { bulkOperation: b, userErrors: [] };
     },
   };
+  // The documented restrictions of a bulk query: at least one connection, at most five, connections nested
+  // at most two levels deep, and no top-level node/nodes.
+  function bulkRestriction(doc) {
+    const { TypeInfo, visit, visitWithTypeInfo, getNamedType } = graphql;
+    const ti = new TypeInfo(schema);
+    const isConn = t => t && /Connection$/.test(t.name) && t.getFields?.().pageInfo;
+    let count = 0, depth = 0, maxDepth = 0, fieldDepth = 0, topNode = false;
+    visit(doc, visitWithTypeInfo(ti, { Field: {
+      enter(node) {
+        if (fieldDepth === 0 && (node.name.value === 'node' || node.name.value === 'nodes')) topNode = true;
+        fieldDepth++;
+        if (isConn(getNamedType(ti.getType()))) { count++; depth++; maxDepth = Math.max(maxDepth, depth); }
+      },
+      leave() { fieldDepth--; if (isConn(getNamedType(ti.getType()))) depth--; },
+    } }));
+    if (topNode) return 'Bulk queries cannot use the top-level node or nodes fields.';
+    if (count === 0) return 'Bulk queries must contain at least one connection.';
+    if (count > 5) return `Bulk queries cannot contain more than 5 connections (this one has ${count}).`;
+    if (maxDepth > 2) return `Bulk queries cannot contain connections nested more than 2 levels deep (this one has ${maxDepth}).`;
+    return null;
+  }
   function later(fn) { const t = setTimeout(() => { timers.delete(t); fn(); }, bulkDelayMs); timers.add(t); }
   function writeResult(b, lines) {
     const name = `${b.legacyResourceId}.jsonl`;

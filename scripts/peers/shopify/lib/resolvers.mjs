@@ -22,6 +22,7 @@ const SEARCH = {
   Company: (s, c, k) => ({ null: [c.name, c.externalId], name: c.name, external_id: c.externalId, id: numId(c.id), updated_at: c.updatedAt })[k],
   Location: (s, l, k) => ({ null: [l.name], name: l.name, id: numId(l.id), active: l.isActive })[k],
   Catalog: (s, c, k) => ({ null: [c.title], title: c.title, status: lower(c.status), id: numId(c.id) })[k],
+  BulkOperation: (s, b, k) => ({ null: [b.id], status: lower(b.status), operation_type: lower(b.type), created_at: b.createdAt, id: numId(b.id) })[k],
   PriceListPrice: (s, x, k) => ({ null: [s.get(x.variantId)?.sku], variant_id: numId(x.variantId), product_id: numId(s.get(x.variantId)?.productId), sku: s.get(x.variantId)?.sku })[k],
   MetafieldDefinition: (s, d, k) => ({ null: [d.name, d.key], key: d.key, namespace: d.namespace, name: d.name, type: d.typeName, id: numId(d.id) })[k],
 };
@@ -342,6 +343,13 @@ export function makeResolvers(shop, { bulk, stagedUploads, subscriptions, baseUr
     metafieldDefinitions: (_, a, ctx) => list('MetafieldDefinition', shop.metafieldDefinitions.filter(d => d.ownerType === a.ownerType && (!a.namespace || d.namespace === a.namespace) && (!a.key || d.key === a.key)), { ...a, sortKey: 'ID' }, ctx),
     metafieldDefinition: (_, a) => (a.id ? shop.get(a.id) : shop.metafieldDefinitions.find(d => a.identifier && d.ownerType === a.identifier.ownerType && d.namespace === a.identifier.namespace && d.key === a.identifier.key) || null),
     publications: (_, a, ctx) => connection(shop.publications, a, { unlimited: !!ctx?.bulk }),
+    // newest first by default (as documented); reverse: oldest first
+    bulkOperations: (_, a, ctx) => {
+      const byCreated = (x, y) => (a.sortKey === 'COMPLETED_AT' ? String(x.completedAt).localeCompare(String(y.completedAt)) : x.createdAt.localeCompare(y.createdAt)) || numId(x.id) - numId(y.id);
+      let items = shop.bulkOperations;
+      if (a.query) { const g = parseSearch(a.query); items = items.filter(x => matches(x, g, (b, k) => SEARCH.BulkOperation(shop, b, k === null ? 'null' : k))); }
+      return connection([...items].sort(byCreated).reverse(), a, { unlimited: !!ctx?.bulk });
+    },
     currentBulkOperation: (_, a) => [...shop.bulkOperations].reverse().find(b => b.type === (a.type || 'QUERY')) || null,
     bulkOperation: (_, a) => shop.get(a.id, 'BulkOperation'),
     webhookSubscriptions: (_, a, ctx) => connection(shop.webhookSubscriptions.filter(w => !a.topics || a.topics.includes(w.topic)), a, { unlimited: !!ctx?.bulk }),

@@ -210,3 +210,18 @@ test('metafieldsSet (typed by the definition, compareDigest guard), tagsAdd and 
     { id: cat.catalogCreate.catalog.id, add: { companyLocationIds: ['gid://shopify/CompanyLocation/999'] } });
   assert.equal(missing.catalogContextUpdate.userErrors[0].code, 'COMPANY_LOCATION_NOT_FOUND');
 });
+
+test('bulk query restrictions (at least one connection, at most five, two levels) and bulkOperations listing', async () => {
+  const RUN = `mutation B($q: String!) { bulkOperationRunQuery(query: $q, groupObjects: false) { bulkOperation { id } userErrors { message code } } }`;
+  const err = async q => (await t.data(RUN, { q })).bulkOperationRunQuery.userErrors.map(e => [e.code, e.message]);
+  assert.deepEqual(await err('{ shop { name } }'), [['INVALID', 'Bulk queries must contain at least one connection.']]);
+  assert.deepEqual(await err('{ products { edges { node { variants { edges { node { inventoryItem { inventoryLevels { edges { node { id } } } } } } } } } } }'),
+    [['INVALID', 'Bulk queries cannot contain connections nested more than 2 levels deep (this one has 3).']]);
+  assert.deepEqual(await err('{ products { edges { node { a: collections { nodes { id } } b: collections { nodes { id } } c: collections { nodes { id } } d: collections { nodes { id } } e: collections { nodes { id } } } } } }'),
+    [['INVALID', 'Bulk queries cannot contain more than 5 connections (this one has 6).']]);
+  assert.deepEqual(await err('{ nodes(ids: ["gid://shopify/Product/1"]) { id } }'), [['INVALID', 'Bulk queries cannot use the top-level node or nodes fields.']]);
+  const first = (await t.data(RUN, { q: '{ products { edges { node { id } } } }' })).bulkOperationRunQuery.bulkOperation.id;
+  const second = (await t.data(RUN, { q: '{ customers { edges { node { id } } } }' })).bulkOperationRunQuery.bulkOperation.id;
+  const list = await t.data('{ bulkOperations(first: 5, query: "operation_type:query") { nodes { id type } } }');
+  assert.deepEqual(list.bulkOperations.nodes.map(b => b.id), [second, first]); // newest first
+});
