@@ -497,7 +497,13 @@ export class Shop {
     const clean = tags.flatMap(t => String(t).split(',')).map(t => t.trim()).filter(Boolean);
     if (clean.some(t => t.length > 255)) return { node: null, userErrors: [{ field: ['tags'], message: 'Tags are limited to 255 characters' }] };
     const next = add ? [...new Set([...(r.tags || []), ...clean])] : (r.tags || []).filter(t => !clean.includes(t));
-    if (JSON.stringify(next) !== JSON.stringify(r.tags)) { r.tags = next; r.updatedAt = now(); }
+    if (JSON.stringify(next) !== JSON.stringify(r.tags)) {
+      r.tags = next; r.updatedAt = now();
+      // a tag change is an update of the resource, with its webhook
+      if (r.__typename === 'Order') this.events('orders/updated', this.orderRest(r));
+      if (r.__typename === 'Product') this.events('products/update', this.productRest(r));
+      if (r.__typename === 'Customer') this.events('customers/update', this.customerRest(r));
+    }
     return { node: r, userErrors: [] };
   }
   catalogContextUpdate({ catalogId, contextsToAdd, contextsToRemove }) {
@@ -761,7 +767,7 @@ export class Shop {
     const tl = x => x.taxLinesData.map(t => ({ title: t.title, rate: t.ratePpm / 1e6, price: fmt(t.cents) }));
     const c = o.customerId && this.get(o.customerId);
     return { id: Number(o.legacyResourceId), admin_graphql_api_id: o.id, name: o.name, order_number: o.number, email: o.email, created_at: o.createdAt, updated_at: o.updatedAt,
-      processed_at: o.processedAt, cancelled_at: o.cancelledAt, cancel_reason: o.cancelReason && o.cancelReason.toLowerCase(), closed_at: o.closedAt, currency: o.currencyCode,
+      processed_at: o.processedAt, tags: o.tags.join(', '), note: o.note, cancelled_at: o.cancelledAt, cancel_reason: o.cancelReason && o.cancelReason.toLowerCase(), closed_at: o.closedAt, currency: o.currencyCode,
       presentment_currency: o.currencyCode, taxes_included: o.taxesIncluded, financial_status: o.financial, fulfillment_status: { UNFULFILLED: null, FULFILLED: 'fulfilled', PARTIALLY_FULFILLED: 'partial' }[this.fulfillmentStatus(o)],
       subtotal_price: fmt(o.subtotalCents), total_tax: fmt(o.totalTaxCents), total_discounts: fmt(o.totalDiscountCents), total_price: fmt(o.totalCents),
       total_line_items_price: fmt(o.lineItemIds.reduce((s, id) => s + this.get(id).totalCents, 0)), tax_lines: tl(o),
