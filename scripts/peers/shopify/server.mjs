@@ -259,6 +259,9 @@ export function createEmulator(opts = {}) {
     // variables are coerced (and rejected) by graphql-js before anything is charged
     const coerced = graphql.getVariableValues(schema, op.variableDefinitions || [], variables || {});
     if (coerced.errors) return { errors: coerced.errors.map(e => ({ message: e.message, locations: e.locations, extensions: { code: 'INVALID_VARIABLE' } })) };
+    // "Input arguments that accept an array have a maximum size of 250" (Shopify API limits)
+    const tooBig = largestInputArray(document, coerced.coerced);
+    if (tooBig > 250) return { errors: [{ message: `The input array size of ${tooBig} is greater than the maximum allowed of 250.`, extensions: { code: 'MAX_INPUT_SIZE_EXCEEDED' } }] };
     const requested = cost(document, op, coerced.coerced);
     if (requested > 1000) {
       return { errors: [{ message: `Query cost is ${requested}, which exceeds the single query max cost limit (1000).\n\nSee https://shopify.dev/concepts/about-apis/rate-limits for more information on how the\ncost of a query is calculated.\n\nTo query larger amounts of data with fewer limits, bulk operations should be used instead.\nSee https://shopify.dev/tutorials/perform-bulk-operations-with-admin-api for usage details.\n`, extensions: { code: 'MAX_COST_EXCEEDED', cost: requested, maxCost: 1000 } }],
@@ -276,6 +279,14 @@ export function createEmulator(opts = {}) {
     out.data = result.data ?? null;
     out.extensions = { cost: { requestedQueryCost: requested, actualQueryCost: actual, throttleStatus: bucket.status() } };
     return out;
+  }
+
+  function largestInputArray(document, variables) {
+    let max = 0;
+    const walk = v => { if (Array.isArray(v)) { max = Math.max(max, v.length); v.forEach(walk); } else if (v && typeof v === 'object') Object.values(v).forEach(walk); };
+    walk(variables);
+    graphql.visit(document, { ListValue(node) { max = Math.max(max, node.values.length); } });
+    return max;
   }
 
   // ---- HTTP -------------------------------------------------------------------------------------------

@@ -24,6 +24,16 @@ test('a document the 2026-10 schema does not accept is rejected before anything 
   assert.equal((await t.state()).products.x, undefined);
 });
 
+test('an input array over 250 items is refused (MAX_INPUT_SIZE_EXCEEDED), whether in variables or in the document', async () => {
+  const quantities = Array.from({ length: 251 }, (_, i) => ({ inventoryItemId: `gid://shopify/InventoryItem/${i + 1}`, locationId: 'gid://shopify/Location/1', quantity: 1, changeFromQuantity: null }));
+  const r = await t.gql('mutation Q($input: InventorySetQuantitiesInput!) { inventorySetQuantities(input: $input) { userErrors { code } } }', { input: { name: 'available', reason: 'correction', quantities } });
+  assert.equal(r.errors[0].extensions.code, 'MAX_INPUT_SIZE_EXCEEDED');
+  assert.match(r.errors[0].message, /input array size of 251 is greater than the maximum allowed of 250/);
+  const ids = Array.from({ length: 251 }, (_, i) => `"gid://shopify/Product/${i + 1}"`).join(',');
+  assert.equal((await t.gql(`{ nodes(ids: [${ids}]) { id } }`)).errors[0].extensions.code, 'MAX_INPUT_SIZE_EXCEEDED');
+  assert.equal((await t.gql(`{ nodes(ids: [${ids.split(',').slice(0, 250).join(',')}]) { id } }`)).errors, undefined);
+});
+
 test('a root field of the schema the emulator does not implement answers an error naming it', async () => {
   const r = await t.gql('{ app { id } }');
   assert.equal(r.errors[0].extensions.code, 'NOT_IMPLEMENTED');
