@@ -218,7 +218,7 @@ export function createEmulator(opts = {}) {
   };
 
   // ---- GraphQL ------------------------------------------------------------------------------------
-  const { Query, Mutation, types } = makeResolvers(shop, { bulk, stagedUploads, subscriptions, baseUrl });
+  const { Query, Mutation, types } = makeResolvers(shop, { bulk, stagedUploads, subscriptions });
   const { getNamedType, getNullableType, isListType } = graphql;
   function fieldResolver(source, args, ctx, info) {
     const parent = info.parentType.name;

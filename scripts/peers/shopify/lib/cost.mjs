@@ -7,7 +7,7 @@
 //   null objects cost nothing beneath them).
 
 export function makeCost(graphql, schema) {
-  const { Kind, getNamedType, isLeafType, isObjectType, isAbstractType, getArgumentValues, typeFromAST } = graphql;
+  const { Kind, getNamedType, isLeafType, isObjectType, isAbstractType, getArgumentValues } = graphql;
 
   // Flattens fragments so every field of a selection set is seen once per response key.
   function collect(selectionSet, fragments, out = []) {
@@ -58,14 +58,12 @@ export function makeCost(graphql, schema) {
       const perNode = (nodeData) => {
         let c = 1;
         for (const f of inner) {
-          const k = f.alias?.value ?? f.name.value;
           if (f.name.value === 'nodes' && f.selectionSet && nodeNamed) c += selectionCost(f.selectionSet, nodeNamed, ctx, nodeData);
           if (f.name.value === 'edges' && f.selectionSet && nodeNamed) {
             for (const e of collect(f.selectionSet, ctx.fragments)) {
               if (e.name.value === 'node' && e.selectionSet) c += selectionCost(e.selectionSet, nodeNamed, ctx, nodeData);
             }
           }
-          void k;
         }
         return c;
       };
@@ -116,7 +114,6 @@ export function makeCost(graphql, schema) {
       const payloadType = getNamedType(def.type);
       total += 10 + (field.selectionSet ? selectionCost(field.selectionSet, payloadType, ctx, data === undefined ? undefined : data?.[key] ?? null) : 0);
     }
-    void typeFromAST;
     return total;
   };
 }

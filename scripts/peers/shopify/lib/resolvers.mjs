@@ -33,7 +33,7 @@ const SORT = {
   SKU: (a, b) => String(a.sku).localeCompare(String(b.sku)) || byNumericId(a, b), RELEVANCE: byNumericId, POSITION: (a, b) => a.position - b.position,
 };
 
-export function makeResolvers(shop, { bulk, stagedUploads, subscriptions, baseUrl }) {
+export function makeResolvers(shop, { bulk, stagedUploads, subscriptions }) {
   // filtered, sorted list → Relay connection (bulk operations read every page at once)
   const list = (type, items, args, ctx) => {
     let out = items;
@@ -54,7 +54,6 @@ export function makeResolvers(shop, { bulk, stagedUploads, subscriptions, baseUr
   };
   const taxLines = (x, currency) => x.taxLinesData.map(t => ({ __typename: 'TaxLine', title: t.title, rate: t.ratePpm / 1e6, ratePercentage: t.ratePpm / 1e4, priceSet: bag(t.cents, currency), source: 'Shopify', channelLiable: false }));
   const count = n => ({ count: n, precision: 'EXACT' });
-  const addr = a => a;
   const lineOf = (li) => shop.get(li.orderId);
 
   const types = {
@@ -131,7 +130,7 @@ export function makeResolvers(shop, { bulk, stagedUploads, subscriptions, baseUr
     Metafield: {
       jsonValue: m => { try { return JSON.parse(m.value); } catch { return m.value; } },
       owner: m => shop.get(m.ownerId), ownerType: m => OWNER_TYPES[shop.get(m.ownerId)?.__typename] || 'PRODUCT',
-      definition: m => { const o = shop.get(m.ownerId); const ot = types.Metafield.ownerType(m); return shop.metafieldDefinitions.find(d => d.ownerType === ot && d.namespace === m.namespace && d.key === m.key) || (o && null); },
+      definition: m => { const ot = types.Metafield.ownerType(m); return shop.metafieldDefinitions.find(d => d.ownerType === ot && d.namespace === m.namespace && d.key === m.key) || null; },
       compareDigest: m => Buffer.from(String(m.value)).toString('base64url'), sizeInBytes: m => Buffer.byteLength(String(m.value)),
     },
     MetafieldDefinition: {
@@ -205,7 +204,7 @@ export function makeResolvers(shop, { bulk, stagedUploads, subscriptions, baseUr
       ...metafieldFns,
       customer: o => (o.customerId ? shop.get(o.customerId) : null),
       lineItems: (o, a, ctx) => connection(o.lineItemIds.map(id => shop.get(id)), a, { unlimited: !!ctx?.bulk }),
-      fulfillmentOrders: (o, a, ctx) => connection(o.fulfillmentOrderIds.map(id => shop.get(id)).filter(fo => a.displayable === false || true), a, { unlimited: !!ctx?.bulk }),
+      fulfillmentOrders: (o, a, ctx) => connection(o.fulfillmentOrderIds.map(id => shop.get(id)), a, { unlimited: !!ctx?.bulk }),
       fulfillments: (o, a) => o.fulfillmentIds.map(id => shop.get(id)).slice(0, a.first ?? undefined),
       fulfillmentsCount: o => count(o.fulfillmentIds.length),
       refunds: (o, a) => o.refunds.map(id => shop.get(id)).slice(0, a.first ?? undefined),
@@ -405,6 +404,5 @@ export function makeResolvers(shop, { bulk, stagedUploads, subscriptions, baseUr
     webhookSubscriptionCreate: (_, a) => subscriptions.create(a),
     webhookSubscriptionDelete: (_, a) => subscriptions.remove(a),
   };
-  void addr; void baseUrl;
   return { Query, Mutation, types };
 }

@@ -1,8 +1,7 @@
 // The emulator's shop: records in memory, shaped like the Admin schema's types (field names as in
 // 2026-10; every record carries __typename so interfaces such as Node resolve), and the domain logic
 // behind the mutations and the /_emulator/ test controls. Money is kept in integer cents.
-import { randomUUID } from 'node:crypto';
-import { cents, fmt, bag, money, ppm, taxOn, allocate, gid, parseGid, GraphQLishError } from './util.mjs';
+import { cents, fmt, ppm, taxOn, allocate, gid, GraphQLishError } from './util.mjs';
 
 const now = () => new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
 const slug = s => String(s || '').toLowerCase().normalize('NFKD').replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '') || 'product';
@@ -155,7 +154,6 @@ export class Shop {
           || (v.sku && old.find(o => o.sku === v.sku && !keep.includes(o)))
           || old.find(o => JSON.stringify(o.selectedOptions.map(s => [s.name, s.value])) === key && !keep.includes(o));
         const sku = v.sku ?? v.inventoryItem?.sku ?? variant?.sku ?? null;
-        const otherOwner = sku ? this.variantBySku(sku) : null;
         if (!variant) {
           const item = this.add('InventoryItem', { sku, tracked: true, requiresShipping: true, unitCostCents: null, variantId: null, duplicateSkuCount: 0 });
           this.inventoryItems.push(item);
@@ -165,7 +163,6 @@ export class Shop {
           this.variants.push(variant);
           this.activate(item, this.mainLocation());
         }
-        void otherOwner;
         const item = this.get(variant.inventoryItemId);
         variant.sku = sku; item.sku = sku;
         if (v.price != null) variant.priceCents = cents(v.price, 'price');
@@ -641,7 +638,7 @@ export class Shop {
     }
     if (refund) {
       const paid = this.netPaidCents(order);
-      if (paid > 0) this.addRefund(order, { lines: [], shipping: false, amountCents: paid, note: 'Order cancelled', all: true });
+      if (paid > 0) this.addRefund(order, { lines: [], shipping: false, amountCents: paid, note: 'Order cancelled' });
     }
     this.events('orders/cancelled', this.orderRest(order));
     this.events('orders/updated', this.orderRest(order));
@@ -662,7 +659,7 @@ export class Shop {
     });
     return this.addRefund(order, { lines, shipping: !!body.shipping, note: body.note ?? null });
   }
-  addRefund(order, { lines, shipping, note, amountCents, all = false }) {
+  addRefund(order, { lines, shipping, note, amountCents }) {
     const rlis = lines.map(({ li, quantity }) => {
       // the refunded share of a line's discounted total and tax, exact on the last unit
       const left = li.quantity - li.refundedQty;
@@ -688,7 +685,6 @@ export class Shop {
     order.refunds.push(refund.id);
     const paid = this.netPaidCents(order);
     order.financial = paid <= 0 ? 'refunded' : 'partially_refunded';
-    void all;
     order.updatedAt = now();
     this.events('refunds/create', this.refundRest(order, refund));
     this.events('orders/updated', this.orderRest(order));
@@ -833,4 +829,3 @@ export const METAFIELD_TYPES = ['boolean', 'color', 'date', 'date_time', 'dimens
   'file_reference', 'metaobject_reference', 'mixed_reference', 'page_reference', 'product_reference', 'variant_reference', 'company_reference',
   ...['single_line_text_field', 'number_integer', 'number_decimal', 'date', 'date_time', 'url', 'color', 'product_reference', 'variant_reference',
     'collection_reference', 'file_reference', 'metaobject_reference', 'weight', 'dimension', 'volume', 'rating', 'link', 'customer_reference', 'company_reference'].map(t => `list.${t}`)];
-export { randomUUID, money, bag, fmt };
