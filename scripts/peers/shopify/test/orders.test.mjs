@@ -208,3 +208,21 @@ test('webhooks: REST-style payloads signed with X-Shopify-Hmac-Sha256 (base64 HM
   const pu = await topic('products/update', b => b.variants[0].price === '21.00');
   assert.equal(JSON.parse(pu.raw).variants[0].price, '21.00');
 });
+
+test('webhookSubscriptionCreate: deliveries also go to the address of the subscription, for its topic only', async () => {
+  const got = [];
+  const sub = http.createServer((req, res) => { const c = []; req.on('data', x => c.push(x)); req.on('end', () => { got.push({ topic: req.headers['x-shopify-topic'], body: JSON.parse(Buffer.concat(c)) }); res.end(); }); });
+  await new Promise(r => sub.listen(0, '127.0.0.1', r));
+  try {
+    const uri = `http://127.0.0.1:${sub.address().port}/orders`;
+    const r = await t.data('mutation W($topic: WebhookSubscriptionTopic!, $w: WebhookSubscriptionInput!) { webhookSubscriptionCreate(topic: $topic, webhookSubscription: $w) { webhookSubscription { id topic uri format } userErrors { message } } }',
+      { topic: 'ORDERS_CREATE', w: { uri, format: 'JSON' } });
+    assert.deepEqual(r.webhookSubscriptionCreate.userErrors, []);
+    assert.equal(r.webhookSubscriptionCreate.webhookSubscription.topic, 'ORDERS_CREATE');
+    await seedProduct(t, 'tee', ['TEE-S'], { price: '19.95' });
+    const placed = await t.post('/_emulator/orders', { email: 'fi@example.test', lines: [{ sku: 'TEE-S', quantity: 1 }] });
+    await waitFor(() => got.length, 'a delivery to the subscription');
+    await waitFor(() => hooks.some(h => h.headers['x-shopify-topic'] === 'orders/create' && JSON.parse(h.raw).email === 'fi@example.test'), 'the delivery to SHOPIFY_WEBHOOK_URL');
+    assert.deepEqual(got.map(g => [g.topic, g.body.admin_graphql_api_id]), [['orders/create', placed.id]]); // not products/create, not customers/create
+  } finally { await new Promise(r => sub.close(r)); }
+});

@@ -225,3 +225,30 @@ test('bulk query restrictions (at least one connection, at most five, two levels
   const list = await t.data('{ bulkOperations(first: 5, query: "operation_type:query") { nodes { id type } } }');
   assert.deepEqual(list.bulkOperations.nodes.map(b => b.id), [second, first]); // newest first
 });
+
+test('customerSet upserts by e-mail; customerByIdentifier and customers(query:) find the customer; collections join through productSet', async () => {
+  const SET = `mutation C($identifier: CustomerSetIdentifiers, $input: CustomerSetInput!) { customerSet(identifier: $identifier, input: $input) { customer { id email firstName lastName tags defaultAddress { city countryCodeV2 } } userErrors { field code } } }`;
+  const input = { email: 'Jo@Example.test', firstName: 'Jo', lastName: 'Bloggs', tags: ['trade', 'vip'], addresses: [{ address1: '2 High St', city: 'Geelong', countryCode: 'AU', zip: '3220' }] };
+  const a = (await t.data(SET, { identifier: { email: 'jo@example.test' }, input })).customerSet;
+  assert.deepEqual(a.userErrors, []);
+  const b = (await t.data(SET, { identifier: { email: 'jo@example.test' }, input: { ...input, lastName: 'Smith' } })).customerSet;
+  assert.equal(b.customer.id, a.customer.id);
+  assert.equal(b.customer.lastName, 'Smith');
+  assert.deepEqual(b.customer.defaultAddress, { city: 'Geelong', countryCodeV2: 'AU' });
+  assert.equal((await t.state()).customers.length, 1);
+  const byId = await t.data('query F($e: String!) { customerByIdentifier(identifier: { emailAddress: $e }) { id } }', { e: 'JO@example.test' });
+  assert.equal(byId.customerByIdentifier.id, a.customer.id);
+  const q = await t.data('{ customers(first: 5, query: "email:jo@example.test tag:vip") { nodes { id } } }');
+  assert.deepEqual(q.customers.nodes, [{ id: a.customer.id }]);
+  const other = (await t.data(SET, { identifier: { email: 'other@example.test' }, input: { email: 'jo@example.test' } })).customerSet;
+  assert.equal(other.userErrors[0].code, 'INPUT_MISMATCH');
+
+  const col = await t.data('mutation K($c: CollectionCreateInput!) { collectionCreate(collection: $c) { collection { id handle } userErrors { message } } }', { c: { title: 'Summer Sale' } });
+  assert.equal(col.collectionCreate.collection.handle, 'summer-sale');
+  const colId = col.collectionCreate.collection.id;
+  await t.data(PRODUCT_SET, { identifier: { handle: 'hat' }, input: { title: 'Hat', collections: [colId] } });
+  const read = await t.data('query R($id: ID!) { collection(id: $id) { productsCount { count } products(first: 5) { nodes { handle } } } }', { id: colId });
+  assert.deepEqual(read.collection, { productsCount: { count: 1 }, products: { nodes: [{ handle: 'hat' }] } });
+  const missing = (await t.data(PRODUCT_SET, { identifier: { handle: 'hat' }, input: { collections: ['gid://shopify/Collection/999'] } })).productSet;
+  assert.equal(missing.userErrors[0].code, 'INVALID_INPUT');
+});
