@@ -1,10 +1,9 @@
 // Resolvers: root fields (QueryRoot, Mutation) the emulator implements, and computed fields of the
 // records' types. Any other field is read from the record by name (see server.mjs's fieldResolver).
-import { bag, money, fmt, parseSearch, matches, connection, GraphQLishError } from './util.mjs';
+import { bag, money, fmt, parseSearch, matches, connection, compareTuples, GraphQLishError } from './util.mjs';
 import { OWNER_TYPES } from './store.mjs';
 
 const lower = s => (s == null ? s : String(s).toLowerCase());
-const byNumericId = (a, b) => numId(a.id) - numId(b.id);
 const numId = id => { const m = /\/(\d+)$/.exec(String(id)); return m ? Number(m[1]) : null; };
 
 // search fields by type: key → value(s) for Shopify's query syntax; null key = bare words
@@ -26,11 +25,12 @@ const SEARCH = {
   PriceListPrice: (s, x, k) => ({ null: [s.get(x.variantId)?.sku], variant_id: numId(x.variantId), product_id: numId(s.get(x.variantId)?.productId), sku: s.get(x.variantId)?.sku })[k],
   MetafieldDefinition: (s, d, k) => ({ null: [d.name, d.key], key: d.key, namespace: d.namespace, name: d.name, type: d.typeName, id: numId(d.id) })[k],
 };
+// Sort keys as tuples (the sort value, then the numeric id): the list is ordered by them and cursors carry
+// them, so a page after a cursor starts after that position even when its record has moved since.
 const SORT = {
-  ID: byNumericId, CREATED_AT: (a, b) => a.createdAt.localeCompare(b.createdAt) || byNumericId(a, b), UPDATED_AT: (a, b) => a.updatedAt.localeCompare(b.updatedAt) || byNumericId(a, b),
-  TITLE: (a, b) => String(a.title).localeCompare(String(b.title)) || byNumericId(a, b), NAME: (a, b) => String(a.name).localeCompare(String(b.name)) || byNumericId(a, b),
-  PROCESSED_AT: (a, b) => a.processedAt.localeCompare(b.processedAt) || byNumericId(a, b), ORDER_NUMBER: (a, b) => a.number - b.number,
-  SKU: (a, b) => String(a.sku).localeCompare(String(b.sku)) || byNumericId(a, b), RELEVANCE: byNumericId, POSITION: (a, b) => a.position - b.position,
+  ID: x => [numId(x.id)], CREATED_AT: x => [x.createdAt, numId(x.id)], UPDATED_AT: x => [x.updatedAt, numId(x.id)],
+  TITLE: x => [String(x.title), numId(x.id)], NAME: x => [String(x.name), numId(x.id)], PROCESSED_AT: x => [x.processedAt, numId(x.id)],
+  ORDER_NUMBER: x => [x.number, numId(x.id)], SKU: x => [String(x.sku), numId(x.id)], RELEVANCE: x => [numId(x.id)], POSITION: x => [x.position, numId(x.id)],
 };
 
 export function makeResolvers(shop, { bulk, stagedUploads, subscriptions }) {
@@ -44,8 +44,9 @@ export function makeResolvers(shop, { bulk, stagedUploads, subscriptions }) {
     }
     const sortKey = args.sortKey || 'ID';
     if (!SORT[sortKey]) throw new GraphQLishError(`sortKey ${sortKey} is not supported by the emulator`, 'BAD_REQUEST');
-    out = [...out].sort(SORT[sortKey]);
-    return connection(out, args, { unlimited: !!ctx?.bulk });
+    const tupleOf = SORT[sortKey];
+    out = [...out].sort((a, b) => compareTuples(tupleOf(a), tupleOf(b)));
+    return connection(out, args, { unlimited: !!ctx?.bulk, tupleOf });
   };
   const cur = o => o.currencyCode || shop.currency;
   const metafieldFns = {
@@ -344,10 +345,11 @@ export function makeResolvers(shop, { bulk, stagedUploads, subscriptions }) {
     publications: (_, a, ctx) => connection(shop.publications, a, { unlimited: !!ctx?.bulk }),
     // newest first by default (as documented); reverse: oldest first
     bulkOperations: (_, a, ctx) => {
-      const byCreated = (x, y) => (a.sortKey === 'COMPLETED_AT' ? String(x.completedAt).localeCompare(String(y.completedAt)) : x.createdAt.localeCompare(y.createdAt)) || numId(x.id) - numId(y.id);
+      const tupleOf = a.sortKey === 'COMPLETED_AT' ? x => [String(x.completedAt), numId(x.id)] : x => [x.createdAt, numId(x.id)];
       let items = shop.bulkOperations;
       if (a.query) { const g = parseSearch(a.query); items = items.filter(x => matches(x, g, (b, k) => SEARCH.BulkOperation(shop, b, k === null ? 'null' : k))); }
-      return connection([...items].sort(byCreated).reverse(), a, { unlimited: !!ctx?.bulk });
+      const newestFirst = [...items].sort((x, y) => compareTuples(tupleOf(y), tupleOf(x)));
+      return connection(newestFirst, a, { unlimited: !!ctx?.bulk, tupleOf, descending: true });
     },
     currentBulkOperation: (_, a) => [...shop.bulkOperations].reverse().find(b => b.type === (a.type || 'QUERY')) || null,
     bulkOperation: (_, a) => shop.get(a.id, 'BulkOperation'),

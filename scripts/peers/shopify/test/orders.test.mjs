@@ -226,3 +226,21 @@ test('webhookSubscriptionCreate: deliveries also go to the address of the subscr
     assert.deepEqual(got.map(g => [g.topic, g.body.admin_graphql_api_id]), [['orders/create', placed.id]]); // not products/create, not customers/create
   } finally { await new Promise(r => sub.close(r)); }
 });
+
+test('orders by UPDATED_AT page by cursor position: an order updated between pages is not skipped, it comes again later', async () => {
+  await seedProduct(t, 'tee', ['TEE-S'], { price: '19.95' });
+  const ids = [];
+  for (let i = 0; i < 3; i++) ids.push((await t.post('/_emulator/orders', { email: `p${i}@example.test`, lines: [{ sku: 'TEE-S', quantity: 1 }] })).id);
+  const PAGE = 'query P($after: String) { orders(first: 1, after: $after, sortKey: UPDATED_AT, query: "updated_at:>=\'2000-01-01\'") { nodes { id } pageInfo { hasNextPage endCursor } } }';
+  const p1 = (await t.data(PAGE, {})).orders;
+  assert.deepEqual(p1.nodes.map(n => n.id), [ids[0]]);
+  // the first order changes (its updated_at moves past the others) before the next page is read
+  await new Promise(r => setTimeout(r, 1100));
+  await t.data('mutation T($id: ID!) { tagsAdd(id: $id, tags: ["seen"]) { userErrors { message } } }', { id: ids[0] });
+  const seen = [];
+  let after = p1.pageInfo.endCursor, more = p1.pageInfo.hasNextPage;
+  while (more) { const p = (await t.data(PAGE, { after })).orders; seen.push(...p.nodes.map(n => n.id)); after = p.pageInfo.endCursor; more = p.pageInfo.hasNextPage; }
+  assert.deepEqual(seen, [ids[1], ids[2], ids[0]]);
+  const bad = await t.gql(PAGE, { after: 'not-a-cursor' });
+  assert.equal(bad.errors[0].extensions.code, 'BAD_REQUEST');
+});
