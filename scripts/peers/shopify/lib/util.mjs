@@ -10,7 +10,10 @@ export function cents(value, what = 'amount') {
   return m[1] ? -c : c;
 }
 export const fmt = c => (c < 0 ? '-' : '') + Math.floor(Math.abs(c) / 100) + '.' + String(Math.abs(c) % 100).padStart(2, '0');
-export const money = (c, currencyCode) => ({ amount: fmt(c), currencyCode });
+// The Decimal scalar (MoneyV2.amount) as Shopify serializes it: no trailing zeros but one decimal kept
+// ("10.0", "12.5", "12.34"); the Money scalar (ProductVariant.price) and REST payloads keep two ("10.00").
+export const decimal = c => fmt(c).replace(/(\.\d)0$/, '$1');
+export const money = (c, currencyCode) => ({ amount: decimal(c), currencyCode });
 export const bag = (c, currencyCode) => ({ shopMoney: money(c, currencyCode), presentmentMoney: money(c, currencyCode) });
 
 // A rate such as "0.10" as parts per million (exact integer arithmetic).

@@ -39,7 +39,7 @@ const ORDER = `query O($id: ID!) { order(id: $id) {
   refunds(first: 10) { totalRefundedSet { shopMoney { amount } } refundLineItems(first: 10) { nodes { quantity subtotalSet { shopMoney { amount } } totalTaxSet { shopMoney { amount } } lineItem { sku } } } }
   fulfillmentOrders(first: 10) { nodes { id status assignedLocation { name } lineItems(first: 10) { nodes { id sku totalQuantity remainingQuantity } } } }
 } }`;
-const amt = m => m.shopMoney.amount;
+const amt = m => m.shopMoney.amount; // Decimal as Shopify serializes it: "30.0", "3.59"
 const cents = s => Math.round(Number(s) * 100); // test-side reconciliation only
 
 async function stock(sku, locationName, quantity) {
@@ -64,8 +64,8 @@ test('an order with a percentage code, shipping and GST: tax per line rounded to
   // TEE 2 × 19.95 = 39.90, 10 % off 3.99 → 35.91, GST 3.591 → 3.59; CAP 33.33, 3.333 → 3.33 off → 30.00, GST 3.00;
   // shipping 9.95, GST 0.995 → 1.00. Subtotal 65.91, tax 7.59, total 65.91 + 9.95 + 7.59 = 83.45
   assert.deepEqual(o.lineItems.nodes.map(l => [l.sku, l.quantity, amt(l.originalUnitPriceSet), amt(l.totalDiscountSet), amt(l.discountedTotalSet), l.taxLines.map(x => [x.title, x.rate, amt(x.priceSet)])]),
-    [['TEE-S', 2, '19.95', '3.99', '35.91', [['GST', 0.1, '3.59']]], ['CAP', 1, '33.33', '3.33', '30.00', [['GST', 0.1, '3.00']]]]);
-  assert.deepEqual(o.shippingLines.nodes.map(s => [s.title, amt(s.originalPriceSet), s.taxLines.map(x => amt(x.priceSet))]), [['Standard', '9.95', ['1.00']]]);
+    [['TEE-S', 2, '19.95', '3.99', '35.91', [['GST', 0.1, '3.59']]], ['CAP', 1, '33.33', '3.33', '30.0', [['GST', 0.1, '3.0']]]]);
+  assert.deepEqual(o.shippingLines.nodes.map(s => [s.title, amt(s.originalPriceSet), s.taxLines.map(x => amt(x.priceSet))]), [['Standard', '9.95', ['1.0']]]);
   assert.equal(amt(o.subtotalPriceSet), '65.91');
   assert.equal(o.subtotalPriceSet.shopMoney.currencyCode, 'AUD');
   assert.equal(amt(o.totalDiscountsSet), '7.32');
@@ -95,8 +95,8 @@ test('a fixed-amount code is spread over the lines in proportion, the rounding r
   assert.equal(amt(o.totalPriceSet), '75.06'); // 68.23 + 6.83
   const inc = await t.post('/_emulator/orders', { email: 'bo@example.test', taxes_included: true, lines: [{ sku: 'TEE-S', quantity: 2, price: '11.00' }] });
   const oi = (await t.data(ORDER, { id: inc.id })).order;
-  assert.equal(amt(oi.lineItems.nodes[0].taxLines[0].priceSet), '2.00'); // 22.00 includes 22.00 × 0.1 / 1.1
-  assert.equal(amt(oi.totalPriceSet), '22.00');
+  assert.equal(amt(oi.lineItems.nodes[0].taxLines[0].priceSet), '2.0'); // 22.00 includes 22.00 × 0.1 / 1.1
+  assert.equal(amt(oi.totalPriceSet), '22.0');
   // bad input is refused naming the field
   const r = await fetch(t.base + '/_emulator/orders', { method: 'POST', body: JSON.stringify({ lines: [{ sku: 'NOPE', quantity: 1 }] }) });
   assert.equal(r.status, 422);
@@ -145,7 +145,7 @@ test('refunds split a line exactly over its units; cancellation closes the order
   await t.post(`/_emulator/orders/${n}/refund`, { lines: [{ sku: 'TEE-S', quantity: 1 }], shipping: true });
   const o = (await t.data(ORDER, { id: placed.id })).order;
   // line 35.91 + GST 3.59: the first unit 17.96 + 1.80, the last what is left, 17.95 + 1.79
-  assert.deepEqual(o.refunds.map(r => r.refundLineItems.nodes.map(x => [x.lineItem.sku, x.quantity, amt(x.subtotalSet), amt(x.totalTaxSet)])), [[['TEE-S', 1, '17.96', '1.80']], [['TEE-S', 1, '17.95', '1.79']]]);
+  assert.deepEqual(o.refunds.map(r => r.refundLineItems.nodes.map(x => [x.lineItem.sku, x.quantity, amt(x.subtotalSet), amt(x.totalTaxSet)])), [[['TEE-S', 1, '17.96', '1.8']], [['TEE-S', 1, '17.95', '1.79']]]);
   assert.deepEqual(o.refunds.map(r => amt(r.totalRefundedSet)), ['19.76', '30.69']); // the second with shipping 9.95 + GST 1.00
   // order total 35.91 + 9.95 + 3.59 + 1.00 = 50.45, refunded in full by the two
   assert.equal(amt(o.totalPriceSet), '50.45');

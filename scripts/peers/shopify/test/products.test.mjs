@@ -166,8 +166,8 @@ test('price lists: fixed prices and quantity price breaks on a company location 
   assert.deepEqual(q.quantityPricingByVariantUpdate.userErrors, []);
   const read = await t.data(`query R($id: ID!) { priceList(id: $id) { fixedPricesCount prices(first: 10) { nodes { price { amount currencyCode } variant { sku } quantityPriceBreaks(first: 5) { nodes { minimumQuantity price { amount } } } } } } }`, { id: priceListId });
   assert.equal(read.priceList.fixedPricesCount, 1);
-  assert.deepEqual(read.priceList.prices.nodes[0], { price: { amount: '1.80', currencyCode: 'AUD' }, variant: { sku: 'BOLT-10' },
-    quantityPriceBreaks: { nodes: [{ minimumQuantity: 100, price: { amount: '1.50' } }, { minimumQuantity: 500, price: { amount: '1.20' } }] } });
+  assert.deepEqual(read.priceList.prices.nodes[0], { price: { amount: '1.8', currencyCode: 'AUD' }, variant: { sku: 'BOLT-10' },
+    quantityPriceBreaks: { nodes: [{ minimumQuantity: 100, price: { amount: '1.5' } }, { minimumQuantity: 500, price: { amount: '1.2' } }] } });
   const wrongCurrency = await t.data(`mutation F($pl: ID!, $prices: [PriceListPriceInput!]!) { priceListFixedPricesAdd(priceListId: $pl, prices: $prices) { prices { price { amount } } userErrors { field code } } }`,
     { pl: priceListId, prices: [{ variantId, price: { amount: '1.00', currencyCode: 'NZD' } }] });
   assert.equal(wrongCurrency.priceListFixedPricesAdd.userErrors[0].code, 'PRICE_LIST_CURRENCY_MISMATCH');
