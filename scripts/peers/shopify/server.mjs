@@ -246,12 +246,26 @@ export function createEmulator(opts = {}) {
     return v;
   }
 
+  // Clients send the same documents again and again: parse and validate each text once (validation
+  // against a schema of this size costs milliseconds).
+  const documents = new Map();
+  function parseAndValidate(query) {
+    let hit = documents.get(query);
+    if (!hit) {
+      const document = graphql.parse(query);
+      hit = { document, validationErrors: graphql.validate(schema, document) };
+      if (documents.size >= 1000) documents.delete(documents.keys().next().value);
+      documents.set(query, hit);
+    }
+    return hit;
+  }
+
   function runGraphql(body) {
     const { query, variables, operationName } = body || {};
     if (typeof query !== 'string' || !query.trim()) return { errors: [{ message: 'No query string was present' }] };
-    let document;
-    try { document = graphql.parse(query); } catch (e) { return { errors: [{ message: e.message, locations: e.locations, extensions: { code: 'PARSE_ERROR' } }] }; }
-    const validationErrors = graphql.validate(schema, document);
+    let parsed;
+    try { parsed = parseAndValidate(query); } catch (e) { return { errors: [{ message: e.message, locations: e.locations, extensions: { code: 'PARSE_ERROR' } }] }; }
+    const { document, validationErrors } = parsed;
     if (validationErrors.length) return { errors: validationErrors.map(e => ({ message: e.message, locations: e.locations, extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } })) };
     const ops = document.definitions.filter(d => d.kind === 'OperationDefinition');
     const op = operationName ? ops.find(o => o.name?.value === operationName) : ops.length === 1 ? ops[0] : null;

@@ -295,6 +295,7 @@ export function makeResolvers(shop, { bulk, stagedUploads, subscriptions }) {
       originalTotalSet: x => { const l = shop.get(x.lineItemId); return bag(l.unitCents * x.quantity, shop.currency); },
       discountedTotalSet: x => { const l = shop.get(x.lineItemId); return bag(Math.round(((l.totalCents - l.discountCents) * x.quantity) / l.quantity), shop.currency); },
     },
+    ProductSetOperation: { product: o => (o.productId ? shop.get(o.productId) : null) },
     WebhookSubscription: { apiVersion: () => ({ handle: '2026-10', displayName: '2026-10', supported: true }) },
   };
   const refundedOf = (o, f) => o.refunds.map(id => shop.get(id)).reduce((s, r) => s + f(r), 0);
@@ -312,6 +313,7 @@ export function makeResolvers(shop, { bulk, stagedUploads, subscriptions }) {
     productByIdentifier: (_, a) => (a.identifier.id ? shop.get(a.identifier.id, 'Product') : a.identifier.handle ? shop.productByHandle(a.identifier.handle) : null),
     productByHandle: (_, a) => shop.productByHandle(a.handle),
     products: (_, a, ctx) => list('Product', shop.products, a, ctx),
+    productOperation: (_, a) => shop.get(a.id, 'ProductSetOperation'),
     productVariant: (_, a) => shop.get(a.id, 'ProductVariant'),
     productVariants: (_, a, ctx) => list('ProductVariant', shop.variants, a, ctx),
     productsCount: (_, a) => count(a.query ? list('Product', shop.products, { first: 250, query: a.query }).nodes.length : shop.products.length),
@@ -360,9 +362,11 @@ export function makeResolvers(shop, { bulk, stagedUploads, subscriptions }) {
   const Mutation = {
     productSet: (_, a) => {
       const r = shop.productSet(a);
-      // synchronous: false answers a ProductSetOperation, as Shopify does (the work is done at once here)
-      if (a.synchronous === false && r.product) return { product: null, productSetOperation: { __typename: 'ProductSetOperation', id: r.product.id.replace('Product', 'ProductSetOperation'), status: 'COMPLETE', product: r.product, userErrors: [] }, userErrors: [] };
-      return r;
+      if (a.synchronous !== false) return r;
+      // synchronous: false answers a ProductSetOperation (read back with productOperation); the work is done
+      // at once here, so it is COMPLETE, its userErrors those of the run
+      const op = shop.add('ProductSetOperation', { status: 'COMPLETE', productId: r.product?.id ?? null, userErrors: r.userErrors });
+      return { product: null, productSetOperation: op, userErrors: [] };
     },
     productUpdate: (_, a) => shop.productUpdate(a),
     inventorySetQuantities: (_, a) => shop.inventorySetQuantities(a),

@@ -19,6 +19,7 @@ export class Shop {
     this.seq = {};
     this.byId = new Map();
     this.products = []; this.variants = []; this.inventoryItems = []; this.levels = new Map();
+    this.byHandle = new Map(); this.bySku = new Map(); // indexes, kept by indexHandle / indexSku
     this.locations = []; this.customers = []; this.companies = []; this.orders = [];
     this.fulfillmentOrders = []; this.fulfillments = []; this.collections = []; this.metafieldDefinitions = [];
     this.priceLists = []; this.catalogs = []; this.publications = []; this.bulkOperations = [];
@@ -62,8 +63,25 @@ export class Shop {
   mainLocation() { return this.locations[0]; }
 
   // ---- products -------------------------------------------------------------------------------
-  productByHandle(handle) { return this.products.find(p => p.handle === handle) || null; }
-  variantBySku(sku) { return this.variants.find(v => v.sku === sku) || null; }
+  productByHandle(handle) { return this.byHandle.get(handle) || null; }
+  // the first variant with that SKU (Shopify allows the same SKU on several variants)
+  variantBySku(sku) { return this.bySku.get(sku) || null; }
+  indexHandle(product, handle) {
+    if (product.handle !== undefined && this.byHandle.get(product.handle) === product) this.byHandle.delete(product.handle);
+    product.handle = handle;
+    if (handle != null) this.byHandle.set(handle, product);
+  }
+  indexSku(variant, sku) {
+    const old = variant.sku;
+    variant.sku = sku;
+    if (old === sku && this.bySku.get(sku) === variant) return;
+    if (old != null && this.bySku.get(old) === variant) {
+      this.bySku.delete(old);
+      const next = this.variants.find(v => v !== variant && v.sku === old);
+      if (next) this.bySku.set(old, next);
+    }
+    if (sku != null && sku !== '' && !this.bySku.has(sku)) this.bySku.set(sku, variant);
+  }
 
   // productSet: creates or replaces the product named by `identifier` (id or handle) or input.id/handle;
   // variants matched to existing ones by id, then SKU, then option values (ids stay stable); variants not
@@ -129,9 +147,10 @@ export class Shop {
       product = this.add('Product', { handle, title: input.title, descriptionHtml: '', vendor: '', productType: '', status: 'ACTIVE', tags: [],
         variantIds: [], metafields: [], mediaData: [], collectionIds: [], optionsData: options, publishedAt: now(), requiresSellingPlan: false, isGiftCard: false });
       this.products.push(product);
+      this.indexHandle(product, handle);
     }
     const set = (k, v) => { if (v !== undefined && v !== null) product[k] = v; };
-    set('title', input.title); set('handle', handle); set('descriptionHtml', input.descriptionHtml); set('vendor', input.vendor);
+    set('title', input.title); this.indexHandle(product, handle); set('descriptionHtml', input.descriptionHtml); set('vendor', input.vendor);
     set('productType', input.productType); set('status', input.status); set('templateSuffix', input.templateSuffix);
     if (input.tags) product.tags = [...new Set(input.tags.map(t => t.trim()))].sort();
     product.optionsData = options;
@@ -164,7 +183,7 @@ export class Shop {
           this.activate(item, this.mainLocation());
         }
         const item = this.get(variant.inventoryItemId);
-        variant.sku = sku; item.sku = sku;
+        this.indexSku(variant, sku); item.sku = sku;
         if (v.price != null) variant.priceCents = cents(v.price, 'price');
         if (v.compareAtPrice !== undefined) variant.compareAtPriceCents = v.compareAtPrice == null ? null : cents(v.compareAtPrice, 'compareAtPrice');
         if (v.barcode !== undefined) variant.barcode = v.barcode;
@@ -202,6 +221,7 @@ export class Shop {
   }
   deleteVariant(v) {
     this.variants = this.variants.filter(x => x !== v);
+    this.indexSku(v, null);
     this.byId.delete(v.id);
     const item = this.get(v.inventoryItemId);
     this.inventoryItems = this.inventoryItems.filter(x => x !== item);
@@ -221,7 +241,12 @@ export class Shop {
     const ident = args.identifier || {};
     const product = (ident.id || input.id) ? this.get(ident.id || input.id, 'Product') : ident.handle ? this.productByHandle(ident.handle) : null;
     if (!product) return { product: null, userErrors: [userError(['id'], 'Product does not exist', null)] };
-    for (const k of ['title', 'handle', 'descriptionHtml', 'vendor', 'productType', 'status', 'templateSuffix']) if (input[k] != null) product[k] = input[k];
+    if (input.handle != null && input.handle !== product.handle) {
+      const clash = this.productByHandle(input.handle);
+      if (clash) return { product: null, userErrors: [userError(['handle'], `Handle '${input.handle}' already in use. Please provide a new handle.`, null)] };
+      this.indexHandle(product, input.handle);
+    }
+    for (const k of ['title', 'descriptionHtml', 'vendor', 'productType', 'status', 'templateSuffix']) if (input[k] != null) product[k] = input[k];
     if (input.tags) product.tags = [...new Set(input.tags)].sort();
     if (input.metafields) this.setMetafields(product, input.metafields);
     for (const c of input.collectionsToJoin || []) { const col = this.get(c, 'Collection'); if (col && !col.productIds.includes(product.id)) { col.productIds.push(product.id); product.collectionIds.push(c); } }

@@ -252,3 +252,12 @@ test('customerSet upserts by e-mail; customerByIdentifier and customers(query:) 
   const missing = (await t.data(PRODUCT_SET, { identifier: { handle: 'hat' }, input: { collections: ['gid://shopify/Collection/999'] } })).productSet;
   assert.equal(missing.userErrors[0].code, 'INVALID_INPUT');
 });
+
+test('productSet with synchronous: false answers a ProductSetOperation that productOperation reads back', async () => {
+  const r = await t.data(`mutation S($input: ProductSetInput!) { productSet(input: $input, identifier: { handle: "async-mug" }, synchronous: false) { product { id } productSetOperation { id status } userErrors { code } } }`,
+    { input: { title: 'Async mug' } });
+  assert.equal(r.productSet.product, null);
+  assert.equal(r.productSet.productSetOperation.status, 'COMPLETE');
+  const op = await t.data('query O($id: ID!) { productOperation(id: $id) { status product { handle } ... on ProductSetOperation { userErrors { code } } } }', { id: r.productSet.productSetOperation.id });
+  assert.deepEqual(op.productOperation, { status: 'COMPLETE', product: { handle: 'async-mug' }, userErrors: [] });
+});
