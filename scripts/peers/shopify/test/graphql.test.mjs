@@ -64,6 +64,10 @@ test('calculated query cost: connections 2 + first × node, objects 1, scalars 0
   assert.equal(m.extensions.cost.requestedQueryCost, 12);
   assert.equal(m.extensions.cost.actualQueryCost, 11);
   assert.equal(m.data.productSet.userErrors[0].code, 'INVALID_PRODUCT');
+  // an interface costs the most expensive of its possible selections: 1 + max(Product 2 + 10 × 1, Customer 0) = 13
+  const iface = await t.gql('{ nodes(ids: ["gid://shopify/Location/1"]) { id ... on Product { variants(first: 10) { nodes { id } } } ... on Customer { email } } }');
+  assert.equal(iface.extensions.cost.requestedQueryCost, 13);
+  assert.equal(iface.extensions.cost.actualQueryCost, 1);
   // above the single-query limit of 1000
   const big = await t.gql('{ products(first: 250) { nodes { variants(first: 250) { nodes { id } } } } }');
   assert.equal(big.errors[0].extensions.code, 'MAX_COST_EXCEEDED');
