@@ -1,8 +1,7 @@
 // Shopify's calculated query cost and leaky bucket (see docs/connectors/shopify-emulator.md for sources):
 //   scalar / enum field 0; object field 1; connection field 2 + (first|last) × cost of one node (the node's
 //   own 1 plus its selections); a mutation's root field 10 (plus its payload's selections); interfaces and
-//   unions the maximum over their possible selections (fragments are merged per field here, which gives
-//   the same figure for the shapes a client sends). Requested cost is computed before execution from the
+//   unions the maximum over their possible selections. Requested cost is computed before execution from the
 //   document; actual cost after, from the data returned (connections count the nodes they really returned,
 //   null objects cost nothing beneath them).
 
