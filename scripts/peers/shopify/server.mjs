@@ -95,8 +95,9 @@ export function createEmulator(opts = {}) {
   };
   const bulk = {
     runQuery({ query }) {
-      if (shop.bulkOperations.some(b => b.type === 'QUERY' && ['CREATED', 'RUNNING'].includes(b.status))) {
-        return { bulkOperation: null, userErrors: [{ field: ['query'], message: 'A bulk query operation for this app and shop is already in progress.', code: 'OPERATION_IN_PROGRESS' }] };
+      // API 2026-01 and later: up to five bulk query operations at a time per shop
+      if (shop.bulkOperations.filter(b => b.type === 'QUERY' && ['CREATED', 'RUNNING'].includes(b.status)).length >= 5) {
+        return { bulkOperation: null, userErrors: [{ field: ['query'], message: 'A maximum of 5 bulk query operations can run at a time for this app and shop.', code: 'LIMIT_REACHED' }] };
       }
       let doc;
       try { doc = graphql.parse(query); } catch (e) { return { bulkOperation: null, userErrors: [{ field: ['query'], message: `Invalid query: ${e.message}`, code: 'INVALID' }] }; }
@@ -104,6 +105,8 @@ export function createEmulator(opts = {}) {
       if (errors.length) return { bulkOperation: null, userErrors: errors.map(e => ({ field: ['query'], message: e.message, code: 'INVALID' })) };
       const op = doc.definitions.find(d => d.kind === 'OperationDefinition');
       if (!op || op.operation !== 'query') return { bulkOperation: null, userErrors: [{ field: ['query'], message: 'Bulk queries must be a query operation.', code: 'INVALID' }] };
+      const restriction = bulkRestriction(doc);
+      if (restriction) return { bulkOperation: null, userErrors: [{ field: ['query'], message: restriction, code: 'INVALID' }] };
       const b = shop.add('BulkOperation', { type: 'QUERY', status: 'CREATED', query, objectCount: '0', rootObjectCount: '0', fileSize: null, url: null, partialDataUrl: null, errorCode: null, completedAt: null });
       shop.bulkOperations.push(b);
       later(() => finishBulkQuery(b, doc));
@@ -126,6 +129,27 @@ export function createEmulator(opts = {}) {
       return { bulkOperation: b, userErrors: [] };
     },
   };
+  // The documented restrictions of a bulk query: at least one connection, at most five, connections nested
+  // at most two levels deep, and no top-level node/nodes.
+  function bulkRestriction(doc) {
+    const { TypeInfo, visit, visitWithTypeInfo, getNamedType } = graphql;
+    const ti = new TypeInfo(schema);
+    const isConn = t => t && /Connection$/.test(t.name) && t.getFields?.().pageInfo;
+    let count = 0, depth = 0, maxDepth = 0, fieldDepth = 0, topNode = false;
+    visit(doc, visitWithTypeInfo(ti, { Field: {
+      enter(node) {
+        if (fieldDepth === 0 && (node.name.value === 'node' || node.name.value === 'nodes')) topNode = true;
+        fieldDepth++;
+        if (isConn(getNamedType(ti.getType()))) { count++; depth++; maxDepth = Math.max(maxDepth, depth); }
+      },
+      leave() { fieldDepth--; if (isConn(getNamedType(ti.getType()))) depth--; },
+    } }));
+    if (topNode) return 'Bulk queries cannot use the top-level node or nodes fields.';
+    if (count === 0) return 'Bulk queries must contain at least one connection.';
+    if (count > 5) return `Bulk queries cannot contain more than 5 connections (this one has ${count}).`;
+    if (maxDepth > 2) return `Bulk queries cannot contain connections nested more than 2 levels deep (this one has ${maxDepth}).`;
+    return null;
+  }
   function later(fn) { const t = setTimeout(() => { timers.delete(t); fn(); }, bulkDelayMs); timers.add(t); }
   function writeResult(b, lines) {
     const name = `${b.legacyResourceId}.jsonl`;
@@ -194,7 +218,7 @@ export function createEmulator(opts = {}) {
   };
 
   // ---- GraphQL ------------------------------------------------------------------------------------
-  const { Query, Mutation, types } = makeResolvers(shop, { bulk, stagedUploads, subscriptions, baseUrl });
+  const { Query, Mutation, types } = makeResolvers(shop, { bulk, stagedUploads, subscriptions });
   const { getNamedType, getNullableType, isListType } = graphql;
   function fieldResolver(source, args, ctx, info) {
     const parent = info.parentType.name;
@@ -222,12 +246,26 @@ export function createEmulator(opts = {}) {
     return v;
   }
 
+  // Clients send the same documents again and again: parse and validate each text once (validation
+  // against a schema of this size costs milliseconds).
+  const documents = new Map();
+  function parseAndValidate(query) {
+    let hit = documents.get(query);
+    if (!hit) {
+      const document = graphql.parse(query);
+      hit = { document, validationErrors: graphql.validate(schema, document) };
+      if (documents.size >= 1000) documents.delete(documents.keys().next().value);
+      documents.set(query, hit);
+    }
+    return hit;
+  }
+
   function runGraphql(body) {
     const { query, variables, operationName } = body || {};
     if (typeof query !== 'string' || !query.trim()) return { errors: [{ message: 'No query string was present' }] };
-    let document;
-    try { document = graphql.parse(query); } catch (e) { return { errors: [{ message: e.message, locations: e.locations, extensions: { code: 'PARSE_ERROR' } }] }; }
-    const validationErrors = graphql.validate(schema, document);
+    let parsed;
+    try { parsed = parseAndValidate(query); } catch (e) { return { errors: [{ message: e.message, locations: e.locations, extensions: { code: 'PARSE_ERROR' } }] }; }
+    const { document, validationErrors } = parsed;
     if (validationErrors.length) return { errors: validationErrors.map(e => ({ message: e.message, locations: e.locations, extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } })) };
     const ops = document.definitions.filter(d => d.kind === 'OperationDefinition');
     const op = operationName ? ops.find(o => o.name?.value === operationName) : ops.length === 1 ? ops[0] : null;
@@ -235,6 +273,9 @@ export function createEmulator(opts = {}) {
     // variables are coerced (and rejected) by graphql-js before anything is charged
     const coerced = graphql.getVariableValues(schema, op.variableDefinitions || [], variables || {});
     if (coerced.errors) return { errors: coerced.errors.map(e => ({ message: e.message, locations: e.locations, extensions: { code: 'INVALID_VARIABLE' } })) };
+    // "Input arguments that accept an array have a maximum size of 250" (Shopify API limits)
+    const tooBig = largestInputArray(document, coerced.coerced);
+    if (tooBig > 250) return { errors: [{ message: `The input array size of ${tooBig} is greater than the maximum allowed of 250.`, extensions: { code: 'MAX_INPUT_SIZE_EXCEEDED' } }] };
     const requested = cost(document, op, coerced.coerced);
     if (requested > 1000) {
       return { errors: [{ message: `Query cost is ${requested}, which exceeds the single query max cost limit (1000).\n\nSee https://shopify.dev/concepts/about-apis/rate-limits for more information on how the\ncost of a query is calculated.\n\nTo query larger amounts of data with fewer limits, bulk operations should be used instead.\nSee https://shopify.dev/tutorials/perform-bulk-operations-with-admin-api for usage details.\n`, extensions: { code: 'MAX_COST_EXCEEDED', cost: requested, maxCost: 1000 } }],
@@ -252,6 +293,14 @@ export function createEmulator(opts = {}) {
     out.data = result.data ?? null;
     out.extensions = { cost: { requestedQueryCost: requested, actualQueryCost: actual, throttleStatus: bucket.status() } };
     return out;
+  }
+
+  function largestInputArray(document, variables) {
+    let max = 0;
+    const walk = v => { if (Array.isArray(v)) { max = Math.max(max, v.length); v.forEach(walk); } else if (v && typeof v === 'object') Object.values(v).forEach(walk); };
+    walk(variables);
+    graphql.visit(document, { ListValue(node) { max = Math.max(max, node.values.length); } });
+    return max;
   }
 
   // ---- HTTP -------------------------------------------------------------------------------------------

@@ -1,13 +1,12 @@
 // Shopify's calculated query cost and leaky bucket (see docs/connectors/shopify-emulator.md for sources):
 //   scalar / enum field 0; object field 1; connection field 2 + (first|last) × cost of one node (the node's
 //   own 1 plus its selections); a mutation's root field 10 (plus its payload's selections); interfaces and
-//   unions the maximum over their possible selections (fragments are merged per field here, which gives
-//   the same figure for the shapes a client sends). Requested cost is computed before execution from the
+//   unions the maximum over their possible selections. Requested cost is computed before execution from the
 //   document; actual cost after, from the data returned (connections count the nodes they really returned,
 //   null objects cost nothing beneath them).
 
 export function makeCost(graphql, schema) {
-  const { Kind, getNamedType, isLeafType, isObjectType, isAbstractType, getArgumentValues, typeFromAST } = graphql;
+  const { Kind, getNamedType, isLeafType, isObjectType, isAbstractType, getArgumentValues } = graphql;
 
   // Flattens fragments so every field of a selection set is seen once per response key.
   function collect(selectionSet, fragments, out = []) {
@@ -31,17 +30,41 @@ export function makeCost(graphql, schema) {
   }
   const isConnection = t => /Connection$/.test(t.name) && isObjectType(t) && t.getFields().pageInfo;
 
-  // cost of a selection set on `type`; `data` (optional) is the response object for actual cost
-  function selectionCost(selectionSet, type, ctx, data) {
-    let total = 0;
-    for (const field of collect(selectionSet, ctx.fragments)) {
-      const def = fieldDef(type, field.name.value);
-      if (!def) continue;
-      const key = field.alias?.value ?? field.name.value;
-      const value = data === undefined ? undefined : data?.[key];
-      total += fieldCost(field, def, ctx, value, data !== undefined);
+  // Fields of a selection set grouped by the type they apply to: null for the set's own type (plain fields,
+  // fragments on that type or without a condition), else the fragment's type condition.
+  function groups(selectionSet, type, fragments, key = null, out = new Map()) {
+    for (const sel of selectionSet.selections) {
+      if (sel.kind === Kind.FIELD) {
+        if (!out.has(key)) out.set(key, new Map());
+        const bucket = out.get(key), k = sel.alias?.value ?? sel.name.value;
+        if (!bucket.has(k)) bucket.set(k, sel); // a field selected twice under one key costs once
+        continue;
+      }
+      const frag = sel.kind === Kind.INLINE_FRAGMENT ? sel : fragments[sel.name.value];
+      if (!frag) continue;
+      const cond = frag.typeCondition?.name.value;
+      groups(frag.selectionSet, type, fragments, !cond || cond === type.name ? key : cond, out);
     }
-    return total;
+    return out;
+  }
+  // cost of a selection set on `type`; `data` (optional) is the response object, for the actual cost.
+  // Requested: the set's own fields plus the most expensive of its type-conditioned fragments (an
+  // interface or union costs the maximum of its possible selections). Actual: only the fields that came
+  // back count, so every group is summed.
+  function selectionCost(selectionSet, type, ctx, data) {
+    const actual = data !== undefined;
+    let own = 0, most = 0;
+    for (const [cond, fields] of groups(selectionSet, type, ctx.fragments)) {
+      const onType = cond ? schema.getType(cond) || type : type;
+      let c = 0;
+      for (const [key, field] of fields) {
+        const def = fieldDef(onType, field.name.value);
+        if (!def) continue;
+        c += fieldCost(field, def, ctx, actual ? data?.[key] : undefined, actual);
+      }
+      if (cond === null || actual) own += c; else most = Math.max(most, c);
+    }
+    return own + most;
   }
   function fieldCost(field, def, ctx, value, actual) {
     const named = getNamedType(def.type);
@@ -58,14 +81,12 @@ export function makeCost(graphql, schema) {
       const perNode = (nodeData) => {
         let c = 1;
         for (const f of inner) {
-          const k = f.alias?.value ?? f.name.value;
           if (f.name.value === 'nodes' && f.selectionSet && nodeNamed) c += selectionCost(f.selectionSet, nodeNamed, ctx, nodeData);
           if (f.name.value === 'edges' && f.selectionSet && nodeNamed) {
             for (const e of collect(f.selectionSet, ctx.fragments)) {
               if (e.name.value === 'node' && e.selectionSet) c += selectionCost(e.selectionSet, nodeNamed, ctx, nodeData);
             }
           }
-          void k;
         }
         return c;
       };
@@ -116,7 +137,6 @@ export function makeCost(graphql, schema) {
       const payloadType = getNamedType(def.type);
       total += 10 + (field.selectionSet ? selectionCost(field.selectionSet, payloadType, ctx, data === undefined ? undefined : data?.[key] ?? null) : 0);
     }
-    void typeFromAST;
     return total;
   };
 }

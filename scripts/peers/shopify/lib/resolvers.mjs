@@ -1,9 +1,9 @@
 // Resolvers: root fields (QueryRoot, Mutation) the emulator implements, and computed fields of the
 // records' types. Any other field is read from the record by name (see server.mjs's fieldResolver).
-import { bag, money, fmt, parseSearch, matches, connection, GraphQLishError } from './util.mjs';
+import { bag, money, fmt, parseSearch, matches, connection, compareTuples, GraphQLishError } from './util.mjs';
+import { OWNER_TYPES } from './store.mjs';
 
 const lower = s => (s == null ? s : String(s).toLowerCase());
-const byNumericId = (a, b) => Number(a.legacyResourceId) - Number(b.legacyResourceId);
 const numId = id => { const m = /\/(\d+)$/.exec(String(id)); return m ? Number(m[1]) : null; };
 
 // search fields by type: key → value(s) for Shopify's query syntax; null key = bare words
@@ -21,16 +21,19 @@ const SEARCH = {
   Company: (s, c, k) => ({ null: [c.name, c.externalId], name: c.name, external_id: c.externalId, id: numId(c.id), updated_at: c.updatedAt })[k],
   Location: (s, l, k) => ({ null: [l.name], name: l.name, id: numId(l.id), active: l.isActive })[k],
   Catalog: (s, c, k) => ({ null: [c.title], title: c.title, status: lower(c.status), id: numId(c.id) })[k],
+  BulkOperation: (s, b, k) => ({ null: [b.id], status: lower(b.status), operation_type: lower(b.type), created_at: b.createdAt, id: numId(b.id) })[k],
+  PriceListPrice: (s, x, k) => ({ null: [s.get(x.variantId)?.sku], variant_id: numId(x.variantId), product_id: numId(s.get(x.variantId)?.productId), sku: s.get(x.variantId)?.sku })[k],
   MetafieldDefinition: (s, d, k) => ({ null: [d.name, d.key], key: d.key, namespace: d.namespace, name: d.name, type: d.typeName, id: numId(d.id) })[k],
 };
+// Sort keys as tuples (the sort value, then the numeric id): the list is ordered by them and cursors carry
+// them, so a page after a cursor starts after that position even when its record has moved since.
 const SORT = {
-  ID: byNumericId, CREATED_AT: (a, b) => a.createdAt.localeCompare(b.createdAt) || byNumericId(a, b), UPDATED_AT: (a, b) => a.updatedAt.localeCompare(b.updatedAt) || byNumericId(a, b),
-  TITLE: (a, b) => String(a.title).localeCompare(String(b.title)) || byNumericId(a, b), NAME: (a, b) => String(a.name).localeCompare(String(b.name)) || byNumericId(a, b),
-  PROCESSED_AT: (a, b) => a.processedAt.localeCompare(b.processedAt) || byNumericId(a, b), ORDER_NUMBER: (a, b) => a.number - b.number,
-  SKU: (a, b) => String(a.sku).localeCompare(String(b.sku)) || byNumericId(a, b), RELEVANCE: byNumericId, POSITION: (a, b) => a.position - b.position,
+  ID: x => [numId(x.id)], CREATED_AT: x => [x.createdAt, numId(x.id)], UPDATED_AT: x => [x.updatedAt, numId(x.id)],
+  TITLE: x => [String(x.title), numId(x.id)], NAME: x => [String(x.name), numId(x.id)], PROCESSED_AT: x => [x.processedAt, numId(x.id)],
+  ORDER_NUMBER: x => [x.number, numId(x.id)], SKU: x => [String(x.sku), numId(x.id)], RELEVANCE: x => [numId(x.id)], POSITION: x => [x.position, numId(x.id)],
 };
 
-export function makeResolvers(shop, { bulk, stagedUploads, subscriptions, baseUrl }) {
+export function makeResolvers(shop, { bulk, stagedUploads, subscriptions }) {
   // filtered, sorted list → Relay connection (bulk operations read every page at once)
   const list = (type, items, args, ctx) => {
     let out = items;
@@ -41,8 +44,9 @@ export function makeResolvers(shop, { bulk, stagedUploads, subscriptions, baseUr
     }
     const sortKey = args.sortKey || 'ID';
     if (!SORT[sortKey]) throw new GraphQLishError(`sortKey ${sortKey} is not supported by the emulator`, 'BAD_REQUEST');
-    out = [...out].sort(SORT[sortKey]);
-    return connection(out, args, { unlimited: !!ctx?.bulk });
+    const tupleOf = SORT[sortKey];
+    out = [...out].sort((a, b) => compareTuples(tupleOf(a), tupleOf(b)));
+    return connection(out, args, { unlimited: !!ctx?.bulk, tupleOf });
   };
   const cur = o => o.currencyCode || shop.currency;
   const metafieldFns = {
@@ -51,7 +55,6 @@ export function makeResolvers(shop, { bulk, stagedUploads, subscriptions, baseUr
   };
   const taxLines = (x, currency) => x.taxLinesData.map(t => ({ __typename: 'TaxLine', title: t.title, rate: t.ratePpm / 1e6, ratePercentage: t.ratePpm / 1e4, priceSet: bag(t.cents, currency), source: 'Shopify', channelLiable: false }));
   const count = n => ({ count: n, precision: 'EXACT' });
-  const addr = a => a;
   const lineOf = (li) => shop.get(li.orderId);
 
   const types = {
@@ -127,8 +130,8 @@ export function makeResolvers(shop, { bulk, stagedUploads, subscriptions, baseUr
     InventoryChange: { item: c => shop.get(c.itemId), location: c => shop.get(c.locationId) },
     Metafield: {
       jsonValue: m => { try { return JSON.parse(m.value); } catch { return m.value; } },
-      owner: m => shop.get(m.ownerId), ownerType: m => ({ Product: 'PRODUCT', ProductVariant: 'PRODUCTVARIANT', Collection: 'COLLECTION', Customer: 'CUSTOMER', Company: 'COMPANY' })[shop.get(m.ownerId)?.__typename] || 'PRODUCT',
-      definition: m => { const o = shop.get(m.ownerId); const ot = types.Metafield.ownerType(m); return shop.metafieldDefinitions.find(d => d.ownerType === ot && d.namespace === m.namespace && d.key === m.key) || (o && null); },
+      owner: m => shop.get(m.ownerId), ownerType: m => OWNER_TYPES[shop.get(m.ownerId)?.__typename] || 'PRODUCT',
+      definition: m => { const ot = types.Metafield.ownerType(m); return shop.metafieldDefinitions.find(d => d.ownerType === ot && d.namespace === m.namespace && d.key === m.key) || null; },
       compareDigest: m => Buffer.from(String(m.value)).toString('base64url'), sizeInBytes: m => Buffer.byteLength(String(m.value)),
     },
     MetafieldDefinition: {
@@ -185,7 +188,8 @@ export function makeResolvers(shop, { bulk, stagedUploads, subscriptions, baseUr
     PriceList: {
       catalog: p => (p.catalogId ? shop.get(p.catalogId) : null),
       fixedPricesCount: p => p.fixed.size,
-      prices: (p, a, ctx) => connection([...p.fixed.keys()].map(v => shop.priceListPrice(p, v)), a, { unlimited: !!ctx?.bulk }),
+      // only fixed prices are stored (relative ones follow from the parent adjustment, not listed here)
+      prices: (p, a, ctx) => list('PriceListPrice', a.originType === 'RELATIVE' ? [] : [...p.fixed.keys()].map(v => shop.priceListPrice(p, v)), a, ctx),
       quantityRules: (p, a, ctx) => connection([...p.quantityRules].map(([v, r]) => ({ __typename: 'QuantityRule', id: v, variantId: v, ...r, isDefault: false, originType: 'FIXED' })), a, { unlimited: !!ctx?.bulk }),
       parent: p => ({ ...p.parent, settings: { compareAtMode: 'ADJUSTED' } }),
     },
@@ -201,7 +205,7 @@ export function makeResolvers(shop, { bulk, stagedUploads, subscriptions, baseUr
       ...metafieldFns,
       customer: o => (o.customerId ? shop.get(o.customerId) : null),
       lineItems: (o, a, ctx) => connection(o.lineItemIds.map(id => shop.get(id)), a, { unlimited: !!ctx?.bulk }),
-      fulfillmentOrders: (o, a, ctx) => connection(o.fulfillmentOrderIds.map(id => shop.get(id)).filter(fo => a.displayable === false || true), a, { unlimited: !!ctx?.bulk }),
+      fulfillmentOrders: (o, a, ctx) => connection(o.fulfillmentOrderIds.map(id => shop.get(id)), a, { unlimited: !!ctx?.bulk }),
       fulfillments: (o, a) => o.fulfillmentIds.map(id => shop.get(id)).slice(0, a.first ?? undefined),
       fulfillmentsCount: o => count(o.fulfillmentIds.length),
       refunds: (o, a) => o.refunds.map(id => shop.get(id)).slice(0, a.first ?? undefined),
@@ -291,6 +295,7 @@ export function makeResolvers(shop, { bulk, stagedUploads, subscriptions, baseUr
       originalTotalSet: x => { const l = shop.get(x.lineItemId); return bag(l.unitCents * x.quantity, shop.currency); },
       discountedTotalSet: x => { const l = shop.get(x.lineItemId); return bag(Math.round(((l.totalCents - l.discountCents) * x.quantity) / l.quantity), shop.currency); },
     },
+    ProductSetOperation: { product: o => (o.productId ? shop.get(o.productId) : null) },
     WebhookSubscription: { apiVersion: () => ({ handle: '2026-10', displayName: '2026-10', supported: true }) },
   };
   const refundedOf = (o, f) => o.refunds.map(id => shop.get(id)).reduce((s, r) => s + f(r), 0);
@@ -308,6 +313,7 @@ export function makeResolvers(shop, { bulk, stagedUploads, subscriptions, baseUr
     productByIdentifier: (_, a) => (a.identifier.id ? shop.get(a.identifier.id, 'Product') : a.identifier.handle ? shop.productByHandle(a.identifier.handle) : null),
     productByHandle: (_, a) => shop.productByHandle(a.handle),
     products: (_, a, ctx) => list('Product', shop.products, a, ctx),
+    productOperation: (_, a) => shop.get(a.id, 'ProductSetOperation'),
     productVariant: (_, a) => shop.get(a.id, 'ProductVariant'),
     productVariants: (_, a, ctx) => list('ProductVariant', shop.variants, a, ctx),
     productsCount: (_, a) => count(a.query ? list('Product', shop.products, { first: 250, query: a.query }).nodes.length : shop.products.length),
@@ -339,6 +345,14 @@ export function makeResolvers(shop, { bulk, stagedUploads, subscriptions, baseUr
     metafieldDefinitions: (_, a, ctx) => list('MetafieldDefinition', shop.metafieldDefinitions.filter(d => d.ownerType === a.ownerType && (!a.namespace || d.namespace === a.namespace) && (!a.key || d.key === a.key)), { ...a, sortKey: 'ID' }, ctx),
     metafieldDefinition: (_, a) => (a.id ? shop.get(a.id) : shop.metafieldDefinitions.find(d => a.identifier && d.ownerType === a.identifier.ownerType && d.namespace === a.identifier.namespace && d.key === a.identifier.key) || null),
     publications: (_, a, ctx) => connection(shop.publications, a, { unlimited: !!ctx?.bulk }),
+    // newest first by default (as documented); reverse: oldest first
+    bulkOperations: (_, a, ctx) => {
+      const tupleOf = a.sortKey === 'COMPLETED_AT' ? x => [String(x.completedAt), numId(x.id)] : x => [x.createdAt, numId(x.id)];
+      let items = shop.bulkOperations;
+      if (a.query) { const g = parseSearch(a.query); items = items.filter(x => matches(x, g, (b, k) => SEARCH.BulkOperation(shop, b, k === null ? 'null' : k))); }
+      const newestFirst = [...items].sort((x, y) => compareTuples(tupleOf(y), tupleOf(x)));
+      return connection(newestFirst, a, { unlimited: !!ctx?.bulk, tupleOf, descending: true });
+    },
     currentBulkOperation: (_, a) => [...shop.bulkOperations].reverse().find(b => b.type === (a.type || 'QUERY')) || null,
     bulkOperation: (_, a) => shop.get(a.id, 'BulkOperation'),
     webhookSubscriptions: (_, a, ctx) => connection(shop.webhookSubscriptions.filter(w => !a.topics || a.topics.includes(w.topic)), a, { unlimited: !!ctx?.bulk }),
@@ -348,9 +362,11 @@ export function makeResolvers(shop, { bulk, stagedUploads, subscriptions, baseUr
   const Mutation = {
     productSet: (_, a) => {
       const r = shop.productSet(a);
-      // synchronous: false answers a ProductSetOperation, as Shopify does (the work is done at once here)
-      if (a.synchronous === false && r.product) return { product: null, productSetOperation: { __typename: 'ProductSetOperation', id: r.product.id.replace('Product', 'ProductSetOperation'), status: 'COMPLETE', product: r.product, userErrors: [] }, userErrors: [] };
-      return r;
+      if (a.synchronous !== false) return r;
+      // synchronous: false answers a ProductSetOperation (read back with productOperation); the work is done
+      // at once here, so it is COMPLETE, its userErrors those of the run
+      const op = shop.add('ProductSetOperation', { status: 'COMPLETE', productId: r.product?.id ?? null, userErrors: r.userErrors });
+      return { product: null, productSetOperation: op, userErrors: [] };
     },
     productUpdate: (_, a) => shop.productUpdate(a),
     inventorySetQuantities: (_, a) => shop.inventorySetQuantities(a),
@@ -386,10 +402,13 @@ export function makeResolvers(shop, { bulk, stagedUploads, subscriptions, baseUr
       b.status = 'CANCELED'; b.completedAt = new Date().toISOString();
       return { bulkOperation: b, userErrors: [] };
     },
+    metafieldsSet: (_, a) => shop.metafieldsSet(a),
+    tagsAdd: (_, a) => shop.tags(a.id, a.tags, true),
+    tagsRemove: (_, a) => shop.tags(a.id, a.tags, false),
+    catalogContextUpdate: (_, a) => shop.catalogContextUpdate(a),
     stagedUploadsCreate: (_, a) => stagedUploads.create(a),
     webhookSubscriptionCreate: (_, a) => subscriptions.create(a),
     webhookSubscriptionDelete: (_, a) => subscriptions.remove(a),
   };
-  void addr; void baseUrl;
   return { Query, Mutation, types };
 }

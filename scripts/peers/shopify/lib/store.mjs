@@ -1,8 +1,7 @@
 // The emulator's shop: records in memory, shaped like the Admin schema's types (field names as in
 // 2026-10; every record carries __typename so interfaces such as Node resolve), and the domain logic
 // behind the mutations and the /_emulator/ test controls. Money is kept in integer cents.
-import { randomUUID } from 'node:crypto';
-import { cents, fmt, bag, money, ppm, taxOn, allocate, gid, parseGid, GraphQLishError } from './util.mjs';
+import { cents, fmt, ppm, taxOn, allocate, gid, GraphQLishError } from './util.mjs';
 
 const now = () => new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
 const slug = s => String(s || '').toLowerCase().normalize('NFKD').replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '') || 'product';
@@ -20,6 +19,7 @@ export class Shop {
     this.seq = {};
     this.byId = new Map();
     this.products = []; this.variants = []; this.inventoryItems = []; this.levels = new Map();
+    this.byHandle = new Map(); this.bySku = new Map(); // indexes, kept by indexHandle / indexSku
     this.locations = []; this.customers = []; this.companies = []; this.orders = [];
     this.fulfillmentOrders = []; this.fulfillments = []; this.collections = []; this.metafieldDefinitions = [];
     this.priceLists = []; this.catalogs = []; this.publications = []; this.bulkOperations = [];
@@ -63,8 +63,25 @@ export class Shop {
   mainLocation() { return this.locations[0]; }
 
   // ---- products -------------------------------------------------------------------------------
-  productByHandle(handle) { return this.products.find(p => p.handle === handle) || null; }
-  variantBySku(sku) { return this.variants.find(v => v.sku === sku) || null; }
+  productByHandle(handle) { return this.byHandle.get(handle) || null; }
+  // the first variant with that SKU (Shopify allows the same SKU on several variants)
+  variantBySku(sku) { return this.bySku.get(sku) || null; }
+  indexHandle(product, handle) {
+    if (product.handle !== undefined && this.byHandle.get(product.handle) === product) this.byHandle.delete(product.handle);
+    product.handle = handle;
+    if (handle != null) this.byHandle.set(handle, product);
+  }
+  indexSku(variant, sku) {
+    const old = variant.sku;
+    variant.sku = sku;
+    if (old === sku && this.bySku.get(sku) === variant) return;
+    if (old != null && this.bySku.get(old) === variant) {
+      this.bySku.delete(old);
+      const next = this.variants.find(v => v !== variant && v.sku === old);
+      if (next) this.bySku.set(old, next);
+    }
+    if (sku != null && sku !== '' && !this.bySku.has(sku)) this.bySku.set(sku, variant);
+  }
 
   // productSet: creates or replaces the product named by `identifier` (id or handle) or input.id/handle;
   // variants matched to existing ones by id, then SKU, then option values (ids stay stable); variants not
@@ -130,9 +147,10 @@ export class Shop {
       product = this.add('Product', { handle, title: input.title, descriptionHtml: '', vendor: '', productType: '', status: 'ACTIVE', tags: [],
         variantIds: [], metafields: [], mediaData: [], collectionIds: [], optionsData: options, publishedAt: now(), requiresSellingPlan: false, isGiftCard: false });
       this.products.push(product);
+      this.indexHandle(product, handle);
     }
     const set = (k, v) => { if (v !== undefined && v !== null) product[k] = v; };
-    set('title', input.title); set('handle', handle); set('descriptionHtml', input.descriptionHtml); set('vendor', input.vendor);
+    set('title', input.title); this.indexHandle(product, handle); set('descriptionHtml', input.descriptionHtml); set('vendor', input.vendor);
     set('productType', input.productType); set('status', input.status); set('templateSuffix', input.templateSuffix);
     if (input.tags) product.tags = [...new Set(input.tags.map(t => t.trim()))].sort();
     product.optionsData = options;
@@ -155,7 +173,6 @@ export class Shop {
           || (v.sku && old.find(o => o.sku === v.sku && !keep.includes(o)))
           || old.find(o => JSON.stringify(o.selectedOptions.map(s => [s.name, s.value])) === key && !keep.includes(o));
         const sku = v.sku ?? v.inventoryItem?.sku ?? variant?.sku ?? null;
-        const otherOwner = sku ? this.variantBySku(sku) : null;
         if (!variant) {
           const item = this.add('InventoryItem', { sku, tracked: true, requiresShipping: true, unitCostCents: null, variantId: null, duplicateSkuCount: 0 });
           this.inventoryItems.push(item);
@@ -165,9 +182,8 @@ export class Shop {
           this.variants.push(variant);
           this.activate(item, this.mainLocation());
         }
-        void otherOwner;
         const item = this.get(variant.inventoryItemId);
-        variant.sku = sku; item.sku = sku;
+        this.indexSku(variant, sku); item.sku = sku;
         if (v.price != null) variant.priceCents = cents(v.price, 'price');
         if (v.compareAtPrice !== undefined) variant.compareAtPriceCents = v.compareAtPrice == null ? null : cents(v.compareAtPrice, 'compareAtPrice');
         if (v.barcode !== undefined) variant.barcode = v.barcode;
@@ -205,6 +221,7 @@ export class Shop {
   }
   deleteVariant(v) {
     this.variants = this.variants.filter(x => x !== v);
+    this.indexSku(v, null);
     this.byId.delete(v.id);
     const item = this.get(v.inventoryItemId);
     this.inventoryItems = this.inventoryItems.filter(x => x !== item);
@@ -224,7 +241,12 @@ export class Shop {
     const ident = args.identifier || {};
     const product = (ident.id || input.id) ? this.get(ident.id || input.id, 'Product') : ident.handle ? this.productByHandle(ident.handle) : null;
     if (!product) return { product: null, userErrors: [userError(['id'], 'Product does not exist', null)] };
-    for (const k of ['title', 'handle', 'descriptionHtml', 'vendor', 'productType', 'status', 'templateSuffix']) if (input[k] != null) product[k] = input[k];
+    if (input.handle != null && input.handle !== product.handle) {
+      const clash = this.productByHandle(input.handle);
+      if (clash) return { product: null, userErrors: [userError(['handle'], `Handle '${input.handle}' already in use. Please provide a new handle.`, null)] };
+      this.indexHandle(product, input.handle);
+    }
+    for (const k of ['title', 'descriptionHtml', 'vendor', 'productType', 'status', 'templateSuffix']) if (input[k] != null) product[k] = input[k];
     if (input.tags) product.tags = [...new Set(input.tags)].sort();
     if (input.metafields) this.setMetafields(product, input.metafields);
     for (const c of input.collectionsToJoin || []) { const col = this.get(c, 'Collection'); if (col && !col.productIds.includes(product.id)) { col.productIds.push(product.id); product.collectionIds.push(c); } }
@@ -327,7 +349,7 @@ export class Shop {
     if (identifier?.id) { c = this.get(identifier.id, 'Customer'); if (!c) return { customer: null, userErrors: [{ field: ['identifier', 'id'], message: 'Resource matching the identifier was not found.', code: 'NOT_FOUND' }] }; }
     else if (identifier?.email) c = this.customerByEmail(identifier.email);
     else if (identifier?.phone) c = this.customers.find(x => x.phone === identifier.phone) || null;
-    else if (identifier?.customId) return { customer: null, userErrors: [{ field: ['identifier', 'customId'], message: 'customId identifiers are not supported by the emulator', code: 'INVALID_INPUT' }] };
+    else if (identifier?.customId) return { customer: null, userErrors: [{ field: ['identifier', 'customId'], message: 'customId identifiers are not supported by the emulator', code: 'INVALID' }] };
     if (identifier?.email && input.email && identifier.email.toLowerCase() !== input.email.toLowerCase()) return { customer: null, userErrors: [{ field: ['input', 'email'], message: 'The identifier value does not match the value of the corresponding field in the input.', code: 'INPUT_MISMATCH' }] };
     if (input.email && !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(input.email)) return { customer: null, userErrors: [{ field: ['input', 'email'], message: 'Email is invalid', code: 'INVALID' }] };
     const clash = input.email ? this.customerByEmail(input.email) : null;
@@ -381,7 +403,7 @@ export class Shop {
   }
   catalogCreate({ input }) {
     const ids = input.context?.companyLocationIds || [];
-    for (const id of ids) if (!this.get(id, 'CompanyLocation')) return { catalog: null, userErrors: [{ field: ['input', 'context', 'companyLocationIds'], message: `Company location ${id} does not exist`, code: 'COMPANY_LOCATION_CATALOG_STATUS_PLAN' }] };
+    for (const id of ids) if (!this.get(id, 'CompanyLocation')) return { catalog: null, userErrors: [{ field: ['input', 'context', 'companyLocationIds'], message: `Company location ${id} does not exist`, code: 'COMPANY_LOCATION_NOT_FOUND' }] };
     if (input.priceListId && !this.get(input.priceListId, 'PriceList')) return { catalog: null, userErrors: [{ field: ['input', 'priceListId'], message: 'Price list not found.', code: 'PRICE_LIST_NOT_FOUND' }] };
     const cat = this.add('CompanyLocationCatalog', { title: input.title, status: input.status, companyLocationIds: ids, priceListId: input.priceListId ?? null, publicationId: input.publicationId ?? null });
     for (const id of ids) this.get(id).catalogIds.push(cat.id);
@@ -405,7 +427,7 @@ export class Shop {
     const errs = [];
     prices.forEach((p, i) => {
       if (!this.get(p.variantId, 'ProductVariant')) errs.push({ field: [field, String(i), 'variantId'], message: "The specified variant doesn't exist.", code: 'VARIANT_NOT_FOUND' });
-      else if (p.price.currencyCode !== pl.currency) errs.push({ field: [field, String(i), 'price', 'currencyCode'], message: `The price's currency (${p.price.currencyCode}) doesn't match the price list's currency (${pl.currency}).`, code: 'PRICES_TO_ADD_CURRENCY_MISMATCH' });
+      else if (p.price.currencyCode !== pl.currency) errs.push({ field: [field, String(i), 'price', 'currencyCode'], message: `The price's currency (${p.price.currencyCode}) doesn't match the price list's currency (${pl.currency}).`, code: 'PRICE_LIST_CURRENCY_MISMATCH' });
     });
     return errs;
   }
@@ -457,6 +479,65 @@ export class Shop {
     }
     for (const r of input.quantityRulesToAdd) { pl.quantityRules.set(r.variantId, { minimum: r.minimum, maximum: r.maximum ?? null, increment: r.increment }); touched.add(r.variantId); }
     return { productVariants: [...touched].map(id => this.get(id)).filter(Boolean), userErrors: [] };
+  }
+
+  // metafieldsSet: up to 25 per call, all validated before any is written; compareDigest guards a value
+  metafieldsSet({ metafields }) {
+    const errs = [];
+    if (metafields.length > 25) errs.push({ field: ['metafields'], message: 'Exceeded the maximum metafields input limit of 25.', code: 'LESS_THAN_OR_EQUAL_TO', elementIndex: null });
+    const owners = metafields.map((m, i) => {
+      const owner = this.get(m.ownerId);
+      const f = k => ['metafields', String(i), k];
+      if (!owner || !OWNER_TYPES[owner.__typename]) { errs.push({ field: f('ownerId'), message: 'Owner does not exist.', code: 'INVALID', elementIndex: i }); return null; }
+      const ns = m.namespace || '$app';
+      const def = this.metafieldDefinitions.find(d => d.ownerType === OWNER_TYPES[owner.__typename] && d.namespace === ns && d.key === m.key);
+      const existing = (owner.metafields || []).find(x => x.namespace === ns && x.key === m.key);
+      const type = m.type || def?.typeName || existing?.type;
+      if (!type) errs.push({ field: f('type'), message: "Type can't be blank.", code: 'BLANK', elementIndex: i });
+      else if (def && def.typeName !== type) errs.push({ field: f('type'), message: `Type must be ${def.typeName} (the metafield definition's).`, code: 'INVALID_TYPE', elementIndex: i });
+      else if (!METAFIELD_TYPES.includes(type)) errs.push({ field: f('type'), message: `'${type}' is not a metafield type the emulator knows.`, code: 'INVALID_TYPE', elementIndex: i });
+      else if (type === 'number_integer' && !/^-?\d+$/.test(m.value)) errs.push({ field: f('value'), message: 'Value must be an integer.', code: 'INVALID_VALUE', elementIndex: i });
+      else if (type === 'json' || type.startsWith('list.')) { try { JSON.parse(m.value); } catch { errs.push({ field: f('value'), message: 'Value is invalid JSON.', code: 'INVALID_VALUE', elementIndex: i }); } }
+      if (m.compareDigest != null && (existing ? Buffer.from(String(existing.value)).toString('base64url') : null) !== m.compareDigest) {
+        errs.push({ field: f('compareDigest'), message: 'The resource has been updated since it was loaded. Try again with an updated `compareDigest` value.', code: 'STALE_OBJECT', elementIndex: i });
+      }
+      return owner;
+    });
+    if (errs.length) return { metafields: [], userErrors: errs };
+    const out = metafields.map((m, i) => {
+      const owner = owners[i];
+      this.setMetafields(owner, [{ namespace: m.namespace, key: m.key, type: m.type || this.metafieldDefinitions.find(d => d.ownerType === OWNER_TYPES[owner.__typename] && d.namespace === (m.namespace || '$app') && d.key === m.key)?.typeName || (owner.metafields || []).find(x => x.namespace === (m.namespace || '$app') && x.key === m.key)?.type, value: m.value }]);
+      owner.updatedAt = now();
+      return owner.metafields.find(x => x.namespace === (m.namespace || '$app') && x.key === m.key);
+    });
+    return { metafields: out, userErrors: [] };
+  }
+  // tagsAdd / tagsRemove on products, customers, orders (Shopify trims tags and keeps them unique)
+  tags(id, tags, add) {
+    const r = this.get(id);
+    if (!r || !['Product', 'Customer', 'Order', 'DraftOrder'].includes(r.__typename)) return { node: null, userErrors: [{ field: ['id'], message: 'Resource does not exist or does not support tags' }] };
+    const clean = tags.flatMap(t => String(t).split(',')).map(t => t.trim()).filter(Boolean);
+    if (clean.some(t => t.length > 255)) return { node: null, userErrors: [{ field: ['tags'], message: 'Tags are limited to 255 characters' }] };
+    const next = add ? [...new Set([...(r.tags || []), ...clean])] : (r.tags || []).filter(t => !clean.includes(t));
+    if (JSON.stringify(next) !== JSON.stringify(r.tags)) {
+      r.tags = next; r.updatedAt = now();
+      // a tag change is an update of the resource, with its webhook
+      if (r.__typename === 'Order') this.events('orders/updated', this.orderRest(r));
+      if (r.__typename === 'Product') this.events('products/update', this.productRest(r));
+      if (r.__typename === 'Customer') this.events('customers/update', this.customerRest(r));
+    }
+    return { node: r, userErrors: [] };
+  }
+  catalogContextUpdate({ catalogId, contextsToAdd, contextsToRemove }) {
+    const cat = this.get(catalogId, 'CompanyLocationCatalog');
+    if (!cat) return { catalog: null, userErrors: [{ field: ['catalogId'], message: 'Catalog does not exist.', code: 'CATALOG_NOT_FOUND' }] };
+    if (contextsToAdd?.marketIds?.length || contextsToRemove?.marketIds?.length) return { catalog: null, userErrors: [{ field: ['contextsToAdd'], message: 'A company location catalog takes company locations only.', code: 'INVALID_CATALOG_CONTEXT_TYPE' }] };
+    const add = contextsToAdd?.companyLocationIds || [], remove = contextsToRemove?.companyLocationIds || [];
+    for (const id of [...add, ...remove]) if (!this.get(id, 'CompanyLocation')) return { catalog: null, userErrors: [{ field: ['contextsToAdd', 'companyLocationIds'], message: `Company location ${id} does not exist.`, code: 'COMPANY_LOCATION_NOT_FOUND' }] };
+    for (const id of add) if (!cat.companyLocationIds.includes(id)) { cat.companyLocationIds.push(id); this.get(id).catalogIds.push(cat.id); }
+    for (const id of remove) { cat.companyLocationIds = cat.companyLocationIds.filter(x => x !== id); const cl = this.get(id); cl.catalogIds = cl.catalogIds.filter(x => x !== cat.id); }
+    cat.updatedAt = now();
+    return { catalog: cat, userErrors: [] };
   }
 
   // ---- orders (placed through /_emulator/orders) ------------------------------------------------
@@ -582,7 +663,7 @@ export class Shop {
     }
     if (refund) {
       const paid = this.netPaidCents(order);
-      if (paid > 0) this.addRefund(order, { lines: [], shipping: false, amountCents: paid, note: 'Order cancelled', all: true });
+      if (paid > 0) this.addRefund(order, { lines: [], shipping: false, amountCents: paid, note: 'Order cancelled' });
     }
     this.events('orders/cancelled', this.orderRest(order));
     this.events('orders/updated', this.orderRest(order));
@@ -603,7 +684,7 @@ export class Shop {
     });
     return this.addRefund(order, { lines, shipping: !!body.shipping, note: body.note ?? null });
   }
-  addRefund(order, { lines, shipping, note, amountCents, all = false }) {
+  addRefund(order, { lines, shipping, note, amountCents }) {
     const rlis = lines.map(({ li, quantity }) => {
       // the refunded share of a line's discounted total and tax, exact on the last unit
       const left = li.quantity - li.refundedQty;
@@ -629,7 +710,6 @@ export class Shop {
     order.refunds.push(refund.id);
     const paid = this.netPaidCents(order);
     order.financial = paid <= 0 ? 'refunded' : 'partially_refunded';
-    void all;
     order.updatedAt = now();
     this.events('refunds/create', this.refundRest(order, refund));
     this.events('orders/updated', this.orderRest(order));
@@ -708,7 +788,7 @@ export class Shop {
     const tl = x => x.taxLinesData.map(t => ({ title: t.title, rate: t.ratePpm / 1e6, price: fmt(t.cents) }));
     const c = o.customerId && this.get(o.customerId);
     return { id: Number(o.legacyResourceId), admin_graphql_api_id: o.id, name: o.name, order_number: o.number, email: o.email, created_at: o.createdAt, updated_at: o.updatedAt,
-      processed_at: o.processedAt, cancelled_at: o.cancelledAt, cancel_reason: o.cancelReason && o.cancelReason.toLowerCase(), closed_at: o.closedAt, currency: o.currencyCode,
+      processed_at: o.processedAt, tags: o.tags.join(', '), note: o.note, cancelled_at: o.cancelledAt, cancel_reason: o.cancelReason && o.cancelReason.toLowerCase(), closed_at: o.closedAt, currency: o.currencyCode,
       presentment_currency: o.currencyCode, taxes_included: o.taxesIncluded, financial_status: o.financial, fulfillment_status: { UNFULFILLED: null, FULFILLED: 'fulfilled', PARTIALLY_FULFILLED: 'partial' }[this.fulfillmentStatus(o)],
       subtotal_price: fmt(o.subtotalCents), total_tax: fmt(o.totalTaxCents), total_discounts: fmt(o.totalDiscountCents), total_price: fmt(o.totalCents),
       total_line_items_price: fmt(o.lineItemIds.reduce((s, id) => s + this.get(id).totalCents, 0)), tax_lines: tl(o),
@@ -763,6 +843,8 @@ export class Shop {
 // percentage "10" (as ppm of 1, i.e. 10_000_000 for 10) of an amount in cents, rounded to the cent
 function divRoundPct(amountCents, pctPpm) { return Math.floor((2 * amountCents * pctPpm + 100e6) / (200e6)); }
 
+export const OWNER_TYPES = { Product: 'PRODUCT', ProductVariant: 'PRODUCTVARIANT', Collection: 'COLLECTION', Customer: 'CUSTOMER', Order: 'ORDER', Company: 'COMPANY', CompanyLocation: 'COMPANY_LOCATION', Location: 'LOCATION', Shop: 'SHOP' };
+
 // Reasons inventorySetQuantities accepts (shopify.dev "Manage inventory quantities and states").
 export const REASONS = ['correction', 'cycle_count_available', 'damaged', 'movement_created', 'movement_updated', 'movement_received',
   'movement_canceled', 'other', 'promotion', 'quality_control', 'received', 'reservation_created', 'reservation_deleted', 'reservation_updated',
@@ -772,4 +854,3 @@ export const METAFIELD_TYPES = ['boolean', 'color', 'date', 'date_time', 'dimens
   'file_reference', 'metaobject_reference', 'mixed_reference', 'page_reference', 'product_reference', 'variant_reference', 'company_reference',
   ...['single_line_text_field', 'number_integer', 'number_decimal', 'date', 'date_time', 'url', 'color', 'product_reference', 'variant_reference',
     'collection_reference', 'file_reference', 'metaobject_reference', 'weight', 'dimension', 'volume', 'rating', 'link', 'customer_reference', 'company_reference'].map(t => `list.${t}`)];
-export { randomUUID, money, bag, fmt };

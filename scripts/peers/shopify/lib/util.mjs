@@ -10,7 +10,10 @@ export function cents(value, what = 'amount') {
   return m[1] ? -c : c;
 }
 export const fmt = c => (c < 0 ? '-' : '') + Math.floor(Math.abs(c) / 100) + '.' + String(Math.abs(c) % 100).padStart(2, '0');
-export const money = (c, currencyCode) => ({ amount: fmt(c), currencyCode });
+// The Decimal scalar (MoneyV2.amount) as Shopify serializes it: no trailing zeros but one decimal kept
+// ("10.0", "12.5", "12.34"); the Money scalar (ProductVariant.price) and REST payloads keep two ("10.00").
+export const decimal = c => fmt(c).replace(/(\.\d)0$/, '$1');
+export const money = (c, currencyCode) => ({ amount: decimal(c), currencyCode });
 export const bag = (c, currencyCode) => ({ shopMoney: money(c, currencyCode), presentmentMoney: money(c, currencyCode) });
 
 // A rate such as "0.10" as parts per million (exact integer arithmetic).
@@ -98,41 +101,60 @@ export function matches(item, groups, fields) {
 }
 
 // ---- Relay connections --------------------------------------------------------------------------
-const encodeCursor = item => Buffer.from(JSON.stringify({ id: item.id })).toString('base64url');
-const decodeCursor = c => { try { return JSON.parse(Buffer.from(c, 'base64url').toString()).id; } catch { return undefined; } };
+// A cursor names a position: the record's id and, for sorted lists, its sort tuple at the time.
+const encodeCursor = (item, tupleOf) => Buffer.from(JSON.stringify(tupleOf ? { id: item.id, t: tupleOf(item) } : { id: item.id })).toString('base64url');
+function decodeCursor(c) {
+  try { const v = JSON.parse(Buffer.from(c, 'base64url').toString()); return typeof v.id === 'string' ? v : null; } catch { return null; }
+}
+export function compareTuples(a, b) {
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    if (a[i] === b[i]) continue;
+    if (a[i] === undefined || a[i] === null) return -1;
+    if (b[i] === undefined || b[i] === null) return 1;
+    return a[i] < b[i] ? -1 : 1;
+  }
+  return 0;
+}
 export const MAX_PAGE = 250;
 
-// items: already filtered and sorted. args: first/last/after/before/reverse. unlimited: bulk operations.
-export function connection(items, args = {}, { unlimited = false } = {}) {
-  let list = args.reverse ? [...items].reverse() : items;
+// items: already filtered and sorted (ascending by tupleOf, or descending with `descending`). args:
+// first/last/after/before/reverse. unlimited: bulk operations (no page size).
+export function connection(items, args = {}, { unlimited = false, tupleOf = null, descending = false } = {}) {
+  const reversed = !!args.reverse;
+  const list = reversed ? [...items].reverse() : items;
   const { first, last, after, before } = args;
   if (!unlimited) {
     if (first == null && last == null) throw new GraphQLishError('you must provide one of first or last', 'BAD_REQUEST');
     if ((first ?? 0) > MAX_PAGE || (last ?? 0) > MAX_PAGE) throw new GraphQLishError(`The maximum number of objects per page is ${MAX_PAGE} (first/last)`, 'BAD_REQUEST');
   }
+  // index of the first item after (or before) a cursor's position
+  const position = (cursor, name) => {
+    const c = decodeCursor(cursor);
+    if (!c) throw new GraphQLishError(`Invalid cursor for current pagination sort: ${name} "${cursor}"`, 'BAD_REQUEST');
+    if (tupleOf && Array.isArray(c.t)) {
+      const ascending = descending === reversed; // the order of `list` by tuple
+      const beyond = x => (ascending ? compareTuples(tupleOf(x), c.t) > 0 : compareTuples(tupleOf(x), c.t) < 0);
+      const i = list.findIndex(beyond);
+      return { after: i < 0 ? list.length : i, before: (() => { const j = list.findIndex(x => !(ascending ? compareTuples(tupleOf(x), c.t) < 0 : compareTuples(tupleOf(x), c.t) > 0)); return j < 0 ? list.length : j; })() };
+    }
+    const i = list.findIndex(x => x.id === c.id);
+    return { after: i + 1, before: i < 0 ? list.length : i };
+  };
   let start = 0, end = list.length;
-  if (after) {
-    const id = decodeCursor(after);
-    const i = list.findIndex(x => x.id === id);
-    if (id === undefined) throw new GraphQLishError(`Invalid cursor for current pagination sort: ${after}`, 'BAD_REQUEST');
-    start = i + 1;
-  }
-  if (before) {
-    const i = list.findIndex(x => x.id === decodeCursor(before));
-    if (i >= 0) end = i;
-  }
-  let page = list.slice(start, end);
+  if (after) start = position(after, 'after').after;
+  if (before) end = position(before, 'before').before;
+  let page = list.slice(start, Math.max(start, end));
   let hasNext = end < list.length, hasPrev = start > 0;
   if (!unlimited && first != null) { if (page.length > first) hasNext = true; page = page.slice(0, first); }
   if (!unlimited && last != null) { if (page.length > last) hasPrev = true; page = page.slice(Math.max(0, page.length - last)); }
   return {
     __connection: true,
-    edges: page.map(node => ({ node, cursor: encodeCursor(node) })),
+    edges: page.map(node => ({ node, cursor: encodeCursor(node, tupleOf) })),
     nodes: page,
     pageInfo: {
       hasNextPage: hasNext, hasPreviousPage: hasPrev,
-      startCursor: page.length ? encodeCursor(page[0]) : null,
-      endCursor: page.length ? encodeCursor(page[page.length - 1]) : null,
+      startCursor: page.length ? encodeCursor(page[0], tupleOf) : null,
+      endCursor: page.length ? encodeCursor(page[page.length - 1], tupleOf) : null,
     },
   };
 }
