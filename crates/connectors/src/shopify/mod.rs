@@ -272,13 +272,15 @@ impl Shopify {
     }
 
     /// Subscribes `uri` (Ferry's `POST /hooks/{connection}`) to the topics [`webhook_signals`] reads
-    /// (JSON payloads, signed with the app's secret). Returns the subscription ids.
+    /// (JSON payloads, signed with the app's secret). Returns the ids of the subscriptions created (a topic
+    /// already subscribed for `uri` is left as it is).
     pub async fn subscribe_webhooks(&self, uri: &str) -> Result<Vec<String>, ConnectorError> {
         let mut ids = Vec::new();
         for topic in WEBHOOK_TOPICS {
             let data = self.client.query(doc::WEBHOOK_SUBSCRIPTION_CREATE, json!({"topic": topic, "webhookSubscription": {"uri": uri, "format": "JSON"}})).await?;
             let payload = &data["webhookSubscriptionCreate"];
-            if let Some(f) = client::user_errors(payload) {
+            // "Address for this topic has already been taken": subscribed before
+            if let Some(f) = client::user_errors(payload).filter(|f| !f.message.contains("already been taken")) {
                 return Err(ConnectorError::permanent(self.endpoint(), format!("webhook subscription {topic}: {}", f.message)));
             }
             ids.extend(payload.pointer("/webhookSubscription/id").and_then(Value::as_str).map(str::to_owned));
@@ -404,14 +406,16 @@ impl Connector for Shopify {
     }
 
     async fn write(&self, stream: Stream, batch: Vec<WriteRecord>) -> Result<Vec<WriteOutcome>, ConnectorError> {
-        match stream {
+        let keys: Vec<String> = batch.iter().map(|r| r.key.clone()).collect();
+        let outcomes = match stream {
             Stream::Products => products::write(self, batch).await,
             Stream::Stock => stock::write(self, batch).await,
             Stream::Customers => customers::write(self, batch).await,
             Stream::Prices => prices::write(self, batch).await,
             Stream::Shipments => shipments::write(self, batch).await,
             Stream::Orders => Err(ConnectorError::config(self.endpoint(), "shopify does not take orders as writes (orders are read)")),
-        }
+        }?;
+        Ok(in_batch_order(&keys, outcomes))
     }
 
     async fn find_by_key(&self, stream: Stream, keys: &[String]) -> Result<HashMap<String, String>, ConnectorError> {
@@ -471,6 +475,13 @@ pub fn webhook_signals(body: &Value) -> Vec<(Stream, Vec<String>)> {
         }
     }
     Vec::new()
+}
+
+/// Outcomes in the order of the batch's keys (writes group records by product, location or price list).
+pub(crate) fn in_batch_order(keys: &[String], mut outcomes: Vec<WriteOutcome>) -> Vec<WriteOutcome> {
+    let position: HashMap<&str, usize> = keys.iter().enumerate().map(|(i, k)| (k.as_str(), i)).rev().collect();
+    outcomes.sort_by_key(|o| position.get(o.key.as_str()).copied().unwrap_or(usize::MAX));
+    outcomes
 }
 
 /// A URL-safe handle: lower-case ASCII letters and digits, other runs become one `-`.

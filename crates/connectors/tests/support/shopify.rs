@@ -25,6 +25,11 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
 }
 
+/// `<peers dir>/shopify`, or `FERRY_TEST_SHOPIFY_DIR` (an emulator of one's own next to a shared Tryton).
+pub fn shopify_dir() -> PathBuf {
+    std::env::var_os("FERRY_TEST_SHOPIFY_DIR").filter(|d| !d.is_empty()).map(PathBuf::from).unwrap_or_else(|| ferry_testkit::peers_dir().join("shopify"))
+}
+
 /// Starts (or finds running) the emulator; panics with the script's output when it cannot.
 pub fn shopify_up() -> String {
     static UP: OnceLock<String> = OnceLock::new();
@@ -32,7 +37,7 @@ pub fn shopify_up() -> String {
         let script = root().join("scripts/peers/shopify/up.sh");
         let out = Command::new("bash")
             .arg(&script)
-            .arg(ferry_testkit::peers_dir().join("shopify"))
+            .arg(shopify_dir())
             .arg(shopify_port().to_string())
             .env("SHOPIFY_ACCESS_TOKEN", SHOPIFY_TOKEN)
             .output()
