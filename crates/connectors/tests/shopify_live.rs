@@ -450,7 +450,7 @@ filter = 'any(.lines[]; .sku | startswith("{prefix}"))'
             state = state.display(),
             tryton_port = support::port(),
             tryton_password = support::PASSWORD,
-            shop = support::shopify_connection_toml("shop", ""),
+            shop = support::shopify_connection_toml("shop", &format!("order_prefix = \"{prefix}\"")),
         );
         Config::parse(&text, state.parent().unwrap().to_owned()).unwrap_or_else(|e| panic!("config: {e}\n{text}"))
     }
@@ -576,7 +576,9 @@ filter = 'any(.lines[]; .sku | startswith("{prefix}"))'
                    "shipping_address": {"first_name": "Gus", "last_name": "Guest", "address1": "1 Beach Rd", "city": "Manly", "zip": "2095", "country_code": "AU", "province_code": "NSW"}}),
         )
         .await;
-        let name = placed["name"].as_str().unwrap().to_owned();
+        // the emulator's names restart at #1001 with it; the shared Tryton keeps its sales: the prefix
+        // keeps this test's orders its own (as it keeps two shops' #1001 apart)
+        let name = format!("{}{}", lp.prefix, placed["name"].as_str().unwrap());
         let first = lp.sync("orders").await;
         assert_eq!((first.counts.created, first.counts.failed), (1, 0), "{first:#?}");
         let sales = |number: String| async move {
@@ -607,13 +609,13 @@ filter = 'any(.lines[]; .sku | startswith("{prefix}"))'
         let state = emulator_state().await;
         let fulfillments: Vec<&Value> = state["fulfillments"].as_array().unwrap().iter().filter(|f| f.to_string().contains(&tracking)).collect();
         assert_eq!(fulfillments.len(), 1, "one fulfillment for shipment {shipment}: {fulfillments:?}");
-        let order = state["orders"].as_array().unwrap().iter().find(|o| o["name"] == name.as_str()).unwrap();
+        let order = state["orders"].as_array().unwrap().iter().find(|o| o["name"] == placed["name"]).unwrap();
         assert_eq!(order["fulfillmentStatus"], "FULFILLED", "{order}");
 
         // ---- a second order is cancelled with a refund on the shop after it was imported: Tryton's
         // sale follows (cancelled while it is only confirmed)
         let placed2 = emulator("/_emulator/orders", json!({"email": guest, "lines": [{"sku": tee_m, "quantity": 1}], "tax_rate": "0.10"})).await;
-        let name2 = placed2["name"].as_str().unwrap().to_owned();
+        let name2 = format!("{}{}", lp.prefix, placed2["name"].as_str().unwrap());
         let imported = lp.sync("orders").await;
         assert_eq!(imported.counts.created, 1, "{imported:#?}");
         let n2 = order_number(placed2["id"].as_str().unwrap());

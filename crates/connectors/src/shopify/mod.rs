@@ -92,6 +92,10 @@ pub struct Options {
     /// A full read (no checkpoint) runs one bulk operation instead of paging.
     #[serde(default = "default_true")]
     pub bulk_full_read: bool,
+    /// Put before each order's name to make the canonical order number (`EU-` → `EU-#1001`), for several
+    /// shops feeding one ERP (every shop's names start at #1001).
+    #[serde(default)]
+    pub order_prefix: String,
     /// Shopify e-mails the buyer when a fulfillment is created.
     #[serde(default)]
     pub notify_customer: bool,
@@ -359,6 +363,7 @@ impl Connector for Shopify {
                     "page_size": {"type": "integer", "default": 2},
                     "lines_per_order": {"type": "integer", "default": 20},
                     "bulk_full_read": {"type": "boolean", "default": true},
+                    "order_prefix": {"type": "string", "default": ""},
                     "notify_customer": {"type": "boolean", "default": false},
                     "metafield_namespace": {"type": "string", "default": "ferry"},
                     "trade_groups": {"type": "array", "items": {"type": "string"}},
@@ -433,7 +438,15 @@ impl Connector for Shopify {
     }
 
     fn webhook_signals(&self, body: &Value) -> Vec<(Stream, Vec<String>)> {
-        webhook_signals(body)
+        let prefix = &self.options.order_prefix;
+        let mut signals = webhook_signals(body);
+        // names get the prefix; a bare id (refunds) is searched as is
+        for (stream, keys) in &mut signals {
+            if *stream == Stream::Orders && !prefix.is_empty() {
+                keys.iter_mut().filter(|k| !k.bytes().all(|b| b.is_ascii_digit())).for_each(|k| *k = format!("{prefix}{k}"));
+            }
+        }
+        signals
     }
 
     /// Shopify signs with `X-Shopify-Hmac-Sha256` and names deliveries by `X-Shopify-Webhook-Id`.

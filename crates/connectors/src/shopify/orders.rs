@@ -29,10 +29,12 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-/// The search for a set of order keys: `#1001` by name, a bare number or GID by id.
-pub fn keys_query(keys: &[String]) -> String {
+/// The search for a set of order keys: `#1001` by name (`prefix` — the `order_prefix` option — taken off
+/// first), a bare number or GID by id.
+pub fn keys_query(keys: &[String], prefix: &str) -> String {
     keys.iter()
         .map(|k| {
+            let k = k.strip_prefix(prefix).filter(|_| !prefix.is_empty()).unwrap_or(k);
             let id = k.rsplit('/').next().unwrap_or(k);
             if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
                 format!("id:{id}")
@@ -73,7 +75,7 @@ pub(crate) fn read(s: &Shopify, request: ReadRequest) -> BoxStream<'_, Result<Re
     });
     let keys = request.keys.clone();
     let query = match &keys {
-        Some(k) => keys_query(k),
+        Some(k) => keys_query(k, &s.options.order_prefix),
         None => since_query(since.as_deref()),
     };
     let state = Page { after: None, query, done: keys.as_ref().is_some_and(|k| k.is_empty()), latest: checkpoint };
@@ -102,7 +104,7 @@ pub(crate) fn read(s: &Shopify, request: ReadRequest) -> BoxStream<'_, Result<Re
                     out.push(Ok(invalid(o, field, message)));
                     continue;
                 }
-                out.push(Ok(translate(o)));
+                out.push(Ok(prefixed(translate(o), &s.options.order_prefix)));
             }
             let page = data.pointer("/orders/pageInfo");
             st.after = page.and_then(|p| p["endCursor"].as_str()).map(str::to_owned);
@@ -161,7 +163,7 @@ fn bulk_read(s: &Shopify) -> BoxStream<'_, Result<ReadItem, ConnectorError>> {
             {
                 latest = Some(u.to_owned());
             }
-            out.push(Ok(translate(o)));
+            out.push(Ok(prefixed(translate(o), &s.options.order_prefix)));
         }
         if let Some(l) = latest {
             out.push(Ok(ReadItem::Checkpoint(json!({"updated_at": l}))));
@@ -240,6 +242,24 @@ fn name_of(o: &Value) -> String {
 fn invalid(o: &Value, field: &str, message: String) -> ReadItem {
     let name = name_of(o);
     ReadItem::Invalid { position: format!("shopify order {name}"), key: Some(name), raw: o.clone(), field: field.to_owned(), message }
+}
+
+/// The canonical order number carries `prefix` (the `order_prefix` option: several shops into one ERP,
+/// whose `#1001`s would otherwise be one order).
+pub fn prefixed(item: ReadItem, prefix: &str) -> ReadItem {
+    if prefix.is_empty() {
+        return item;
+    }
+    match item {
+        ReadItem::Record(mut r) => {
+            if let Some(n) = r.data["number"].as_str() {
+                r.data["number"] = json!(format!("{prefix}{n}"));
+            }
+            ReadItem::Record(r)
+        }
+        ReadItem::Invalid { position, key, raw, field, message } => ReadItem::Invalid { position, key: key.map(|k| format!("{prefix}{k}")), raw, field, message },
+        other => other,
+    }
 }
 
 /// One Shopify order → a canonical order record, or `Invalid` naming the order and field.
@@ -658,7 +678,10 @@ mod tests {
 
     #[test]
     fn order_keys_search_by_name_or_id() {
-        assert_eq!(keys_query(&["#1001".into(), "42".into(), "gid://shopify/Order/43".into()]), "name:\"#1001\" OR id:42 OR id:43");
+        assert_eq!(keys_query(&["#1001".into(), "42".into(), "gid://shopify/Order/43".into()], ""), "name:\"#1001\" OR id:42 OR id:43");
+        assert_eq!(keys_query(&["EU-#1001".into(), "#1002".into()], "EU-"), "name:\"#1001\" OR name:\"#1002\"");
+        let item = prefixed(translate(&order()), "EU-");
+        assert_eq!(record(item).number, "EU-#1001");
         assert_eq!(since_query(Some("2026-12-01T10:00:00Z")), "updated_at:>='2026-12-01T10:00:00Z'");
         assert_eq!(since_query(None), "");
     }

@@ -78,7 +78,7 @@ pub(crate) fn existing(order: &Value, number: &str) -> Option<String> {
 }
 
 async fn write_one(s: &Shopify, sh: &Shipment) -> Result<Result<(String, WriteAction), RecordFailure>, ConnectorError> {
-    let query = super::orders::keys_query(std::slice::from_ref(&sh.order_number));
+    let query = super::orders::keys_query(std::slice::from_ref(&sh.order_number), &s.options.order_prefix);
     let Some(order) = order(s, query).await? else {
         return Ok(Err(RecordFailure { field: Some("order_number".into()), message: format!("no Shopify order named {:?}", sh.order_number), retryable: true }));
     };
