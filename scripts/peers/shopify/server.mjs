@@ -9,7 +9,9 @@
 //      SHOPIFY_RESTORE_RATE (default 100 points/s), SHOPIFY_WEBHOOK_URL, SHOPIFY_WEBHOOK_SECRET
 //      (default ferry-test-shopify-secret), SHOPIFY_WEBHOOK_RETRY_SECONDS (default 20),
 //      SHOPIFY_BULK_DELAY_MS (default 200: a bulk operation stays RUNNING that long), SHOPIFY_DATA_DIR
-//      (where bulk results and staged uploads are written; default a temp folder).
+//      (bulk results, staged uploads, and counters.json — the numbering of ids and order names, kept across
+//      restarts; default a fresh temp folder), SHOPIFY_ORDER_NUMBER_START (first order number, default 1001,
+//      for a DATA_DIR without counters yet).
 import http from 'node:http';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -24,6 +26,12 @@ import { connection, GraphQLishError } from './lib/util.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const API_VERSION = '2026-10';
+
+function writeJsonAtomic(file, value) {
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, JSON.stringify(value));
+  fs.renameSync(tmp, file);
+}
 
 export function createEmulator(opts = {}) {
   const env = { ...process.env, ...opts.env };
@@ -78,7 +86,17 @@ export function createEmulator(opts = {}) {
   }
   const topicName = t => t.toLowerCase().replace(/_([a-z]+)$/, '/$1');
 
-  const shop = new Shop({ events: (topic, payload) => emit(topic, payload) });
+  // Numbering kept in DATA_DIR/counters.json: each start reserves the next million ids per type (so a
+  // restart never hands out an id again), and the last order number is saved with every order.
+  const countersFile = path.join(dataDir, 'counters.json');
+  const saved = (() => { try { return JSON.parse(fs.readFileSync(countersFile, 'utf8')); } catch { return {}; } })();
+  const counters = {
+    idBase: saved.idNext || 0,
+    orderNumber: saved.orderNumber ?? Number(env.SHOPIFY_ORDER_NUMBER_START || 1001) - 1,
+    save() { writeJsonAtomic(countersFile, { idNext: counters.idBase + 1e6, orderNumber: shop.orderNumber }); },
+  };
+  const shop = new Shop({ events: (topic, payload) => emit(topic, payload), counters });
+  counters.save();
 
   // ---- staged uploads & bulk operations ---------------------------------------------------------
   const stagedUploads = {

@@ -9,7 +9,8 @@
 #     bulk results and staged uploads under DIR/data).
 # The shop lives in memory: a restart (down.sh, up.sh) starts from the seed (shop ferry-test.myshopify.com
 # in AUD, locations "Main warehouse" and "Sydney store", publication "Online Store"); tests also reset it
-# with POST /_emulator/reset. A warm start takes about a second.
+# with POST /_emulator/reset. Ids and order numbers carry on across resets and restarts (DIR/data/counters.json),
+# so data other peers keep from earlier runs never meets an id or order name twice. A warm start takes ~3 s.
 #
 # Safe to call concurrently: holds an exclusive flock on DIR/.lock, returns at once when the emulator
 # already answers on PORT (warning when it runs older sources than these).
@@ -17,6 +18,7 @@
 # Env (read at start; see server.mjs): SHOPIFY_ACCESS_TOKEN (default ferry-test-token), SHOPIFY_WEBHOOK_URL,
 #   SHOPIFY_WEBHOOK_SECRET (default ferry-test-shopify-secret), SHOPIFY_WEBHOOK_RETRY_SECONDS (default 20),
 #   SHOPIFY_BUCKET_MAX (default 2000), SHOPIFY_RESTORE_RATE (default 100), SHOPIFY_BULK_DELAY_MS (default 200),
+#   SHOPIFY_ORDER_NUMBER_START (first order number of a fresh DIR, default 1001),
 #   SHOPIFY_UP_TIMEOUT seconds to wait for startup (default 60).
 # Stop with scripts/peers/shopify/down.sh DIR.
 set -euo pipefail

@@ -8,15 +8,22 @@ const slug = s => String(s || '').toLowerCase().normalize('NFKD').replace(/[^a-z
 const userError = (field, message, code) => ({ field, message, code });
 
 export class Shop {
-  constructor({ currency = 'AUD', domain = 'ferry-test.myshopify.com', events = () => {} } = {}) {
+  // counters: {idBase, orderNumber, save(state)} — where numbering starts and how it is kept across restarts
+  // (see server.mjs): ids and order numbers are never reused, not after a reset nor after a restart of the
+  // same peer DIR, as Shopify never reuses them (a test peer shared with other peers' data must not hand
+  // out an order id or name twice).
+  constructor({ currency = 'AUD', domain = 'ferry-test.myshopify.com', events = () => {}, counters = {} } = {}) {
     this.currency = currency;
     this.domain = domain;
     this.events = events; // (topic, restPayload) → webhook delivery
+    this.idBase = counters.idBase || 0;
+    this.orderNumber = counters.orderNumber ?? 1000; // the last one used
+    this.saveCounters = counters.save || (() => {});
+    this.seq = {};
     this.reset();
   }
 
   reset() {
-    this.seq = {};
     this.byId = new Map();
     this.products = []; this.variants = []; this.inventoryItems = []; this.levels = new Map();
     this.byHandle = new Map(); this.bySku = new Map(); // indexes, kept by indexHandle / indexSku
@@ -24,23 +31,29 @@ export class Shop {
     this.fulfillmentOrders = []; this.fulfillments = []; this.collections = []; this.metafieldDefinitions = [];
     this.priceLists = []; this.catalogs = []; this.publications = []; this.bulkOperations = [];
     this.webhookSubscriptions = []; this.stagedUploads = new Map(); this.adjustmentGroups = [];
-    this.orderNumber = 1000;
     this.shop = { __typename: 'Shop', id: gid('Shop', 1), name: 'Ferry Test', currencyCode: this.currency,
       myshopifyDomain: this.domain, email: 'shop@ferry.test', contactEmail: 'shop@ferry.test', ianaTimezone: 'Australia/Sydney',
-      enabledPresentmentCurrencies: [this.currency], taxesIncluded: false };
+      enabledPresentmentCurrencies: [this.currency], taxesIncluded: false, orderNumberFormatPrefix: '#', orderNumberFormatSuffix: '' };
     this.byId.set(this.shop.id, this.shop);
+    // the seed keeps its first ids through resets (everything else is numbered on)
+    this.seedIds = this.seedIds || {};
+    const seeded = (type, key, fields) => {
+      const rec = this.add(type, fields, this.seedIds[key]);
+      this.seedIds[key] = rec.id;
+      return rec;
+    };
     for (const [name, city] of [['Main warehouse', 'Melbourne'], ['Sydney store', 'Sydney']]) {
-      this.locations.push(this.add('Location', { name, isActive: true, fulfillsOnlineOrders: true, shipsInventory: true,
+      this.locations.push(seeded('Location', name, { name, isActive: true, fulfillsOnlineOrders: true, shipsInventory: true,
         hasActiveInventory: true, activatable: false, deactivatable: true, deletable: false, addressVerified: true,
         isFulfillmentService: false, hasUnfulfilledOrders: false, suggestedAddresses: [],
         address: { __typename: 'LocationAddress', address1: '1 Test St', city, countryCode: 'AU', country: 'Australia', zip: '3000', provinceCode: city === 'Sydney' ? 'NSW' : 'VIC', formatted: [] } }));
     }
-    this.publications.push(this.add('Publication', { name: 'Online Store', autoPublish: false, supportsFuturePublishing: true }));
+    this.publications.push(seeded('Publication', 'Online Store', { name: 'Online Store', autoPublish: false, supportsFuturePublishing: true }));
   }
 
   // a new record of `type` with the next GID of that type
-  add(type, fields) {
-    const n = (this.seq[type] = (this.seq[type] || 0) + 1);
+  add(type, fields, id = null) {
+    const n = id ? Number(id.split('/').pop()) : this.idBase + (this.seq[type] = (this.seq[type] || 0) + 1);
     const at = now();
     const rec = { __typename: type, id: gid(type, n), legacyResourceId: String(n), createdAt: at, updatedAt: at, ...fields };
     this.byId.set(rec.id, rec);
@@ -571,8 +584,11 @@ export class Shop {
       } else fail('discount_code', 'needs amount or percentage');
     }
     const at = now();
+    if (body.name != null && (typeof body.name !== 'string' || !body.name.trim())) fail('name', 'must be a non-empty string');
+    if (body.name != null && this.orders.some(o => o.name === body.name)) fail('name', `an order named '${body.name}' exists already`);
     const number = ++this.orderNumber;
-    const order = this.add('Order', { name: '#' + number, number, email: body.email ?? null, phone: body.phone ?? null, currencyCode: currency,
+    this.saveCounters();
+    const order = this.add('Order', { name: body.name ?? '#' + number, number, email: body.email ?? null, phone: body.phone ?? null, currencyCode: currency,
       presentmentCurrencyCode: currency, taxesIncluded: included, processedAt: at, cancelledAt: null, cancelReason: null, closed: false, closedAt: null,
       note: body.note ?? null, tags: body.tags || [], confirmed: true, test: true, sourceName: 'web', financial: body.financial_status || 'paid',
       discountCodes: discount ? [discount.code] : [], discount, lineItemIds: [], transactions: [], refunds: [], fulfillmentOrderIds: [], fulfillmentIds: [] });
@@ -820,9 +836,13 @@ export class Shop {
       locations: this.locations.map(l => ({ id: l.id, name: l.name })),
       products: Object.fromEntries(this.products.map(p => [p.handle, { id: p.id, title: p.title, status: p.status, vendor: p.vendor, tags: p.tags, descriptionHtml: p.descriptionHtml, updatedAt: p.updatedAt,
         options: p.optionsData, collections: p.collectionIds, metafields: p.metafields.map(m => ({ namespace: m.namespace, key: m.key, type: m.type, value: m.value })), files: p.mediaData,
-        variants: p.variantIds.map(id => { const v = this.get(id); return { id: v.id, sku: v.sku, price: fmt(v.priceCents), compareAtPrice: v.compareAtPriceCents == null ? null : fmt(v.compareAtPriceCents), inventoryItemId: v.inventoryItemId, options: v.selectedOptions }; }) }])),
+        variants: p.variantIds.map(id => { const v = this.get(id); return { id: v.id, sku: v.sku, price: fmt(v.priceCents), compareAtPrice: v.compareAtPriceCents == null ? null : fmt(v.compareAtPriceCents), inventoryItemId: v.inventoryItemId, options: v.selectedOptions,
+          barcode: v.barcode, taxable: v.taxable, metafields: (v.metafields || []).map(m => ({ namespace: m.namespace, key: m.key, type: m.type, value: m.value })) }; }) }])),
       inventoryLevels: lv,
-      customers: this.customers.map(c => ({ id: c.id, email: c.email, firstName: c.firstName, lastName: c.lastName, tags: c.tags })),
+      customers: this.customers.map(c => ({ id: c.id, email: c.email, firstName: c.firstName, lastName: c.lastName, phone: c.phone, note: c.note, tags: c.tags,
+        taxExempt: c.taxExempt, addresses: c.addresses.map(a => ({ address1: a.address1, address2: a.address2, city: a.city, company: a.company, zip: a.zip,
+          countryCode: a.countryCodeV2, provinceCode: a.provinceCode, firstName: a.firstName, lastName: a.lastName, phone: a.phone })),
+        metafields: (c.metafields || []).map(m => ({ namespace: m.namespace, key: m.key, type: m.type, value: m.value })) })),
       companies: this.companies.map(c => ({ id: c.id, name: c.name, externalId: c.externalId, contacts: c.contactIds.map(id => this.get(id).customerId), locations: c.locationIds })),
       collections: this.collections.map(c => ({ id: c.id, title: c.title, handle: c.handle, products: c.productIds })),
       metafieldDefinitions: this.metafieldDefinitions.map(d => ({ id: d.id, ownerType: d.ownerType, namespace: d.namespace, key: d.key, type: d.typeName })),

@@ -4,6 +4,9 @@ import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { createHmac } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { start, seedProduct } from './helpers.mjs';
 
 const SECRET = 'ferry-test-shopify-secret';
@@ -59,7 +62,7 @@ test('an order with a percentage code, shipping and GST: tax per line rounded to
     lines: [{ sku: 'TEE-S', quantity: 2 }, { sku: 'CAP', quantity: 1 }], discount_code: { code: 'TENOFF', percentage: '10' },
     shipping: { title: 'Standard', price: '9.95' }, tax_rate: '0.10', shipping_address: { first_name: 'Ann', address1: '1 Main St', city: 'Melbourne', zip: '3000', country_code: 'AU' } });
   assert.match(placed.id, /^gid:\/\/shopify\/Order\/\d+$/);
-  assert.equal(placed.name, '#1001');
+  assert.match(placed.name, /^#\d{4,}$/);
   const o = (await t.data(ORDER, { id: placed.id })).order;
   // TEE 2 × 19.95 = 39.90, 10 % off 3.99 → 35.91, GST 3.591 → 3.59; CAP 33.33, 3.333 → 3.33 off → 30.00, GST 3.00;
   // shipping 9.95, GST 0.995 → 1.00. Subtotal 65.91, tax 7.59, total 65.91 + 9.95 + 7.59 = 83.45
@@ -243,4 +246,33 @@ test('orders by UPDATED_AT page by cursor position: an order updated between pag
   assert.deepEqual(seen, [ids[1], ids[2], ids[0]]);
   const bad = await t.gql(PAGE, { after: 'not-a-cursor' });
   assert.equal(bad.errors[0].extensions.code, 'BAD_REQUEST');
+});
+
+test('ids and order names are never handed out twice: not after a reset, not after a restart on the same data folder; a given name is kept', async () => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'shopify-counters-'));
+  const place = async e => { await seedProduct(e, 'tee', ['TEE-S']); return e.post('/_emulator/orders', { email: 'gi@example.test', lines: [{ sku: 'TEE-S', quantity: 1 }] }); };
+  const first = await start({ SHOPIFY_DATA_DIR: dataDir, SHOPIFY_ORDER_NUMBER_START: '5001' });
+  let a, b, c, named, locationId;
+  try {
+    a = await place(first);
+    assert.equal(a.name, '#5001');
+    locationId = (await first.state()).locations[0].id;
+    await first.post('/_emulator/reset');
+    b = await place(first);
+    assert.equal(b.name, '#5002');
+    assert.notEqual(b.id, a.id);
+    assert.equal((await first.state()).locations[0].id, locationId); // the seed keeps its ids
+  } finally { await first.close(); }
+  const second = await start({ SHOPIFY_DATA_DIR: dataDir, SHOPIFY_ORDER_NUMBER_START: '5001' });
+  try {
+    c = await place(second);
+    assert.equal(c.name, '#5003');
+    assert.ok(![a.id, b.id].includes(c.id));
+    named = await second.post('/_emulator/orders', { name: '#T-42', email: 'gi@example.test', lines: [{ sku: 'TEE-S', quantity: 1 }] });
+    assert.equal(named.name, '#T-42');
+    const again = await fetch(second.base + '/_emulator/orders', { method: 'POST', body: JSON.stringify({ name: '#T-42', lines: [{ sku: 'TEE-S', quantity: 1 }] }) });
+    assert.equal(again.status, 422);
+    assert.match((await again.json()).error, /order\.name: an order named '#T-42' exists already/);
+    assert.equal((await second.data('query O($q: String!) { orders(first: 5, query: $q) { nodes { id } } }', { q: "name:'#T-42'" })).orders.nodes[0].id, named.id);
+  } finally { await second.close(); }
 });
