@@ -33,19 +33,33 @@ pub fn shopify_dir() -> PathBuf {
 /// Starts (or finds running) the emulator; panics with the script's output when it cannot.
 pub fn shopify_up() -> String {
     static UP: OnceLock<String> = OnceLock::new();
+    UP.get_or_init(|| start(&shopify_dir(), shopify_port())).clone()
+}
+
+/// A second emulator of the tests' own (the port after the shared one's, its own directory) for tests
+/// that change the whole shop's state, e.g. drain the rate bucket, which would disturb tests running in
+/// parallel on the shared one.
+pub fn shopify_private_up() -> String {
+    static UP: OnceLock<String> = OnceLock::new();
     UP.get_or_init(|| {
-        let script = root().join("scripts/peers/shopify/up.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg(shopify_dir())
-            .arg(shopify_port().to_string())
-            .env("SHOPIFY_ACCESS_TOKEN", SHOPIFY_TOKEN)
-            .output()
-            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-        assert!(out.status.success(), "{} failed:\n{}{}", script.display(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        shopify_base()
+        let mut dir = shopify_dir().into_os_string();
+        dir.push("-private");
+        start(&PathBuf::from(dir), shopify_port() + 1)
     })
     .clone()
+}
+
+fn start(dir: &std::path::Path, port: u16) -> String {
+    let script = root().join("scripts/peers/shopify/up.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(dir)
+        .arg(port.to_string())
+        .env("SHOPIFY_ACCESS_TOKEN", SHOPIFY_TOKEN)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(out.status.success(), "{} failed:\n{}{}", script.display(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    format!("http://127.0.0.1:{port}")
 }
 
 /// Connector options for the emulator, `extra` merged in.
@@ -71,7 +85,12 @@ pub fn shopify_connection_toml(name: &str, extra: &str) -> String {
 
 /// A test control (`/_emulator/...`): POST `body`, or GET when `body` is null; the JSON answer.
 pub async fn emulator(path: &str, body: Value) -> Value {
-    let url = format!("{}{path}", shopify_up());
+    emulator_at(&shopify_up(), path, body).await
+}
+
+/// A test control of the emulator at `base`.
+pub async fn emulator_at(base: &str, path: &str, body: Value) -> Value {
+    let url = format!("{base}{path}");
     let http = reqwest::Client::new();
     let req = if body.is_null() { http.get(&url) } else { http.post(&url).json(&body) };
     let resp = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
