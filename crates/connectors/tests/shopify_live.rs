@@ -58,7 +58,7 @@ async fn product(shop: &Shopify, sku: &str, price: &str) {
 
 /// Orders read for `keys` (names or ids), by name.
 async fn read_orders(shop: &Shopify, keys: Vec<String>) -> Vec<ReadItem> {
-    let request = ReadRequest { stream: Some(Stream::Orders), checkpoint: None, keys: Some(keys), ..Default::default() };
+    let request = ReadRequest { stream: Some(Stream::Orders), checkpoint: None, keys: Some(keys) };
     shop.read(request).map(|r| r.unwrap()).collect().await
 }
 
@@ -239,7 +239,7 @@ async fn orders_are_read_reconciled_to_the_cent_with_cancellation_and_refunds() 
     assert_eq!(o.payments.iter().map(|p| p.amount).sum::<Decimal>(), o.totals.total, "paid in full");
 
     // Incremental: the order is read from a checkpoint before it, and the checkpoint moves to its update.
-    let request = ReadRequest { stream: Some(Stream::Orders), checkpoint: Some(json!({"updated_at": since.to_rfc3339()})), keys: None, ..Default::default() };
+    let request = ReadRequest { stream: Some(Stream::Orders), checkpoint: Some(json!({"updated_at": since.to_rfc3339()})), keys: None };
     let items: Vec<ReadItem> = shop.read(request).map(|r| r.unwrap()).collect().await;
     assert!(items.iter().any(|i| matches!(i, ReadItem::Record(r) if r.data["number"] == name.as_str())), "incremental read finds {name}");
     let checkpoint = items.iter().rev().find_map(|i| if let ReadItem::Checkpoint(c) = i { Some(c.clone()) } else { None }).expect("a checkpoint");
@@ -270,7 +270,7 @@ async fn a_full_read_is_one_bulk_operation_and_finds_the_same_orders() {
     product(&shop, &sku, "12.34").await;
     let placed = emulator("/_emulator/orders", json!({"email": format!("bulk-{u}@example.test"), "lines": [{"sku": sku, "quantity": 3}], "shipping": {"title": "Express", "price": "15"}})).await;
     let name = placed["name"].as_str().unwrap();
-    let request = ReadRequest { stream: Some(Stream::Orders), checkpoint: None, keys: None, ..Default::default() };
+    let request = ReadRequest { stream: Some(Stream::Orders), checkpoint: None, keys: None };
     let items: Vec<ReadItem> = shop.read(request).map(|r| r.unwrap()).collect().await;
     let found: Vec<&ReadItem> = items.iter().filter(|i| matches!(i, ReadItem::Record(r) if r.data["number"] == name)).collect();
     assert_eq!(found.len(), 1, "{name} once in the bulk result");

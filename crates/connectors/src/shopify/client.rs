@@ -418,6 +418,6 @@ mod tests {
         assert_eq!(e.len(), 1);
         let e = parse_errors(&json!({"errors": [{"message": "Field 'x' doesn't exist on type 'Shop'", "path": ["query Shop", "shop", "x"], "extensions": {"code": "undefinedField"}}]}));
         assert_eq!(e[0].to_string(), "undefinedField: Field 'x' doesn't exist on type 'Shop' (at query Shop.shop.x)");
-        assert!(CallError::Graphql { errors: e, data: Value::Null }.for_record(None).retryable == false);
+        assert!(!CallError::Graphql { errors: e, data: Value::Null }.for_record(None).retryable);
     }
 }

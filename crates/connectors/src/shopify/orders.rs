@@ -279,6 +279,9 @@ pub fn translate(o: &Value) -> ReadItem {
 
 type Bad = (String, String);
 
+/// A discount application: (allocated across the order?, canonical kind, code, title).
+type Application = (bool, &'static str, Option<String>, Option<String>);
+
 /// `{shopMoney {amount}}` → the amount (a decimal string in Shopify's answers).
 fn money(v: &Value, field: &str) -> Result<Decimal, Bad> {
     let amount = v.pointer("/shopMoney/amount").unwrap_or(&Value::Null);
@@ -313,7 +316,7 @@ fn taxes(v: &Value, field: &str) -> Result<Vec<Value>, Bad> {
     Ok(out)
 }
 
-fn nodes<'a>(v: &'a Value) -> impl Iterator<Item = &'a Value> {
+fn nodes(v: &Value) -> impl Iterator<Item = &Value> {
     v["nodes"].as_array().into_iter().flatten()
 }
 
@@ -373,8 +376,8 @@ fn canonical(o: &Value) -> Result<Value, Bad> {
     let placed_at = text(&o["processedAt"]).or_else(|| text(&o["createdAt"])).ok_or_else(|| ("placed_at".to_owned(), "no processedAt".to_owned()))?;
     let pit = o["taxesIncluded"] == json!(true);
 
-    // Discount applications by index: (allocated across the order?, kind, code, title).
-    let mut apps: BTreeMap<i64, (bool, &'static str, Option<String>, Option<String>)> = BTreeMap::new();
+    // Discount applications by index.
+    let mut apps: BTreeMap<i64, Application> = BTreeMap::new();
     for a in nodes(&o["discountApplications"]) {
         let index = a["index"].as_i64().unwrap_or(-1);
         let across = a["allocationMethod"].as_str() == Some("ACROSS") && a["targetType"].as_str() != Some("SHIPPING_LINE");

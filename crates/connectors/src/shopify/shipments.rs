@@ -106,7 +106,7 @@ async fn write_one(s: &Shopify, sh: &Shipment) -> Result<Result<(String, WriteAc
         }
         Err(e) => return Ok(Err(e.for_record(Some("number")))),
     }
-    if metafields(&order).get(&key).is_none() {
+    if !metafields(&order).contains_key(&key) {
         set_mark(s, &order_id, &key, &format!("pending@{stamp}")).await?;
     }
     let mut fulfillment = json!({"lineItemsByFulfillmentOrder": line_items, "notifyCustomer": s.options.notify_customer});
