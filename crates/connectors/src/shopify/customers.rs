@@ -20,7 +20,7 @@ pub(crate) async fn write(s: &Shopify, batch: Vec<WriteRecord>) -> Result<Vec<Wr
             outcomes.push(WriteOutcome::failed(r.key, RecordFailure::permanent(None, "not a customer record")));
             continue;
         };
-        let outcome = match write_one(s, &c, r.target_id.is_some()).await {
+        let outcome = match write_one(s, &c, r.target_id.as_deref()).await {
             Ok((id, action)) => WriteOutcome::ok(r.key, id, action),
             Err(Failed::Record(f)) => WriteOutcome::failed(r.key, f),
             Err(Failed::Call(e)) => return Err(e),
@@ -109,9 +109,19 @@ fn is_trade(s: &Shopify, c: &Customer) -> bool {
         && (s.options.trade_groups.is_empty() || c.group.as_ref().is_some_and(|g| s.options.trade_groups.iter().any(|t| t.eq_ignore_ascii_case(g))))
 }
 
-async fn write_one(s: &Shopify, c: &Customer, known: bool) -> Result<(String, WriteAction), Failed> {
+/// The customer to set: the one written before (its id, so a changed e-mail address updates it), else
+/// the one with this e-mail address (created when there is none).
+fn identifier(target_id: Option<&str>, input: &Value) -> Value {
+    match target_id.filter(|t| t.starts_with("gid://shopify/Customer/")) {
+        Some(id) => json!({"id": id}),
+        None => json!({"email": input["email"]}),
+    }
+}
+
+async fn write_one(s: &Shopify, c: &Customer, target_id: Option<&str>) -> Result<(String, WriteAction), Failed> {
     let input = customer_input(c).map_err(Failed::Record)?;
-    let data = s.client.call(doc::CUSTOMER_SET, json!({"identifier": {"email": input["email"]}, "input": input})).await.map_err(|e| Failed::Record(e.for_record(None)))?;
+    let known = target_id.is_some();
+    let data = s.client.call(doc::CUSTOMER_SET, json!({"identifier": identifier(target_id, &input), "input": input})).await.map_err(|e| Failed::Record(e.for_record(None)))?;
     let payload = &data["customerSet"];
     if let Some(f) = user_errors(payload) {
         return Err(Failed::Record(f));
@@ -208,6 +218,14 @@ mod tests {
         assert_eq!(input["addresses"][0], json!({"firstName": "Ann", "lastName": "Lee", "address1": "1 Main St", "address2": "Level 2, Suite 3", "city": "Sydney", "zip": "2000", "countryCode": "AU", "provinceCode": "NSW"}));
         let no_email = customer(json!({"code": "C-2"}));
         assert_eq!(customer_input(&no_email).unwrap_err().field.as_deref(), Some("email"));
+    }
+
+    #[test]
+    fn a_customer_written_before_is_set_by_id_so_a_new_email_updates_it() {
+        let input = json!({"email": "new@example.test"});
+        assert_eq!(identifier(Some("gid://shopify/Customer/7"), &input), json!({"id": "gid://shopify/Customer/7"}));
+        assert_eq!(identifier(None, &input), json!({"email": "new@example.test"}));
+        assert_eq!(identifier(Some("x"), &input), json!({"email": "new@example.test"}), "not a Shopify id (found by key elsewhere)");
     }
 
     #[test]
