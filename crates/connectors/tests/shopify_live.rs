@@ -268,6 +268,21 @@ async fn orders_are_read_reconciled_to_the_cent_with_cancellation_and_refunds() 
 }
 
 #[tokio::test]
+async fn an_order_with_more_lines_than_a_page_reads_is_read_whole() {
+    let shop = shopify(json!({"lines_per_order": 2}));
+    let u = uniq();
+    let skus: Vec<String> = (1..=5).map(|i| format!("LONG-{u}-{i}")).collect();
+    for (i, sku) in skus.iter().enumerate() {
+        product(&shop, sku, &format!("{}.25", i + 1)).await;
+    }
+    let lines: Vec<Value> = skus.iter().map(|s| json!({"sku": s, "quantity": 2})).collect();
+    let placed = emulator("/_emulator/orders", json!({"email": format!("long-{u}@example.test"), "lines": lines, "discount_code": {"code": "FIVE", "percentage": "5"}})).await;
+    let o = order_of(&read_orders(&shop, vec![placed["name"].as_str().unwrap().to_owned()]).await[0]);
+    assert_eq!(o.lines.iter().map(|l| l.sku.clone()).collect::<Vec<_>>(), skus, "all five lines, in order");
+    assert_eq!(o.totals.total, d(placed["totalPrice"].as_str().unwrap()));
+}
+
+#[tokio::test]
 async fn a_full_read_is_one_bulk_operation_and_finds_the_same_orders() {
     let shop = shopify(json!({}));
     let u = uniq();

@@ -70,6 +70,7 @@ pub mod doc {
         PRICE_LIST_PRICES = "PriceListPrices",
         TAGS_ADD = "TagsAdd",
         ORDERS = "Orders",
+        ORDER_LINES = "OrderLines",
         BULK_ORDERS = "BulkOrders",
         BULK_OPERATION_RUN_QUERY = "BulkOperationRunQuery",
         BULK_OPERATION = "BulkOperation",

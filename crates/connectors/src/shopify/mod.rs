@@ -83,8 +83,9 @@ pub struct Options {
     #[serde(default = "default_overlap")]
     pub overlap_seconds: i64,
     /// Orders per page. The requested (worst-case) cost of the Orders query is about 210 + 10 × lines
-    /// points per order, and Shopify refuses a single query above 1,000 points: 2 orders of up to 20
-    /// lines fit. (The actual cost, what the bucket is charged, is far lower for small orders.)
+    /// points per order, and Shopify refuses a single query above 1,000 points: 2 orders with 20 lines
+    /// each fit. (The actual cost, what the bucket is charged, is far lower for small orders.) An order
+    /// with more lines has the rest read 50 at a time.
     #[serde(default = "default_page_size")]
     pub page_size: usize,
     #[serde(default = "default_lines")]

@@ -95,6 +95,13 @@ pub(crate) fn read(s: &Shopify, request: ReadRequest) -> BoxStream<'_, Result<Re
             };
             let mut out = Vec::new();
             for o in data.pointer("/orders/nodes").and_then(Value::as_array).into_iter().flatten() {
+                let mut o = o.clone();
+                if let Err(e) = rest_of_lines(s, &mut o).await {
+                    st.done = true;
+                    out.push(Err(e));
+                    return Some((out, st));
+                }
+                let o = &o;
                 if let Some(u) = o["updatedAt"].as_str()
                     && st.latest.as_deref().is_none_or(|l| later(u, l))
                 {
@@ -120,11 +127,29 @@ pub(crate) fn read(s: &Shopify, request: ReadRequest) -> BoxStream<'_, Result<Re
     .boxed()
 }
 
+/// An order with more lines than the Orders query read per order: the rest, 50 a request.
+async fn rest_of_lines(s: &Shopify, o: &mut Value) -> Result<(), ConnectorError> {
+    let mut page = o.pointer("/lineItems/pageInfo").cloned().unwrap_or(Value::Null);
+    while page["hasNextPage"] == json!(true) {
+        let data = s.client.query(doc::ORDER_LINES, json!({"id": o["id"], "after": page["endCursor"]})).await?;
+        let more = data.pointer("/order/lineItems/nodes").and_then(Value::as_array).cloned().unwrap_or_default();
+        if let Some(nodes) = o.pointer_mut("/lineItems/nodes").and_then(Value::as_array_mut) {
+            nodes.extend(more);
+        }
+        page = data.pointer("/order/lineItems/pageInfo").cloned().unwrap_or(Value::Null);
+    }
+    if let Some(p) = o.pointer_mut("/lineItems/pageInfo") {
+        *p = json!({"hasNextPage": false});
+    }
+    Ok(())
+}
+
 /// Lists the Orders query bounds (to keep its cost under Shopify's 1,000 points) that an order fills:
-/// it may have more than was read, so it is not translated from a partial answer.
+/// it may have more than was read, so it is not translated from a partial answer. (Lines beyond the
+/// page are read by [`rest_of_lines`] first.)
 fn truncated(o: &Value, lines: usize) -> Option<(&'static str, String)> {
     if o.pointer("/lineItems/pageInfo/hasNextPage") == Some(&json!(true)) {
-        return Some(("lines", format!("has more than {lines} lines: raise `lines_per_order` (or read it in a full, bulk read)")));
+        return Some(("lines", format!("has more than the {lines} lines read")));
     }
     let full = |field: &str, limit: usize| o[field].as_array().is_some_and(|a| a.len() >= limit);
     if full("refunds", 5) {
