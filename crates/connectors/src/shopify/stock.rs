@@ -178,6 +178,65 @@ fn classify(errors: &[Value], n: usize) -> (HashMap<usize, RecordFailure>, Vec<u
 mod tests {
     use super::*;
 
+    /// A stand-in for Shopify answering each request with the next canned body (operation name checked),
+    /// recording the requests' variables: the compare-and-set retry without a race to arrange.
+    async fn canned(answers: Vec<(&'static str, Value)>) -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            for (operation, answer) in answers {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut buf = Vec::new();
+                let body = loop {
+                    let mut chunk = [0u8; 4096];
+                    let n = sock.read(&mut chunk).await.unwrap();
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let len = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap())).unwrap_or(0);
+                        if body.len() >= len {
+                            break body.to_owned();
+                        }
+                    }
+                };
+                let request: Value = serde_json::from_str(&body).unwrap();
+                assert_eq!(request["operationName"], operation, "{request}");
+                log.lock().unwrap().push(request["variables"].clone());
+                let mut answer = answer;
+                answer["extensions"] = json!({"cost": {"requestedQueryCost": 10, "actualQueryCost": 10, "throttleStatus": {"maximumAvailable": 2000.0, "currentlyAvailable": 1990.0, "restoreRate": 100.0}}});
+                let text = answer.to_string();
+                let reply = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}", text.len());
+                sock.write_all(reply.as_bytes()).await.unwrap();
+            }
+        });
+        (base, seen)
+    }
+
+    fn level(available: i64) -> Value {
+        json!({"data": {"nodes": [{"id": "gid://shopify/InventoryItem/1", "sku": "A", "inventoryLevel": {"id": "L1", "quantities": [{"name": "available", "quantity": available}]}}]}})
+    }
+
+    #[tokio::test]
+    async fn a_quantity_changed_under_the_set_is_read_again_and_set_against_the_new_figure() {
+        let stale = json!({"data": {"inventorySetQuantities": {"inventoryAdjustmentGroup": null, "userErrors": [
+            {"field": ["input", "quantities", "0", "changeFromQuantity"], "message": "The quantity changed", "code": "CHANGE_FROM_QUANTITY_STALE"}]}}});
+        let done = json!({"data": {"inventorySetQuantities": {"inventoryAdjustmentGroup": {"id": "g", "changes": []}, "userErrors": []}}});
+        let (base, seen) = canned(vec![("InventoryLevels", level(5)), ("InventorySetQuantities", stale), ("InventoryLevels", level(3)), ("InventorySetQuantities", done)]).await;
+        let options: super::super::Options = serde_json::from_value(json!({"shop": "x", "base_url": base, "access_token": "t"})).unwrap();
+        let s = Shopify::new(options, "shop").unwrap();
+        let levels = vec![Level { key: "A/WH".into(), sku: "A".into(), item: "gid://shopify/InventoryItem/1".into(), quantity: 12 }];
+        let out = set_levels(&s, "gid://shopify/Location/1", levels).await.unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].result.as_ref().unwrap().action, WriteAction::Updated, "{out:?}");
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[1]["input"]["quantities"][0]["changeFromQuantity"], 5);
+        assert_eq!(seen[3]["input"]["quantities"][0]["changeFromQuantity"], 3, "set against what the shop had after the sale");
+        assert_eq!(seen[3]["input"]["quantities"][0]["quantity"], 12);
+    }
+
     #[test]
     fn quantities_are_whole_units() {
         assert_eq!(whole(Decimal::new(50, 1)).unwrap(), 5);
