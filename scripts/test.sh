@@ -9,7 +9,7 @@
 # 3. stops the peers it started.
 #
 # Env: FERRY_PEERS_DIR (default target/peers), FERRY_SKIP_PEERS=1 to run only tests that need no peer,
-#      FERRY_TEST_{TRYTON,VENDURE,WEBHOOK,POSTGRES,MYSQL}_PORT to move the peers.
+#      FERRY_TEST_{TRYTON,VENDURE,WEBHOOK,POSTGRES,MYSQL,SHOPIFY}_PORT to move the peers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -22,6 +22,9 @@ started=()
 cleanup() {
     for peer in "${started[@]}"; do
         "scripts/peers/$peer/down.sh" "$FERRY_PEERS_DIR/$peer" >/dev/null 2>&1 || true
+        if [ "$peer" = shopify ]; then
+            scripts/peers/shopify/down.sh "$FERRY_PEERS_DIR/shopify-private" >/dev/null 2>&1 || true
+        fi
     done
 }
 trap cleanup EXIT
@@ -37,7 +40,10 @@ if [ "${FERRY_SKIP_PEERS:-0}" != 1 ]; then
     PG_PORT=${FERRY_TEST_POSTGRES_PORT:-5432}
     MY_PORT=${FERRY_TEST_MYSQL_PORT:-3306}
     SSHD_PORT=${FERRY_TEST_SSHD_PORT:-18302}
-    for spec in "tryton $TRYTON_PORT" "vendure $VENDURE_PORT" "postgres $PG_PORT" "mariadb $MY_PORT" "sshd $SSHD_PORT"; do
+    # The Shopify emulator (scripts/peers/shopify); the rate-budget test starts a second one of its own on
+    # the next port in $FERRY_PEERS_DIR/shopify-private (stopped below too).
+    SHOPIFY_PORT=${FERRY_TEST_SHOPIFY_PORT:-18400}
+    for spec in "tryton $TRYTON_PORT" "vendure $VENDURE_PORT" "postgres $PG_PORT" "mariadb $MY_PORT" "sshd $SSHD_PORT" "shopify $SHOPIFY_PORT"; do
         set -- $spec
         if [ -x "scripts/peers/$1/up.sh" ]; then
             echo "[test] starting $1 peer on 127.0.0.1:$2 (log: $FERRY_PEERS_DIR/$1-up.log)"

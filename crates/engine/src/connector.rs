@@ -13,6 +13,29 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// How a system signs its webhook deliveries (the secret is the connection's `webhook_secret`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookAuth {
+    /// `X-Ferry-Signature: sha256=<hex HMAC-SHA256 of the body>`, `X-Ferry-Timestamp`, `X-Ferry-Delivery`
+    /// (Ferry's Vendure plugin, any sender following Ferry's protocol).
+    #[default]
+    Ferry,
+    /// Shopify: `X-Shopify-Hmac-Sha256: <base64 HMAC-SHA256 of the body>` under the app's secret, the
+    /// delivery named by `X-Shopify-Webhook-Id` (the same id on every retry of one event).
+    Shopify,
+}
+
+impl WebhookAuth {
+    /// The header naming a delivery: a repeat of it within the dedup window starts no new job.
+    pub fn delivery_header(self) -> &'static str {
+        match self {
+            WebhookAuth::Ferry => "x-ferry-delivery",
+            WebhookAuth::Shopify => "x-shopify-webhook-id",
+        }
+    }
+}
+
 /// What a connector is and can do (`ferry describe`).
 #[derive(Clone, Debug, Serialize)]
 pub struct Description {
@@ -294,6 +317,12 @@ pub trait Connector: Send + Sync {
     fn webhook_signals(&self, body: &serde_json::Value) -> Vec<(Stream, Vec<String>)> {
         let _ = body;
         Vec::new()
+    }
+
+    /// How `ferry serve` authenticates this connection's webhook deliveries and which header names a
+    /// delivery (for deduplication). Ferry's own signature unless the system signs its own way.
+    fn webhook_auth(&self) -> WebhookAuth {
+        WebhookAuth::Ferry
     }
 
     /// Where this connection reads `stream` from, for messages (a file's path); `None` when there is no

@@ -31,7 +31,7 @@ pub use config::{Config, FlowConfig, OnMissing};
 pub use create_once::OrderPolicy;
 pub use connector::{
     BuildContext, CheckReport, Compaction, Connector, ConnectorError, ConnectorFactory, Description, ErrorKind, ReadItem, ReadMode,
-    ReadRequest, RecordFailure, Registry, RetireMode, SourceRecord, StreamCapability, WriteAction, WriteMode, WriteOutcome,
+    ReadRequest, RecordFailure, Registry, RetireMode, SourceRecord, StreamCapability, WebhookAuth, WriteAction, WriteMode, WriteOutcome,
     WriteRecord, Written, parse_options,
 };
 pub use mapping::{Mapping, MappingConfig, MappingError, Unmapped};

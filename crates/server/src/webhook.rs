@@ -5,6 +5,13 @@
 //! and `X-Ferry-Timestamp: <unix seconds>` within 5 minutes of now. (The timestamp is not part of the
 //! signed bytes in this protocol, so it bounds clock-skewed senders rather than replays; a replayed
 //! delivery can only cause a re-fetch of current state, which is idempotent.)
+//!
+//! A connector whose system signs its own way says so ([`ferry_engine::WebhookAuth`]): Shopify sends
+//! `X-Shopify-Hmac-Sha256: <base64 HMAC-SHA256 of the raw body>` under the app's secret (the connection's
+//! `webhook_secret`) and names each event by `X-Shopify-Webhook-Id` (the same on every retry), which is
+//! deduplicated like `X-Ferry-Delivery`. Shopify's headers carry no timestamp that bounds retries (it
+//! retries for hours with the same event), so there is no age check: a replay within the dedup window is
+//! a duplicate, and any replay only re-fetches current state.
 
 use crate::error::ApiError;
 use crate::{AppState, Server};
@@ -12,6 +19,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use ferry_engine::WebhookAuth;
 use ferry_engine::store::jobs::{JobKind, NewJob};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -59,6 +67,30 @@ pub fn verify(secret: &str, headers: &HeaderMap, body: &[u8], now: chrono::DateT
     Ok(())
 }
 
+/// Checks Shopify's `X-Shopify-Hmac-Sha256` (base64 of the HMAC-SHA256 of the raw body under `secret`).
+pub fn verify_shopify(secret: &str, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+    let given = headers
+        .get("x-shopify-hmac-sha256")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", "missing X-Shopify-Hmac-Sha256 header"))?;
+    use base64::Engine as _;
+    let given = base64::engine::general_purpose::STANDARD
+        .decode(given)
+        .map_err(|_| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", "X-Shopify-Hmac-Sha256 is not base64"))?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(body);
+    mac.verify_slice(&given).map_err(|_| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", "signature does not match the body"))
+}
+
+/// Verifies a delivery by the connection's scheme.
+pub fn verify_by(auth: WebhookAuth, secret: &str, headers: &HeaderMap, body: &[u8], now: chrono::DateTime<chrono::Utc>) -> Result<(), ApiError> {
+    match auth {
+        WebhookAuth::Ferry => verify(secret, headers, body, now),
+        WebhookAuth::Shopify => verify_shopify(secret, headers, body),
+    }
+}
+
 /// `POST /hooks/{connection}`: the config's own workspace (a server of several workspaces wants
 /// `/hooks/{workspace}/{connection}`).
 pub async fn receive_default(State(server): State<Arc<Server>>, Path(connection): Path<String>, headers: HeaderMap, body: Bytes) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
@@ -94,7 +126,11 @@ pub const DELIVERY_HEADER: &str = "x-ferry-delivery";
 async fn receive_in(state: &AppState, connection: String, headers: HeaderMap, body: Bytes) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let received_at = state.clock.now();
     let bytes = body.len();
-    let delivery = headers.get(DELIVERY_HEADER).and_then(|v| v.to_str().ok()).map(|v| v.trim().chars().take(200).collect::<String>());
+    let delivery = [DELIVERY_HEADER, WebhookAuth::Shopify.delivery_header()]
+        .iter()
+        .find_map(|h| headers.get(*h))
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().chars().take(200).collect::<String>());
     let known = state.workspace.config.connections.contains_key(&connection);
     let result = answer(state, connection.clone(), headers, body).await;
     if known {
@@ -155,14 +191,15 @@ async fn answer(state: &AppState, connection: String, headers: HeaderMap, body: 
             format!("connection {connection} has no webhook_secret (option or env {env})"),
         ));
     };
-    if let Err(e) = verify(secret.expose(), &headers, &body, state.clock.now()) {
+    let connector = state.workspace.connection(&connection).map_err(|e| ApiError::internal(e.to_string()))?;
+    let auth = connector.webhook_auth();
+    if let Err(e) = verify_by(auth, secret.expose(), &headers, &body, state.clock.now()) {
         state.metrics.webhook(&connection, "rejected");
         state.webhook_rejected(&connection, e.body.code);
         tracing::warn!(connection, code = e.body.code, reason = %e.body.message, bytes = body.len(), "webhook rejected; nothing enqueued");
         return Err(e);
     }
     let payload: serde_json::Value = serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("body is not JSON: {e}")))?;
-    let connector = state.workspace.connection(&connection).map_err(|e| ApiError::internal(e.to_string()))?;
     let description = connector.describe();
     if !description.webhooks {
         // Accepted (the sender did nothing wrong and should not retry) but there is nothing to re-fetch:
@@ -181,7 +218,7 @@ async fn answer(state: &AppState, connection: String, headers: HeaderMap, body: 
         ));
     }
     let now = state.clock.now();
-    let delivery = delivery_id(&headers)?;
+    let delivery = delivery_id(&headers, auth.delivery_header())?;
     if let Some(id) = &delivery {
         let window = chrono::Duration::from_std(state.settings.webhook_dedup_window).unwrap_or(chrono::Duration::MAX);
         let since = now.checked_sub_signed(window).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
@@ -218,12 +255,13 @@ async fn answer(state: &AppState, connection: String, headers: HeaderMap, body: 
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "jobs": jobs }))))
 }
 
-/// `X-Ferry-Delivery`, when sent: 1–200 visible ASCII characters.
-fn delivery_id(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(v) = headers.get(DELIVERY_HEADER) else { return Ok(None) };
+/// The delivery id (`X-Ferry-Delivery`, or the scheme's own header), when sent: 1–200 visible ASCII
+/// characters.
+fn delivery_id(headers: &HeaderMap, header: &str) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get(header) else { return Ok(None) };
     let id = v.to_str().map(str::trim).unwrap_or_default();
     if id.is_empty() || id.len() > 200 || !id.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(ApiError::invalid("X-Ferry-Delivery: 1 to 200 visible ASCII characters").field("X-Ferry-Delivery"));
+        return Err(ApiError::invalid(format!("{header}: 1 to 200 visible ASCII characters")).field(header.to_owned()));
     }
     Ok(Some(id.to_owned()))
 }
@@ -283,6 +321,39 @@ mod tests {
         assert_eq!(code(verify("s3cret", &headers(Some(&good), None), body, now)), "stale_timestamp");
         assert_eq!(code(verify("s3cret", &headers(Some(&good), Some(now.timestamp() - 301)), body, now)), "stale_timestamp");
         assert!(verify("s3cret", &headers(Some(&good), Some(now.timestamp() - 299)), body, now).is_ok());
+    }
+
+    /// Shopify's example: the header is base64(HMAC-SHA256(secret, raw body)).
+    fn shopify_sign(secret: &str, body: &[u8]) -> String {
+        use base64::Engine as _;
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(body);
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    }
+
+    #[test]
+    fn shopify_signatures_are_checked_on_the_raw_body() {
+        let now = chrono::Utc::now();
+        let body = br##"{"id":820982911946154508,"name":"#1001","order_number":1001,"line_items":[]}"##;
+        let mut h = HeaderMap::new();
+        h.insert("x-shopify-hmac-sha256", shopify_sign("shpss_secret", body).parse().unwrap());
+        h.insert("x-shopify-webhook-id", "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043".parse().unwrap());
+        assert!(verify_by(WebhookAuth::Shopify, "shpss_secret", &h, body, now).is_ok());
+        let code = |r: Result<(), ApiError>| r.unwrap_err().body.code;
+        assert_eq!(code(verify_by(WebhookAuth::Shopify, "other", &h, body, now)), "invalid_signature");
+        // the same JSON re-serialised is not the body that was signed
+        assert_eq!(code(verify_by(WebhookAuth::Shopify, "shpss_secret", &h, br#"{"id": 820982911946154508}"#, now)), "invalid_signature");
+        let mut bad = h.clone();
+        bad.insert("x-shopify-hmac-sha256", "not base64!".parse().unwrap());
+        assert_eq!(code(verify_by(WebhookAuth::Shopify, "shpss_secret", &bad, body, now)), "invalid_signature");
+        assert_eq!(code(verify_by(WebhookAuth::Shopify, "shpss_secret", &HeaderMap::new(), body, now)), "invalid_signature");
+        // a Ferry-signed delivery does not pass as Shopify's, nor the other way round
+        assert_eq!(code(verify_by(WebhookAuth::Ferry, "shpss_secret", &h, body, now)), "invalid_signature");
+        let ferry = headers(Some(&sign("shpss_secret", body)), Some(now.timestamp()));
+        assert_eq!(code(verify_by(WebhookAuth::Shopify, "shpss_secret", &ferry, body, now)), "invalid_signature");
+        // the delivery is named by X-Shopify-Webhook-Id
+        assert_eq!(delivery_id(&h, WebhookAuth::Shopify.delivery_header()).unwrap().as_deref(), Some("b54557e4-bdd9-4b37-8a5f-bf7d70bcd043"));
+        assert_eq!(delivery_id(&h, WebhookAuth::Ferry.delivery_header()).unwrap(), None);
     }
 
     #[test]
