@@ -14,7 +14,7 @@ const SEARCH = {
     inventory_item_id: numId(v.inventoryItemId) })[k],
   Customer: (s, c, k) => ({ null: [c.email, c.firstName, c.lastName], email: c.email, first_name: c.firstName, last_name: c.lastName, phone: c.phone, tag: c.tags,
     id: numId(c.id), updated_at: c.updatedAt, created_at: c.createdAt })[k],
-  Order: (s, o, k) => ({ null: [o.name, o.email], name: o.name, email: o.email, id: numId(o.id), updated_at: o.updatedAt, created_at: o.createdAt, processed_at: o.processedAt,
+  Order: (s, o, k) => ({ null: [o.name, o.email], name: [o.name, o.name.replace(/^#/, '')], email: o.email, id: numId(o.id), updated_at: o.updatedAt, created_at: o.createdAt, processed_at: o.processedAt,
     status: o.cancelledAt ? 'cancelled' : o.closed ? 'closed' : 'open', financial_status: o.financial, fulfillment_status: lower(s.fulfillmentStatus(o)),
     sku: o.lineItemIds.map(id => s.get(id).sku), tag: o.tags })[k],
   Collection: (s, c, k) => ({ null: [c.title, c.handle], title: c.title, handle: c.handle, id: numId(c.id), updated_at: c.updatedAt })[k],
