@@ -12,7 +12,7 @@ mod remote;
 #[cfg(any(feature = "csv", feature = "jsonl"))]
 mod sftp;
 
-#[cfg(any(feature = "tryton", feature = "vendure"))]
+#[cfg(any(feature = "tryton", feature = "vendure", feature = "medusa"))]
 pub mod retry;
 
 #[cfg(feature = "csv")]
@@ -23,6 +23,8 @@ pub mod jsonl;
 pub mod tryton;
 #[cfg(feature = "vendure")]
 pub mod vendure;
+#[cfg(feature = "medusa")]
+pub mod medusa;
 #[cfg(feature = "sql")]
 pub mod sql;
 #[cfg(feature = "api")]
@@ -41,6 +43,8 @@ pub fn registry() -> Registry {
     registry.register(Box::new(tryton::TrytonFactory));
     #[cfg(feature = "vendure")]
     registry.register(Box::new(vendure::VendureFactory));
+    #[cfg(feature = "medusa")]
+    registry.register(Box::new(medusa::MedusaFactory));
     #[cfg(feature = "sql")]
     registry.register(Box::new(sql::SqlFactory));
     registry
