@@ -91,9 +91,12 @@ fi
 
 # The Medusa CLI, with the environment the server and its commands share. No Redis: Medusa then uses
 # its in-memory modules. NODE_ENV stays development (production would want HTTPS session cookies).
+# The CLI's entry point proper: its `medusa` bin only adds ts-node (absent: the project is plain JS, and
+# it would log a stack trace on every command) and dotenv (no .env here) in front of it.
+MEDUSA_CLI="$DIR/node_modules/@medusajs/cli/dist/index.js"
 MEDUSA=(env -u REDIS_URL -u CACHE_REDIS_URL -u NODE_ENV MEDUSA_DISABLE_TELEMETRY=true DATABASE_URL="$DATABASE_URL"
   WEBHOOK_URL="${WEBHOOK_URL:-}" WEBHOOK_SECRET="${WEBHOOK_SECRET:-ferry-test-webhook-secret}"
-  WEBHOOK_RETRY_SECONDS="${WEBHOOK_RETRY_SECONDS:-20}" "$DIR/node_modules/.bin/medusa")
+  WEBHOOK_RETRY_SECONDS="${WEBHOOK_RETRY_SECONDS:-20}" node "$MEDUSA_CLI")
 
 if [ ! -f medusa.pid ]; then
   if curl -s -o /dev/null "$BASE/health"; then
@@ -101,7 +104,7 @@ if [ ! -f medusa.pid ]; then
   fi
 
   # ---- install ------------------------------------------------------------------------------------
-  if [ "$(cat install.stamp 2>/dev/null)" != "$INSTALL_STAMP" ] || [ ! -x node_modules/.bin/medusa ]; then
+  if [ "$(cat install.stamp 2>/dev/null)" != "$INSTALL_STAMP" ] || [ ! -f "$MEDUSA_CLI" ]; then
     t=$(date +%s%3N)
     cp "$HERE/package.json" "$HERE/package-lock.json" .
     log "npm ci @medusajs/medusa@$MEDUSA_VERSION (+ framework, cli; lock file pins the rest) ..."
