@@ -125,12 +125,17 @@ if [ ! -f medusa.pid ]; then
     log "created PostgreSQL database $PG_DB"
   fi
   (umask 077; printf '%s\n' "$DATABASE_URL" > database-url)   # for the next up.sh and down.sh --wipe
-  if [ "$(cat migrated 2>/dev/null)" != "$DB_STAMP" ]; then
+  # The database carries its own stamp too (a comment), so a fresh DIR on an already migrated database
+  # (a new checkout on the same machine) skips the migrations.
+  MIGRATED_COMMENT="ferry medusa peer: migrated by Medusa $MEDUSA_VERSION"
+  if [ "$(cat migrated 2>/dev/null)" != "$DB_STAMP" ] \
+     && [ "$(psql "$PG_BASE" -v ON_ERROR_STOP=1 -tAc "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = current_database()")" != "$MIGRATED_COMMENT" ]; then
     t=$(date +%s%3N)
     "${MEDUSA[@]}" db:migrate >migrate.log 2>&1 || { log "medusa db:migrate failed:"; tail -30 migrate.log >&2; exit 1; }
-    printf '%s\n' "$DB_STAMP" > migrated
+    psql "$PG_BASE" -v ON_ERROR_STOP=1 -qc "COMMENT ON DATABASE \"$PG_DB\" IS '$MIGRATED_COMMENT'" >/dev/null
     log "migrated $PG_DB in $(secs "$t")"
   fi
+  printf '%s\n' "$DB_STAMP" > migrated
   HAS_ADMIN=$(psql "$PG_BASE" -v ON_ERROR_STOP=1 -tAc "SELECT 1 FROM \"user\" WHERE email = '$ADMIN_EMAIL' AND deleted_at IS NULL")
   if [ "$HAS_ADMIN" != 1 ]; then
     t=$(date +%s%3N)
