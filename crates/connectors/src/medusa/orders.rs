@@ -1,6 +1,5 @@
 //! Orders: read incrementally (`updated_at` ≥ checkpoint − overlap, sorted by `updated_at`, paged by
-//! offset within a read) or by key (an `order_…` id, as webhooks name them, or a display id), as canonical
-//! Orders.
+//! offset within a read) or by key (the `order_…` id, as webhooks name them), as canonical Orders.
 //!
 //! Medusa 2 keeps amounts as decimals in major units; they convert exactly (from the JSON number's
 //! text). The canonical tax mode is the items' `is_tax_inclusive` (Medusa's price preference when the
@@ -10,7 +9,8 @@
 //! with `Record::parse` (totals reconcile to the cent, tax lines add up to the tax): one that does not
 //! becomes a `ReadItem::Invalid` naming the order and the field that disagrees, never a silent fix.
 //!
-//! The order number is Medusa's `display_id`; `custom.medusa_id` keeps the `order_…` id. Cancelled orders
+//! The order number is Medusa's order id (`order_…`: the Admin API filters orders by id, not by the
+//! shorter `display_id`, which `custom.medusa_display_id` keeps). Cancelled orders
 //! carry `canceled_at`; refunds (payments' refunds) come as canonical refunds with the amount as an
 //! adjustment (Medusa refunds an amount, not lines).
 
@@ -53,15 +53,7 @@ pub(crate) fn read(m: &Medusa, request: ReadRequest) -> BoxStream<'_, Result<Rea
             let take = m.options.page_size.clamp(1, 100);
             let mut query: Vec<(&str, String)> = vec![("fields", ORDER_FIELDS.into()), ("limit", take.to_string()), ("offset", st.offset.to_string()), ("order", "updated_at".into())];
             match &keys {
-                Some(k) => {
-                    for key in k {
-                        match key.parse::<u64>() {
-                            // display ids
-                            Ok(_) => query.push(("display_id[]", key.clone())),
-                            Err(_) => query.push(("id[]", key.clone())),
-                        }
-                    }
-                }
+                Some(k) => query.extend(k.iter().map(|key| ("id[]", key.clone()))),
                 None => {
                     if let Some(since) = &st.since {
                         query.push(("updated_at[$gte]", since.clone()));
@@ -104,10 +96,7 @@ pub(crate) fn read(m: &Medusa, request: ReadRequest) -> BoxStream<'_, Result<Rea
 /// One Medusa order (as `GET /admin/orders?fields=ORDER_FIELDS` answers it) → a canonical order record,
 /// or `Invalid` naming the order and field.
 pub fn translate(o: &Value) -> ReadItem {
-    let number = match &o["display_id"] {
-        Value::Number(n) => n.to_string(),
-        _ => o["id"].as_str().unwrap_or("?").to_owned(),
-    };
+    let number = o["id"].as_str().unwrap_or("?").to_owned();
     let position = format!("medusa order {number}");
     let invalid = |field: &str, message: String| ReadItem::Invalid { position: position.clone(), key: Some(number.clone()), raw: o.clone(), field: field.to_owned(), message };
     match canonical(o, &number) {
@@ -285,7 +274,7 @@ fn canonical(o: &Value, number: &str) -> Result<Value, Bad> {
         "cancelled_at": if cancelled { o["canceled_at"].clone() } else { Value::Null },
         "refunds": refunds,
         "updated_at": o["updated_at"],
-        "custom": {"medusa_id": o["id"], "medusa_status": o["status"]},
+        "custom": {"medusa_display_id": o["display_id"], "medusa_status": o["status"]},
     });
     strip_nulls(&mut value);
     Ok(value)

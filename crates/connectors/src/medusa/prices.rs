@@ -23,6 +23,10 @@ use rust_decimal::prelude::ToPrimitive;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 
+/// A price list with its prices; `prices.price_set.variant.id` is what makes Medusa answer each price's
+/// `variant_id` (`*prices` alone leaves it out).
+const PRICE_LIST_FIELDS: &str = "id,title,status,prices.id,prices.amount,prices.currency_code,prices.min_quantity,prices.max_quantity,prices.price_set.variant.id";
+
 struct Entry {
     key: String,
     variant_id: String,
@@ -206,7 +210,7 @@ async fn price_lists(m: &Medusa) -> Result<HashMap<String, Value>, ConnectorErro
     loop {
         let data = m
             .rest
-            .get("/admin/price-lists", &[("q", "ferry:".into()), ("fields", "id,title,status,*prices".into()), ("limit", "100".into()), ("offset", offset.to_string())])
+            .get("/admin/price-lists", &[("q", "ferry:".into()), ("fields", PRICE_LIST_FIELDS.into()), ("limit", "100".into()), ("offset", offset.to_string())])
             .await?;
         let page = data["price_lists"].as_array().cloned().unwrap_or_default();
         for l in &page {
@@ -252,7 +256,7 @@ pub(crate) async fn retire(m: &Medusa, items: Vec<(String, String)>) -> Result<V
     for (list, rows) in by_list {
         let ids: Vec<&String> = rows.iter().map(|(_, p)| p).collect();
         match m.rest.post(&format!("/admin/price-lists/{list}/prices/batch"), &json!({"delete": ids})).await {
-            Ok(_) => outcomes.extend(rows.into_iter().map(|(k, p)| WriteOutcome::ok(k, format!("{list}/{p}"), WriteAction::Deleted))),
+            Ok(_) => outcomes.extend(rows.into_iter().map(|(k, p)| WriteOutcome::ok(k, format!("{list}/{p}"), WriteAction::Retired))),
             Err(CallError::Connector(e)) => return Err(e),
             Err(e) => outcomes.extend(rows.into_iter().map(|(k, _)| WriteOutcome::failed(k, e.for_record(None)))),
         }

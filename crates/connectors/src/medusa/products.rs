@@ -284,10 +284,9 @@ pub(crate) async fn write(m: &Medusa, batch: Vec<WriteRecord>) -> Result<Vec<Wri
     Ok(outcomes)
 }
 
-/// Retires products by variant: `Deactivate` sets the product to `draft` (unpublished, kept) once none
-/// of its variants is wanted any more is not knowable here, so the variant's whole product goes to draft
-/// only when every variant of it is retired in this call; otherwise the variant alone is deleted.
-/// `Delete` deletes the variant (and the product when it was its last variant).
+/// Retires products by SKU. When every variant of a product is retired in this call, `Deactivate` sets
+/// the product to `draft` (unpublished, kept) and `Delete` deletes it; a variant retired while others of
+/// its product stay is deleted (Medusa has no unpublished variant).
 pub(crate) async fn retire(m: &Medusa, items: Vec<(String, String)>, mode: RetireMode) -> Result<Vec<WriteOutcome>, ConnectorError> {
     let mut outcomes = Vec::new();
     let skus: Vec<String> = items.iter().map(|(k, _)| k.clone()).collect();
@@ -312,19 +311,19 @@ pub(crate) async fn retire(m: &Medusa, items: Vec<(String, String)>, mode: Retir
         let result = match (mode, all_retired) {
             (RetireMode::Deactivate, true) => {
                 if handled_products.insert(pid.clone()) && product.is_some_and(|p| p["status"] != "draft") {
-                    m.rest.post(&format!("/admin/products/{pid}"), &json!({"status": "draft"})).await.map(|_| WriteAction::Updated)
+                    m.rest.post(&format!("/admin/products/{pid}"), &json!({"status": "draft"})).await.map(|_| WriteAction::Retired)
                 } else {
-                    Ok(WriteAction::Unchanged)
+                    Ok(WriteAction::Retired)
                 }
             }
             (RetireMode::Delete, true) => {
                 if handled_products.insert(pid.clone()) {
-                    m.rest.delete(&format!("/admin/products/{pid}")).await.map(|_| WriteAction::Deleted)
+                    m.rest.delete(&format!("/admin/products/{pid}")).await.map(|_| WriteAction::Retired)
                 } else {
-                    Ok(WriteAction::Deleted)
+                    Ok(WriteAction::Retired)
                 }
             }
-            (_, false) => m.rest.delete(&format!("/admin/products/{pid}/variants/{vid}")).await.map(|_| WriteAction::Deleted),
+            (_, false) => m.rest.delete(&format!("/admin/products/{pid}/variants/{vid}")).await.map(|_| WriteAction::Retired),
         };
         outcomes.push(match result {
             Ok(action) => WriteOutcome::ok(key, vid, action),
@@ -432,24 +431,28 @@ fn options_of(p: &Product) -> BTreeMap<String, String> {
     if p.options.is_empty() { BTreeMap::from([(DEFAULT_OPTION.0.to_owned(), DEFAULT_OPTION.1.to_owned())]) } else { p.options.clone() }
 }
 
-/// Adds missing options and option values to an existing product.
+/// Adds missing options and option values to an existing product, in one
+/// `POST /admin/products/{id}/options/batch` (`add` new options with their values, `update` existing
+/// ones with the values they lack); nothing when every option and value is there.
 async fn ensure_options(m: &Medusa, pid: &str, product: &Value, wanted: &BTreeMap<String, BTreeSet<String>>) -> Result<(), CallError> {
+    let (mut add, mut update) = (Vec::new(), Vec::new());
     for (title, values) in wanted {
-        let existing = product["options"].as_array().into_iter().flatten().find(|o| o["title"].as_str() == Some(title.as_str()));
-        match existing {
-            None => {
-                m.rest.post(&format!("/admin/products/{pid}/options"), &json!({"title": title, "values": values})).await?;
-            }
+        match product["options"].as_array().into_iter().flatten().find(|o| o["title"].as_str() == Some(title.as_str())) {
+            None => add.push(json!({"title": title, "values": values})),
             Some(o) => {
                 let have: BTreeSet<String> = o["values"].as_array().into_iter().flatten().filter_map(|v| v["value"].as_str().map(str::to_owned)).collect();
-                if !values.is_subset(&have) {
-                    let all: BTreeSet<String> = have.union(values).cloned().collect();
-                    let oid = o["id"].as_str().unwrap_or_default();
-                    m.rest.post(&format!("/admin/products/{pid}/options/{oid}"), &json!({"values": all})).await?;
+                // (a string would be an existing value's id; `{value}` is a new value)
+                let missing: Vec<Value> = values.difference(&have).map(|v| json!({"value": v})).collect();
+                if !missing.is_empty() {
+                    update.push(json!({"product_option_id": o["id"], "add": missing}));
                 }
             }
         }
     }
+    if add.is_empty() && update.is_empty() {
+        return Ok(());
+    }
+    m.rest.post(&format!("/admin/products/{pid}/options/batch"), &json!({"add": add, "update": update})).await?;
     Ok(())
 }
 

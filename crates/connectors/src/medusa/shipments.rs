@@ -1,6 +1,6 @@
 //! Shipments → Medusa fulfilments with tracking, exactly once.
 //!
-//! The order is found by its number (Medusa's `display_id`, or an `order_…` id). Its fulfilments are
+//! The order is found by its number (Medusa's `order_…` id). Its fulfilments are
 //! read first: the one whose `metadata.ferry_shipment` is the shipment number (and not cancelled) is the
 //! shipment, already written — marked shipped if it is not yet, otherwise `Unchanged`. Only when there
 //! is none is a fulfilment created (`POST /admin/orders/{id}/fulfillments`, the shipment number in its
@@ -37,8 +37,7 @@ pub(crate) async fn write(m: &Medusa, batch: Vec<WriteRecord>) -> Result<Vec<Wri
 }
 
 pub(crate) async fn order_by_number(m: &Medusa, number: &str, fields: &str) -> Result<Option<Value>, ConnectorError> {
-    let filter = if number.parse::<u64>().is_ok() { "display_id[]" } else { "id[]" };
-    let data = m.rest.get("/admin/orders", &[(filter, number.to_owned()), ("fields", fields.to_owned()), ("limit", "1".into())]).await?;
+    let data = m.rest.get("/admin/orders", &[("id[]", number.to_owned()), ("fields", fields.to_owned()), ("limit", "1".into())]).await?;
     Ok(data["orders"].as_array().and_then(|l| l.first()).cloned())
 }
 
