@@ -276,11 +276,13 @@ async fn an_order_placed_in_the_store_is_read_reconciled_to_the_cent_and_shipped
     assert_eq!(order.lines[0].sku, sku);
     assert_eq!((order.lines[0].quantity, order.lines[0].unit_price), (d("2"), d("25")));
     assert!(!order.prices_include_tax);
-    // 2 × 25.00 + shipping 9.95, GST 10 %: Medusa does not round (tax 5.995, total 65.945).
+    // 2 × 25.00 + shipping 9.95, GST 10 %: Medusa does not round (tax 5.995, total 65.945); the
+    // canonical order carries them to the cent.
     assert_eq!(order.totals.subtotal, d("50"));
     assert_eq!(order.totals.shipping, d("9.95"));
-    assert_eq!(order.totals.tax, d("5.995"));
-    assert_eq!(order.totals.total, d("65.945"));
+    assert_eq!(order.totals.tax, d("6.00"));
+    assert_eq!(order.totals.total, d("65.95"));
+    assert_eq!(order.custom["medusa_total"], "65.945");
     assert!(order.reconcile().is_empty());
 
     // An incremental read from before the order finds it too, and leaves a checkpoint.

@@ -172,6 +172,8 @@ pub struct Medusa {
     /// Caches of ids that rarely change: categories by handle, customer groups by name.
     pub(crate) categories: Mutex<HashMap<String, String>>,
     pub(crate) customer_groups: Mutex<HashMap<String, String>>,
+    /// Customer code (`metadata.ferry_code`) → Medusa customer id, for customer-specific prices.
+    pub(crate) customer_codes: Mutex<HashMap<String, String>>,
 }
 
 impl Medusa {
@@ -202,6 +204,7 @@ impl Medusa {
             stock_locations: OnceCell::new(),
             categories: Mutex::new(HashMap::new()),
             customer_groups: Mutex::new(HashMap::new()),
+            customer_codes: Mutex::new(HashMap::new()),
         })
     }
 

@@ -5,7 +5,9 @@
 //! text). The canonical tax mode is the items' `is_tax_inclusive` (Medusa's price preference when the
 //! order was placed). Promotions are adjustments on the items and shipping methods, in the item's tax
 //! mode: line discount = Σ adjustments, line total = quantity × unit price − discount; shipping = amount −
-//! its adjustments; tax = the order's `tax_total`; total = the order's `total`. Every order is validated
+//! its adjustments; tax = the order's `tax_total`; total = the order's `total`. Medusa does not round to
+//! the cent: tax, total and payments are rounded half away from zero (what a payment provider charges),
+//! lines keep the exact amounts, `custom.medusa_total` the unrounded total. Every order is validated
 //! with `Record::parse` (totals reconcile to the cent, tax lines add up to the tax): one that does not
 //! becomes a `ReadItem::Invalid` naming the order and the field that disagrees, never a silent fix.
 //!
@@ -193,6 +195,12 @@ fn canonical(o: &Value, number: &str) -> Result<Value, Bad> {
     }
     let sum = |list: &[Value], k: &str| list.iter().map(|x| x[k].as_str().and_then(|s| s.parse::<Decimal>().ok()).unwrap_or_default()).sum::<Decimal>();
     let coupons: Vec<String> = o["promotions"].as_array().into_iter().flatten().filter_map(|p| p["code"].as_str().map(str::to_owned)).collect();
+    // Medusa 2 does not round to the cent (GST on 9.95 shipping is 0.995): the order's tax, total and
+    // payments are rounded half away from zero, as a payment provider charges them; lines keep Medusa's
+    // exact amounts (their tax adds up to the rounded tax to the cent); custom.medusa_total keeps the rest.
+    let cents = |x: Decimal| x.round_dp_with_strategy(c.minor_units(), rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+    let exact_total = amount(&o["total"], "totals.total")?;
+    let total = cents(exact_total);
     let mut payments = Vec::new();
     let mut refunds = Vec::new();
     for (i, pc) in o["payment_collections"].as_array().into_iter().flatten().enumerate() {
@@ -202,12 +210,12 @@ fn canonical(o: &Value, number: &str) -> Result<Value, Bad> {
             }
             payments.push(json!({
                 "method": p["provider_id"].as_str().unwrap_or("payment"),
-                "amount": amount(&p["amount"], &format!("payments[{i}].amount"))?.to_string(),
+                "amount": cents(amount(&p["amount"], &format!("payments[{i}].amount"))?).to_string(),
                 "reference": p["id"],
                 "status": if p["captured_at"].is_string() { "captured" } else { "authorized" },
             }));
             for r in p["refunds"].as_array().into_iter().flatten() {
-                let total = amount(&r["amount"], &format!("refunds[{}].total", refunds.len()))?;
+                let total = cents(amount(&r["amount"], &format!("refunds[{}].total", refunds.len()))?);
                 // Medusa refunds an amount: tax-free adjustment (its share of tax is not known).
                 refunds.push(json!({
                     "id": r["id"],
@@ -221,7 +229,6 @@ fn canonical(o: &Value, number: &str) -> Result<Value, Bad> {
             }
         }
     }
-    let total = amount(&o["total"], "totals.total")?;
     let refunded: Decimal = refunds.iter().map(|r| r["total"].as_str().and_then(|s| s.parse::<Decimal>().ok()).unwrap_or_default()).sum();
     let cancelled = o["status"] == "canceled" || o["canceled_at"].is_string();
     let status = if cancelled {
@@ -262,7 +269,7 @@ fn canonical(o: &Value, number: &str) -> Result<Value, Bad> {
             "subtotal": sum(&lines, "total").to_string(),
             "shipping": sum(&shipping, "amount").to_string(),
             "discount": "0",
-            "tax": amount(&o["tax_total"], "totals.tax")?.to_string(),
+            "tax": cents(amount(&o["tax_total"], "totals.tax")?).to_string(),
             "total": total.to_string(),
         },
         "lines": lines,
@@ -274,7 +281,7 @@ fn canonical(o: &Value, number: &str) -> Result<Value, Bad> {
         "cancelled_at": if cancelled { o["canceled_at"].clone() } else { Value::Null },
         "refunds": refunds,
         "updated_at": o["updated_at"],
-        "custom": {"medusa_display_id": o["display_id"], "medusa_status": o["status"]},
+        "custom": {"medusa_display_id": o["display_id"], "medusa_status": o["status"], "medusa_total": exact_total.to_string()},
     });
     strip_nulls(&mut value);
     Ok(value)
@@ -356,9 +363,11 @@ mod tests {
         assert_eq!(l.taxes[0].amount, d("5"));
         assert_eq!(o.shipping[0].amount, d("9.95"));
         assert_eq!(o.shipping[0].taxes[0].amount, d("0.995"));
-        assert_eq!((o.totals.subtotal, o.totals.shipping, o.totals.tax, o.totals.total), (d("50"), d("9.95"), d("5.995"), d("65.945")));
+        // Medusa's 5.995 and 65.945 to the cent (half away from zero); the exact total stays in custom.
+        assert_eq!((o.totals.subtotal, o.totals.shipping, o.totals.tax, o.totals.total), (d("50"), d("9.95"), d("6.00"), d("65.95")));
+        assert_eq!(o.custom["medusa_total"], "65.945");
         assert_eq!(o.payments.len(), 1);
-        assert_eq!(o.payments[0].amount, d("65.945"));
+        assert_eq!(o.payments[0].amount, d("65.95"));
         assert_eq!(o.payments[0].status.as_deref(), Some("authorized"));
         let ship_to = o.shipping_address.as_ref().unwrap();
         assert_eq!(ship_to.country.as_deref(), Some("AU"));
@@ -378,7 +387,7 @@ mod tests {
         let o = order(translate(&raw));
         assert_eq!((o.lines[0].discount, o.lines[0].total), (d("5"), d("45")));
         assert_eq!(o.coupons, ["SAVE5"]);
-        assert_eq!(o.totals.total, d("60.445"));
+        assert_eq!(o.totals.total, d("60.45"));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! `all` or `group:<name>`; a validity window adds `:<from>..<to>`, as Medusa keeps validity on the
 //! list), of type `override` (the list price replaces the variant's price, not only when lower), status
 //! `active`, and for a customer-group scope the rule `customer.groups.id = [<group id>]` (the group is
-//! created when missing). Customer-specific prices have no Medusa rule and fail naming `applies_to`.
+//! created when missing). A customer's own prices (`applies_to = customer(C)`) use a group
+//! `customer:C` holding just that customer (found by `metadata.ferry_code`).
 //!
 //! Quantity breaks: the prices of one variant in one list get `min_quantity` from the entry and
 //! `max_quantity` = the next break's minimum − 1 (the last break open), so exactly one row applies to any
@@ -64,14 +65,23 @@ pub(crate) async fn write(m: &Medusa, batch: Vec<WriteRecord>) -> Result<Vec<Wri
             let group = match &p.applies_to {
                 PriceScope::All => None,
                 PriceScope::CustomerGroup(g) => Some(g.clone()),
-                PriceScope::Customer(c) => {
-                    return Err(RecordFailure::permanent(Some("applies_to".into()), format!("prices for one customer ({c}) have no Medusa price-list rule: give the customer a group")));
-                }
+                PriceScope::Customer(c) => Some(format!("customer:{c}")),
             };
-            Ok((Entry { key: key.clone(), variant_id: variant["id"].as_str().unwrap_or_default().to_owned(), min, amount }, group))
+            let scope_customer = match &p.applies_to {
+                PriceScope::Customer(c) => Some(c.clone()),
+                _ => None,
+            };
+            Ok((Entry { key: key.clone(), variant_id: variant["id"].as_str().unwrap_or_default().to_owned(), min, amount }, group, scope_customer))
         })();
         match prepared {
-            Ok((entry, group)) => {
+            Ok((entry, group, scope_customer)) => {
+                if let Some(code) = scope_customer {
+                    // A customer's own prices: a group `customer:<code>` holding just that customer.
+                    if let Err(f) = single_customer_group(m, &code).await {
+                        outcomes.push(WriteOutcome::failed(key, f));
+                        continue;
+                    }
+                }
                 let validity = (p.valid_from.map(|d| d.to_string()), p.valid_to.map(|d| d.to_string()));
                 let title = list_title(&p.price_list, group.as_deref(), &validity);
                 lists.entry(title).or_insert_with(|| (group, validity, Vec::new())).2.push(entry);
@@ -140,6 +150,25 @@ pub(crate) async fn write(m: &Medusa, batch: Vec<WriteRecord>) -> Result<Vec<Wri
         }
     }
     Ok(outcomes)
+}
+
+/// Makes sure the group `customer:<code>` exists and holds the customer whose `metadata.ferry_code` is
+/// `code` (Medusa cannot filter customers by metadata: they are paged through once and cached).
+async fn single_customer_group(m: &Medusa, code: &str) -> Result<(), RecordFailure> {
+    let as_failure = |e: CallError| RecordFailure { field: Some("applies_to".into()), ..e.for_record(None) };
+    let id = match super::customers::customer_id_by_code(m, code).await.map_err(|e| as_failure(CallError::Connector(e)))? {
+        Some(id) => id,
+        None => {
+            return Err(RecordFailure { field: Some("applies_to".into()), message: format!("no Medusa customer with code {code:?} (write the customer first)"), retryable: true });
+        }
+    };
+    let gid = customer_group(m, &format!("customer:{code}")).await.map_err(as_failure)?;
+    let members = m.rest.get(&format!("/admin/customer-groups/{gid}"), &[("fields", "id,customers.id".into())]).await.map_err(|e| as_failure(CallError::Connector(e)))?;
+    let inside = members["customer_group"]["customers"].as_array().into_iter().flatten().any(|c| c["id"].as_str() == Some(id.as_str()));
+    if !inside {
+        m.rest.post(&format!("/admin/customer-groups/{gid}/customers"), &json!({"add": [id]})).await.map_err(as_failure)?;
+    }
+    Ok(())
 }
 
 fn list_title(price_list: &str, group: Option<&str>, validity: &(Option<String>, Option<String>)) -> String {
