@@ -202,6 +202,32 @@ pub(crate) async fn customer_group(m: &Medusa, name: &str) -> Result<String, Cal
     Ok(id)
 }
 
+/// The Medusa id of the customer whose `metadata.ferry_code` is `code`. Medusa cannot filter on metadata,
+/// so the customers are paged through (ids and metadata only) and kept; a code not seen reloads once.
+pub(crate) async fn customer_id_by_code(m: &Medusa, code: &str) -> Result<Option<String>, ConnectorError> {
+    if let Some(id) = m.customer_codes.lock().await.get(code) {
+        return Ok(Some(id.clone()));
+    }
+    let mut all = HashMap::new();
+    let mut offset = 0usize;
+    loop {
+        let page = m.rest.get("/admin/customers", &[("fields", "id,metadata".into()), ("limit", "500".into()), ("offset", offset.to_string())]).await?;
+        let list = page["customers"].as_array().cloned().unwrap_or_default();
+        for c in &list {
+            if let (Some(code), Some(id)) = (c["metadata"]["ferry_code"].as_str(), c["id"].as_str()) {
+                all.insert(code.to_owned(), id.to_owned());
+            }
+        }
+        offset += list.len();
+        if list.len() < 500 {
+            break;
+        }
+    }
+    let found = all.get(code).cloned();
+    *m.customer_codes.lock().await = all;
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,30 +258,4 @@ mod tests {
         assert!(!address_same(&moved, &input));
         assert_eq!(customer_input(&c)["email"], "a@x.test");
     }
-}
-
-/// The Medusa id of the customer whose `metadata.ferry_code` is `code`. Medusa cannot filter on metadata,
-/// so the customers are paged through (ids and metadata only) and kept; a code not seen reloads once.
-pub(crate) async fn customer_id_by_code(m: &Medusa, code: &str) -> Result<Option<String>, ConnectorError> {
-    if let Some(id) = m.customer_codes.lock().await.get(code) {
-        return Ok(Some(id.clone()));
-    }
-    let mut all = HashMap::new();
-    let mut offset = 0usize;
-    loop {
-        let page = m.rest.get("/admin/customers", &[("fields", "id,metadata".into()), ("limit", "500".into()), ("offset", offset.to_string())]).await?;
-        let list = page["customers"].as_array().cloned().unwrap_or_default();
-        for c in &list {
-            if let (Some(code), Some(id)) = (c["metadata"]["ferry_code"].as_str(), c["id"].as_str()) {
-                all.insert(code.to_owned(), id.to_owned());
-            }
-        }
-        offset += list.len();
-        if list.len() < 500 {
-            break;
-        }
-    }
-    let found = all.get(code).cloned();
-    *m.customer_codes.lock().await = all;
-    Ok(found)
 }

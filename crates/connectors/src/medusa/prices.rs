@@ -28,6 +28,9 @@ use std::collections::{BTreeMap, HashMap};
 /// `variant_id` (`*prices` alone leaves it out).
 const PRICE_LIST_FIELDS: &str = "id,title,status,prices.id,prices.amount,prices.currency_code,prices.min_quantity,prices.max_quantity,prices.price_set.variant.id";
 
+/// A price list's validity window: first and last day (ISO dates), either open.
+type Validity = (Option<String>, Option<String>);
+
 struct Entry {
     key: String,
     variant_id: String,
@@ -53,7 +56,7 @@ pub(crate) async fn write(m: &Medusa, batch: Vec<WriteRecord>) -> Result<Vec<Wri
     let skus: Vec<String> = entries.iter().map(|(_, p)| p.sku.clone()).collect();
     let variants = m.variants_by_sku(&skus, "").await?;
     // list title → (scope rule group name, validity, entries)
-    let mut lists: BTreeMap<String, (Option<String>, (Option<String>, Option<String>), Vec<Entry>)> = BTreeMap::new();
+    let mut lists: BTreeMap<String, (Option<String>, Validity, Vec<Entry>)> = BTreeMap::new();
     for (key, p) in entries {
         let prepared = (|| {
             let variant = variants.get(&p.sku).ok_or_else(|| RecordFailure { field: Some("sku".into()), message: format!("no Medusa variant with SKU {:?} (write the product first)", p.sku), retryable: true })?;
@@ -171,7 +174,7 @@ async fn single_customer_group(m: &Medusa, code: &str) -> Result<(), RecordFailu
     Ok(())
 }
 
-fn list_title(price_list: &str, group: Option<&str>, validity: &(Option<String>, Option<String>)) -> String {
+fn list_title(price_list: &str, group: Option<&str>, validity: &Validity) -> String {
     let scope = match group {
         Some(g) => format!("group:{g}"),
         None => "all".into(),
@@ -254,7 +257,7 @@ async fn price_lists(m: &Medusa) -> Result<HashMap<String, Value>, ConnectorErro
     }
 }
 
-async fn create_list(m: &Medusa, title: &str, group: Option<&str>, validity: &(Option<String>, Option<String>)) -> Result<Value, CallError> {
+async fn create_list(m: &Medusa, title: &str, group: Option<&str>, validity: &Validity) -> Result<Value, CallError> {
     let mut body = json!({"title": title, "description": "Written by Ferry", "type": "override", "status": "active"});
     if let Some(g) = group {
         body["rules"] = json!({"customer.groups.id": [customer_group(m, g).await?]});
