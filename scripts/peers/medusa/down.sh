@@ -31,6 +31,6 @@ if kill -0 "$PID" 2>/dev/null; then
   for _ in $(seq 1 80); do kill -0 "$PID" 2>/dev/null || break; sleep 0.25; done
   if kill -0 "$PID" 2>/dev/null; then kill -9 "$PID"; fi
 fi
-rm -f "$DIR/medusa.pid" "$DIR/running"
+rm -f "$DIR/medusa.pid" "$DIR/running" "$DIR/webhook-url"
 echo "[medusa-down] stopped pid $PID"
 wipe

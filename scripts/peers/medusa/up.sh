@@ -79,7 +79,13 @@ if [ -f medusa.pid ]; then
     fi
     for _ in $(seq 1 $((TIMEOUT * 4))); do   # it may still be starting (a previous up.sh was killed)
       if curl -sf "$BASE/health" >/dev/null 2>&1; then
-        is_seeded && { log "already running (pid $OLD) at $BASE"; exit 0; }
+        if is_seeded; then
+          log "already running (pid $OLD) at $BASE"
+          if [ "$(cat webhook-url 2>/dev/null)" != "${WEBHOOK_URL:-}" ]; then
+            log "warning: it sends webhooks to '$(cat webhook-url 2>/dev/null)', not '${WEBHOOK_URL:-}' (fixed at start: down.sh $DIR, then up.sh again)"
+          fi
+          exit 0
+        fi
         break   # up but not seeded: seed below
       fi
       kill -0 "$OLD" 2>/dev/null || break
@@ -145,6 +151,7 @@ if [ ! -f medusa.pid ]; then
 
   # ---- start --------------------------------------------------------------------------------------
   printf '%s\n' "$DB_STAMP" > running
+  printf '%s\n' "${WEBHOOK_URL:-}" > webhook-url
   setsid nohup "${MEDUSA[@]}" start -H 127.0.0.1 -p "$PORT" >>medusa.log 2>&1 </dev/null 9>&- &
   PID=$!
   echo "$PID" > medusa.pid
