@@ -9,7 +9,7 @@
 # 3. stops the peers it started.
 #
 # Env: FERRY_PEERS_DIR (default target/peers), FERRY_SKIP_PEERS=1 to run only tests that need no peer,
-#      FERRY_TEST_{TRYTON,VENDURE,WEBHOOK,POSTGRES,MYSQL}_PORT to move the peers.
+#      FERRY_TEST_{TRYTON,VENDURE,WEBHOOK,POSTGRES,MYSQL,MEDUSA,MEDUSA_WEBHOOK}_PORT to move the peers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -49,6 +49,17 @@ if [ "${FERRY_SKIP_PEERS:-0}" != 1 ]; then
             started+=("$1")
         fi
     done
+    # Medusa 2 (npm, on the machine's PostgreSQL) posts its webhooks to a port of its own (the Medusa
+    # webhook test and the Vendure ones never share one): crates/connectors/tests/support/medusa.rs.
+    MEDUSA_PORT=${FERRY_TEST_MEDUSA_PORT:-18500}
+    MEDUSA_WEBHOOK_PORT=${FERRY_TEST_MEDUSA_WEBHOOK_PORT:-18501}
+    if [ -x scripts/peers/medusa/up.sh ]; then
+        echo "[test] starting medusa peer on 127.0.0.1:$MEDUSA_PORT (log: $FERRY_PEERS_DIR/medusa-up.log)"
+        WEBHOOK_URL=http://127.0.0.1:$MEDUSA_WEBHOOK_PORT/hooks/shop WEBHOOK_SECRET=ferry-test-webhook-secret \
+            env -u DATABASE_URL scripts/peers/medusa/up.sh "$FERRY_PEERS_DIR/medusa" "$MEDUSA_PORT" >"$FERRY_PEERS_DIR/medusa-up.log" 2>&1 &
+        pids+=("$!:medusa")
+        started+=("medusa")
+    fi
 fi
 
 # The PostgreSQL state store's tests (store, engine and tenancy suites on both backends, the multi-process
