@@ -304,3 +304,19 @@ async fn an_order_placed_in_the_store_is_read_reconciled_to_the_cent_and_shipped
     assert!(fulfillments[0]["shipped_at"].is_string());
     assert_eq!(o["order"]["fulfillment_status"], "shipped");
 }
+
+/// examples/tryton-medusa/ferry.toml is a valid configuration whose shop connection builds (no server
+/// needed; the API key, from the environment in the example, is given here).
+#[test]
+fn the_example_config_parses_and_its_shop_connection_builds() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/tryton-medusa");
+    let text = std::fs::read_to_string(root.join("ferry.toml")).unwrap();
+    let config = ferry_engine::Config::parse(&text, root.clone()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.flows.len(), 6);
+    let shop = &config.connections["shop"];
+    assert_eq!(shop.kind, "medusa");
+    let mut options = serde_json::to_value(&shop.options).unwrap();
+    options["api_key"] = json!("sk_example");
+    let built = ferry_connectors::registry().build("medusa", &options, &ferry_engine::BuildContext::new("shop", &root));
+    assert!(built.is_ok(), "{:?}", built.err());
+}
