@@ -320,3 +320,20 @@ fn the_example_config_parses_and_its_shop_connection_builds() {
     let built = ferry_connectors::registry().build("medusa", &options, &ferry_engine::BuildContext::new("shop", &root));
     assert!(built.is_ok(), "{:?}", built.err());
 }
+
+#[tokio::test]
+async fn a_cancelled_order_is_read_as_cancelled_with_its_time() {
+    let m = connector();
+    let sku = format!("CXL-{}", unique());
+    sellable(&m, &sku, "12.50", 5).await;
+    let placed = place_medusa_order(&[(&sku, 1)], &format!("{}@example.test", sku.to_lowercase()));
+    let id = placed["id"].as_str().unwrap().to_owned();
+    let before = order_of(&read_orders(&m, Some(vec![id.clone()])).await, &id);
+    assert_eq!(before.status.as_str(), "confirmed", "an authorised payment is a confirmed order");
+    assert!(before.cancelled_at.is_none());
+    MedusaAdmin::new().post(&format!("/admin/orders/{id}/cancel"), json!({})).await;
+    let after = order_of(&read_orders(&m, Some(vec![id.clone()])).await, &id);
+    assert_eq!(after.status.as_str(), "cancelled");
+    assert!(after.cancelled_at.is_some());
+    assert_eq!(after.lines[0].sku, sku, "the lines stay for the ERP to cancel its sale");
+}

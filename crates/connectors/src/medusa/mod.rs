@@ -517,7 +517,20 @@ mod tests {
         assert_eq!(webhook_signals(&placed), vec![(Stream::Orders, vec!["order_01ABC".to_owned()])]);
         let fulfilled = json!({"event": "order.fulfillment_created", "data": {"order_id": "order_01ABC", "fulfillment_id": "ful_1"}});
         assert_eq!(webhook_signals(&fulfilled), vec![(Stream::Orders, vec!["order_01ABC".to_owned()])]);
-        for other in [json!({"event": "product.updated", "data": {"id": "prod_1"}}), json!({"event": "order.placed", "data": {}}), json!({"x": 1})] {
+        // As the peer's subscriber sends them (scripts/peers/medusa/ferry-webhooks.js, seen live).
+        let live = json!({"event": "order.placed", "data": {"id": "order_01M8Y30P2HK74BBZA2TM2DB3CG"}, "id": "6c1d3f0e-6a53-4a0e-9d4f-4f5e8b1e2a10", "occurred_at": "2026-12-03T13:55:01.120Z"});
+        assert_eq!(webhook_signals(&live), vec![(Stream::Orders, vec!["order_01M8Y30P2HK74BBZA2TM2DB3CG".to_owned()])]);
+        let canceled = json!({"event": "order.canceled", "data": {"id": "order_01ABC"}, "id": "d1", "occurred_at": "2026-12-03T13:55:01.120Z"});
+        assert_eq!(webhook_signals(&canceled), vec![(Stream::Orders, vec!["order_01ABC".to_owned()])]);
+        for other in [
+            json!({"event": "product.updated", "data": {"id": "prod_1"}}),
+            // a shipment names the fulfilment only, a payment its payment: no order to re-read
+            json!({"event": "shipment.created", "data": {"id": "ful_1"}}),
+            json!({"event": "payment.captured", "data": {"id": "pay_1"}}),
+            json!({"event": "inventory.inventory-level.updated", "data": {"id": "ilev_1"}}),
+            json!({"event": "order.placed", "data": {}}),
+            json!({"x": 1}),
+        ] {
             assert!(webhook_signals(&other).is_empty(), "{other}");
         }
     }
