@@ -337,3 +337,25 @@ async fn a_cancelled_order_is_read_as_cancelled_with_its_time() {
     assert!(after.cancelled_at.is_some());
     assert_eq!(after.lines[0].sku, sku, "the lines stay for the ERP to cancel its sale");
 }
+
+#[tokio::test]
+async fn an_incremental_read_in_small_pages_reads_every_order_once_and_checkpoints_the_last() {
+    let m = connector_with(json!({"page_size": 2, "overlap_seconds": 0}));
+    let sku = format!("PGE-{}", unique());
+    sellable(&m, &sku, "5", 20).await;
+    let since = chrono::Utc::now() - chrono::Duration::seconds(2);
+    let ids: Vec<String> = (0..3).map(|i| place_medusa_order(&[(&sku, 1)], &format!("p{i}-{}@example.test", sku.to_lowercase()))["id"].as_str().unwrap().to_owned()).collect();
+    let request = ReadRequest { stream: Some(Stream::Orders), checkpoint: Some(json!({"updated_at": since.to_rfc3339()})), keys: None };
+    let items: Vec<ReadItem> = m.read(request).map(|r| r.unwrap()).collect().await;
+    for id in &ids {
+        let n = items.iter().filter(|i| matches!(i, ReadItem::Record(r) if r.data["number"] == id.as_str())).count();
+        assert_eq!(n, 1, "order {id} read {n} times");
+    }
+    let last = items.iter().rev().find_map(|i| match i {
+        ReadItem::Checkpoint(c) => Some(c["updated_at"].as_str().unwrap().to_owned()),
+        _ => None,
+    });
+    let last = chrono::DateTime::parse_from_rfc3339(&last.expect("a checkpoint")).unwrap();
+    let newest = order_of(&items, &ids[2]).updated_at.unwrap();
+    assert!(last >= newest, "the checkpoint {last} is at or after the newest order read ({newest})");
+}

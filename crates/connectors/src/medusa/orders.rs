@@ -1,5 +1,5 @@
-//! Orders: read incrementally (`updated_at` ≥ checkpoint − overlap, sorted by `updated_at`, paged by
-//! offset within a read) or by key (the `order_…` id, as webhooks name them), as canonical Orders.
+//! Orders: read incrementally (`updated_at` ≥ checkpoint − overlap, sorted by `updated_at`, paged by the
+//! last `updated_at` read) or by key (the `order_…` id, as webhooks name them), as canonical Orders.
 //!
 //! Medusa 2 keeps amounts as decimals in major units; they convert exactly (from the JSON number's
 //! text). The canonical tax mode is the items' `is_tax_inclusive` (Medusa's price preference when the
@@ -23,6 +23,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
+use std::collections::HashSet;
 
 /// The `fields` selection of an order read: the order's columns and computed totals, items with their
 /// tax lines and adjustments, shipping methods likewise, addresses, customer, promotions, payments with
@@ -34,10 +35,19 @@ payment_status,fulfillment_status,total,subtotal,tax_total,discount_total,shippi
 *shipping_address,*billing_address,*customer,*promotions,summary,\
 *payment_collections,*payment_collections.payments,*payment_collections.payments.refunds";
 
+/// Keyset paging over `updated_at` (as the Vendure connector does): each page asks for orders updated at
+/// or after the last one read, so an order that changes while a long read goes on moves to the end and is
+/// read there, instead of shifting every later order back by one under offset paging (the order at the
+/// page boundary would be skipped and the checkpoint moved past it).
 struct Page {
     since: Option<String>,
-    offset: usize,
-    last: Option<String>,
+    /// `updated_at` of the last order read, and the ids read with exactly that time (the next page's
+    /// "at or after" filter reads them again; they are dropped there).
+    cursor: Option<String>,
+    read_at_cursor: HashSet<String>,
+    /// Offset: only when a whole page held orders already read at the cursor (more orders with one
+    /// `updated_at` than a page), and for reads by key.
+    skip: usize,
     done: bool,
 }
 
@@ -46,19 +56,19 @@ pub(crate) fn read(m: &Medusa, request: ReadRequest) -> BoxStream<'_, Result<Rea
         chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| (t.with_timezone(&chrono::Utc) - chrono::Duration::seconds(m.options.overlap_seconds)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
     });
     let keys = request.keys.clone();
-    futures::stream::unfold(Page { since, offset: 0, last: None, done: false }, move |mut st| {
+    futures::stream::unfold(Page { since, cursor: None, read_at_cursor: HashSet::new(), skip: 0, done: false }, move |mut st| {
         let keys = keys.clone();
         async move {
             if st.done {
                 return None;
             }
             let take = m.options.page_size.clamp(1, 100);
-            let mut query: Vec<(&str, String)> = vec![("fields", ORDER_FIELDS.into()), ("limit", take.to_string()), ("offset", st.offset.to_string()), ("order", "updated_at".into())];
+            let mut query: Vec<(&str, String)> = vec![("fields", ORDER_FIELDS.into()), ("limit", take.to_string()), ("offset", st.skip.to_string()), ("order", "updated_at".into())];
             match &keys {
                 Some(k) => query.extend(k.iter().map(|key| ("id[]", key.clone()))),
                 None => {
-                    if let Some(since) = &st.since {
-                        query.push(("updated_at[$gte]", since.clone()));
+                    if let Some(after) = st.cursor.as_ref().or(st.since.as_ref()) {
+                        query.push(("updated_at[$gte]", after.clone()));
                     }
                 }
             }
@@ -71,20 +81,33 @@ pub(crate) fn read(m: &Medusa, request: ReadRequest) -> BoxStream<'_, Result<Rea
             };
             let items = data["orders"].as_array().cloned().unwrap_or_default();
             let mut out: Vec<Result<ReadItem, ConnectorError>> = Vec::with_capacity(items.len() + 1);
+            let mut fresh = 0;
             for o in &items {
-                // Draft orders (made in the admin, not yet placed) are not orders yet.
-                if o["status"] == "draft" {
-                    continue;
+                let (id, updated) = (o["id"].as_str().unwrap_or_default(), o["updated_at"].as_str().unwrap_or_default());
+                if keys.is_none() {
+                    if st.cursor.as_deref() == Some(updated) && st.read_at_cursor.contains(id) {
+                        continue; // read on the previous page
+                    }
+                    if st.cursor.as_deref() != Some(updated) {
+                        st.cursor = Some(updated.to_owned());
+                        st.read_at_cursor.clear();
+                    }
+                    st.read_at_cursor.insert(id.to_owned());
                 }
-                out.push(Ok(translate(o)));
-                if let Some(u) = o["updated_at"].as_str() {
-                    st.last = Some(u.to_owned());
+                fresh += 1;
+                // Draft orders (made in the admin, not yet placed) are not orders yet.
+                if o["status"] != "draft" {
+                    out.push(Ok(translate(o)));
                 }
             }
-            st.offset += items.len();
             st.done = items.len() < take;
+            st.skip = match &keys {
+                Some(_) => st.skip + items.len(),
+                None if fresh == 0 => st.read_at_cursor.len(),
+                None => 0,
+            };
             if keys.is_none()
-                && let Some(last) = &st.last
+                && let Some(last) = &st.cursor
             {
                 out.push(Ok(ReadItem::Checkpoint(json!({"updated_at": last}))));
             }
