@@ -346,7 +346,26 @@ impl Connector for Medusa {
         Description {
             name: "medusa",
             summary: MedusaFactory.summary(),
-            config_schema: json!({}),
+            config_schema: json!({
+                "type": "object",
+                "required": ["base_url"],
+                "properties": {
+                    "base_url": {"type": "string", "description": "The Medusa server, e.g. http://127.0.0.1:9000"},
+                    "api_key": {"type": "string", "description": "A secret API key (sk_…)"},
+                    "api_key_env": {"type": "string", "default": "MEDUSA_API_KEY"},
+                    "email": {"type": "string", "description": "An admin user instead of an API key"},
+                    "password": {"type": "string"},
+                    "password_env": {"type": "string", "default": "MEDUSA_ADMIN_PASSWORD"},
+                    "region": {"type": "string", "description": "Region name or id (default: the first)"},
+                    "sales_channel": {"type": "string", "description": "Sales channel name or id (default: the first)"},
+                    "shipping_profile": {"type": "string", "description": "Shipping profile name or id (default: type default)"},
+                    "stock_locations": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "stock_quantity": {"enum": ["on_hand", "available"], "default": "on_hand"},
+                    "overlap_seconds": {"type": "integer", "default": 120},
+                    "page_size": {"type": "integer", "default": 50},
+                    "timeout_seconds": {"type": "integer", "default": 60}
+                }
+            }),
             streams: vec![
                 cap(Stream::Products, None, Some(WriteMode::Upsert), false, vec![RetireMode::Deactivate, RetireMode::Delete]),
                 cap(Stream::Prices, None, Some(WriteMode::Upsert), false, vec![RetireMode::Delete]),
