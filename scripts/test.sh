@@ -9,7 +9,7 @@
 # 3. stops the peers it started.
 #
 # Env: FERRY_PEERS_DIR (default target/peers), FERRY_SKIP_PEERS=1 to run only tests that need no peer,
-#      FERRY_TEST_{TRYTON,VENDURE,WEBHOOK,POSTGRES,MYSQL,SHOPIFY}_PORT to move the peers.
+#      FERRY_TEST_{TRYTON,VENDURE,WEBHOOK,POSTGRES,MYSQL,SHOPIFY,MEDUSA,MEDUSA_WEBHOOK}_PORT to move the peers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -55,6 +55,17 @@ if [ "${FERRY_SKIP_PEERS:-0}" != 1 ]; then
             started+=("$1")
         fi
     done
+    # Medusa 2 (npm, on the machine's PostgreSQL) posts its webhooks to a port of its own (the Medusa
+    # webhook test and the Vendure ones never share one): crates/connectors/tests/support/medusa.rs.
+    MEDUSA_PORT=${FERRY_TEST_MEDUSA_PORT:-18500}
+    MEDUSA_WEBHOOK_PORT=${FERRY_TEST_MEDUSA_WEBHOOK_PORT:-18501}
+    if [ -x scripts/peers/medusa/up.sh ]; then
+        echo "[test] starting medusa peer on 127.0.0.1:$MEDUSA_PORT (log: $FERRY_PEERS_DIR/medusa-up.log)"
+        WEBHOOK_URL=http://127.0.0.1:$MEDUSA_WEBHOOK_PORT/hooks/shop WEBHOOK_SECRET=ferry-test-webhook-secret \
+            env -u DATABASE_URL scripts/peers/medusa/up.sh "$FERRY_PEERS_DIR/medusa" "$MEDUSA_PORT" >"$FERRY_PEERS_DIR/medusa-up.log" 2>&1 &
+        pids+=("$!:medusa")
+        started+=("medusa")
+    fi
 fi
 
 # The PostgreSQL state store's tests (store, engine and tenancy suites on both backends, the multi-process
@@ -100,8 +111,24 @@ for entry in "${pids[@]}"; do
     echo "[test] $peer peer up"
 done
 
-if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run "${FEATURES[@]}" --no-fail-fast
-else
-    cargo test "${FEATURES[@]}" --no-fail-fast
+# The Shopify emulator's own tests (node --test; it must keep to Shopify's documented semantics), beside
+# the workspace's tests: they use the schema and graphql-js the emulator's peer folder holds.
+node_status=0
+if [ "${FERRY_SKIP_PEERS:-0}" != 1 ]; then
+    echo "[test] Shopify emulator tests (node --test scripts/peers/shopify/test; log: $FERRY_PEERS_DIR/shopify-node-tests.log)"
+    node --test scripts/peers/shopify/test/*.test.mjs >"$FERRY_PEERS_DIR/shopify-node-tests.log" 2>&1 &
+    node_pid=$!
 fi
+
+rust_status=0
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run "${FEATURES[@]}" --no-fail-fast || rust_status=$?
+else
+    cargo test "${FEATURES[@]}" --no-fail-fast || rust_status=$?
+fi
+if [ -n "${node_pid:-}" ]; then
+    wait "$node_pid" || node_status=$?
+    tail -12 "$FERRY_PEERS_DIR/shopify-node-tests.log"
+    [ "$node_status" = 0 ] || echo "[test] the Shopify emulator's tests FAILED (see $FERRY_PEERS_DIR/shopify-node-tests.log)" >&2
+fi
+[ "$rust_status" = 0 ] && [ "$node_status" = 0 ]

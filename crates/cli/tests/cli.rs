@@ -466,13 +466,13 @@ fn each_cause_is_printed_once_and_logs_have_no_colour_off_a_terminal() {
 fn describe_lists_every_type_and_json_means_json() {
     let (_dir, config) = small_setup(&[], &[], "");
     let text = stdout(&run(&config, &["describe"]));
-    for name in ["csv", "jsonl", "tryton", "vendure", "shopify", "sql", "api"] {
+    for name in ["csv", "jsonl", "tryton", "vendure", "shopify", "medusa", "sql", "api"] {
         assert!(text.lines().any(|l| l.starts_with(&format!("{name}: "))), "{name} missing: {text}");
     }
     let (list, code) = json_report(&config, &["describe"]);
     assert_eq!(code, 0);
     let names: Vec<&str> = list.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["csv", "jsonl", "tryton", "vendure", "shopify", "sql", "api"]);
+    assert_eq!(names, ["csv", "jsonl", "tryton", "vendure", "shopify", "medusa", "sql", "api"]);
     let (one, _) = json_report(&config, &["describe", "api"]);
     assert_eq!(one[0]["name"], "api");
     let (check, code) = json_report(&config, &["check"]);

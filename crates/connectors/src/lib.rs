@@ -12,7 +12,7 @@ mod remote;
 #[cfg(any(feature = "csv", feature = "jsonl"))]
 mod sftp;
 
-#[cfg(any(feature = "tryton", feature = "vendure", feature = "shopify"))]
+#[cfg(any(feature = "tryton", feature = "vendure", feature = "shopify", feature = "medusa"))]
 pub mod retry;
 
 #[cfg(feature = "csv")]
@@ -25,6 +25,8 @@ pub mod tryton;
 pub mod vendure;
 #[cfg(feature = "shopify")]
 pub mod shopify;
+#[cfg(feature = "medusa")]
+pub mod medusa;
 #[cfg(feature = "sql")]
 pub mod sql;
 #[cfg(feature = "api")]
@@ -45,6 +47,8 @@ pub fn registry() -> Registry {
     registry.register(Box::new(vendure::VendureFactory));
     #[cfg(feature = "shopify")]
     registry.register(Box::new(shopify::ShopifyFactory));
+    #[cfg(feature = "medusa")]
+    registry.register(Box::new(medusa::MedusaFactory));
     #[cfg(feature = "sql")]
     registry.register(Box::new(sql::SqlFactory));
     registry

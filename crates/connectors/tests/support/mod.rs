@@ -9,6 +9,8 @@ pub mod sshd;
 pub mod tryton;
 #[cfg(feature = "vendure")]
 pub mod vendure;
+#[cfg(feature = "medusa")]
+pub mod medusa;
 
 #[cfg(feature = "shopify")]
 pub use shopify::*;
@@ -16,3 +18,7 @@ pub use shopify::*;
 pub use tryton::*;
 #[cfg(feature = "vendure")]
 pub use vendure::*;
+#[cfg(all(feature = "medusa", not(feature = "vendure")))]
+pub use medusa::*;
+#[cfg(all(feature = "medusa", feature = "vendure"))]
+pub use medusa::{MedusaAdmin, MedusaPeer, medusa, medusa_port, medusa_webhook_port, place_medusa_order, MEDUSA_WEBHOOK_PATH, MEDUSA_WEBHOOK_SECRET};
