@@ -87,9 +87,13 @@ try {
   console.log("ok: failure fixed and gone");
 
   // Find an order by its number: the search box, keyboard only.
+  // The page before was a find page too: wait for the empty one, or the fill lands in the old page's box
+  // and the navigation then empties it (seen on a loaded machine).
   await page.getByRole("link", { name: "Find a record" }).click();
+  await page.waitForURL((url) => url.pathname.endsWith("/find") && !url.searchParams.get("q"));
   await page.getByLabel("Key or target id").fill("WEB-1001");
   await page.keyboard.press("Enter");
+  await page.waitForURL((url) => url.searchParams.get("q") === "WEB-1001");
   await page.getByRole("heading", { name: "Synced" }).waitFor();
   const found = await page.locator("main").innerText();
   check(found.includes("orders") && found.includes("WEB-1001"), `WEB-1001 found in the orders flow: ${found}`);
