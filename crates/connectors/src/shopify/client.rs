@@ -74,6 +74,8 @@ pub mod doc {
         BULK_ORDERS = "BulkOrders",
         BULK_OPERATION_RUN_QUERY = "BulkOperationRunQuery",
         BULK_OPERATION = "BulkOperation",
+        STAGED_UPLOADS_CREATE = "StagedUploadsCreate",
+        BULK_OPERATION_RUN_MUTATION = "BulkOperationRunMutation",
         FULFILLMENT_ORDERS = "FulfillmentOrders",
         FULFILLMENT_CREATE = "FulfillmentCreate",
         WEBHOOK_SUBSCRIPTION_CREATE = "WebhookSubscriptionCreate",

@@ -11,11 +11,13 @@
 //!   other custom fields → variant metafields in the configured namespace, each declared once as a
 //!   metafield definition of the type its value has;
 //!   status: active → ACTIVE, draft → DRAFT, discontinued (every variant) → ARCHIVED.
+//! - A batch of at least `bulk_write_threshold` products runs the same productSet as one bulk mutation
+//!   (JSONL of the variables, staged upload, `bulkOperationRunMutation`, the result JSONL by line).
 //! - price → price and rrp → compareAtPrice, in the shop's currency and tax mode (converted with the
 //!   product's `custom.tax_rate` when the modes differ; otherwise the record fails naming the field).
 
 use super::Shopify;
-use super::client::{doc, user_errors};
+use super::client::{CallError, doc, parse_errors, user_errors};
 use ferry_engine::{ConnectorError, RecordFailure, WriteAction, WriteOutcome, WriteRecord};
 use ferry_model::{MediaKind, Price, Product, ProductStatus, Record};
 use rust_decimal::Decimal;
@@ -37,6 +39,10 @@ pub(crate) async fn write(s: &Shopify, batch: Vec<WriteRecord>) -> Result<Vec<Wr
         }
     }
     let shop = s.shop().await?.clone();
+    // Many products at once: one bulk mutation instead of a productSet call each (see `write_bulk`).
+    let threshold = s.options.bulk_write_threshold;
+    let bulk = threshold > 0 && groups.len() >= threshold;
+    let mut prepared = Vec::new();
     for (handle, products) in groups {
         if handle.is_empty() {
             for (key, _) in products {
@@ -45,11 +51,22 @@ pub(crate) async fn write(s: &Shopify, batch: Vec<WriteRecord>) -> Result<Vec<Wr
             continue;
         }
         let keys: Vec<String> = products.iter().map(|(k, _)| k.clone()).collect();
-        match write_group(s, &shop, &handle, &products).await {
+        let result = match prepare_group(s, &shop, &handle, &products).await {
+            Ok(set) if bulk => {
+                prepared.push(set);
+                continue;
+            }
+            Ok(set) => write_one(s, set).await,
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(results) => outcomes.extend(results),
             Err(GroupError::Record(f)) => outcomes.extend(keys.into_iter().map(|k| WriteOutcome::failed(k, f.clone()))),
             Err(GroupError::Call(e)) => return Err(e),
         }
+    }
+    if !prepared.is_empty() {
+        outcomes.extend(write_bulk(s, &prepared).await?);
     }
     Ok(outcomes)
 }
@@ -67,7 +84,48 @@ impl From<ConnectorError> for GroupError {
     }
 }
 
-async fn write_group(s: &Shopify, shop: &super::ShopInfo, handle: &str, products: &[(String, Product)]) -> Result<Vec<WriteOutcome>, GroupError> {
+/// One Shopify product ready to be written: the productSet variables and the batch's records in it.
+pub(crate) struct ProductSetCall {
+    handle: String,
+    /// The product was on the shop before (the outcome is Updated, else Created).
+    existed: bool,
+    /// (record key, SKU) of the batch's variants.
+    variants: Vec<(String, String)>,
+    /// `{"identifier": …, "input": …}`: the variables of ProductSet.graphql.
+    variables: Value,
+}
+
+impl ProductSetCall {
+    fn failed(&self, f: &RecordFailure) -> Vec<WriteOutcome> {
+        self.variants.iter().map(|(key, _)| WriteOutcome::failed(key.clone(), f.clone())).collect()
+    }
+
+    /// The outcomes of a `productSet` payload: each variant's id by SKU, or the userErrors for all.
+    fn outcomes(&self, payload: &Value) -> Vec<WriteOutcome> {
+        if let Some(f) = user_errors(payload) {
+            return self.failed(&f);
+        }
+        let by_sku: HashMap<&str, &str> = payload
+            .pointer("/product/variants/nodes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| Some((v["sku"].as_str()?, v["id"].as_str()?)))
+            .collect();
+        let action = if self.existed { WriteAction::Updated } else { WriteAction::Created };
+        self.variants
+            .iter()
+            .map(|(key, sku)| match by_sku.get(sku.as_str()) {
+                Some(id) => WriteOutcome::ok(key.clone(), *id, action),
+                None => WriteOutcome::failed(key.clone(), RecordFailure::permanent(Some("sku".into()), format!("productSet answered without a variant with SKU {sku:?}"))),
+            })
+            .collect()
+    }
+}
+
+/// Looks up the product by handle (its variants not in the batch are kept), makes sure its collections
+/// and metafield definitions exist, and builds the productSet variables.
+async fn prepare_group(s: &Shopify, shop: &super::ShopInfo, handle: &str, products: &[(String, Product)]) -> Result<ProductSetCall, GroupError> {
     let existing = s.client.query(doc::PRODUCT_BY_HANDLE, json!({"handle": handle})).await?;
     let existing = existing.get("productByIdentifier").filter(|p| !p.is_null()).cloned();
     let mut collection_ids = Vec::new();
@@ -76,30 +134,69 @@ async fn write_group(s: &Shopify, shop: &super::ShopInfo, handle: &str, products
     }
     ensure_metafield_definitions(s, products).await?;
     let input = product_input(shop, handle, products, existing.as_ref(), &collection_ids, &s.options.metafield_namespace).map_err(GroupError::Record)?;
-    let data = s.client.call(doc::PRODUCT_SET, json!({"identifier": {"handle": handle}, "input": input})).await;
-    let data = match data {
-        Ok(d) => d,
-        Err(e) => return Err(GroupError::Record(e.for_record(None))),
-    };
-    let payload = &data["productSet"];
-    if let Some(f) = user_errors(payload) {
-        return Err(GroupError::Record(f));
+    Ok(ProductSetCall {
+        handle: handle.to_owned(),
+        existed: existing.is_some(),
+        variants: products.iter().map(|(k, p)| (k.clone(), p.sku.clone())).collect(),
+        variables: json!({"identifier": {"handle": handle}, "input": input}),
+    })
+}
+
+async fn write_one(s: &Shopify, set: ProductSetCall) -> Result<Vec<WriteOutcome>, GroupError> {
+    match s.client.call(doc::PRODUCT_SET, set.variables.clone()).await {
+        Ok(data) => Ok(set.outcomes(&data["productSet"])),
+        Err(e) => Err(GroupError::Record(e.for_record(None))),
     }
-    let by_sku: HashMap<&str, &str> = payload
-        .pointer("/product/variants/nodes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|v| Some((v["sku"].as_str()?, v["id"].as_str()?)))
-        .collect();
-    let action = if existing.is_some() { WriteAction::Updated } else { WriteAction::Created };
-    Ok(products
-        .iter()
-        .map(|(key, p)| match by_sku.get(p.sku.as_str()) {
-            Some(id) => WriteOutcome::ok(key.clone(), *id, action),
-            None => WriteOutcome::failed(key.clone(), RecordFailure::permanent(Some("sku".into()), format!("productSet answered without a variant with SKU {:?}", p.sku))),
-        })
-        .collect())
+}
+
+/// Writes the products as one bulk mutation: the ProductSet document runs once per line of a JSONL of
+/// their variables. Shopify charges the few calls that start and poll it, not each productSet (about 20
+/// points each, a product per call). Result lines carry `__lineNumber` (0-based line of the input).
+async fn write_bulk(s: &Shopify, sets: &[ProductSetCall]) -> Result<Vec<WriteOutcome>, ConnectorError> {
+    let spent_before = s.client.points_spent();
+    let result = s.run_bulk_mutation(doc::PRODUCT_SET.text, bulk_variables(sets)).await?;
+    let outcomes = bulk_outcomes(sets, &result);
+    tracing::info!(endpoint = %s.endpoint(), products = sets.len(), points = s.client.points_spent() - spent_before, "products written by one bulk mutation");
+    Ok(outcomes)
+}
+
+/// The bulk mutation's input: one line of ProductSet variables per product.
+pub(crate) fn bulk_variables(sets: &[ProductSetCall]) -> String {
+    let mut jsonl = String::new();
+    for set in sets {
+        // serde_json escapes control characters: one object is one line
+        jsonl.push_str(&set.variables.to_string());
+        jsonl.push('\n');
+    }
+    jsonl
+}
+
+/// Each product's outcomes from the bulk mutation's result JSONL (`{data, errors?, __lineNumber}` per
+/// line). A product without a result line failed transiently (sent again by the engine; productSet by
+/// handle is idempotent).
+pub(crate) fn bulk_outcomes(sets: &[ProductSetCall], result: &str) -> Vec<WriteOutcome> {
+    let mut answered = vec![false; sets.len()];
+    let mut outcomes = Vec::new();
+    for (position, line) in result.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            tracing::warn!(line, "bulk mutation result line is not JSON");
+            continue;
+        };
+        let n = v["__lineNumber"].as_u64().map(|n| n as usize).unwrap_or(position);
+        let Some(set) = sets.get(n).filter(|_| !answered[n]) else { continue };
+        answered[n] = true;
+        let errors = parse_errors(&v);
+        if errors.is_empty() {
+            outcomes.extend(set.outcomes(&v["data"]["productSet"]));
+        } else {
+            let f = CallError::Graphql { errors, data: v["data"].clone() }.for_record(None);
+            outcomes.extend(set.failed(&f));
+        }
+    }
+    for (set, _) in sets.iter().zip(&answered).filter(|(_, a)| !**a) {
+        outcomes.extend(set.failed(&RecordFailure { field: None, message: format!("the bulk mutation's result has no line for product {}", set.handle), retryable: true }));
+    }
+    outcomes
 }
 
 /// A price as Shopify's `Money` (decimal string) in the shop's currency and tax mode.
