@@ -621,6 +621,64 @@ mod tests {
         assert!(e.message.contains("TEE-X") && e.message.contains("Colour"), "{}", e.message);
     }
 
+    fn set_call(handle: &str, skus: &[&str], existed: bool) -> ProductSetCall {
+        let products: Vec<(String, Product)> = skus.iter().map(|sku| product(json!({"sku": sku, "group": handle, "name": "Mug", "options": {"Size": sku}}))).collect();
+        let input = product_input(&shop(false), handle, &products, None, &[], "ferry").unwrap();
+        ProductSetCall {
+            handle: handle.into(),
+            existed,
+            variants: products.iter().map(|(k, p)| (k.clone(), p.sku.clone())).collect(),
+            variables: json!({"identifier": {"handle": handle}, "input": input}),
+        }
+    }
+
+    #[test]
+    fn the_bulk_input_is_one_line_of_product_set_variables_per_product() {
+        let mut odd = set_call("mug", &["MUG-1"], false);
+        odd.variables["input"]["descriptionHtml"] = json!("<p>two\nlines</p>");
+        let sets = vec![odd, set_call("cup", &["CUP-S", "CUP-L"], true)];
+        let jsonl = bulk_variables(&sets);
+        let lines: Vec<Value> = jsonl.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2, "a newline inside a value stays escaped: {jsonl}");
+        assert!(jsonl.ends_with('\n'));
+        assert_eq!(lines[0], sets[0].variables);
+        assert_eq!(lines[1]["identifier"], json!({"handle": "cup"}));
+        assert_eq!(lines[1]["input"]["variants"].as_array().unwrap().iter().map(|v| v["sku"].as_str().unwrap()).collect::<Vec<_>>(), ["CUP-S", "CUP-L"]);
+        // exactly the variables ProductSet.graphql declares
+        let mut keys: Vec<&String> = lines[1].as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["identifier", "input"]);
+        assert!(doc::PRODUCT_SET.text.contains("$identifier: ProductSetIdentifiers!, $input: ProductSetInput!"));
+    }
+
+    #[test]
+    fn bulk_result_lines_map_to_each_products_records_by_line_number() {
+        let sets = vec![set_call("mug", &["MUG-1"], false), set_call("cup", &["CUP-S", "CUP-L"], true), set_call("jug", &["JUG-1"], false), set_call("pot", &["POT-1"], false)];
+        let variants = |pairs: &[(&str, &str)]| json!({"nodes": pairs.iter().map(|(sku, id)| json!({"id": id, "sku": sku})).collect::<Vec<_>>()});
+        // out of order, as Shopify may write them; line 3 never came back
+        let result = [
+            json!({"data": {"productSet": {"product": {"id": "gid://shopify/Product/2", "variants": variants(&[("CUP-S", "gid://shopify/ProductVariant/21"), ("CUP-L", "gid://shopify/ProductVariant/22")])}, "userErrors": []}}, "__lineNumber": 1}),
+            json!({"data": {"productSet": {"product": null, "userErrors": [{"field": ["input", "variants", "0", "price"], "message": "price: \"x\" is not a decimal amount", "code": "INVALID_VARIANT"}]}}, "__lineNumber": 0}),
+            json!({"errors": [{"message": "Internal error", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}], "data": null, "__lineNumber": 2}),
+        ]
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+        let outcomes: HashMap<String, WriteOutcome> = bulk_outcomes(&sets, &result).into_iter().map(|o| (o.key.clone(), o)).collect();
+        assert_eq!(outcomes.len(), 5);
+        let w = outcomes["CUP-L"].result.as_ref().unwrap();
+        assert_eq!((w.target_id.as_str(), w.action), ("gid://shopify/ProductVariant/22", WriteAction::Updated));
+        assert_eq!(outcomes["CUP-S"].result.as_ref().unwrap().target_id, "gid://shopify/ProductVariant/21");
+        let f = outcomes["MUG-1"].result.as_ref().unwrap_err();
+        assert_eq!(f.field.as_deref(), Some("input.variants.0.price"));
+        assert!(f.message.starts_with("INVALID_VARIANT: price") && !f.retryable, "{f:?}");
+        let f = outcomes["JUG-1"].result.as_ref().unwrap_err();
+        assert!(f.message.contains("Internal error") && f.retryable, "{f:?}");
+        let f = outcomes["POT-1"].result.as_ref().unwrap_err();
+        assert!(f.message.contains("no line for product pot") && f.retryable, "{f:?}");
+    }
+
     #[test]
     fn metafield_keys_and_types() {
         assert_eq!(metafield_key("Fabric Weight"), "fabric_weight");
