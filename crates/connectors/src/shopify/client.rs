@@ -76,6 +76,7 @@ pub mod doc {
         BULK_OPERATION = "BulkOperation",
         STAGED_UPLOADS_CREATE = "StagedUploadsCreate",
         BULK_OPERATION_RUN_MUTATION = "BulkOperationRunMutation",
+        BULK_PRODUCTS_BY_HANDLE = "BulkProductsByHandle",
         FULFILLMENT_ORDERS = "FulfillmentOrders",
         FULFILLMENT_CREATE = "FulfillmentCreate",
         WEBHOOK_SUBSCRIPTION_CREATE = "WebhookSubscriptionCreate",

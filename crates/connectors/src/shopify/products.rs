@@ -43,6 +43,7 @@ pub(crate) async fn write(s: &Shopify, batch: Vec<WriteRecord>) -> Result<Vec<Wr
     let threshold = s.options.bulk_write_threshold;
     let bulk = threshold > 0 && groups.len() >= threshold;
     let mut prepared = Vec::new();
+    let known = if bulk { existing_by_bulk_query(s, groups.keys().filter(|h| !h.is_empty())).await } else { HashMap::new() };
     for (handle, products) in groups {
         if handle.is_empty() {
             for (key, _) in products {
@@ -51,7 +52,7 @@ pub(crate) async fn write(s: &Shopify, batch: Vec<WriteRecord>) -> Result<Vec<Wr
             continue;
         }
         let keys: Vec<String> = products.iter().map(|(k, _)| k.clone()).collect();
-        let result = match prepare_group(s, &shop, &handle, &products).await {
+        let result = match prepare_group(s, &shop, &handle, &products, known.get(&handle).cloned()).await {
             Ok(set) if bulk => {
                 prepared.push(set);
                 continue;
@@ -123,11 +124,13 @@ impl ProductSetCall {
     }
 }
 
-/// Looks up the product by handle (its variants not in the batch are kept), makes sure its collections
-/// and metafield definitions exist, and builds the productSet variables.
-async fn prepare_group(s: &Shopify, shop: &super::ShopInfo, handle: &str, products: &[(String, Product)]) -> Result<ProductSetCall, GroupError> {
-    let existing = s.client.query(doc::PRODUCT_BY_HANDLE, json!({"handle": handle})).await?;
-    let existing = existing.get("productByIdentifier").filter(|p| !p.is_null()).cloned();
+/// Looks up the product by handle unless `found` already has it (its variants not in the batch are kept),
+/// makes sure its collections and metafield definitions exist, and builds the productSet variables.
+async fn prepare_group(s: &Shopify, shop: &super::ShopInfo, handle: &str, products: &[(String, Product)], found: Option<Value>) -> Result<ProductSetCall, GroupError> {
+    let existing = match found {
+        Some(p) => Some(p),
+        None => s.client.query(doc::PRODUCT_BY_HANDLE, json!({"handle": handle})).await?.get("productByIdentifier").filter(|p| !p.is_null()).cloned(),
+    };
     let mut collection_ids = Vec::new();
     for path in products.iter().flat_map(|(_, p)| &p.categories).collect::<BTreeSet<_>>() {
         collection_ids.push(collection_for(s, path).await?);
@@ -158,6 +161,44 @@ async fn write_bulk(s: &Shopify, sets: &[ProductSetCall]) -> Result<Vec<WriteOut
     let outcomes = bulk_outcomes(sets, &result);
     tracing::info!(endpoint = %s.endpoint(), products = sets.len(), points = s.client.points_spent() - spent_before, "products written by one bulk mutation");
     Ok(outcomes)
+}
+
+/// The products among `handles` already on the shop, by handle, in ProductByHandle's shape, read with one
+/// bulk query. A handle it does not return is looked up on its own (new products cost next to nothing
+/// to look up; a product the search index has not caught up with yet is still found), and when the bulk
+/// query fails every product is looked up on its own.
+async fn existing_by_bulk_query<'a>(s: &Shopify, handles: impl Iterator<Item = &'a String>) -> HashMap<String, Value> {
+    let search = handles.map(|h| format!("handle:'{h}'")).collect::<Vec<_>>().join(" OR ");
+    let text = doc::BULK_PRODUCTS_BY_HANDLE.text.replacen("\"HANDLES\"", &serde_json::to_string(&search).unwrap_or_default(), 1);
+    match s.run_bulk_query(&text).await {
+        Ok(jsonl) => products_of_bulk(&jsonl),
+        Err(e) => {
+            tracing::warn!(endpoint = %s.endpoint(), error = %e, "bulk lookup of products by handle failed; looking them up one by one");
+            HashMap::new()
+        }
+    }
+}
+
+/// Products and their variant rows (`__parentId`) of a bulk products result, as ProductByHandle gives them.
+fn products_of_bulk(jsonl: &str) -> HashMap<String, Value> {
+    let mut by_id: HashMap<String, Value> = HashMap::new();
+    let mut variants: Vec<(String, Value)> = Vec::new();
+    for v in jsonl.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()) {
+        match v["__parentId"].as_str() {
+            Some(parent) => variants.push((parent.to_owned(), json!({"id": v["id"], "sku": v["sku"], "selectedOptions": v["selectedOptions"]}))),
+            None => {
+                if let Some(id) = v["id"].as_str() {
+                    by_id.insert(id.to_owned(), json!({"id": v["id"], "handle": v["handle"], "status": v["status"], "variants": {"nodes": []}}));
+                }
+            }
+        }
+    }
+    for (parent, variant) in variants {
+        if let Some(nodes) = by_id.get_mut(&parent).and_then(|p| p.pointer_mut("/variants/nodes")).and_then(Value::as_array_mut) {
+            nodes.push(variant);
+        }
+    }
+    by_id.into_values().filter_map(|p| Some((p["handle"].as_str()?.to_owned(), p))).collect()
 }
 
 /// The bulk mutation's input: one line of ProductSet variables per product.
@@ -677,6 +718,32 @@ mod tests {
         assert!(f.message.contains("Internal error") && f.retryable, "{f:?}");
         let f = outcomes["POT-1"].result.as_ref().unwrap_err();
         assert!(f.message.contains("no line for product pot") && f.retryable, "{f:?}");
+    }
+
+    #[test]
+    fn a_bulk_products_result_is_reassembled_as_product_by_handle_gives_it() {
+        let jsonl = [
+            json!({"id": "gid://shopify/Product/1", "handle": "tee", "status": "ACTIVE"}),
+            json!({"id": "gid://shopify/ProductVariant/11", "sku": "TEE-S", "selectedOptions": [{"name": "Size", "value": "S"}], "__parentId": "gid://shopify/Product/1"}),
+            json!({"id": "gid://shopify/Product/2", "handle": "mug", "status": "DRAFT"}),
+            json!({"id": "gid://shopify/ProductVariant/12", "sku": "TEE-L", "selectedOptions": [{"name": "Size", "value": "L"}], "__parentId": "gid://shopify/Product/1"}),
+        ]
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+        let found = products_of_bulk(&jsonl);
+        assert_eq!(found.len(), 2);
+        assert_eq!(found["mug"]["variants"]["nodes"], json!([]));
+        let tee = &found["tee"];
+        assert_eq!(tee["id"], "gid://shopify/Product/1");
+        // what product_input needs of it: the siblings, by id, with their options
+        let input = product_input(&shop(false), "tee", &[tee_("TEE-S")], Some(tee), &[], "ferry").unwrap();
+        assert_eq!(input["variants"][1], json!({"id": "gid://shopify/ProductVariant/12", "optionValues": [{"optionName": "Size", "name": "L"}]}));
+    }
+
+    fn tee_(sku: &str) -> (String, Product) {
+        product(json!({"sku": sku, "group": "tee", "name": "Tee", "options": {"Size": "S"}}))
     }
 
     #[test]
