@@ -738,11 +738,11 @@ mod tests {
         let tee = &found["tee"];
         assert_eq!(tee["id"], "gid://shopify/Product/1");
         // what product_input needs of it: the siblings, by id, with their options
-        let input = product_input(&shop(false), "tee", &[tee_("TEE-S")], Some(tee), &[], "ferry").unwrap();
+        let input = product_input(&shop(false), "tee", &[small_tee("TEE-S")], Some(tee), &[], "ferry").unwrap();
         assert_eq!(input["variants"][1], json!({"id": "gid://shopify/ProductVariant/12", "optionValues": [{"optionName": "Size", "name": "L"}]}));
     }
 
-    fn tee_(sku: &str) -> (String, Product) {
+    fn small_tee(sku: &str) -> (String, Product) {
         product(json!({"sku": sku, "group": "tee", "name": "Tee", "options": {"Size": "S"}}))
     }
 
