@@ -404,7 +404,12 @@ impl Shopify {
                 }
                 "CREATED" | "RUNNING" => tokio::time::sleep(Duration::from_secs(self.options.bulk_poll_seconds.max(1))).await,
                 other => {
-                    return Err(ConnectorError::permanent(self.endpoint(), format!("bulk operation {id} ended {other} ({})", op["errorCode"].as_str().unwrap_or("no error code"))));
+                    let code = op["errorCode"].as_str().unwrap_or("no error code");
+                    let message = format!("bulk operation {id} ended {other} ({code})");
+                    // Shopify's INTERNAL_SERVER_ERROR and TIMEOUT (and a cancelled or expired run) may pass
+                    // when run again — a product write's productSet by handle is safe to repeat; a token
+                    // without the scope will not.
+                    return Err(if code == "ACCESS_DENIED" { ConnectorError::permanent(self.endpoint(), message) } else { ConnectorError::transient(self.endpoint(), message) });
                 }
             }
         }
