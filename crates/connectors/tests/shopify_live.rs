@@ -672,3 +672,112 @@ filter = 'any(.lines[]; .sku | startswith("{prefix}"))'
         }
     }
 }
+
+/// A batch of at least `bulk_write_threshold` products goes as one bulk mutation (staged JSONL upload,
+/// bulkOperationRunMutation, result JSONL): every product lands with its variants and prices, a bad record
+/// fails alone naming its field, a product already on the shop keeps its other variants, the same batch
+/// again changes nothing, and the batch costs a fraction of the points one productSet per product costs.
+#[tokio::test]
+async fn a_large_products_batch_is_one_bulk_mutation_and_is_idempotent() {
+    let shop = shopify(json!({"bulk_write_threshold": 100}));
+    let u = uniq();
+    // 250 Shopify products; every fifth has two sizes (300 records), and one record is priced in euros.
+    let mut records = Vec::new();
+    for i in 0..250 {
+        let group = format!("BULK-{u}-{i:03}");
+        let sizes: &[&str] = if i % 5 == 0 { &["S", "M"] } else { &["S"] };
+        for size in sizes {
+            let currency = if i == 17 { "EUR" } else { "AUD" };
+            records.push(json!({"sku": format!("{group}-{size}"), "group": group, "name": format!("Bulk {i}"), "brand": "Acme", "status": "active",
+                "options": {"Size": size}, "price": {"amount": format!("{}.{:02}", 10 + i, i % 100), "currency": currency, "tax_inclusive": false},
+                "rrp": {"amount": "99.95", "currency": "AUD", "tax_inclusive": false}}));
+        }
+    }
+    let bad_sku = format!("BULK-{u}-017-S");
+    // Product 001 is on the shop already with another size, written one productSet at a time: the bulk
+    // batch (size S only) must find it and keep that variant.
+    let one_by_one = shopify(json!({"bulk_write_threshold": 0}));
+    let xl_sku = format!("BULK-{u}-001-XL");
+    let mut xl = records.iter().find(|r| r["sku"] == format!("BULK-{u}-001-S").as_str()).unwrap().clone();
+    xl["sku"] = json!(xl_sku);
+    xl["options"] = json!({"Size": "XL"});
+    let xl_id = first_id(&one_by_one.write(Stream::Products, vec![rec(Stream::Products, xl)]).await.unwrap());
+    let batch = || records.iter().map(|r| rec(Stream::Products, r.clone())).collect::<Vec<_>>();
+    let bulk_ops_before = emulator_state().await["bulkOperations"].as_array().map(|b| b.iter().filter(|b| b["type"] == "MUTATION").count()).unwrap_or(0);
+    let (_, _, spent_before) = shop.api_usage();
+
+    let first = shop.write(Stream::Products, batch()).await.unwrap();
+    let spent_bulk = shop.api_usage().2 - spent_before;
+    assert_eq!(first.len(), 300);
+    let mut ids = std::collections::HashMap::new();
+    for o in &first {
+        if o.key == bad_sku {
+            let f = o.result.as_ref().unwrap_err();
+            assert_eq!(f.field.as_deref(), Some("price.currency"), "{f:?}");
+            assert!(!f.retryable);
+            continue;
+        }
+        let w = o.result.as_ref().unwrap_or_else(|f| panic!("{} failed: {f:?}", o.key));
+        let expected = if o.key.starts_with(&format!("BULK-{u}-001-")) { WriteAction::Updated } else { WriteAction::Created };
+        assert_eq!(w.action, expected, "{}", o.key);
+        ids.insert(o.key.clone(), w.target_id.clone());
+    }
+    assert_eq!(ids.len(), 299);
+    let state = emulator_state().await;
+    let mutations: Vec<&Value> = state["bulkOperations"].as_array().unwrap().iter().filter(|b| b["type"] == "MUTATION").collect();
+    assert_eq!(mutations.len(), bulk_ops_before + 1, "one bulk mutation for the batch");
+    assert_eq!(mutations.last().unwrap()["status"], "COMPLETED");
+    for i in 0..250 {
+        let handle = format!("bulk-{}-{i:03}", u.to_lowercase());
+        let p = &state["products"][&handle];
+        if i == 17 {
+            assert!(p.is_null(), "the euro-priced product is not written: {p}");
+            continue;
+        }
+        assert_eq!((p["title"].as_str(), p["vendor"].as_str(), p["status"].as_str()), (Some(format!("Bulk {i}").as_str()), Some("Acme"), Some("ACTIVE")), "{p}");
+        let variants = p["variants"].as_array().unwrap_or_else(|| panic!("{handle}: {p}"));
+        if i == 1 {
+            assert_eq!(variants.len(), 2, "the XL already there is kept: {p}");
+            assert!(variants.iter().any(|v| v["sku"] == xl_sku.as_str() && v["id"] == xl_id.as_str()), "{p}");
+            continue;
+        }
+        assert_eq!(variants.len(), if i % 5 == 0 { 2 } else { 1 }, "{p}");
+        for v in variants {
+            let sku = v["sku"].as_str().unwrap();
+            assert_eq!(v["id"].as_str(), ids.get(sku).map(String::as_str), "{sku}: the outcome's id is the variant's");
+            assert_eq!(d(v["price"].as_str().unwrap()), d(&format!("{}.{:02}", 10 + i, i % 100)), "{sku}");
+            assert_eq!(d(v["compareAtPrice"].as_str().unwrap()), d("99.95"), "{sku}");
+        }
+    }
+
+    // The same batch again: every product updated in place (same variant ids), nothing duplicated.
+    let (_, _, before) = shop.api_usage();
+    let again = shop.write(Stream::Products, batch()).await.unwrap();
+    let spent_again = shop.api_usage().2 - before;
+    for o in &again {
+        if o.key == bad_sku {
+            assert!(o.result.is_err());
+            continue;
+        }
+        let w = o.result.as_ref().unwrap_or_else(|f| panic!("{} failed: {f:?}", o.key));
+        assert_eq!((w.action, Some(&w.target_id)), (WriteAction::Updated, ids.get(&o.key)), "{}", o.key);
+    }
+    let state = emulator_state().await;
+    let ours = state["products"].as_object().unwrap().keys().filter(|h| h.starts_with(&format!("bulk-{}-", u.to_lowercase()))).count();
+    assert_eq!(ours, 249);
+
+    // What the bulk path saves: one productSet call per product costs at least 10 points (a mutation)
+    // plus its payload; the bulk batch, lookups by handle included, costs far less per product.
+    let small = shopify(json!({"bulk_write_threshold": 0}));
+    let singles: Vec<WriteRecord> = (0..10).map(|i| rec(Stream::Products, json!({"sku": format!("ONE-{u}-{i}"), "name": "One", "price": {"amount": "5", "currency": "AUD", "tax_inclusive": false}}))).collect();
+    let (_, _, before) = small.api_usage();
+    ok(&small.write(Stream::Products, singles).await.unwrap());
+    let per_product_single = (small.api_usage().2 - before) as f64 / 10.0;
+    let per_product_bulk = spent_bulk as f64 / 249.0;
+    let per_product_again = spent_again as f64 / 249.0;
+    eprintln!("points per product: {per_product_bulk:.1} in the bulk batch ({spent_bulk} for 249 new), {per_product_again:.1} again ({spent_again}, the lookups find them), {per_product_single:.1} one productSet each");
+    assert!(per_product_single >= 10.0, "{per_product_single}");
+    // a handful of calls for the whole batch (staged upload, bulk query and mutation, polls), not a call each
+    assert!(per_product_bulk < 1.0, "bulk {per_product_bulk:.1} vs single {per_product_single:.1} points per product");
+    assert!(per_product_again < 1.0, "bulk again {per_product_again:.1} vs single {per_product_single:.1} points per product");
+}

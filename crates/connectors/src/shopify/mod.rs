@@ -115,6 +115,12 @@ pub struct Options {
     /// Seconds between polls of a bulk operation.
     #[serde(default = "default_bulk_poll")]
     pub bulk_poll_seconds: u64,
+    /// A products write batch of at least this many Shopify products (one per group) is written with one
+    /// bulk mutation (`bulkOperationRunMutation` of productSet) instead of one productSet per product:
+    /// a few points of the rate budget for the whole batch instead of about 20 per product. 0: never.
+    /// Takes effect when the flow's `batch_size` is at least this large (the connector's default is 50).
+    #[serde(default = "default_bulk_write_threshold")]
+    pub bulk_write_threshold: usize,
 }
 
 fn default_api_version() -> String {
@@ -146,6 +152,9 @@ fn default_timeout() -> u64 {
 }
 fn default_bulk_poll() -> u64 {
     2
+}
+fn default_bulk_write_threshold() -> usize {
+    200
 }
 
 /// What the shop says about itself (read once).
@@ -313,6 +322,76 @@ impl Shopify {
             break payload;
         };
         let id = payload.pointer("/bulkOperation/id").and_then(Value::as_str).ok_or_else(|| ConnectorError::permanent(self.endpoint(), "bulk operation started without an id"))?.to_owned();
+        self.bulk_result(&id).await
+    }
+
+    /// Runs `mutation` (a document's text) once per line of `jsonl` (its variables, one JSON object a
+    /// line) as a bulk mutation: staged upload of the file, `bulkOperationRunMutation`, polling; returns
+    /// the result JSONL (one line per input line, with `__lineNumber`). Waits while another bulk mutation
+    /// of the app runs (Shopify runs a limited number at a time).
+    pub(crate) async fn run_bulk_mutation(&self, mutation: &str, jsonl: String) -> Result<String, ConnectorError> {
+        let staged_path = self.stage_upload(jsonl).await?;
+        let mut waited = 0u64;
+        let payload = loop {
+            let variables = json!({"mutation": mutation, "stagedUploadPath": staged_path, "clientIdentifier": "ferry-products"});
+            let data = self.client.query(doc::BULK_OPERATION_RUN_MUTATION, variables).await?;
+            let payload = data["bulkOperationRunMutation"].clone();
+            let busy = payload["userErrors"].as_array().into_iter().flatten().any(|e| matches!(e["code"].as_str(), Some("OPERATION_IN_PROGRESS" | "LIMIT_REACHED")));
+            if busy && waited < 600 {
+                let pause = self.options.bulk_poll_seconds.max(1);
+                tokio::time::sleep(Duration::from_secs(pause)).await;
+                waited += pause;
+                continue;
+            }
+            if let Some(f) = client::user_errors(&payload) {
+                return Err(ConnectorError::permanent(self.endpoint(), format!("bulk mutation refused: {}{}", f.field.map(|f| format!("{f}: ")).unwrap_or_default(), f.message)));
+            }
+            break payload;
+        };
+        let id = payload.pointer("/bulkOperation/id").and_then(Value::as_str).ok_or_else(|| ConnectorError::permanent(self.endpoint(), "bulk mutation started without an id"))?.to_owned();
+        self.bulk_result(&id).await
+    }
+
+    /// Uploads a bulk mutation's variables (JSONL) to a staged upload target, as a multipart form POST of
+    /// the target's parameters and then the file (what Shopify's targets, S3-like, expect); returns the
+    /// `stagedUploadPath` (the `key` parameter).
+    async fn stage_upload(&self, jsonl: String) -> Result<String, ConnectorError> {
+        let input = json!([{"resource": "BULK_MUTATION_VARIABLES", "filename": "ferry-products.jsonl", "mimeType": "text/jsonl", "httpMethod": "POST"}]);
+        let data = self.client.query(doc::STAGED_UPLOADS_CREATE, json!({"input": input})).await?;
+        let payload = &data["stagedUploadsCreate"];
+        if let Some(f) = client::user_errors(payload) {
+            return Err(ConnectorError::permanent(self.endpoint(), format!("staged upload refused: {}", f.message)));
+        }
+        let target = payload.pointer("/stagedTargets/0").filter(|t| !t.is_null()).ok_or_else(|| ConnectorError::permanent(self.endpoint(), "stagedUploadsCreate gave no target"))?;
+        let url = target["url"].as_str().ok_or_else(|| ConnectorError::permanent(self.endpoint(), "staged upload target without a url"))?.to_owned();
+        let parameters: Vec<(String, String)> = target["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| Some((p["name"].as_str()?.to_owned(), p["value"].as_str()?.to_owned())))
+            .collect();
+        let key = parameters.iter().find(|(n, _)| n == "key").map(|(_, v)| v.clone()).ok_or_else(|| ConnectorError::permanent(&url, "staged upload target without a `key` parameter"))?;
+        let boundary = format!("ferry-{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default());
+        let body = multipart_form(&boundary, &parameters, "ferry-products.jsonl", "text/jsonl", jsonl.as_bytes());
+        let resp = reqwest::Client::new()
+            .post(&url)
+            .header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
+            .timeout(Duration::from_secs(self.options.timeout_seconds.max(60)))
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| ConnectorError::transient(&url, format!("staged upload: {e}")))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            let e = format!("staged upload: HTTP {status}: {}", text.chars().take(300).collect::<String>());
+            return Err(if status.is_server_error() { ConnectorError::transient(&url, e) } else { ConnectorError::permanent(&url, e) });
+        }
+        Ok(key)
+    }
+
+    /// Polls bulk operation `id` until it ends; its result JSONL (empty when it produced no objects).
+    async fn bulk_result(&self, id: &str) -> Result<String, ConnectorError> {
         loop {
             let data = self.client.query(doc::BULK_OPERATION, json!({"id": id})).await?;
             let op = &data["node"];
@@ -325,7 +404,12 @@ impl Shopify {
                 }
                 "CREATED" | "RUNNING" => tokio::time::sleep(Duration::from_secs(self.options.bulk_poll_seconds.max(1))).await,
                 other => {
-                    return Err(ConnectorError::permanent(self.endpoint(), format!("bulk operation {id} ended {other} ({})", op["errorCode"].as_str().unwrap_or("no error code"))));
+                    let code = op["errorCode"].as_str().unwrap_or("no error code");
+                    let message = format!("bulk operation {id} ended {other} ({code})");
+                    // Shopify's INTERNAL_SERVER_ERROR and TIMEOUT (and a cancelled or expired run) may pass
+                    // when run again — a product write's productSet by handle is safe to repeat; a token
+                    // without the scope will not.
+                    return Err(if code == "ACCESS_DENIED" { ConnectorError::permanent(self.endpoint(), message) } else { ConnectorError::transient(self.endpoint(), message) });
                 }
             }
         }
@@ -370,7 +454,8 @@ impl Connector for Shopify {
                     "trade_groups": {"type": "array", "items": {"type": "string"}},
                     "companies": {"type": "boolean", "default": true},
                     "timeout_seconds": {"type": "integer", "default": 60},
-                    "bulk_poll_seconds": {"type": "integer", "default": 2}
+                    "bulk_poll_seconds": {"type": "integer", "default": 2},
+                    "bulk_write_threshold": {"type": "integer", "default": 200, "description": "products per write batch from which productSet runs as one bulk mutation; 0 never"}
                 }
             }),
             streams: vec![
@@ -498,6 +583,19 @@ pub(crate) fn in_batch_order(keys: &[String], mut outcomes: Vec<WriteOutcome>) -
     outcomes
 }
 
+/// A `multipart/form-data` body: the fields in order, then the file (S3-style POST policies want the
+/// file last).
+fn multipart_form(boundary: &str, fields: &[(String, String)], filename: &str, content_type: &str, file: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(file.len() + 512);
+    for (name, value) in fields {
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes());
+    }
+    body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n").as_bytes());
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    body
+}
+
 /// A URL-safe handle: lower-case ASCII letters and digits, other runs become one `-`.
 pub(crate) fn handle(s: &str) -> String {
     let mut out = String::new();
@@ -562,6 +660,17 @@ mod tests {
         let err = s.check().await.unwrap_err();
         assert!(err.is_transient(), "{err}");
         assert_eq!(err.endpoint, "http://127.0.0.1:9/admin/api/2026-10/graphql.json");
+    }
+
+    #[test]
+    fn the_staged_upload_form_has_the_fields_then_the_file() {
+        let fields = vec![("key".to_owned(), "tmp/1/f.jsonl".to_owned()), ("Content-Type".to_owned(), "text/jsonl".to_owned())];
+        let body = String::from_utf8(multipart_form("B", &fields, "f.jsonl", "text/jsonl", b"{\"a\":1}\n")).unwrap();
+        assert_eq!(
+            body,
+            "--B\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\ntmp/1/f.jsonl\r\n--B\r\nContent-Disposition: form-data; name=\"Content-Type\"\r\n\r\ntext/jsonl\r\n\
+             --B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f.jsonl\"\r\nContent-Type: text/jsonl\r\n\r\n{\"a\":1}\n\r\n--B--\r\n"
+        );
     }
 
     #[test]

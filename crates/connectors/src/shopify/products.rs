@@ -11,11 +11,13 @@
 //!   other custom fields → variant metafields in the configured namespace, each declared once as a
 //!   metafield definition of the type its value has;
 //!   status: active → ACTIVE, draft → DRAFT, discontinued (every variant) → ARCHIVED.
+//! - A batch of at least `bulk_write_threshold` products runs the same productSet as one bulk mutation
+//!   (JSONL of the variables, staged upload, `bulkOperationRunMutation`, the result JSONL by line).
 //! - price → price and rrp → compareAtPrice, in the shop's currency and tax mode (converted with the
 //!   product's `custom.tax_rate` when the modes differ; otherwise the record fails naming the field).
 
 use super::Shopify;
-use super::client::{doc, user_errors};
+use super::client::{CallError, doc, parse_errors, user_errors};
 use ferry_engine::{ConnectorError, RecordFailure, WriteAction, WriteOutcome, WriteRecord};
 use ferry_model::{MediaKind, Price, Product, ProductStatus, Record};
 use rust_decimal::Decimal;
@@ -37,6 +39,11 @@ pub(crate) async fn write(s: &Shopify, batch: Vec<WriteRecord>) -> Result<Vec<Wr
         }
     }
     let shop = s.shop().await?.clone();
+    // Many products at once: one bulk mutation instead of a productSet call each (see `write_bulk`).
+    let threshold = s.options.bulk_write_threshold;
+    let bulk = threshold > 0 && groups.len() >= threshold;
+    let mut prepared = Vec::new();
+    let known = if bulk { existing_by_bulk_query(s, groups.keys().filter(|h| !h.is_empty())).await } else { HashMap::new() };
     for (handle, products) in groups {
         if handle.is_empty() {
             for (key, _) in products {
@@ -45,11 +52,22 @@ pub(crate) async fn write(s: &Shopify, batch: Vec<WriteRecord>) -> Result<Vec<Wr
             continue;
         }
         let keys: Vec<String> = products.iter().map(|(k, _)| k.clone()).collect();
-        match write_group(s, &shop, &handle, &products).await {
+        let result = match prepare_group(s, &shop, &handle, &products, known.get(&handle).cloned()).await {
+            Ok(set) if bulk => {
+                prepared.push(set);
+                continue;
+            }
+            Ok(set) => write_one(s, set).await,
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(results) => outcomes.extend(results),
             Err(GroupError::Record(f)) => outcomes.extend(keys.into_iter().map(|k| WriteOutcome::failed(k, f.clone()))),
             Err(GroupError::Call(e)) => return Err(e),
         }
+    }
+    if !prepared.is_empty() {
+        outcomes.extend(write_bulk(s, &prepared).await?);
     }
     Ok(outcomes)
 }
@@ -67,39 +85,159 @@ impl From<ConnectorError> for GroupError {
     }
 }
 
-async fn write_group(s: &Shopify, shop: &super::ShopInfo, handle: &str, products: &[(String, Product)]) -> Result<Vec<WriteOutcome>, GroupError> {
-    let existing = s.client.query(doc::PRODUCT_BY_HANDLE, json!({"handle": handle})).await?;
-    let existing = existing.get("productByIdentifier").filter(|p| !p.is_null()).cloned();
+/// One Shopify product ready to be written: the productSet variables and the batch's records in it.
+pub(crate) struct ProductSetCall {
+    handle: String,
+    /// The product was on the shop before (the outcome is Updated, else Created).
+    existed: bool,
+    /// (record key, SKU) of the batch's variants.
+    variants: Vec<(String, String)>,
+    /// `{"identifier": …, "input": …}`: the variables of ProductSet.graphql.
+    variables: Value,
+}
+
+impl ProductSetCall {
+    fn failed(&self, f: &RecordFailure) -> Vec<WriteOutcome> {
+        self.variants.iter().map(|(key, _)| WriteOutcome::failed(key.clone(), f.clone())).collect()
+    }
+
+    /// The outcomes of a `productSet` payload: each variant's id by SKU, or the userErrors for all.
+    fn outcomes(&self, payload: &Value) -> Vec<WriteOutcome> {
+        if let Some(f) = user_errors(payload) {
+            return self.failed(&f);
+        }
+        let by_sku: HashMap<&str, &str> = payload
+            .pointer("/product/variants/nodes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| Some((v["sku"].as_str()?, v["id"].as_str()?)))
+            .collect();
+        let action = if self.existed { WriteAction::Updated } else { WriteAction::Created };
+        self.variants
+            .iter()
+            .map(|(key, sku)| match by_sku.get(sku.as_str()) {
+                Some(id) => WriteOutcome::ok(key.clone(), *id, action),
+                None => WriteOutcome::failed(key.clone(), RecordFailure::permanent(Some("sku".into()), format!("productSet answered without a variant with SKU {sku:?}"))),
+            })
+            .collect()
+    }
+}
+
+/// Looks up the product by handle unless `found` already has it (its variants not in the batch are kept),
+/// makes sure its collections and metafield definitions exist, and builds the productSet variables.
+async fn prepare_group(s: &Shopify, shop: &super::ShopInfo, handle: &str, products: &[(String, Product)], found: Option<Value>) -> Result<ProductSetCall, GroupError> {
+    let existing = match found {
+        Some(p) => Some(p),
+        None => s.client.query(doc::PRODUCT_BY_HANDLE, json!({"handle": handle})).await?.get("productByIdentifier").filter(|p| !p.is_null()).cloned(),
+    };
     let mut collection_ids = Vec::new();
     for path in products.iter().flat_map(|(_, p)| &p.categories).collect::<BTreeSet<_>>() {
         collection_ids.push(collection_for(s, path).await?);
     }
     ensure_metafield_definitions(s, products).await?;
     let input = product_input(shop, handle, products, existing.as_ref(), &collection_ids, &s.options.metafield_namespace).map_err(GroupError::Record)?;
-    let data = s.client.call(doc::PRODUCT_SET, json!({"identifier": {"handle": handle}, "input": input})).await;
-    let data = match data {
-        Ok(d) => d,
-        Err(e) => return Err(GroupError::Record(e.for_record(None))),
-    };
-    let payload = &data["productSet"];
-    if let Some(f) = user_errors(payload) {
-        return Err(GroupError::Record(f));
+    Ok(ProductSetCall {
+        handle: handle.to_owned(),
+        existed: existing.is_some(),
+        variants: products.iter().map(|(k, p)| (k.clone(), p.sku.clone())).collect(),
+        variables: json!({"identifier": {"handle": handle}, "input": input}),
+    })
+}
+
+async fn write_one(s: &Shopify, set: ProductSetCall) -> Result<Vec<WriteOutcome>, GroupError> {
+    match s.client.call(doc::PRODUCT_SET, set.variables.clone()).await {
+        Ok(data) => Ok(set.outcomes(&data["productSet"])),
+        Err(e) => Err(GroupError::Record(e.for_record(None))),
     }
-    let by_sku: HashMap<&str, &str> = payload
-        .pointer("/product/variants/nodes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|v| Some((v["sku"].as_str()?, v["id"].as_str()?)))
-        .collect();
-    let action = if existing.is_some() { WriteAction::Updated } else { WriteAction::Created };
-    Ok(products
-        .iter()
-        .map(|(key, p)| match by_sku.get(p.sku.as_str()) {
-            Some(id) => WriteOutcome::ok(key.clone(), *id, action),
-            None => WriteOutcome::failed(key.clone(), RecordFailure::permanent(Some("sku".into()), format!("productSet answered without a variant with SKU {:?}", p.sku))),
-        })
-        .collect())
+}
+
+/// Writes the products as one bulk mutation: the ProductSet document runs once per line of a JSONL of
+/// their variables. Shopify charges the few calls that start and poll it, not each productSet (about 20
+/// points each, a product per call). Result lines carry `__lineNumber` (0-based line of the input).
+async fn write_bulk(s: &Shopify, sets: &[ProductSetCall]) -> Result<Vec<WriteOutcome>, ConnectorError> {
+    let spent_before = s.client.points_spent();
+    let result = s.run_bulk_mutation(doc::PRODUCT_SET.text, bulk_variables(sets)).await?;
+    let outcomes = bulk_outcomes(sets, &result);
+    tracing::info!(endpoint = %s.endpoint(), products = sets.len(), points = s.client.points_spent() - spent_before, "products written by one bulk mutation");
+    Ok(outcomes)
+}
+
+/// The products among `handles` already on the shop, by handle, in ProductByHandle's shape, read with one
+/// bulk query. A handle it does not return is looked up on its own (new products cost next to nothing
+/// to look up; a product the search index has not caught up with yet is still found), and when the bulk
+/// query fails every product is looked up on its own.
+async fn existing_by_bulk_query<'a>(s: &Shopify, handles: impl Iterator<Item = &'a String>) -> HashMap<String, Value> {
+    let search = handles.map(|h| format!("handle:'{h}'")).collect::<Vec<_>>().join(" OR ");
+    let text = doc::BULK_PRODUCTS_BY_HANDLE.text.replacen("\"HANDLES\"", &serde_json::to_string(&search).unwrap_or_default(), 1);
+    match s.run_bulk_query(&text).await {
+        Ok(jsonl) => products_of_bulk(&jsonl),
+        Err(e) => {
+            tracing::warn!(endpoint = %s.endpoint(), error = %e, "bulk lookup of products by handle failed; looking them up one by one");
+            HashMap::new()
+        }
+    }
+}
+
+/// Products and their variant rows (`__parentId`) of a bulk products result, as ProductByHandle gives them.
+fn products_of_bulk(jsonl: &str) -> HashMap<String, Value> {
+    let mut by_id: HashMap<String, Value> = HashMap::new();
+    let mut variants: Vec<(String, Value)> = Vec::new();
+    for v in jsonl.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()) {
+        match v["__parentId"].as_str() {
+            Some(parent) => variants.push((parent.to_owned(), json!({"id": v["id"], "sku": v["sku"], "selectedOptions": v["selectedOptions"]}))),
+            None => {
+                if let Some(id) = v["id"].as_str() {
+                    by_id.insert(id.to_owned(), json!({"id": v["id"], "handle": v["handle"], "status": v["status"], "variants": {"nodes": []}}));
+                }
+            }
+        }
+    }
+    for (parent, variant) in variants {
+        if let Some(nodes) = by_id.get_mut(&parent).and_then(|p| p.pointer_mut("/variants/nodes")).and_then(Value::as_array_mut) {
+            nodes.push(variant);
+        }
+    }
+    by_id.into_values().filter_map(|p| Some((p["handle"].as_str()?.to_owned(), p))).collect()
+}
+
+/// The bulk mutation's input: one line of ProductSet variables per product.
+pub(crate) fn bulk_variables(sets: &[ProductSetCall]) -> String {
+    let mut jsonl = String::new();
+    for set in sets {
+        // serde_json escapes control characters: one object is one line
+        jsonl.push_str(&set.variables.to_string());
+        jsonl.push('\n');
+    }
+    jsonl
+}
+
+/// Each product's outcomes from the bulk mutation's result JSONL (`{data, errors?, __lineNumber}` per
+/// line). A product without a result line failed transiently (sent again by the engine; productSet by
+/// handle is idempotent).
+pub(crate) fn bulk_outcomes(sets: &[ProductSetCall], result: &str) -> Vec<WriteOutcome> {
+    let mut answered = vec![false; sets.len()];
+    let mut outcomes = Vec::new();
+    for (position, line) in result.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            tracing::warn!(line, "bulk mutation result line is not JSON");
+            continue;
+        };
+        let n = v["__lineNumber"].as_u64().map(|n| n as usize).unwrap_or(position);
+        let Some(set) = sets.get(n).filter(|_| !answered[n]) else { continue };
+        answered[n] = true;
+        let errors = parse_errors(&v);
+        if errors.is_empty() {
+            outcomes.extend(set.outcomes(&v["data"]["productSet"]));
+        } else {
+            let f = CallError::Graphql { errors, data: v["data"].clone() }.for_record(None);
+            outcomes.extend(set.failed(&f));
+        }
+    }
+    for (set, _) in sets.iter().zip(&answered).filter(|(_, a)| !**a) {
+        outcomes.extend(set.failed(&RecordFailure { field: None, message: format!("the bulk mutation's result has no line for product {}", set.handle), retryable: true }));
+    }
+    outcomes
 }
 
 /// A price as Shopify's `Money` (decimal string) in the shop's currency and tax mode.
@@ -522,6 +660,90 @@ mod tests {
         let e = product_input(&shop(false), "tee", &[tee("TEE-S", "S", "active"), odd], None, &[], "ferry").unwrap_err();
         assert_eq!(e.field.as_deref(), Some("options"));
         assert!(e.message.contains("TEE-X") && e.message.contains("Colour"), "{}", e.message);
+    }
+
+    fn set_call(handle: &str, skus: &[&str], existed: bool) -> ProductSetCall {
+        let products: Vec<(String, Product)> = skus.iter().map(|sku| product(json!({"sku": sku, "group": handle, "name": "Mug", "options": {"Size": sku}}))).collect();
+        let input = product_input(&shop(false), handle, &products, None, &[], "ferry").unwrap();
+        ProductSetCall {
+            handle: handle.into(),
+            existed,
+            variants: products.iter().map(|(k, p)| (k.clone(), p.sku.clone())).collect(),
+            variables: json!({"identifier": {"handle": handle}, "input": input}),
+        }
+    }
+
+    #[test]
+    fn the_bulk_input_is_one_line_of_product_set_variables_per_product() {
+        let mut odd = set_call("mug", &["MUG-1"], false);
+        odd.variables["input"]["descriptionHtml"] = json!("<p>two\nlines</p>");
+        let sets = vec![odd, set_call("cup", &["CUP-S", "CUP-L"], true)];
+        let jsonl = bulk_variables(&sets);
+        let lines: Vec<Value> = jsonl.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2, "a newline inside a value stays escaped: {jsonl}");
+        assert!(jsonl.ends_with('\n'));
+        assert_eq!(lines[0], sets[0].variables);
+        assert_eq!(lines[1]["identifier"], json!({"handle": "cup"}));
+        assert_eq!(lines[1]["input"]["variants"].as_array().unwrap().iter().map(|v| v["sku"].as_str().unwrap()).collect::<Vec<_>>(), ["CUP-S", "CUP-L"]);
+        // exactly the variables ProductSet.graphql declares
+        let mut keys: Vec<&String> = lines[1].as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["identifier", "input"]);
+        assert!(doc::PRODUCT_SET.text.contains("$identifier: ProductSetIdentifiers!, $input: ProductSetInput!"));
+    }
+
+    #[test]
+    fn bulk_result_lines_map_to_each_products_records_by_line_number() {
+        let sets = vec![set_call("mug", &["MUG-1"], false), set_call("cup", &["CUP-S", "CUP-L"], true), set_call("jug", &["JUG-1"], false), set_call("pot", &["POT-1"], false)];
+        let variants = |pairs: &[(&str, &str)]| json!({"nodes": pairs.iter().map(|(sku, id)| json!({"id": id, "sku": sku})).collect::<Vec<_>>()});
+        // out of order, as Shopify may write them; line 3 never came back
+        let result = [
+            json!({"data": {"productSet": {"product": {"id": "gid://shopify/Product/2", "variants": variants(&[("CUP-S", "gid://shopify/ProductVariant/21"), ("CUP-L", "gid://shopify/ProductVariant/22")])}, "userErrors": []}}, "__lineNumber": 1}),
+            json!({"data": {"productSet": {"product": null, "userErrors": [{"field": ["input", "variants", "0", "price"], "message": "price: \"x\" is not a decimal amount", "code": "INVALID_VARIANT"}]}}, "__lineNumber": 0}),
+            json!({"errors": [{"message": "Internal error", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}], "data": null, "__lineNumber": 2}),
+        ]
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+        let outcomes: HashMap<String, WriteOutcome> = bulk_outcomes(&sets, &result).into_iter().map(|o| (o.key.clone(), o)).collect();
+        assert_eq!(outcomes.len(), 5);
+        let w = outcomes["CUP-L"].result.as_ref().unwrap();
+        assert_eq!((w.target_id.as_str(), w.action), ("gid://shopify/ProductVariant/22", WriteAction::Updated));
+        assert_eq!(outcomes["CUP-S"].result.as_ref().unwrap().target_id, "gid://shopify/ProductVariant/21");
+        let f = outcomes["MUG-1"].result.as_ref().unwrap_err();
+        assert_eq!(f.field.as_deref(), Some("input.variants.0.price"));
+        assert!(f.message.starts_with("INVALID_VARIANT: price") && !f.retryable, "{f:?}");
+        let f = outcomes["JUG-1"].result.as_ref().unwrap_err();
+        assert!(f.message.contains("Internal error") && f.retryable, "{f:?}");
+        let f = outcomes["POT-1"].result.as_ref().unwrap_err();
+        assert!(f.message.contains("no line for product pot") && f.retryable, "{f:?}");
+    }
+
+    #[test]
+    fn a_bulk_products_result_is_reassembled_as_product_by_handle_gives_it() {
+        let jsonl = [
+            json!({"id": "gid://shopify/Product/1", "handle": "tee", "status": "ACTIVE"}),
+            json!({"id": "gid://shopify/ProductVariant/11", "sku": "TEE-S", "selectedOptions": [{"name": "Size", "value": "S"}], "__parentId": "gid://shopify/Product/1"}),
+            json!({"id": "gid://shopify/Product/2", "handle": "mug", "status": "DRAFT"}),
+            json!({"id": "gid://shopify/ProductVariant/12", "sku": "TEE-L", "selectedOptions": [{"name": "Size", "value": "L"}], "__parentId": "gid://shopify/Product/1"}),
+        ]
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+        let found = products_of_bulk(&jsonl);
+        assert_eq!(found.len(), 2);
+        assert_eq!(found["mug"]["variants"]["nodes"], json!([]));
+        let tee = &found["tee"];
+        assert_eq!(tee["id"], "gid://shopify/Product/1");
+        // what product_input needs of it: the siblings, by id, with their options
+        let input = product_input(&shop(false), "tee", &[small_tee("TEE-S")], Some(tee), &[], "ferry").unwrap();
+        assert_eq!(input["variants"][1], json!({"id": "gid://shopify/ProductVariant/12", "optionValues": [{"optionName": "Size", "name": "L"}]}));
+    }
+
+    fn small_tee(sku: &str) -> (String, Product) {
+        product(json!({"sku": sku, "group": "tee", "name": "Tee", "options": {"Size": "S"}}))
     }
 
     #[test]
