@@ -161,8 +161,13 @@ async fn products_with_variants_categories_images_and_prices_then_a_price_change
     let green = format!("{g}-GREEN");
     let out = by_key(m.write(Stream::Products, vec![record(Stream::Products, product(&green, &g, "Green", "20"))]).await.unwrap());
     assert_eq!(action(&out[&green]), WriteAction::Created);
-    let found = admin.get(&format!("/admin/products?handle={handle}&fields=id,*variants")).await;
+    let found = admin.get(&format!("/admin/products?handle={handle}&fields=id,*variants,*images,*categories")).await;
     assert_eq!(found["products"][0]["variants"].as_array().unwrap().len(), 3);
+    // A batch holding one variant (what the engine sends when one record changed) adds that variant's
+    // picture and keeps the other variants' pictures and categories.
+    let images = found["products"][0]["images"].as_array().unwrap();
+    assert_eq!(images.len(), 3, "red's and blue's images kept, green's added: {images:?}");
+    assert_eq!(found["products"][0]["categories"].as_array().unwrap().len(), 1, "the category stays");
 }
 
 #[tokio::test]

@@ -121,7 +121,11 @@ pub(crate) async fn write(m: &Medusa, batch: Vec<WriteRecord>) -> Result<Vec<Wri
                 continue;
             }
         };
-        let target = product_fields(&preps, idx, &cats);
+        let mut target = product_fields(&preps, idx, &cats);
+        if let Some(existing) = products.get(h) {
+            let skus: BTreeSet<&str> = idx.iter().map(|i| preps[*i].product.sku.as_str()).collect();
+            keep_other_variants_media(existing, &mut target, &skus);
+        }
         match products.get(h) {
             None => {
                 let mut input = target;
@@ -382,6 +386,26 @@ fn product_fields(preps: &[Prep], idx: &[usize], categories: &[String]) -> Value
         "categories": categories.iter().map(|id| json!({"id": id})).collect::<Vec<_>>(),
         "metadata": Value::Object(metadata),
     })
+}
+
+/// A batch holding only some of a product's variants (the engine sends only changed records: a new price
+/// for one size) knows only their images and categories, so the product keeps those it has besides, lest
+/// one size's price change strip the other sizes' pictures. A batch holding every variant the product
+/// has sets them exactly (an image dropped in the ERP goes).
+fn keep_other_variants_media(existing: &Value, target: &mut Value, batch_skus: &BTreeSet<&str>) {
+    let variants = existing["variants"].as_array().into_iter().flatten();
+    if variants.clone().all(|v| v["sku"].as_str().is_some_and(|sku| batch_skus.contains(sku))) {
+        return;
+    }
+    for (field, id) in [("images", "url"), ("categories", "id")] {
+        let mut kept: Vec<Value> = existing[field].as_array().into_iter().flatten().filter_map(|x| x[id].as_str()).map(|v| json!({ id: v })).collect();
+        for wanted in target[field].as_array().into_iter().flatten() {
+            if !kept.contains(wanted) {
+                kept.push(wanted.clone());
+            }
+        }
+        target[field] = Value::Array(kept);
+    }
 }
 
 /// The update of an existing product with only the fields that differ; `None` when it matches.
@@ -648,6 +672,26 @@ mod tests {
         assert_eq!(diff["images"], json!([{"url": "http://x/a.jpg"}]));
         assert_eq!(diff["metadata"], json!({"ferry_group": "A-1", "by_hand": 1, "brand": "Acme"}));
         assert!(diff.get("title").is_none());
+    }
+
+    #[test]
+    fn a_batch_with_some_variants_keeps_the_others_images_and_categories() {
+        let existing = json!({
+            "images": [{"id": "img_1", "url": "http://x/s.jpg"}, {"id": "img_2", "url": "http://x/m.jpg"}],
+            "categories": [{"id": "pcat_s"}, {"id": "pcat_m"}],
+            "variants": [{"sku": "TEE-S"}, {"sku": "TEE-M"}],
+        });
+        let target = || json!({"images": [{"url": "http://x/s2.jpg"}], "categories": [{"id": "pcat_s"}]});
+        // only TEE-S changed: the product keeps TEE-M's picture and category, and gains the new one
+        let mut partial = target();
+        keep_other_variants_media(&existing, &mut partial, &BTreeSet::from(["TEE-S"]));
+        assert_eq!(partial["images"], json!([{"url": "http://x/s.jpg"}, {"url": "http://x/m.jpg"}, {"url": "http://x/s2.jpg"}]));
+        assert_eq!(partial["categories"], json!([{"id": "pcat_s"}, {"id": "pcat_m"}]));
+        assert!(product_diff(&existing, &partial).is_some_and(|d| d.get("categories").is_none()), "categories unchanged are not sent");
+        // every variant in the batch: the ERP's list is the product's
+        let mut whole = target();
+        keep_other_variants_media(&existing, &mut whole, &BTreeSet::from(["TEE-S", "TEE-M"]));
+        assert_eq!(whole, target());
     }
 
     #[test]
