@@ -1,7 +1,9 @@
 //! Shopify connector against the project's Shopify emulator (scripts/peers/shopify/up.sh): what a sync
 //! costs in requests and in **calculated query cost points**, the figures Shopify's rate limit is made of.
 //!
-//!     cargo bench -p ferry-connectors --features shopify --bench shopify
+//!     cargo bench --profile dev -p ferry-connectors --features shopify --bench shopify
+//!
+//! (the `bench` profile works too; its thin-LTO build takes much longer, and the times are the emulator's.)
 //!
 //! The emulator is the benchmark's own: `FERRY_BENCH_SHOPIFY_PORT` (default 18450) in
 //! `FERRY_BENCH_SHOPIFY_DIR` (default `<peers dir>/shopify-bench`), reset at the start (its shop then
