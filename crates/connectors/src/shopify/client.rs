@@ -173,6 +173,19 @@ pub struct Client {
     throttled: AtomicU64,
     /// Sum of `actualQueryCost` of the answers so far (for "where the budget goes").
     spent: AtomicU64,
+    /// The same per operation, with requests and time (benchmarks: which documents the points go to).
+    by_operation: std::sync::Mutex<std::collections::BTreeMap<&'static str, OperationUsage>>,
+}
+
+/// What one operation (GraphQL document) used so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct OperationUsage {
+    /// HTTP requests, resent ones and `THROTTLED` answers included.
+    pub requests: u64,
+    /// Sum of `actualQueryCost`.
+    pub points: u64,
+    /// Time spent in requests (pacing waits excluded).
+    pub elapsed: Duration,
 }
 
 impl Client {
@@ -193,6 +206,7 @@ impl Client {
             calls: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
             spent: AtomicU64::new(0),
+            by_operation: Default::default(),
         })
     }
 
@@ -217,19 +231,32 @@ impl Client {
         self.spent.load(Ordering::Relaxed)
     }
 
+    /// Requests, points and time per operation so far, by operation name.
+    pub fn usage_by_operation(&self) -> Vec<(&'static str, OperationUsage)> {
+        self.by_operation.lock().expect("usage lock").iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
     /// Runs `op` and returns `data`. GraphQL errors become [`CallError::Graphql`].
     pub async fn call(&self, op: Op, variables: Value) -> Result<Value, CallError> {
         let idempotency = if op.is_mutation() { Idempotency::Unsafe } else { Idempotency::Safe };
         let mut throttled = 0;
         loop {
             self.pace(op).await;
-            let body = self.post(op, &variables, idempotency).await?;
+            let (mut sent, started) = (0, Instant::now());
+            let body = self.post(op, &variables, idempotency, &mut sent).await;
+            let points = body.as_ref().ok().and_then(Cost::of).and_then(|c| c.actual).map(|a| a.round() as u64).unwrap_or(0);
+            {
+                let mut usage = self.by_operation.lock().expect("usage lock");
+                let u = usage.entry(op.name).or_default();
+                u.requests += sent;
+                u.points += points;
+                u.elapsed += started.elapsed();
+            }
+            let body = body?;
             let cost = Cost::of(&body);
             if let Some(cost) = &cost {
                 self.budget.lock().await.observe(op.name, cost, Instant::now());
-                if let Some(actual) = cost.actual {
-                    self.spent.fetch_add(actual.round() as u64, Ordering::Relaxed);
-                }
+                self.spent.fetch_add(points, Ordering::Relaxed);
             }
             if is_throttled(&body) {
                 self.throttled.fetch_add(1, Ordering::Relaxed);
@@ -277,10 +304,12 @@ impl Client {
     }
 
     /// One request, sent again after a transient failure when that is safe (see [`crate::retry`]).
-    async fn post(&self, op: Op, variables: &Value, idempotency: Idempotency) -> Result<Value, ConnectorError> {
+    /// `sent` counts the requests sent.
+    async fn post(&self, op: Op, variables: &Value, idempotency: Idempotency, sent: &mut u64) -> Result<Value, ConnectorError> {
         let mut attempt = 1;
         loop {
             self.calls.fetch_add(1, Ordering::Relaxed);
+            *sent += 1;
             match self.post_once(op, variables).await {
                 Ok(body) => return Ok(body),
                 Err(Failure::Transient(e, cause)) if self.retry.should_retry(attempt, idempotency, cause) => {

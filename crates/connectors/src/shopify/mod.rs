@@ -213,6 +213,11 @@ impl Shopify {
         (self.client.calls(), self.client.throttled(), self.client.points_spent())
     }
 
+    /// Requests, query-cost points and request time per GraphQL operation so far (benchmarks).
+    pub fn api_usage_by_operation(&self) -> Vec<(&'static str, client::OperationUsage)> {
+        self.client.usage_by_operation()
+    }
+
     pub(crate) async fn shop(&self) -> Result<&ShopInfo, ConnectorError> {
         self.shop
             .get_or_try_init(|| async {
