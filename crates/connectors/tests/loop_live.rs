@@ -58,60 +58,17 @@ password = "{shop_password}"
 stock_locations = {{ WH = "Default Stock Location" }}
 stock_quantity = "available"
 
-[flows.products]
-source = "erp"
-target = "shop"
-stream = "products"
-[flows.products.mapping]
-filter = '.sku | startswith("{prefix}")'
-compute = {{ tax_class = '{{"Goods": "GST"}}[.tax_class // ""] // null' }}
-
-[flows.customers]
-source = "erp"
-target = "shop"
-stream = "customers"
-[flows.customers.mapping]
-filter = '(.company // "") | startswith("{customer}")'
-
-[flows.prices]
-source = "erp"
-target = "shop"
-stream = "prices"
-[flows.prices.mapping]
-filter = '.price_list == "{list}" and (.sku | startswith("{prefix}"))'
-
-[flows.stock]
-source = "erp"
-target = "shop"
-stream = "stock"
-[flows.stock.mapping]
-filter = '.sku | startswith("{prefix}")'
-
-[flows.orders]
-source = "shop"
-target = "erp"
-stream = "orders"
-[flows.orders.mapping]
-filter = 'any(.lines[]; .sku | startswith("{prefix}"))'
-
-[flows.shipments]
-source = "erp"
-target = "shop"
-stream = "shipments"
-[flows.shipments.mapping]
-filter = 'any(.lines[]; .sku | startswith("{prefix}"))'
-"#,
+{flows}"#,
         state = state.display(),
         tryton_port = support::port(),
         tryton_password = support::PASSWORD,
         shop = peer.base_url,
         shop_user = peer.username,
         shop_password = peer.password,
+        flows = support::loop_flows(prefix, customer, list, r#"compute = { tax_class = '{"Goods": "GST"}[.tax_class // ""] // null' }"#),
     );
     Config::parse(&text, state.parent().unwrap().to_owned()).unwrap_or_else(|e| panic!("config: {e}\n{text}"))
 }
-
-const ERP_FLOWS: [&str; 5] = ["products", "customers", "prices", "stock", "shipments"];
 
 /// One test's view of the loop: its own suffix, state store and workspace.
 struct Loop {
@@ -141,7 +98,7 @@ impl Loop {
     /// A workspace on the state store at `path`; the Tryton-sourced flows start at `since`.
     async fn workspace(path: &Path, prefix: &str, customer: &str, list: &str, since: DateTime<Utc>) -> Workspace {
         let ws = Workspace::open(config(path, prefix, customer, list), ferry_connectors::registry()).await.unwrap();
-        for flow in ERP_FLOWS {
+        for flow in support::LOOP_ERP_FLOWS {
             let store = ws.store();
             let run = store.begin_run(flow, "seed").await.unwrap();
             let commit = BatchCommit { checkpoint: Some(json!({"since": since})), ..Default::default() };

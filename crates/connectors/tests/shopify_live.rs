@@ -439,52 +439,12 @@ create_customers = false
 [connections.shop.locations]
 WH = "Main warehouse"
 
-[flows.products]
-source = "erp"
-target = "shop"
-stream = "products"
-[flows.products.mapping]
-filter = '.sku | startswith("{prefix}")'
-
-[flows.customers]
-source = "erp"
-target = "shop"
-stream = "customers"
-[flows.customers.mapping]
-filter = '(.company // "") | startswith("{customer}")'
-
-[flows.prices]
-source = "erp"
-target = "shop"
-stream = "prices"
-[flows.prices.mapping]
-filter = '.price_list == "{list}" and (.sku | startswith("{prefix}"))'
-
-[flows.stock]
-source = "erp"
-target = "shop"
-stream = "stock"
-[flows.stock.mapping]
-filter = '.sku | startswith("{prefix}")'
-
-[flows.orders]
-source = "shop"
-target = "erp"
-stream = "orders"
-[flows.orders.mapping]
-filter = 'any(.lines[]; .sku | startswith("{prefix}"))'
-
-[flows.shipments]
-source = "erp"
-target = "shop"
-stream = "shipments"
-[flows.shipments.mapping]
-filter = 'any(.lines[]; .sku | startswith("{prefix}"))'
-"#,
+{flows}"#,
             state = state.display(),
             tryton_port = support::port(),
             tryton_password = support::PASSWORD,
             shop = support::shopify_connection_toml("shop", &format!("order_prefix = \"{prefix}\"")),
+            flows = support::loop_flows(prefix, customer, list, ""),
         );
         Config::parse(&text, state.parent().unwrap().to_owned()).unwrap_or_else(|e| panic!("config: {e}\n{text}"))
     }
