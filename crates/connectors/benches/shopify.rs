@@ -5,7 +5,8 @@
 //!
 //! (the `bench` profile works too; its thin-LTO build takes much longer, and the times are the emulator's.)
 //!
-//! The emulator is the benchmark's own: `FERRY_BENCH_SHOPIFY_PORT` (default 18450) in
+//! `FERRY_BENCH_SHOPIFY_BATCH` sets the products flow's batch size (default 50; 1000 takes the bulk mutation
+//! path). The emulator is the benchmark's own: `FERRY_BENCH_SHOPIFY_PORT` (default 18450) in
 //! `FERRY_BENCH_SHOPIFY_DIR` (default `<peers dir>/shopify-bench`), reset at the start (its shop then
 //! holds only the benchmark's products and orders). Its leaky bucket is made large (1,000,000 points,
 //! restored at 1,000,000/s) so that emulated throttling does not dominate the times; the points spent are
@@ -213,7 +214,11 @@ bulk_poll_seconds = 1
 source = "files"
 target = "shop"
 stream = "products"
+batch_size = {batch}
 "#,
+        // The flow's batch size (the engine's default 50, or e.g. 1000: batches of 200+ products take the
+        // connector's bulk mutation path).
+        batch = env_usize("FERRY_BENCH_SHOPIFY_BATCH", 50),
         state = work.path().join("state.db").display(),
         files = files.display(),
     );
