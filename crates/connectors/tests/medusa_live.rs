@@ -364,3 +364,28 @@ async fn an_incremental_read_in_small_pages_reads_every_order_once_and_checkpoin
     let newest = order_of(&items, &ids[2]).updated_at.unwrap();
     assert!(last >= newest, "the checkpoint {last} is at or after the newest order read ({newest})");
 }
+
+/// Medusa refunds an amount of a captured payment: read back as one canonical refund of that amount
+/// (a tax-free adjustment: Medusa does not say which lines), the order partially refunded, still to the cent.
+#[tokio::test]
+async fn a_refund_of_a_captured_payment_is_read_as_a_refund_of_its_amount() {
+    let m = connector();
+    let sku = format!("RFD-{}", unique());
+    sellable(&m, &sku, "25.00", 5).await;
+    let placed = place_medusa_order(&[(&sku, 2)], &format!("{}@example.test", sku.to_lowercase()));
+    let id = placed["id"].as_str().unwrap().to_owned();
+    let admin = MedusaAdmin::new();
+    let found = admin.get(&format!("/admin/orders/{id}?fields=id,*payment_collections,*payment_collections.payments")).await;
+    let payment = found["order"]["payment_collections"][0]["payments"][0]["id"].as_str().expect("the order's payment").to_owned();
+    admin.post(&format!("/admin/payments/{payment}/capture"), json!({})).await;
+    admin.post(&format!("/admin/payments/{payment}/refund"), json!({"amount": 10.5, "note": "one mug chipped"})).await;
+
+    let order = order_of(&read_orders(&m, Some(vec![id.clone()])).await, &id);
+    assert_eq!(order.refunds.len(), 1, "{order:#?}");
+    assert_eq!(order.refunds[0].total, d("10.50"));
+    assert_eq!(order.refunds[0].adjustment, d("10.50"));
+    assert!(order.refunds[0].lines.is_empty(), "an amount, not lines: {:?}", order.refunds[0]);
+    assert_eq!(order.status.as_str(), "partially_refunded");
+    // the order itself still adds up: 2 × 25.00 + 9.95 shipping, GST 10 % rounded to the cent
+    assert_eq!(order.totals.total, d("65.95"));
+}

@@ -29,7 +29,7 @@ use std::collections::HashSet;
 /// tax lines and adjustments, shipping methods likewise, addresses, customer, promotions, payments with
 /// refunds, the payment summary.
 pub const ORDER_FIELDS: &str = "id,display_id,status,created_at,updated_at,canceled_at,currency_code,email,customer_id,metadata,\
-payment_status,fulfillment_status,total,subtotal,tax_total,discount_total,shipping_total,item_total,\
+payment_status,fulfillment_status,total,credit_line_total,subtotal,tax_total,discount_total,shipping_total,item_total,\
 *items,items.subtotal,items.total,items.tax_total,items.discount_total,*items.tax_lines,*items.adjustments,\
 *shipping_methods,shipping_methods.total,shipping_methods.subtotal,shipping_methods.tax_total,*shipping_methods.tax_lines,*shipping_methods.adjustments,\
 *shipping_address,*billing_address,*customer,*promotions,summary,\
@@ -222,7 +222,10 @@ fn canonical(o: &Value, number: &str) -> Result<Value, Bad> {
     // payments are rounded half away from zero, as a payment provider charges them; lines keep Medusa's
     // exact amounts (their tax adds up to the rounded tax to the cent); custom.medusa_total keeps the rest.
     let cents = |x: Decimal| x.round_dp_with_strategy(c.minor_units(), rust_decimal::RoundingStrategy::MidpointAwayFromZero);
-    let exact_total = amount(&o["total"], "totals.total")?;
+    // A refund of a captured payment becomes a credit line (Medusa 2.21) that Medusa takes off the order's
+    // `total`: the order's own total is `total` + `credit_line_total`, its refunds are read below.
+    let credit_lines = if o["credit_line_total"].is_null() { Decimal::ZERO } else { amount(&o["credit_line_total"], "totals.total")? };
+    let exact_total = amount(&o["total"], "totals.total")?.checked_add(credit_lines).ok_or_else(|| ("totals.total".to_owned(), "out of range".to_owned()))?;
     let total = cents(exact_total);
     let mut payments = Vec::new();
     let mut refunds = Vec::new();
@@ -411,6 +414,22 @@ mod tests {
         assert_eq!((o.lines[0].discount, o.lines[0].total), (d("5"), d("45")));
         assert_eq!(o.coupons, ["SAVE5"]);
         assert_eq!(o.totals.total, d("60.45"));
+    }
+
+    #[test]
+    fn a_refund_credit_line_is_a_refund_not_a_smaller_order() {
+        // Medusa 2.21 after refunding 10.50 of the captured payment (as the live peer answers): a credit line
+        // taken off `total`, the refund on the payment.
+        let mut raw: Value = serde_json::from_str(PLACED).unwrap();
+        raw["total"] = json!(55.445);
+        raw["credit_line_total"] = json!(10.5);
+        raw["payment_collections"][0]["payments"][0]["refunds"] = json!([{"id": "ref_1", "amount": 10.5, "created_at": "2026-12-03T15:20:00Z"}]);
+        let o = order(translate(&raw));
+        assert_eq!(o.totals.total, d("65.95"), "the order's own total");
+        assert_eq!(o.refunds.len(), 1);
+        assert_eq!(o.refunds[0].total, d("10.50"));
+        assert_eq!(o.status.as_str(), "partially_refunded");
+        assert!(o.reconcile().is_empty());
     }
 
     #[test]
