@@ -37,7 +37,7 @@ pub fn loop_flows(prefix: &str, customer: &str, list: &str, products_mapping: &s
         format!("[flows.{name}]\nsource = \"{source}\"\ntarget = \"{target}\"\nstream = \"{name}\"\n[flows.{name}.mapping]\n{mapping}\n\n")
     };
     [
-        flow("products", "erp", "shop", &format!("{sku}\n{products_mapping}").trim_end().to_owned()),
+        flow("products", "erp", "shop", format!("{sku}\n{products_mapping}").trim_end()),
         flow("customers", "erp", "shop", &format!(r#"filter = '(.company // "") | startswith("{customer}")'"#)),
         flow("prices", "erp", "shop", &format!(r#"filter = '.price_list == "{list}" and (.sku | startswith("{prefix}"))'"#)),
         flow("stock", "erp", "shop", &sku),
